@@ -1,0 +1,16 @@
+//! `fraiseql.toml`: the configuration model, `${VAR}` / `${VAR:-default}` expansion and validation.
+//!
+//! Pure: reading the file and the environment are injected, so everything here is tested without I/O.
+//! Every error names the key and the line of the file it comes from.
+
+mod error;
+mod expand;
+mod load;
+mod model;
+
+pub use error::ConfigError;
+pub use load::{load_file, parse_str};
+pub use model::{
+    Config, DatabaseConfig, DatabaseType, LimitsConfig, MultiTenancyConfig, ObserversConfig,
+    SchemaConfig, ServerConfig, TenancyStrategy, TENANT_DATABASE,
+};

@@ -1,0 +1,353 @@
+//! Reading a config: TOML parse -> structural check (unknown keys, types) -> `${VAR}` expansion ->
+//! semantic validation. Each step's errors carry the key and its line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use toml_edit::{Document, DocumentMut, Item, Value};
+
+use crate::error::ConfigError;
+use crate::expand::{expand, ExpandError};
+use crate::model::*;
+
+/// Reads and validates `path`, expanding `${VAR}` from the process environment.
+/// A relative `[schema] path` is resolved against the config file's folder.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    parse_str(
+        &src,
+        &path.display().to_string(),
+        base,
+        &|name| std::env::var(name).ok(),
+    )
+}
+
+/// Parses and validates config text. `file` names it in errors; `base` resolves relative paths;
+/// `env` answers `${VAR}` look-ups.
+pub fn parse_str(
+    src: &str,
+    file: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let doc = Document::parse(src.to_owned()).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        line: e.span().map_or(1, |s| line_of(src, s.start)),
+        message: e.message().to_owned(),
+    })?;
+    let mut lines = HashMap::new();
+    record_lines(src, "", doc.as_item(), &mut lines);
+    let cx = Cx { file, lines };
+
+    // Structure first, on the text as written, so unknown keys and wrong types point at their line.
+    let _: RawConfig = toml_edit::de::from_document(doc.clone()).map_err(|e| cx.serde_error(src, &e))?;
+
+    let mut expanded = doc.into_mut();
+    expand_item(&cx, "", expanded.as_item_mut(), env)?;
+    let raw: RawConfig =
+        toml_edit::de::from_document(DocumentMut::from(expanded)).map_err(|e| cx.serde_error(src, &e))?;
+    cx.build(raw, base)
+}
+
+/// The file name and the line of every key path, for errors found after parsing.
+struct Cx<'a> {
+    file: &'a str,
+    lines: HashMap<String, usize>,
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn record_lines(src: &str, prefix: &str, item: &Item, out: &mut HashMap<String, usize>) {
+    let table: Box<dyn Iterator<Item = (&toml_edit::Key, &Item)>> = match item {
+        Item::Table(t) => Box::new(t.iter().filter_map(|(k, _)| t.get_key_value(k))),
+        Item::Value(Value::InlineTable(t)) => Box::new(
+            t.iter()
+                .filter_map(|(k, _)| t.get_key_value(k))
+                .map(|(k, v)| (k, v)),
+        ),
+        _ => return,
+    };
+    for (key, child) in table {
+        let path = join(prefix, key.get());
+        if let Some(span) = key.span().or_else(|| child.span()) {
+            out.insert(path.clone(), line_of(src, span.start));
+        }
+        record_lines(src, &path, child, out);
+    }
+}
+
+fn expand_item(
+    cx: &Cx<'_>,
+    path: &str,
+    item: &mut Item,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match item {
+        Item::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                expand_item(cx, &join(path, k.get()), v, env)?;
+            }
+        }
+        Item::Value(v) => expand_value(cx, path, v, env)?,
+        Item::ArrayOfTables(a) => {
+            for t in a.iter_mut() {
+                for (k, v) in t.iter_mut() {
+                    expand_item(cx, &join(path, k.get()), v, env)?;
+                }
+            }
+        }
+        Item::None => {}
+    }
+    Ok(())
+}
+
+fn expand_value(
+    cx: &Cx<'_>,
+    path: &str,
+    value: &mut Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        Value::String(s) if s.value().contains('$') => {
+            let out = expand(s.value(), env).map_err(|e| match e {
+                ExpandError::Missing(var) => ConfigError::MissingVar {
+                    file: cx.file.to_owned(),
+                    line: cx.line(path),
+                    key: path.to_owned(),
+                    var,
+                },
+                ExpandError::Malformed(message) => cx.invalid(path, message),
+            })?;
+            *value = Value::from(out);
+        }
+        Value::Array(a) => {
+            for v in a.iter_mut() {
+                expand_value(cx, path, v, env)?;
+            }
+        }
+        Value::InlineTable(t) => {
+            for (k, v) in t.iter_mut() {
+                expand_value(cx, &join(path, k.get()), v, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Cx<'_> {
+    /// The line of `path`, else of its closest parent that is in the file, else 1.
+    fn line(&self, path: &str) -> usize {
+        let mut p = path;
+        loop {
+            if let Some(l) = self.lines.get(p) {
+                return *l;
+            }
+            match p.rfind('.') {
+                Some(i) => p = &p[..i],
+                None => return 1,
+            }
+        }
+    }
+
+    fn invalid(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line(path),
+            key: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn serde_error(&self, src: &str, e: &toml_edit::de::Error) -> ConfigError {
+        let line = e.span().map_or(1, |s| line_of(src, s.start));
+        // Name the key: the path whose recorded line is this one (deepest wins).
+        let key = self
+            .lines
+            .iter()
+            .filter(|(_, l)| **l == line)
+            .map(|(k, _)| k.as_str())
+            .max_by_key(|k| k.len())
+            .unwrap_or("(document)")
+            .to_owned();
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line,
+            key,
+            message: e.message().trim().to_owned(),
+        }
+    }
+
+    fn int(&self, path: &str, n: Option<Num>, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let v = match n {
+            None => return Ok(default),
+            Some(Num::Int(i)) => i,
+            Some(Num::Str(s)) => s.trim().parse::<i64>().map_err(|_| {
+                self.invalid(path, format!("expected an integer, found {s:?}"))
+            })?,
+        };
+        if v < min || v > max {
+            return Err(self.invalid(path, format!("{v} is out of range ({min}..={max})")));
+        }
+        Ok(v)
+    }
+
+    fn flag(&self, path: &str, f: Option<Flag>, default: bool) -> Result<bool, ConfigError> {
+        match f {
+            None => Ok(default),
+            Some(Flag::Bool(b)) => Ok(b),
+            Some(Flag::Str(s)) => match s.trim() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                other => Err(self.invalid(path, format!("expected true or false, found {other:?}"))),
+            },
+        }
+    }
+
+    fn build(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let server = ServerConfig {
+            host: raw.server.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port: self.int("server.port", raw.server.port, 8080, 0, 65535)? as u16,
+        };
+        let schema_path = raw.schema.path.unwrap_or_else(|| "schema.graphql".to_owned());
+        let schema = SchemaConfig {
+            path: resolve(base, &schema_path),
+        };
+
+        let strategy = match raw.multi_tenancy.strategy.as_deref() {
+            None | Some("database_per_tenant") => TenancyStrategy::DatabasePerTenant,
+            Some("schema_per_tenant") => TenancyStrategy::SchemaPerTenant,
+            Some("row_level") => TenancyStrategy::RowLevel,
+            Some(other) => {
+                return Err(self.invalid(
+                    "multi_tenancy.strategy",
+                    format!("unknown strategy {other:?}; expected \"database_per_tenant\", \"schema_per_tenant\" or \"row_level\""),
+                ))
+            }
+        };
+        let auth_header = raw
+            .multi_tenancy
+            .auth_header
+            .unwrap_or_else(|| "X-Tenant-ID".to_owned());
+        let header_ok = !auth_header.is_empty()
+            && auth_header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !header_ok {
+            return Err(self.invalid(
+                "multi_tenancy.auth_header",
+                format!("{auth_header:?} is not a valid HTTP header name"),
+            ));
+        }
+        let multi_tenancy = MultiTenancyConfig {
+            enabled: self.flag("multi_tenancy.enabled", raw.multi_tenancy.enabled, false)?,
+            strategy,
+            auth_header,
+        };
+
+        let mut databases = BTreeMap::new();
+        for (name, db) in raw.databases {
+            let path = format!("databases.{name}");
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(self.invalid(&path, "database names are [A-Za-z0-9_]+"));
+            }
+            let kind = match db.kind.as_deref() {
+                Some("postgresql") | Some("postgres") => DatabaseType::Postgresql,
+                Some(other) => {
+                    return Err(self.invalid(
+                        &format!("{path}.type"),
+                        format!("unsupported database type {other:?}; expected \"postgresql\""),
+                    ))
+                }
+                None => return Err(self.invalid(&path, "missing key `type` (use type = \"postgresql\")")),
+            };
+            let url = db.url.filter(|u| !u.trim().is_empty());
+            if url.is_none() && name != TENANT_DATABASE {
+                return Err(self.invalid(
+                    &format!("{path}.url"),
+                    "missing or empty `url` (only the `tenant` database may omit it)",
+                ));
+            }
+            let pool_max = self.int(&format!("{path}.pool_max"), db.pool_max, 10, 1, 10_000)? as usize;
+            let pool_timeout_secs =
+                self.int(&format!("{path}.pool_timeout_secs"), db.pool_timeout_secs, 5, 1, 3600)? as u64;
+            databases.insert(
+                name,
+                DatabaseConfig {
+                    kind,
+                    url,
+                    pool_max,
+                    pool_timeout_secs,
+                },
+            );
+        }
+        if !databases.contains_key(TENANT_DATABASE) {
+            return Err(self.invalid(
+                "databases",
+                "missing `[databases.tenant]`: the database the schema's types live in",
+            ));
+        }
+
+        let backend = raw.observers.backend.unwrap_or_else(|| "nats".to_owned());
+        if backend != "nats" {
+            return Err(self.invalid(
+                "observers.backend",
+                format!("unsupported backend {backend:?}; expected \"nats\""),
+            ));
+        }
+        let observers = ObserversConfig {
+            enabled: self.flag("observers.enabled", raw.observers.enabled, false)?,
+            backend,
+            nats_url: raw.observers.nats_url.filter(|u| !u.trim().is_empty()),
+        };
+
+        let d = LimitsConfig::default();
+        let l = raw.limits;
+        let big = i64::from(u32::MAX);
+        let limits = LimitsConfig {
+            max_body_bytes: self.int("limits.max_body_bytes", l.max_body_bytes, d.max_body_bytes as i64, 1024, big)? as usize,
+            max_tokens: self.int("limits.max_tokens", l.max_tokens, d.max_tokens as i64, 1, big)? as usize,
+            max_depth: self.int("limits.max_depth", l.max_depth, d.max_depth as i64, 1, 1000)? as usize,
+            max_aliases: self.int("limits.max_aliases", l.max_aliases, d.max_aliases as i64, 0, big)? as usize,
+            max_root_fields: self.int("limits.max_root_fields", l.max_root_fields, d.max_root_fields as i64, 1, big)? as usize,
+            max_limit: self.int("limits.max_limit", l.max_limit, d.max_limit, 1, big)?,
+            request_timeout_ms: self.int("limits.request_timeout_ms", l.request_timeout_ms, d.request_timeout_ms as i64, 1, big)? as u64,
+            introspection: self.flag("limits.introspection", l.introspection, d.introspection)?,
+        };
+
+        Ok(Config {
+            server,
+            schema,
+            multi_tenancy,
+            databases,
+            observers,
+            limits,
+        })
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests;

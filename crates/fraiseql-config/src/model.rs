@@ -1,0 +1,231 @@
+//! The typed configuration. Field names are the keys users write (INTERFACE.md fixes them).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The name of the per-tenant database in `[databases]`.
+pub const TENANT_DATABASE: &str = "tenant";
+
+/// The whole of `fraiseql.toml`, validated and with every `${VAR}` expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[schema]`
+    pub schema: SchemaConfig,
+    /// `[multi_tenancy]`
+    pub multi_tenancy: MultiTenancyConfig,
+    /// `[databases.<name>]`, by name; `tenant` is the per-tenant database.
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// `[observers]`
+    pub observers: ObserversConfig,
+    /// `[limits]`
+    pub limits: LimitsConfig,
+}
+
+/// `[server]`: where the HTTP server listens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Interface to bind (default `127.0.0.1`).
+    pub host: String,
+    /// Port (default 8080).
+    pub port: u16,
+}
+
+/// `[schema]`: the GraphQL SDL file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaConfig {
+    /// Path of the SDL file, resolved against the config file's folder.
+    pub path: PathBuf,
+}
+
+/// Tenant isolation strategy (`[multi_tenancy] strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenancyStrategy {
+    /// One database per tenant (the seed's default).
+    DatabasePerTenant,
+    /// One schema per tenant in a shared database.
+    SchemaPerTenant,
+    /// Shared tables, isolated by row-level security only.
+    RowLevel,
+}
+
+impl TenancyStrategy {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DatabasePerTenant => "database_per_tenant",
+            Self::SchemaPerTenant => "schema_per_tenant",
+            Self::RowLevel => "row_level",
+        }
+    }
+}
+
+/// `[multi_tenancy]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiTenancyConfig {
+    /// Whether requests are routed per tenant.
+    pub enabled: bool,
+    /// How tenants are isolated.
+    pub strategy: TenancyStrategy,
+    /// The header naming the tenant (default `X-Tenant-ID`).
+    pub auth_header: String,
+}
+
+/// The only database type today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseType {
+    /// PostgreSQL (the `type = "postgresql"` of the seed).
+    Postgresql,
+}
+
+/// `[databases.<name>]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// `type`
+    pub kind: DatabaseType,
+    /// Connection URL; optional for `tenant`, whose targets come from the tenant registry.
+    pub url: Option<String>,
+    /// Maximum connections in one pool of this database.
+    pub pool_max: usize,
+    /// Seconds to wait for a free connection before failing the request.
+    pub pool_timeout_secs: u64,
+}
+
+/// `[observers]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObserversConfig {
+    /// Whether events are published.
+    pub enabled: bool,
+    /// Event backend (only `nats`).
+    pub backend: String,
+    /// NATS server URL.
+    pub nats_url: Option<String>,
+}
+
+/// `[limits]`: every request is checked against these before any SQL runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitsConfig {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most lexical tokens in one GraphQL document.
+    pub max_tokens: usize,
+    /// Deepest selection nesting (root fields are depth 1).
+    pub max_depth: usize,
+    /// Most aliased fields in one operation.
+    pub max_aliases: usize,
+    /// Most root fields in one operation.
+    pub max_root_fields: usize,
+    /// Largest `limit` a list field accepts.
+    pub max_limit: i64,
+    /// Whole-request time limit, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Whether introspection (`__schema`, `__type`) is allowed.
+    pub introspection: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_tokens: 15_000,
+            max_depth: 12,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_limit: 1000,
+            request_timeout_ms: 30_000,
+            introspection: true,
+        }
+    }
+}
+
+// ---- the raw, serde-facing shape: unknown keys rejected, numbers may come from `${VAR}` strings ----
+
+/// An integer written either as a TOML integer or as a string (so it can come from `${VAR}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "expected an integer (or a string such as \"${VAR:-10}\")")]
+pub(crate) enum Num {
+    Int(i64),
+    Str(String),
+}
+
+/// A boolean written as TOML or as a string (`"${FLAG:-true}"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "expected a boolean (or a string such as \"${VAR:-true}\")")]
+pub(crate) enum Flag {
+    Bool(bool),
+    Str(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub schema: RawSchema,
+    #[serde(default)]
+    pub multi_tenancy: RawMultiTenancy,
+    #[serde(default)]
+    pub databases: BTreeMap<String, RawDatabase>,
+    #[serde(default)]
+    pub observers: RawObservers,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub host: Option<String>,
+    pub port: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchema {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMultiTenancy {
+    pub enabled: Option<Flag>,
+    pub strategy: Option<String>,
+    pub auth_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDatabase {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub pool_max: Option<Num>,
+    pub pool_timeout_secs: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawObservers {
+    pub enabled: Option<Flag>,
+    pub backend: Option<String>,
+    pub nats_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_body_bytes: Option<Num>,
+    pub max_tokens: Option<Num>,
+    pub max_depth: Option<Num>,
+    pub max_aliases: Option<Num>,
+    pub max_root_fields: Option<Num>,
+    pub max_limit: Option<Num>,
+    pub request_timeout_ms: Option<Num>,
+    pub introspection: Option<Flag>,
+}
