@@ -1,1 +1,51 @@
-//! placeholder
+//! The schema: one GraphQL SDL file whose directives map types to PostgreSQL views.
+//!
+//! [`build`] parses and validates the SDL (with the directive prelude in `prelude.graphql`), then
+//! produces two things: the **API schema** clients see (our directives stripped) and the
+//! **catalog** the planner reads (type -> view, field -> JSON key / column / SQL / relation,
+//! root field -> view + arguments). Pure: no database is touched; `fraiseql-engine` checks the
+//! catalog against the database at start-up.
+
+mod api;
+mod catalog;
+mod error;
+mod ident;
+mod lower;
+
+pub use apollo_compiler;
+pub use catalog::*;
+pub use error::SchemaError;
+pub use ident::{quote_ident, quote_literal, QualifiedName};
+
+use apollo_compiler::validation::Valid;
+use apollo_compiler::Schema;
+
+/// The directive definitions every schema gets (documented in `docs/schema.md`).
+pub const PRELUDE: &str = include_str!("prelude.graphql");
+
+/// A validated schema: what clients see and what the planner reads.
+#[derive(Debug)]
+pub struct SchemaBundle {
+    /// The schema served to clients (introspection, validation of operations).
+    pub api: Valid<Schema>,
+    /// Types, fields and root fields mapped to SQL sources.
+    pub catalog: Catalog,
+}
+
+/// Parses, validates and lowers an SDL document. `path` names it in error messages.
+pub fn build(sdl: &str, path: &str) -> Result<SchemaBundle, SchemaError> {
+    let full = Schema::builder()
+        .adopt_orphan_extensions()
+        .parse(PRELUDE, "fraiseql-prelude.graphql")
+        .parse(sdl, path)
+        .build()
+        .map_err(|e| SchemaError::Graphql(e.errors.to_string()))?
+        .validate()
+        .map_err(|e| SchemaError::Graphql(e.errors.to_string()))?;
+    let catalog = lower::lower(&full)?;
+    let api = api::strip(&full)?;
+    Ok(SchemaBundle { api, catalog })
+}
+
+#[cfg(test)]
+mod tests;
