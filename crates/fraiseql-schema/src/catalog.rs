@@ -4,6 +4,9 @@ use indexmap::IndexMap;
 
 use crate::ident::QualifiedName;
 
+/// The database a type lives in when `@view(database:)` is not given.
+pub const DEFAULT_DATABASE: &str = "tenant";
+
 /// Every mapped type and root field of a schema.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {

@@ -102,7 +102,7 @@ fn lower_type(
             format!("@view(name: {view_name:?}) is not a view name (`view` or `schema.view`, plain identifiers)"),
         )
     })?;
-    let database = string_arg(view, "database").unwrap_or_else(|| "tenant".to_owned());
+    let database = string_arg(view, "database").unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
     let data_column = ident(name, "@view(data:)", string_arg(view, "data").unwrap_or_else(|| "data".to_owned()))?;
     let mut fields = IndexMap::new();
     for (fname, field) in &obj.fields {

@@ -1,0 +1,124 @@
+//! Snapshots of the SQL generated for the SaaS example's queries.
+
+use apollo_compiler::request::coerce_variable_values;
+use apollo_compiler::response::JsonMap;
+use apollo_compiler::ExecutableDocument;
+use fraiseql_schema::SchemaBundle;
+
+use crate::*;
+
+const EXAMPLE_SDL: &str = include_str!("../../../examples/saas/schema.graphql");
+
+fn bundle() -> SchemaBundle {
+    fraiseql_schema::build(EXAMPLE_SDL, "schema.graphql").expect("example schema")
+}
+
+fn plan_of(query: &str, vars: serde_json::Value) -> Result<Plan, PlanError> {
+    let b = bundle();
+    let doc = ExecutableDocument::parse_and_validate(&b.api, query, "q.graphql").expect("valid query");
+    let op = doc.operations.get(None).expect("one operation");
+    let vars: JsonMap = serde_json::from_value(vars).expect("vars");
+    let vars = coerce_variable_values(&b.api, op, &vars).expect("coerced");
+    plan(&b.api, &b.catalog, &doc, op, &vars, PlanLimits::default())
+}
+
+/// The statements of a plan, one per line block, for snapshots.
+fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    for f in &plan.fields {
+        out.push_str(&format!("-- {}\n", f.response_key));
+        match &f.kind {
+            RootKind::Sql(s) => {
+                out.push_str(&s.sql);
+                out.push_str(&format!("\n-- params: {:?} nullable: {}\n", s.params, s.nullable));
+            }
+            other => out.push_str(&format!("{other:?}\n")),
+        }
+    }
+    out
+}
+
+#[test]
+fn organizations() {
+    let p = plan_of("{ organizations { id name subscriptionTier memberCount } }", serde_json::json!({}));
+    insta::assert_snapshot!(render(&p.expect("plan")));
+}
+
+#[test]
+fn projects_by_org_with_nested_organization() {
+    let p = plan_of(
+        "query($org: ID!) { projectsByOrg(orgId: $org) { name organization { name } taskCount } }",
+        serde_json::json!({"org": "5f0c5b8e-2f6a-4d8e-9a51-0f3b0d0c1a2b"}),
+    );
+    insta::assert_snapshot!(render(&p.expect("plan")));
+}
+
+#[test]
+fn single_object_by_id_aliases_fragments_and_typename() {
+    let p = plan_of(
+        r#"query Q($skip: Boolean = true) {
+             org: organization(id: "5f0c5b8e-2f6a-4d8e-9a51-0f3b0d0c1a2b") {
+               __typename ...F label: name tier: subscriptionTier @skip(if: $skip)
+               ... on Organization { projects(limit: 2) { name tasks { title } } }
+             }
+             __typename
+           }
+           fragment F on Organization { id name }"#,
+        serde_json::json!({}),
+    );
+    insta::assert_snapshot!(render(&p.expect("plan")));
+}
+
+#[test]
+fn filters_ordering_and_paging_are_parameters() {
+    let p = plan_of(
+        r#"{ organizations(limit: 5, offset: 10, orderBy: [CREATED_AT_DESC, NAME_ASC], subscriptionTier: "x'); DROP TABLE tb_organization; --") { id } }"#,
+        serde_json::json!({}),
+    );
+    let text = render(&p.expect("plan"));
+    assert!(!text.contains("DROP TABLE tb_organization; --\" "), "value must only be a parameter");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn introspection_and_sql_root_fields() {
+    let p = plan_of("{ __schema { queryType { name } } tenantConfig }", serde_json::json!({}));
+    insta::assert_snapshot!(render(&p.expect("plan")));
+}
+
+#[test]
+fn limit_out_of_range_is_a_bad_argument_with_a_path() {
+    let e = plan_of("{ organizations(limit: 100000) { id } }", serde_json::json!({})).expect_err("too big");
+    assert_eq!(
+        e,
+        PlanError::BadArgument {
+            message: "argument `limit` must be between 0 and 1000, got 100000".into(),
+            path: vec!["organizations".into()]
+        }
+    );
+    let e = plan_of("{ organizations { projects(limit: -1) { id } } }", serde_json::json!({})).expect_err("negative");
+    assert!(matches!(e, PlanError::BadArgument { ref path, .. } if path == &["organizations", "projects"]), "{e:?}");
+}
+
+#[test]
+fn each_root_field_is_one_statement_however_deep() {
+    let p = plan_of(
+        "{ organizations { projects { tasks { title } organization { members { name } projects { name } } } } a: organizations { id } }",
+        serde_json::json!({}),
+    )
+    .expect("plan");
+    assert_eq!(p.fields.len(), 2);
+    for f in &p.fields {
+        let RootKind::Sql(s) = &f.kind else { panic!("sql") };
+        assert!(!s.sql.contains(';'));
+    }
+}
+
+#[test]
+fn wide_selections_use_row_to_json() {
+    let fields: Vec<String> = (0..60).map(|i| format!("f{i}: name")).collect();
+    let q = format!("{{ organizations {{ {} }} }}", fields.join(" "));
+    let p = plan_of(&q, serde_json::json!({})).expect("plan");
+    let RootKind::Sql(s) = &p.fields[0].kind else { panic!("sql") };
+    assert!(s.sql.contains("row_to_json(r)") && s.sql.contains("AS \"f59\""), "{}", s.sql);
+}
