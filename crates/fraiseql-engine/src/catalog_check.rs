@@ -1,0 +1,208 @@
+//! Start-up check of the catalog against a live database: every view, column and `@sql`
+//! expression must exist and have a type that fits, so mistakes surface before the first request.
+
+use std::collections::HashMap;
+
+use fraiseql_schema::{ArgRole, Catalog, Collection, FieldSource, RootField, Target, TypeMapping};
+use tokio_postgres::GenericClient;
+
+/// One problem found in the schema against the database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{coordinate}: {message}")]
+pub struct CatalogProblem {
+    /// `Type.field` or `Type`.
+    pub coordinate: String,
+    /// What does not match.
+    pub message: String,
+}
+
+fn problem(coordinate: impl Into<String>, message: impl Into<String>) -> CatalogProblem {
+    CatalogProblem {
+        coordinate: coordinate.into(),
+        message: message.into(),
+    }
+}
+
+/// Columns of a relation: name -> type name.
+async fn columns<C: GenericClient>(
+    client: &C,
+    view: &str,
+) -> Result<Option<HashMap<String, String>>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&view],
+        )
+        .await?;
+    if rows.is_empty() {
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&view])
+            .await?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+    }
+    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+}
+
+fn scalar_fits(scalar: &str, pg: &str) -> bool {
+    match scalar {
+        "Int" => matches!(pg, "integer" | "bigint" | "smallint"),
+        "Float" => matches!(pg, "double precision" | "real" | "numeric" | "integer" | "bigint" | "smallint")
+            || pg.starts_with("numeric"),
+        "Boolean" => pg == "boolean",
+        "String" | "ID" => matches!(pg, "text" | "uuid" | "name") || pg.starts_with("character"),
+        _ => true, // custom scalars (DateTime, JSON, ...) accept any type
+    }
+}
+
+/// Checks every type of `database` in `catalog` against `client`'s database.
+pub async fn check<C: GenericClient>(
+    client: &C,
+    catalog: &Catalog,
+    database: &str,
+) -> Result<Vec<CatalogProblem>, tokio_postgres::Error> {
+    let mut problems = Vec::new();
+    let mut cols: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for ty in catalog.types.values().filter(|t| t.database == database) {
+        let view = ty.view.to_string();
+        match columns(client, &view).await? {
+            None => problems.push(problem(&ty.name, format!("view {view} does not exist"))),
+            Some(c) => {
+                match c.get(&ty.data_column).map(String::as_str) {
+                    Some("jsonb" | "json") => {}
+                    Some(other) => problems.push(problem(
+                        &ty.name,
+                        format!("column {view}.{} is {other}, not json or jsonb", ty.data_column),
+                    )),
+                    None => problems.push(problem(
+                        &ty.name,
+                        format!("view {view} has no column `{}` (the JSON data column)", ty.data_column),
+                    )),
+                }
+                cols.insert(ty.name.clone(), c);
+            }
+        }
+    }
+    let col = |ty: &str, name: &str| cols.get(ty).and_then(|c| c.get(name)).cloned();
+    let has_view = |ty: &str| cols.contains_key(ty);
+    for ty in catalog.types.values().filter(|t| t.database == database && has_view(&t.name)) {
+        for (fname, src) in &ty.fields {
+            let coord = format!("{}.{fname}", ty.name);
+            match src {
+                FieldSource::Json { .. } => {}
+                FieldSource::Column { name } => {
+                    if col(&ty.name, name).is_none() {
+                        problems.push(problem(&coord, format!("view {} has no column `{name}`", ty.view)));
+                    }
+                }
+                FieldSource::Sql { expr, scalar } => {
+                    let sql = format!(
+                        "SELECT ({}) FROM {} t0 LIMIT 0",
+                        expr.replace("{parent}", "t0"),
+                        ty.view
+                    );
+                    check_sql(client, &coord, &sql, scalar, &mut problems).await?;
+                }
+                FieldSource::Relation(c) => {
+                    check_collection(catalog, ty, c, &coord, &col, &mut problems);
+                }
+            }
+        }
+    }
+    for (fname, root) in &catalog.queries {
+        let coord = format!("Query.{fname}");
+        match root {
+            RootField::Rows(c) => {
+                if let Some(target) = catalog.types.get(&c.target) {
+                    if target.database == database && has_view(&c.target) {
+                        check_collection(catalog, target, c, &coord, &col, &mut problems);
+                    }
+                }
+            }
+            RootField::Sql { expr, scalar } if database == fraiseql_schema::DEFAULT_DATABASE => {
+                check_sql(client, &coord, &format!("SELECT ({expr}) LIMIT 0"), scalar, &mut problems).await?;
+            }
+            RootField::Sql { .. } => {}
+        }
+    }
+    Ok(problems)
+}
+
+async fn check_sql<C: GenericClient>(
+    client: &C,
+    coord: &str,
+    sql: &str,
+    scalar: &str,
+    problems: &mut Vec<CatalogProblem>,
+) -> Result<(), tokio_postgres::Error> {
+    match client.prepare(sql).await {
+        Ok(stmt) => {
+            let pg = stmt.columns().first().map(|c| c.type_().name().to_owned()).unwrap_or_default();
+            let pretty = match pg.as_str() {
+                "int4" => "integer",
+                "int8" => "bigint",
+                "int2" => "smallint",
+                "float8" => "double precision",
+                "float4" => "real",
+                "bool" => "boolean",
+                "varchar" => "character varying",
+                other => other,
+            };
+            if !scalar_fits(scalar, pretty) {
+                problems.push(problem(coord, format!("@sql expression has type {pretty}, which does not fit {scalar}")));
+            }
+        }
+        Err(e) => {
+            let reason = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned());
+            if e.as_db_error().is_none() {
+                return Err(e);
+            }
+            problems.push(problem(coord, format!("@sql expression does not run: {reason}")));
+        }
+    }
+    Ok(())
+}
+
+fn check_collection(
+    catalog: &Catalog,
+    target: &TypeMapping,
+    c: &Collection,
+    coord: &str,
+    col: &dyn Fn(&str, &str) -> Option<String>,
+    problems: &mut Vec<CatalogProblem>,
+) {
+    let Some(tm) = catalog.types.get(&c.target) else { return };
+    if let Some(j) = &c.join {
+        // For relations `target` is the parent type.
+        if col(&target.name, &j.column).is_none() {
+            problems.push(problem(coord, format!("view {} has no column `{}`", target.view, j.column)));
+        }
+        if col(&tm.name, &j.references).is_none() {
+            problems.push(problem(coord, format!("view {} has no column `{}`", tm.view, j.references)));
+        }
+        if tm.database != target.database {
+            problems.push(problem(coord, "relations across databases are not supported"));
+        }
+    }
+    let mut check_target = |what: &str, t: &Target| {
+        if let Target::Column(name) = t {
+            if col(&tm.name, name).is_none() {
+                problems.push(problem(format!("{coord}{what}"), format!("view {} has no column `{name}`", tm.view)));
+            }
+        }
+    };
+    for (arg, role) in &c.args {
+        match role {
+            ArgRole::Filter(t) => check_target(&format!("({arg}:)"), t),
+            ArgRole::OrderBy(keys) => {
+                for (v, k) in keys {
+                    check_target(&format!("({arg}: {v})"), &k.target);
+                }
+            }
+            ArgRole::Limit | ArgRole::Offset => {}
+        }
+    }
+}

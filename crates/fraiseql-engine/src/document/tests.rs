@@ -1,0 +1,91 @@
+use fraiseql_config::LimitsConfig;
+
+use super::*;
+
+const SDL: &str = r#"
+type Query { organizations(limit: Int): [Organization!]! }
+type Organization @view(name: "v_organization") {
+  id: ID!
+  name: String!
+  projects: [Project!]! @relation(column: "pk_org", references: "fk_org")
+}
+type Project @view(name: "v_project") {
+  name: String!
+  organization: Organization! @relation(column: "fk_org", references: "pk_org")
+}
+"#;
+
+fn schema() -> apollo_compiler::validation::Valid<apollo_compiler::Schema> {
+    fraiseql_schema::build(SDL, "s.graphql").expect("schema").api
+}
+
+fn codes(query: &str, limits: &LimitsConfig) -> Vec<ErrorCode> {
+    match prepare(&schema(), limits, query) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.iter().map(|e| e.extensions.code).collect(),
+    }
+}
+
+fn deep(levels: usize) -> String {
+    let mut q = String::from("{ organizations { ");
+    for i in 0..levels {
+        q.push_str(if i % 2 == 0 { "projects { " } else { "organization { " });
+    }
+    q.push_str("__typename");
+    for _ in 0..levels {
+        q.push_str(" }");
+    }
+    q.push_str(" } }");
+    q
+}
+
+#[test]
+fn valid_queries_pass() {
+    assert!(codes("{ organizations { id name projects { name } } }", &LimitsConfig::default()).is_empty());
+}
+
+#[test]
+fn syntax_errors_are_parse_failures_with_locations() {
+    let errs = prepare(&schema(), &LimitsConfig::default(), "{ organizations { id }").expect_err("syntax");
+    assert_eq!(errs[0].extensions.code, ErrorCode::GraphqlParseFailed);
+    assert!(!errs[0].locations.is_empty());
+}
+
+#[test]
+fn unknown_fields_are_validation_failures() {
+    let errs = prepare(&schema(), &LimitsConfig::default(), "{ organizations { nope } }").expect_err("unknown");
+    assert_eq!(errs[0].extensions.code, ErrorCode::GraphqlValidationFailed);
+    assert!(errs[0].message.contains("nope"), "{}", errs[0].message);
+}
+
+#[test]
+fn depth_limit_rejects_a_50_deep_query() {
+    let errs = prepare(&schema(), &LimitsConfig::default(), &deep(50)).expect_err("too deep");
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].extensions.code, ErrorCode::QueryTooComplex);
+    insta::assert_snapshot!(errs[0].message, @"operation (anonymous): query depth is 52, above the limit of 12");
+    assert!(codes(&deep(9), &LimitsConfig::default()).is_empty());
+}
+
+#[test]
+fn depth_counts_through_fragments() {
+    let q = "{ organizations { ...A } } fragment A on Organization { projects { ...B } } fragment B on Project { organization { name } }";
+    let limits = LimitsConfig { max_depth: 3, ..LimitsConfig::default() };
+    assert_eq!(codes(q, &limits), vec![ErrorCode::QueryTooComplex]);
+}
+
+#[test]
+fn fragment_cycles_do_not_hang_and_are_reported() {
+    let q = "{ organizations { ...A } } fragment A on Organization { projects { organization { ...A } } }";
+    let c = codes(q, &LimitsConfig::default());
+    assert_eq!(c, vec![ErrorCode::GraphqlValidationFailed]);
+}
+
+#[test]
+fn alias_root_field_and_token_limits() {
+    let limits = LimitsConfig { max_aliases: 2, max_root_fields: 2, max_tokens: 40, ..LimitsConfig::default() };
+    assert_eq!(codes("{ a: organizations { b: id c: id } }", &limits), vec![ErrorCode::QueryTooComplex]);
+    assert_eq!(codes("{ organizations { id } x: organizations { id } y: organizations { id } }", &LimitsConfig { max_root_fields: 2, ..LimitsConfig::default() }), vec![ErrorCode::QueryTooComplex]);
+    let long = format!("{{ organizations {{ {} }} }}", "id ".repeat(100));
+    assert_eq!(codes(&long, &limits), vec![ErrorCode::QueryTooComplex]);
+}

@@ -1,0 +1,326 @@
+//! [`Engine`]: the configured schema, pools and caches, and `execute` for one request.
+
+use std::path::Path;
+use std::time::Duration;
+
+use apollo_compiler::collections::HashMap;
+use apollo_compiler::introspection;
+use apollo_compiler::request::coerce_variable_values;
+use apollo_compiler::response::JsonMap;
+use apollo_compiler::schema::Implementers;
+use apollo_compiler::Name;
+use fraiseql_config::Config;
+use fraiseql_plan::{PlanError, PlanLimits, RootKind, SqlPlan};
+use fraiseql_schema::SchemaBundle;
+
+use crate::catalog_check::{self, CatalogProblem};
+use crate::db::{DbError, Pools};
+use crate::document::DocumentCache;
+use crate::error::{ErrorCode, GraphqlError};
+use crate::execute::{self, FieldResult};
+use crate::request::GraphqlRequest;
+use crate::response::{Outcome, OutcomeKind, ResponseBody};
+
+/// Why an engine cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The schema file cannot be read.
+    #[error("cannot read schema file {path}: {source}")]
+    SchemaFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The schema is invalid.
+    #[error(transparent)]
+    Schema(#[from] fraiseql_schema::SchemaError),
+    /// A database is misconfigured.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A database does not answer.
+    #[error("database `{name}` is not reachable: {reason}")]
+    Unreachable {
+        /// `[databases.<name>]`
+        name: String,
+        /// Why (without the URL).
+        reason: String,
+    },
+    /// The schema does not match the database.
+    #[error("the schema does not match database `{database}`:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Catalog {
+        /// Which database.
+        database: String,
+        /// Every mismatch.
+        problems: Vec<CatalogProblem>,
+    },
+}
+
+/// The HTTP method a request came with (GraphQL over HTTP allows only queries over GET).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET /graphql`
+    Get,
+    /// `POST /graphql`
+    Post,
+}
+
+/// A running GraphQL engine.
+pub struct Engine {
+    config: Config,
+    schema: SchemaBundle,
+    implementers: HashMap<Name, Implementers>,
+    pools: Pools,
+    documents: DocumentCache,
+}
+
+impl Engine {
+    /// Reads the schema named by `config` and builds the engine (no connection is made yet).
+    pub fn from_config(config: Config) -> Result<Self, EngineError> {
+        let path = config.schema.path.clone();
+        let sdl = std::fs::read_to_string(&path).map_err(|source| EngineError::SchemaFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let schema = fraiseql_schema::build(&sdl, &path.display().to_string())?;
+        Self::new(config, schema)
+    }
+
+    /// Builds the engine from a config and an already built schema.
+    pub fn new(config: Config, schema: SchemaBundle) -> Result<Self, EngineError> {
+        let timeout = Duration::from_millis(config.limits.request_timeout_ms);
+        let pools = Pools::new(&config, timeout)?;
+        let implementers = schema.api.implementers_map();
+        Ok(Self {
+            config,
+            schema,
+            implementers,
+            pools,
+            documents: DocumentCache::new(1000),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The validated schema.
+    pub fn schema(&self) -> &SchemaBundle {
+        &self.schema
+    }
+
+    /// Connects to every database and checks the schema against it: the start-up gate.
+    pub async fn check_databases(&self) -> Result<(), EngineError> {
+        for (name, pool) in self.pools.iter() {
+            let client = pool.get().await.map_err(|e| EngineError::Unreachable {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?;
+            let problems = catalog_check::check(&**client, &self.schema.catalog, name)
+                .await
+                .map_err(|e| EngineError::Unreachable {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            if !problems.is_empty() {
+                return Err(EngineError::Catalog {
+                    database: name.clone(),
+                    problems,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every database answers now (for `/ready`); the error names the database.
+    pub async fn ready(&self) -> Result<(), String> {
+        for (name, pool) in self.pools.iter() {
+            let client = pool.get().await.map_err(|_| format!("database `{name}` unavailable"))?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|_| format!("database `{name}` does not answer"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one GraphQL request to completion.
+    pub async fn execute(&self, req: &GraphqlRequest, method: Method) -> Outcome {
+        let prepared = self
+            .documents
+            .get(&self.schema.api, &self.config.limits, &req.query);
+        let doc = match &*prepared {
+            Ok(doc) => doc,
+            Err(errors) => return Outcome::request_error(errors.clone()),
+        };
+        let op = match doc.operations.get(req.operation_name.as_deref()) {
+            Ok(op) => op,
+            Err(e) => {
+                return Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::OperationNotFound,
+                    e.message().to_string(),
+                )])
+            }
+        };
+        if !op.is_query() {
+            let kind = if method == Method::Get {
+                OutcomeKind::MethodNotAllowed
+            } else {
+                OutcomeKind::RequestError
+            };
+            return Outcome::request_error_of_kind(
+                kind,
+                vec![GraphqlError::new(
+                    ErrorCode::OperationNotSupported,
+                    format!("{} operations are not supported here; only queries", op.operation_type),
+                )],
+            );
+        }
+        let raw_vars: JsonMap = match &req.variables {
+            None => JsonMap::new(),
+            Some(v) => v
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+                .collect(),
+        };
+        let vars = match coerce_variable_values(&self.schema.api, op, &raw_vars) {
+            Ok(v) => v,
+            Err(e) => {
+                return Outcome::request_error(vec![GraphqlError::from_apollo(
+                    e.to_graphql_error(&doc.sources),
+                    ErrorCode::BadUserInput,
+                )])
+            }
+        };
+        let limits = PlanLimits {
+            max_limit: self.config.limits.max_limit,
+        };
+        let plan = match fraiseql_plan::plan(&self.schema.api, &self.schema.catalog, doc, op, &vars, limits) {
+            Ok(p) => p,
+            Err(PlanError::BadArgument { message, path }) => {
+                return Outcome::request_error(vec![
+                    GraphqlError::new(ErrorCode::BadUserInput, message).with_path(path)
+                ])
+            }
+            Err(PlanError::Unsupported(m)) => {
+                return Outcome::request_error(vec![GraphqlError::new(ErrorCode::OperationNotSupported, m)])
+            }
+        };
+
+        let introspection = if plan.fields.iter().any(|f| f.kind == RootKind::Introspection) {
+            if !self.config.limits.introspection {
+                return Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::GraphqlValidationFailed,
+                    "introspection is disabled on this server",
+                )]);
+            }
+            if let Err(e) = introspection::check_max_depth(doc, op) {
+                return Outcome::request_error(vec![GraphqlError::from_apollo(
+                    e.to_graphql_error(&doc.sources),
+                    ErrorCode::QueryTooComplex,
+                )]);
+            }
+            match introspection::partial_execute(&self.schema.api, &self.implementers, doc, op, &vars) {
+                Ok(r) => r.data,
+                Err(e) => {
+                    return Outcome::request_error(vec![GraphqlError::from_apollo(
+                        e.to_graphql_error(&doc.sources),
+                        ErrorCode::GraphqlValidationFailed,
+                    )])
+                }
+            }
+        } else {
+            None
+        };
+
+        let results = self.run_sql(&plan.fields).await;
+        let mut body = ResponseBody::with_capacity(results.iter().map(|r| match r {
+            Some(Ok(Some(s))) => s.len(),
+            _ => 8,
+        }).sum());
+        for (field, result) in plan.fields.iter().zip(results) {
+            let key = field.response_key.as_str();
+            match (&field.kind, result) {
+                (RootKind::Typename(t), _) => {
+                    let json = serde_json::to_vec(t).unwrap_or_default();
+                    body.field(key, &json);
+                }
+                (RootKind::Introspection, _) => {
+                    let value = introspection.as_ref().and_then(|d| d.get(key));
+                    let json = value
+                        .and_then(|v| serde_json::to_vec(v).ok())
+                        .unwrap_or_else(|| b"null".to_vec());
+                    body.field(key, &json);
+                }
+                (RootKind::Sql(plan), Some(Ok(json))) => match json {
+                    Some(text) => body.field(key, text.as_bytes()),
+                    None => {
+                        body.field(key, b"null");
+                        if !plan.nullable {
+                            body.null_data();
+                        }
+                    }
+                },
+                (RootKind::Sql(plan), Some(Err(e))) => {
+                    body.field(key, b"null");
+                    body.errors.push(e.with_path([key.to_owned()]));
+                    if !plan.nullable {
+                        body.null_data();
+                    }
+                }
+                (RootKind::Sql(_), None) => body.field(key, b"null"),
+            }
+        }
+        let error_codes = body.errors.iter().map(|e| e.extensions.code).collect();
+        Outcome {
+            kind: OutcomeKind::Data,
+            body: body.finish(),
+            error_codes,
+        }
+    }
+
+    /// Runs every SQL root field, grouped by database; result `i` belongs to `fields[i]`.
+    async fn run_sql(&self, fields: &[fraiseql_plan::RootPlan]) -> Vec<Option<FieldResult>> {
+        let mut out: Vec<Option<FieldResult>> = fields.iter().map(|_| None).collect();
+        let mut by_db: Vec<(&str, Vec<(usize, &str, &SqlPlan)>)> = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
+            if let RootKind::Sql(p) = &f.kind {
+                match by_db.iter_mut().find(|(db, _)| *db == p.database) {
+                    Some((_, v)) => v.push((i, f.response_key.as_str(), p)),
+                    None => by_db.push((p.database.as_str(), vec![(i, f.response_key.as_str(), p)])),
+                }
+            }
+        }
+        for (db, items) in by_db {
+            let results: Vec<FieldResult> = match self.pools.get(db) {
+                None => items
+                    .iter()
+                    .map(|_| {
+                        Err(GraphqlError::new(
+                            ErrorCode::InternalServerError,
+                            format!("database `{db}` is not configured"),
+                        ))
+                    })
+                    .collect(),
+                Some(pool) => match execute::connection(pool, db).await {
+                    Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+                    Ok(client) => {
+                        let plans: Vec<(&str, &SqlPlan)> = items.iter().map(|(_, k, p)| (*k, *p)).collect();
+                        execute::run(&client, &plans).await
+                    }
+                },
+            };
+            for ((i, _, _), r) in items.iter().zip(results) {
+                out[*i] = Some(r);
+            }
+        }
+        out
+    }
+}
+
+/// Loads `fraiseql.toml` at `path` and builds an engine from it.
+pub fn engine_from_file(path: &Path) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
+    let config = fraiseql_config::load_file(path)?;
+    Ok(Engine::from_config(config)?)
+}

@@ -1,0 +1,93 @@
+//! GraphQL errors as clients see them: `message`, `locations`, `path`, `extensions.code`.
+
+use serde::Serialize;
+
+/// `extensions.code` values. Stable: clients match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The query text is not GraphQL.
+    GraphqlParseFailed,
+    /// The query does not fit the schema.
+    GraphqlValidationFailed,
+    /// A variable or argument value is not acceptable.
+    BadUserInput,
+    /// The query exceeds a configured limit (depth, aliases, root fields, tokens).
+    QueryTooComplex,
+    /// The request body is not a GraphQL request.
+    BadRequest,
+    /// The named operation does not exist, or none was named among several.
+    OperationNotFound,
+    /// The operation type is not served (mutations/subscriptions) or not over this method.
+    OperationNotSupported,
+    /// A database could not be reached in time.
+    DatabaseUnavailable,
+    /// Anything else; details are in the server log, never in the response.
+    InternalServerError,
+}
+
+/// A line and column (1-based) in the query text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// Line.
+    pub line: usize,
+    /// Column.
+    pub column: usize,
+}
+
+/// One entry of `errors`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphqlError {
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Where in the query.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<Location>,
+    /// Response path of the failed field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<serde_json::Value>,
+    /// `{ "code": ... }`
+    pub extensions: Extensions,
+}
+
+/// `extensions` of an error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extensions {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+}
+
+impl GraphqlError {
+    /// An error with a code and no location.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            locations: Vec::new(),
+            path: Vec::new(),
+            extensions: Extensions { code },
+        }
+    }
+
+    /// Adds a response path.
+    pub fn with_path(mut self, path: impl IntoIterator<Item = String>) -> Self {
+        self.path = path.into_iter().map(serde_json::Value::String).collect();
+        self
+    }
+
+    /// Converts apollo-compiler's error (parse/validation/coercion), keeping its locations.
+    pub fn from_apollo(e: apollo_compiler::response::GraphQLError, code: ErrorCode) -> Self {
+        Self {
+            message: e.message,
+            locations: e
+                .locations
+                .iter()
+                .map(|l| Location {
+                    line: l.line,
+                    column: l.column,
+                })
+                .collect(),
+            path: Vec::new(),
+            extensions: Extensions { code },
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The GraphQL request: `query`, `operationName`, `variables`, `extensions`, from a JSON body
+//! (POST) or URL parameters (GET), per GraphQL over HTTP.
+
+use serde::Deserialize;
+
+/// A GraphQL request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphqlRequest {
+    /// The document text.
+    pub query: String,
+    /// Which operation of the document to run.
+    #[serde(default)]
+    pub operation_name: Option<String>,
+    /// Variable values by name.
+    #[serde(default)]
+    pub variables: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Protocol extensions (accepted and ignored).
+    #[serde(default)]
+    pub extensions: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Why a body or URL is not a GraphQL request.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestParseError {
+    /// Not JSON, or not the request shape.
+    #[error("the request body is not a valid GraphQL request: {0}")]
+    Body(String),
+    /// GET parameters are malformed.
+    #[error("invalid GraphQL request parameters: {0}")]
+    Params(String),
+}
+
+impl GraphqlRequest {
+    /// Parses a POST body.
+    pub fn from_json(body: &[u8]) -> Result<Self, RequestParseError> {
+        // Explicit `null` for optional members is allowed by the spec; serde handles it via Option.
+        serde_json::from_slice(body).map_err(|e| RequestParseError::Body(e.to_string()))
+    }
+
+    /// Builds a request from GET parameters (`variables` and `extensions` are JSON text).
+    pub fn from_params(
+        query: Option<String>,
+        operation_name: Option<String>,
+        variables: Option<String>,
+        extensions: Option<String>,
+    ) -> Result<Self, RequestParseError> {
+        let query = query.ok_or_else(|| RequestParseError::Params("missing `query`".into()))?;
+        let json = |name: &str, v: Option<String>| -> Result<_, RequestParseError> {
+            match v.filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(s) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&s)
+                    .map(Some)
+                    .map_err(|e| RequestParseError::Params(format!("`{name}` is not a JSON object: {e}"))),
+            }
+        };
+        Ok(Self {
+            query,
+            operation_name: operation_name.filter(|s| !s.is_empty()),
+            variables: json("variables", variables)?,
+            extensions: json("extensions", extensions)?,
+        })
+    }
+}
