@@ -292,6 +292,7 @@ impl Cx<'_> {
                     url,
                     pool_max,
                     pool_timeout_secs,
+                    migrations: db.migrations.filter(|m| !m.is_empty()).map(|m| resolve(base, &m)),
                 },
             );
         }

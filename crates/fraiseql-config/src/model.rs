@@ -94,6 +94,8 @@ pub struct DatabaseConfig {
     pub pool_max: usize,
     /// Seconds to wait for a free connection before failing the request.
     pub pool_timeout_secs: u64,
+    /// Folder of `*.sql` migrations for this database (resolved against the config's folder).
+    pub migrations: Option<PathBuf>,
 }
 
 /// `[observers]`
@@ -207,6 +209,7 @@ pub(crate) struct RawDatabase {
     pub url: Option<String>,
     pub pool_max: Option<Num>,
     pub pool_timeout_secs: Option<Num>,
+    pub migrations: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -49,12 +49,15 @@ fn classify(message: &str) -> ErrorCode {
 }
 
 fn errors(list: &apollo_compiler::validation::DiagnosticList) -> Vec<GraphqlError> {
-    list.iter()
-        .map(|d| {
-            let code = classify(&d.error.to_string());
-            GraphqlError::from_apollo(d.to_json(), code)
-        })
-        .collect()
+    let mut out: Vec<GraphqlError> = Vec::new();
+    for d in list.iter() {
+        let e = GraphqlError::from_apollo(d.to_json(), classify(&d.error.to_string()));
+        // The parser can report one problem twice (lexer and parser); clients want it once.
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    out
 }
 
 /// Parses with token and nesting limits, checks cost limits, then validates against `schema`.

@@ -72,6 +72,7 @@ pub struct Engine {
     implementers: HashMap<Name, Implementers>,
     pools: Pools,
     documents: DocumentCache,
+    statements: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -97,7 +98,13 @@ impl Engine {
             implementers,
             pools,
             documents: DocumentCache::new(1000),
+            statements: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many SQL statements requests have sent so far (start-up checks not included).
+    pub fn statements_executed(&self) -> u64 {
+        self.statements.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The configuration.
@@ -307,6 +314,8 @@ impl Engine {
                     Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
                     Ok(client) => {
                         let plans: Vec<(&str, &SqlPlan)> = items.iter().map(|(_, k, p)| (*k, *p)).collect();
+                        self.statements
+                            .fetch_add(plans.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         execute::run(&client, &plans).await
                     }
                 },

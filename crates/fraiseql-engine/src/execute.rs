@@ -17,9 +17,11 @@ pub fn db_error(e: &tokio_postgres::Error, field: &str) -> GraphqlError {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
         if code.starts_with("22") {
+            // PostgreSQL quotes the offending value after `: "`; the client sent it, so drop it.
+            let reason = db.message().split(": \"").next().unwrap_or("invalid value");
             return GraphqlError::new(
                 ErrorCode::BadUserInput,
-                format!("invalid argument value for `{field}`: {}", db.message()),
+                format!("invalid argument value for `{field}`: {reason}"),
             );
         }
         if code == "57014" {

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod execute;
 pub mod limits;
+pub mod migrate;
 pub mod request;
 pub mod response;
 

@@ -28,6 +28,8 @@ impl<'a> Walker<'a> {
         let mut c = Cost::default();
         for sel in &set.selections {
             let inner = match sel {
+                // Introspection is bounded by apollo-compiler's own check (its schema is recursive).
+                Selection::Field(f) if matches!(f.name.as_str(), "__schema" | "__type") => Cost::default(),
                 Selection::Field(f) => {
                     let sub = self.set(&f.selection_set);
                     Cost {

@@ -57,7 +57,7 @@ fn the_seeds_config_parses_and_expands() {
 fn misspelt_key_names_key_and_line() {
     let src = SEED.replace("pool_max = 20", "pool_maxx = 20");
     let err = parse(&src).expect_err("misspelt key").to_string();
-    insta::assert_snapshot!(err, @"fraiseql.toml:8: `databases.tenant.pool_maxx`: unknown field `pool_maxx`, expected one of `type`, `url`, `pool_max`, `pool_timeout_secs`");
+    insta::assert_snapshot!(err, @"fraiseql.toml:8: `databases.tenant.pool_maxx`: unknown field `pool_maxx`, expected one of `type`, `url`, `pool_max`, `pool_timeout_secs`, `migrations`");
 }
 
 #[test]

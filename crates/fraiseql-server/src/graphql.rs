@@ -1,0 +1,161 @@
+//! `/graphql`: GraphQL over HTTP (media types, status codes) around `Engine::execute`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use fraiseql_engine::engine::Method;
+use fraiseql_engine::response::OutcomeKind;
+use fraiseql_engine::{ErrorCode, GraphqlError, GraphqlRequest, Outcome};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde::Deserialize;
+
+use crate::{graphiql, AppState};
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+/// Which response media type the client accepts; `graphql-response+json` gets the strict status
+/// codes of GraphQL over HTTP, legacy `application/json` gets 200 for anything that was executed
+/// or well-formed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Media {
+    GraphqlResponse,
+    Json,
+}
+
+fn negotiate(headers: &HeaderMap) -> Result<Media, Response> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(Media::Json);
+    };
+    let mut any = false;
+    for part in accept.split(',') {
+        let mime = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match mime.as_str() {
+            GRAPHQL_RESPONSE => return Ok(Media::GraphqlResponse),
+            JSON => return Ok(Media::Json),
+            "*/*" | "application/*" => any = true,
+            _ => {}
+        }
+    }
+    if any {
+        Ok(Media::Json)
+    } else {
+        Err(error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            Media::Json,
+            ErrorCode::BadRequest,
+            "this endpoint answers application/graphql-response+json or application/json",
+        ))
+    }
+}
+
+fn error_response(status: StatusCode, media: Media, code: ErrorCode, message: &str) -> Response {
+    let body = Outcome::request_error(vec![GraphqlError::new(code, message)]).body;
+    with_media(status, media, body)
+}
+
+fn with_media(status: StatusCode, media: Media, body: Bytes) -> Response {
+    let ct = match media {
+        Media::GraphqlResponse => GRAPHQL_RESPONSE,
+        Media::Json => JSON,
+    };
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if ct == JSON { "application/json" } else { "application/graphql-response+json" }),
+    );
+    r
+}
+
+fn respond(outcome: Outcome, media: Media) -> Response {
+    let status = match (outcome.kind, media) {
+        (OutcomeKind::MethodNotAllowed, _) => StatusCode::METHOD_NOT_ALLOWED,
+        (OutcomeKind::Data, _) => StatusCode::OK,
+        (OutcomeKind::RequestError, Media::GraphqlResponse) => StatusCode::BAD_REQUEST,
+        (OutcomeKind::RequestError, Media::Json) => StatusCode::OK,
+    };
+    let mut r = with_media(status, media, outcome.body);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    r
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GetParams {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return error_response(StatusCode::BAD_REQUEST, Media::Json, ErrorCode::BadRequest, "malformed query string");
+    };
+    if params.query.is_none() && wants_html(&headers) {
+        return graphiql::page();
+    }
+    let media = match negotiate(&headers) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let req = match GraphqlRequest::from_params(params.query, params.operation_name, params.variables, params.extensions) {
+        Ok(r) => r,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, media, ErrorCode::BadRequest, &e.to_string()),
+    };
+    respond(state.engine.execute(&req, Method::Get).await, media)
+}
+
+pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let media = match negotiate(&headers) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if ct != JSON && ct != GRAPHQL_RESPONSE {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            ErrorCode::BadRequest,
+            "send the request as Content-Type: application/json",
+        );
+    }
+    let limit = state.engine.config().limits.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                media,
+                ErrorCode::BadRequest,
+                &format!("the request body is larger than {limit} bytes, the limit"),
+            )
+        }
+    };
+    let req = match GraphqlRequest::from_json(&bytes) {
+        Ok(r) => r,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, media, ErrorCode::BadRequest, &e.to_string()),
+    };
+    respond(state.engine.execute(&req, Method::Post).await, media)
+}

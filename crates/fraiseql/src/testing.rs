@@ -1,0 +1,254 @@
+//! Test support: a database per test cloned from a migrated template, and [`TestClient`], which
+//! sends GraphQL requests through the real router without a socket (`Router::oneshot`).
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use tokio_postgres::NoTls;
+use tower::ServiceExt;
+
+use crate::Engine;
+
+/// Errors of the test harness (tests fail loudly with them).
+pub type TestError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The maintenance database URL tests use to create and drop databases:
+/// `$FRAISEQL_TEST_PG`, else the local superuser.
+pub fn admin_url() -> String {
+    std::env::var("FRAISEQL_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `admin_url()` with another database name.
+pub fn url_for(database: &str) -> String {
+    let admin = admin_url();
+    match admin.rfind('/') {
+        Some(i) => format!("{}/{database}", &admin[..i]),
+        None => admin,
+    }
+}
+
+async fn admin() -> Result<tokio_postgres::Client, TestError> {
+    let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A database of its own for one test, dropped when the value is dropped.
+pub struct TestDatabase {
+    /// Database name.
+    pub name: String,
+    /// Connection URL (superuser).
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// A fresh database with the migrations of `dir` applied: cloned from a template that is
+    /// migrated once per distinct set of migration files (so tests in parallel processes share it).
+    pub async fn migrated(dir: &Path) -> Result<Self, TestError> {
+        let files = fraiseql_engine::migrate::files(dir)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (name, path) in &files {
+            name.hash(&mut h);
+            std::fs::read(path)?.hash(&mut h);
+        }
+        let template = format!("fraiseql_tpl_{:016x}", h.finish());
+        let admin = admin().await?;
+        // One process creates the template; the others wait on the lock, then find it.
+        admin.execute("SELECT pg_advisory_lock(7431002)", &[]).await?;
+        let made = Self::ensure_template(&admin, &template, dir).await;
+        admin.execute("SELECT pg_advisory_unlock(7431002)", &[]).await?;
+        made?;
+        let name = format!("fraiseql_test_{}", uuid_like());
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+            .await?;
+        Ok(Self {
+            url: url_for(&name),
+            name,
+        })
+    }
+
+    async fn ensure_template(admin: &tokio_postgres::Client, template: &str, dir: &Path) -> Result<(), TestError> {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+            .await?
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        let building = format!("{template}_building");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\""))
+            .await?;
+        admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).await?;
+        {
+            let (mut client, conn) = tokio_postgres::connect(&url_for(&building), NoTls).await?;
+            let task = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            fraiseql_engine::migrate::apply(&mut client, dir).await?;
+            drop(client);
+            let _ = task.await;
+        }
+        // Renamed only once complete, so a crash mid-way never leaves a half-migrated template.
+        admin
+            .batch_execute(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
+            .await?;
+        Ok(())
+    }
+
+    /// A client connected to this database as the superuser.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, TestError> {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop may run inside a runtime; a thread with its own runtime does the async work.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(admin) = admin().await {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn uuid_like() -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::time::SystemTime::now().hash(&mut h);
+    std::process::id().hash(&mut h);
+    std::thread::current().id().hash(&mut h);
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: String,
+    /// The body parsed as JSON (`Null` if it was not JSON).
+    pub json: serde_json::Value,
+    /// The raw body.
+    pub text: String,
+}
+
+/// Sends GraphQL requests through the real router, in process.
+pub struct TestClient {
+    engine: Arc<Engine>,
+    router: axum::Router,
+    tenant: Option<String>,
+}
+
+impl TestClient {
+    /// Loads the config file, checks the schema against the databases, and builds the router.
+    pub async fn create(config: impl AsRef<Path>) -> Result<Self, TestError> {
+        let config = fraiseql_config::load_file(config.as_ref())?;
+        Self::from_config(config).await
+    }
+
+    /// Like [`TestClient::create`] with an already loaded config.
+    pub async fn from_config(config: fraiseql_config::Config) -> Result<Self, TestError> {
+        let engine = Arc::new(Engine::from_config(config)?);
+        engine.check_databases().await?;
+        Ok(Self {
+            router: fraiseql_server::router(engine.clone()),
+            engine,
+            tenant: None,
+        })
+    }
+
+    /// The engine behind the client.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Sends the configured tenant header (`[multi_tenancy] auth_header`) on later requests.
+    pub fn set_tenant(&mut self, key: impl Into<String>) {
+        self.tenant = Some(key.into());
+    }
+
+    /// Runs `query` and returns the response body as JSON.
+    pub async fn execute(&self, query: &str) -> Result<serde_json::Value, TestError> {
+        Ok(self.execute_with(query, serde_json::json!({})).await?.json)
+    }
+
+    /// Runs `query` with `variables`.
+    pub async fn execute_with(&self, query: &str, variables: serde_json::Value) -> Result<TestResponse, TestError> {
+        let body = serde_json::json!({ "query": query, "variables": variables });
+        self.post_raw(
+            "application/json",
+            Some("application/graphql-response+json"),
+            serde_json::to_vec(&body)?,
+        )
+        .await
+    }
+
+    /// Sends any POST body to `/graphql`.
+    pub async fn post_raw(
+        &self,
+        content_type: &str,
+        accept: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<TestResponse, TestError> {
+        let mut req = http::Request::post("/graphql").header(http::header::CONTENT_TYPE, content_type);
+        if let Some(a) = accept {
+            req = req.header(http::header::ACCEPT, a);
+        }
+        self.send(req, Body::from(body)).await
+    }
+
+    /// Sends a GET to `uri` (e.g. `/graphql?query=...`).
+    pub async fn get(&self, uri: &str, accept: Option<&str>) -> Result<TestResponse, TestError> {
+        let mut req = http::Request::get(uri);
+        if let Some(a) = accept {
+            req = req.header(http::header::ACCEPT, a);
+        }
+        self.send(req, Body::empty()).await
+    }
+
+    async fn send(&self, mut req: http::request::Builder, body: Body) -> Result<TestResponse, TestError> {
+        if let Some(t) = &self.tenant {
+            req = req.header(self.engine.config().multi_tenancy.auth_header.as_str(), t.as_str());
+        }
+        let resp = self.router.clone().oneshot(req.body(body)?).await?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok(TestResponse {
+            status,
+            content_type,
+            json,
+            text,
+        })
+    }
+}

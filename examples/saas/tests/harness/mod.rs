@@ -1,0 +1,80 @@
+//! Shared set-up for the example's tests: a migrated database of its own, demo data, a client.
+
+use std::path::{Path, PathBuf};
+
+use fraiseql::testing::{TestClient, TestDatabase};
+
+pub fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_owned()
+}
+
+/// A test's world: its database (dropped at the end) and a client on the example's schema.
+pub struct Saas {
+    pub client: TestClient,
+    /// Kept so the database lives (and is dropped) with the test.
+    pub _db: TestDatabase,
+    /// `id` of organization "Acme Corp" (120 projects with 3 tasks each; 5 members).
+    pub acme: String,
+}
+
+/// The example's config pointed at `db` (both `tenant` and `shared` use it here).
+pub fn config_for(db: &TestDatabase, extra: &str) -> fraiseql::config::Config {
+    let dir = example_dir();
+    let text = format!(
+        r#"[schema]
+path = "schema.graphql"
+[databases.tenant]
+type = "postgresql"
+url = "{url}"
+pool_max = 4
+[databases.shared]
+type = "postgresql"
+url = "{url}"
+pool_max = 2
+{extra}"#,
+        url = db.url
+    );
+    fraiseql::config::parse_str(&text, "test.toml", &dir, &|_| None).expect("test config")
+}
+
+pub async fn setup() -> Saas {
+    setup_with("").await
+}
+
+pub async fn setup_with(extra_config: &str) -> Saas {
+    let db = TestDatabase::migrated(&example_dir().join("migrations/tenant"))
+        .await
+        .expect("test database");
+    let c = db.connect().await.expect("connect");
+    c.batch_execute(
+        "INSERT INTO tb_organization (identifier, tenant_id, name, subscription_tier) VALUES
+           ('acme', '11111111-1111-4111-8111-111111111111', 'Acme Corp', 'pro'),
+           ('zeta', '11111111-1111-4111-8111-111111111111', 'Zeta Inc', 'free'),
+           ('beta', '11111111-1111-4111-8111-111111111111', 'Beta LLC', 'free');
+         INSERT INTO tb_member (identifier, tenant_id, fk_org, name, email)
+           SELECT 'm' || i, tenant_id, pk_org, 'Member ' || i, 'm' || i || '@acme.test'
+           FROM tb_organization, generate_series(1, 5) i WHERE identifier = 'acme';
+         INSERT INTO tb_project (identifier, tenant_id, fk_org, name)
+           SELECT 'p' || i, tenant_id, pk_org, 'Project ' || lpad(i::text, 3, '0')
+           FROM tb_organization, generate_series(1, 120) i WHERE identifier = 'acme';
+         INSERT INTO tb_task (identifier, tenant_id, fk_project, title)
+           SELECT p.identifier || '-t' || i, p.tenant_id, p.pk_project, 'Task ' || i
+           FROM tb_project p, generate_series(1, 3) i;",
+    )
+    .await
+    .expect("seed");
+    let acme: uuid_text::Id = c
+        .query_one("SELECT id::text FROM tb_organization WHERE identifier = 'acme'", &[])
+        .await
+        .expect("acme")
+        .get(0);
+    let client = TestClient::from_config(config_for(&db, extra_config))
+        .await
+        .expect("client");
+    Saas { client, _db: db, acme }
+}
+
+/// Readability alias: ids travel as text.
+pub mod uuid_text {
+    pub type Id = String;
+}

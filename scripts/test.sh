@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against the local PostgreSQL (and NATS), starting them if needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/services.sh
+# graphql-core checks that a real client library builds a schema from our introspection.
+VENV=target/py-venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import graphql" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "graphql-core==3.2.*"
+fi
+export FRAISEQL_PYTHON="$PWD/$VENV/bin/python"
+cargo nextest run --workspace --no-fail-fast "$@"
