@@ -24,9 +24,9 @@ pub(crate) fn expand(
             out.push('$');
             rest = tail;
         } else if let Some(body_start) = after.strip_prefix('{') {
-            let end = body_start
-                .find('}')
-                .ok_or_else(|| ExpandError::Malformed(format!("`${{` without `}}` in {input:?}")))?;
+            let end = body_start.find('}').ok_or_else(|| {
+                ExpandError::Malformed(format!("`${{` without `}}` in {input:?}"))
+            })?;
             let body = &body_start[..end];
             let (name, default) = match body.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -83,18 +83,33 @@ mod tests {
 
     #[test]
     fn missing_variable_is_named() {
-        assert_eq!(expand("${NOPE}", &env), Err(ExpandError::Missing("NOPE".into())));
+        assert_eq!(
+            expand("${NOPE}", &env),
+            Err(ExpandError::Missing("NOPE".into()))
+        );
     }
 
     #[test]
     fn dollar_escapes_and_lone_dollars_stay() {
-        assert_eq!(expand("$$HOME costs $5", &env).as_deref(), Ok("$HOME costs $5"));
+        assert_eq!(
+            expand("$$HOME costs $5", &env).as_deref(),
+            Ok("$HOME costs $5")
+        );
     }
 
     #[test]
     fn malformed_references_are_errors() {
-        assert!(matches!(expand("${SET", &env), Err(ExpandError::Malformed(_))));
-        assert!(matches!(expand("${1X}", &env), Err(ExpandError::Malformed(_))));
-        assert!(matches!(expand("${A B}", &env), Err(ExpandError::Malformed(_))));
+        assert!(matches!(
+            expand("${SET", &env),
+            Err(ExpandError::Malformed(_))
+        ));
+        assert!(matches!(
+            expand("${1X}", &env),
+            Err(ExpandError::Malformed(_))
+        ));
+        assert!(matches!(
+            expand("${A B}", &env),
+            Err(ExpandError::Malformed(_))
+        ));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use toml_edit::{Document, DocumentMut, Item, Value};
+use toml_edit::{Document, Item, Value};
 
 use crate::error::ConfigError;
 use crate::expand::{expand, ExpandError};
@@ -18,12 +18,9 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
-    parse_str(
-        &src,
-        &path.display().to_string(),
-        base,
-        &|name| std::env::var(name).ok(),
-    )
+    parse_str(&src, &path.display().to_string(), base, &|name| {
+        std::env::var(name).ok()
+    })
 }
 
 /// Parses and validates config text. `file` names it in errors; `base` resolves relative paths;
@@ -44,12 +41,13 @@ pub fn parse_str(
     let cx = Cx { file, lines };
 
     // Structure first, on the text as written, so unknown keys and wrong types point at their line.
-    let _: RawConfig = toml_edit::de::from_document(doc.clone()).map_err(|e| cx.serde_error(src, &e))?;
+    let _: RawConfig =
+        toml_edit::de::from_document(doc.clone()).map_err(|e| cx.serde_error(src, &e))?;
 
     let mut expanded = doc.into_mut();
     expand_item(&cx, "", expanded.as_item_mut(), env)?;
     let raw: RawConfig =
-        toml_edit::de::from_document(DocumentMut::from(expanded)).map_err(|e| cx.serde_error(src, &e))?;
+        toml_edit::de::from_document(expanded).map_err(|e| cx.serde_error(src, &e))?;
     cx.build(raw, base)
 }
 
@@ -74,11 +72,9 @@ fn join(prefix: &str, key: &str) -> String {
 fn record_lines(src: &str, prefix: &str, item: &Item, out: &mut HashMap<String, usize>) {
     let table: Box<dyn Iterator<Item = (&toml_edit::Key, &Item)>> = match item {
         Item::Table(t) => Box::new(t.iter().filter_map(|(k, _)| t.get_key_value(k))),
-        Item::Value(Value::InlineTable(t)) => Box::new(
-            t.iter()
-                .filter_map(|(k, _)| t.get_key_value(k))
-                .map(|(k, v)| (k, v)),
-        ),
+        Item::Value(Value::InlineTable(t)) => {
+            Box::new(t.iter().filter_map(|(k, _)| t.get_key_value(k)))
+        }
         _ => return,
     };
     for (key, child) in table {
@@ -192,13 +188,21 @@ impl Cx<'_> {
         }
     }
 
-    fn int(&self, path: &str, n: Option<Num>, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+    fn int(
+        &self,
+        path: &str,
+        n: Option<Num>,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, ConfigError> {
         let v = match n {
             None => return Ok(default),
             Some(Num::Int(i)) => i,
-            Some(Num::Str(s)) => s.trim().parse::<i64>().map_err(|_| {
-                self.invalid(path, format!("expected an integer, found {s:?}"))
-            })?,
+            Some(Num::Str(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| self.invalid(path, format!("expected an integer, found {s:?}")))?,
         };
         if v < min || v > max {
             return Err(self.invalid(path, format!("{v} is out of range ({min}..={max})")));
@@ -213,7 +217,9 @@ impl Cx<'_> {
             Some(Flag::Str(s)) => match s.trim() {
                 "true" | "1" | "yes" | "on" => Ok(true),
                 "false" | "0" | "no" | "off" => Ok(false),
-                other => Err(self.invalid(path, format!("expected true or false, found {other:?}"))),
+                other => {
+                    Err(self.invalid(path, format!("expected true or false, found {other:?}")))
+                }
             },
         }
     }
@@ -223,7 +229,10 @@ impl Cx<'_> {
             host: raw.server.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
             port: self.int("server.port", raw.server.port, 8080, 0, 65535)? as u16,
         };
-        let schema_path = raw.schema.path.unwrap_or_else(|| "schema.graphql".to_owned());
+        let schema_path = raw
+            .schema
+            .path
+            .unwrap_or_else(|| "schema.graphql".to_owned());
         let schema = SchemaConfig {
             path: resolve(base, &schema_path),
         };
@@ -273,7 +282,11 @@ impl Cx<'_> {
                         format!("unsupported database type {other:?}; expected \"postgresql\""),
                     ))
                 }
-                None => return Err(self.invalid(&path, "missing key `type` (use type = \"postgresql\")")),
+                None => {
+                    return Err(
+                        self.invalid(&path, "missing key `type` (use type = \"postgresql\")")
+                    )
+                }
             };
             let url = db.url.filter(|u| !u.trim().is_empty());
             if url.is_none() && name != TENANT_DATABASE {
@@ -282,9 +295,15 @@ impl Cx<'_> {
                     "missing or empty `url` (only the `tenant` database may omit it)",
                 ));
             }
-            let pool_max = self.int(&format!("{path}.pool_max"), db.pool_max, 10, 1, 10_000)? as usize;
-            let pool_timeout_secs =
-                self.int(&format!("{path}.pool_timeout_secs"), db.pool_timeout_secs, 5, 1, 3600)? as u64;
+            let pool_max =
+                self.int(&format!("{path}.pool_max"), db.pool_max, 10, 1, 10_000)? as usize;
+            let pool_timeout_secs = self.int(
+                &format!("{path}.pool_timeout_secs"),
+                db.pool_timeout_secs,
+                5,
+                1,
+                3600,
+            )? as u64;
             databases.insert(
                 name,
                 DatabaseConfig {
@@ -292,7 +311,10 @@ impl Cx<'_> {
                     url,
                     pool_max,
                     pool_timeout_secs,
-                    migrations: db.migrations.filter(|m| !m.is_empty()).map(|m| resolve(base, &m)),
+                    migrations: db
+                        .migrations
+                        .filter(|m| !m.is_empty())
+                        .map(|m| resolve(base, &m)),
                 },
             );
         }
@@ -320,13 +342,44 @@ impl Cx<'_> {
         let l = raw.limits;
         let big = i64::from(u32::MAX);
         let limits = LimitsConfig {
-            max_body_bytes: self.int("limits.max_body_bytes", l.max_body_bytes, d.max_body_bytes as i64, 1024, big)? as usize,
-            max_tokens: self.int("limits.max_tokens", l.max_tokens, d.max_tokens as i64, 1, big)? as usize,
-            max_depth: self.int("limits.max_depth", l.max_depth, d.max_depth as i64, 1, 1000)? as usize,
-            max_aliases: self.int("limits.max_aliases", l.max_aliases, d.max_aliases as i64, 0, big)? as usize,
-            max_root_fields: self.int("limits.max_root_fields", l.max_root_fields, d.max_root_fields as i64, 1, big)? as usize,
+            max_body_bytes: self.int(
+                "limits.max_body_bytes",
+                l.max_body_bytes,
+                d.max_body_bytes as i64,
+                1024,
+                big,
+            )? as usize,
+            max_tokens: self.int(
+                "limits.max_tokens",
+                l.max_tokens,
+                d.max_tokens as i64,
+                1,
+                big,
+            )? as usize,
+            max_depth: self.int("limits.max_depth", l.max_depth, d.max_depth as i64, 1, 1000)?
+                as usize,
+            max_aliases: self.int(
+                "limits.max_aliases",
+                l.max_aliases,
+                d.max_aliases as i64,
+                0,
+                big,
+            )? as usize,
+            max_root_fields: self.int(
+                "limits.max_root_fields",
+                l.max_root_fields,
+                d.max_root_fields as i64,
+                1,
+                big,
+            )? as usize,
             max_limit: self.int("limits.max_limit", l.max_limit, d.max_limit, 1, big)?,
-            request_timeout_ms: self.int("limits.request_timeout_ms", l.request_timeout_ms, d.request_timeout_ms as i64, 1, big)? as u64,
+            request_timeout_ms: self.int(
+                "limits.request_timeout_ms",
+                l.request_timeout_ms,
+                d.request_timeout_ms as i64,
+                1,
+                big,
+            )? as u64,
             introspection: self.flag("limits.introspection", l.introspection, d.introspection)?,
         };
 

@@ -149,7 +149,10 @@ impl Default for LimitsConfig {
 
 /// An integer written either as a TOML integer or as a string (so it can come from `${VAR}`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "expected an integer (or a string such as \"${VAR:-10}\")")]
+#[serde(
+    untagged,
+    expecting = "expected an integer (or a string such as \"${VAR:-10}\")"
+)]
 pub(crate) enum Num {
     Int(i64),
     Str(String),
@@ -157,7 +160,10 @@ pub(crate) enum Num {
 
 /// A boolean written as TOML or as a string (`"${FLAG:-true}"`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "expected a boolean (or a string such as \"${VAR:-true}\")")]
+#[serde(
+    untagged,
+    expecting = "expected a boolean (or a string such as \"${VAR:-true}\")"
+)]
 pub(crate) enum Flag {
     Bool(bool),
     Str(String),

@@ -50,8 +50,12 @@ async fn columns<C: GenericClient>(
 fn scalar_fits(scalar: &str, pg: &str) -> bool {
     match scalar {
         "Int" => matches!(pg, "integer" | "bigint" | "smallint"),
-        "Float" => matches!(pg, "double precision" | "real" | "numeric" | "integer" | "bigint" | "smallint")
-            || pg.starts_with("numeric"),
+        "Float" => {
+            matches!(
+                pg,
+                "double precision" | "real" | "numeric" | "integer" | "bigint" | "smallint"
+            ) || pg.starts_with("numeric")
+        }
         "Boolean" => pg == "boolean",
         "String" | "ID" => matches!(pg, "text" | "uuid" | "name") || pg.starts_with("character"),
         _ => true, // custom scalars (DateTime, JSON, ...) accept any type
@@ -75,11 +79,17 @@ pub async fn check<C: GenericClient>(
                     Some("jsonb" | "json") => {}
                     Some(other) => problems.push(problem(
                         &ty.name,
-                        format!("column {view}.{} is {other}, not json or jsonb", ty.data_column),
+                        format!(
+                            "column {view}.{} is {other}, not json or jsonb",
+                            ty.data_column
+                        ),
                     )),
                     None => problems.push(problem(
                         &ty.name,
-                        format!("view {view} has no column `{}` (the JSON data column)", ty.data_column),
+                        format!(
+                            "view {view} has no column `{}` (the JSON data column)",
+                            ty.data_column
+                        ),
                     )),
                 }
                 cols.insert(ty.name.clone(), c);
@@ -88,14 +98,21 @@ pub async fn check<C: GenericClient>(
     }
     let col = |ty: &str, name: &str| cols.get(ty).and_then(|c| c.get(name)).cloned();
     let has_view = |ty: &str| cols.contains_key(ty);
-    for ty in catalog.types.values().filter(|t| t.database == database && has_view(&t.name)) {
+    for ty in catalog
+        .types
+        .values()
+        .filter(|t| t.database == database && has_view(&t.name))
+    {
         for (fname, src) in &ty.fields {
             let coord = format!("{}.{fname}", ty.name);
             match src {
                 FieldSource::Json { .. } => {}
                 FieldSource::Column { name } => {
                     if col(&ty.name, name).is_none() {
-                        problems.push(problem(&coord, format!("view {} has no column `{name}`", ty.view)));
+                        problems.push(problem(
+                            &coord,
+                            format!("view {} has no column `{name}`", ty.view),
+                        ));
                     }
                 }
                 FieldSource::Sql { expr, scalar } => {
@@ -123,7 +140,14 @@ pub async fn check<C: GenericClient>(
                 }
             }
             RootField::Sql { expr, scalar } if database == fraiseql_schema::DEFAULT_DATABASE => {
-                check_sql(client, &coord, &format!("SELECT ({expr}) LIMIT 0"), scalar, &mut problems).await?;
+                check_sql(
+                    client,
+                    &coord,
+                    &format!("SELECT ({expr}) LIMIT 0"),
+                    scalar,
+                    &mut problems,
+                )
+                .await?;
             }
             RootField::Sql { .. } => {}
         }
@@ -140,7 +164,11 @@ async fn check_sql<C: GenericClient>(
 ) -> Result<(), tokio_postgres::Error> {
     match client.prepare(sql).await {
         Ok(stmt) => {
-            let pg = stmt.columns().first().map(|c| c.type_().name().to_owned()).unwrap_or_default();
+            let pg = stmt
+                .columns()
+                .first()
+                .map(|c| c.type_().name().to_owned())
+                .unwrap_or_default();
             let pretty = match pg.as_str() {
                 "int4" => "integer",
                 "int8" => "bigint",
@@ -152,15 +180,23 @@ async fn check_sql<C: GenericClient>(
                 other => other,
             };
             if !scalar_fits(scalar, pretty) {
-                problems.push(problem(coord, format!("@sql expression has type {pretty}, which does not fit {scalar}")));
+                problems.push(problem(
+                    coord,
+                    format!("@sql expression has type {pretty}, which does not fit {scalar}"),
+                ));
             }
         }
         Err(e) => {
-            let reason = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned());
+            let reason = e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned());
             if e.as_db_error().is_none() {
                 return Err(e);
             }
-            problems.push(problem(coord, format!("@sql expression does not run: {reason}")));
+            problems.push(problem(
+                coord,
+                format!("@sql expression does not run: {reason}"),
+            ));
         }
     }
     Ok(())
@@ -174,23 +210,37 @@ fn check_collection(
     col: &dyn Fn(&str, &str) -> Option<String>,
     problems: &mut Vec<CatalogProblem>,
 ) {
-    let Some(tm) = catalog.types.get(&c.target) else { return };
+    let Some(tm) = catalog.types.get(&c.target) else {
+        return;
+    };
     if let Some(j) = &c.join {
         // For relations `target` is the parent type.
         if col(&target.name, &j.column).is_none() {
-            problems.push(problem(coord, format!("view {} has no column `{}`", target.view, j.column)));
+            problems.push(problem(
+                coord,
+                format!("view {} has no column `{}`", target.view, j.column),
+            ));
         }
         if col(&tm.name, &j.references).is_none() {
-            problems.push(problem(coord, format!("view {} has no column `{}`", tm.view, j.references)));
+            problems.push(problem(
+                coord,
+                format!("view {} has no column `{}`", tm.view, j.references),
+            ));
         }
         if tm.database != target.database {
-            problems.push(problem(coord, "relations across databases are not supported"));
+            problems.push(problem(
+                coord,
+                "relations across databases are not supported",
+            ));
         }
     }
     let mut check_target = |what: &str, t: &Target| {
         if let Target::Column(name) = t {
             if col(&tm.name, name).is_none() {
-                problems.push(problem(format!("{coord}{what}"), format!("view {} has no column `{name}`", tm.view)));
+                problems.push(problem(
+                    format!("{coord}{what}"),
+                    format!("view {} has no column `{name}`", tm.view),
+                ));
             }
         }
     };

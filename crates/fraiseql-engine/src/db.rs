@@ -70,11 +70,21 @@ pub fn pg_config(name: &str, url: &str) -> Result<tokio_postgres::Config, DbErro
     })
 }
 
-fn build_pool(name: &str, db: &DatabaseConfig, statement_timeout: Duration) -> Result<Pool, DbError> {
-    let url = db.url.as_deref().ok_or_else(|| DbError::NoUrl(name.to_owned()))?;
+fn build_pool(
+    name: &str,
+    db: &DatabaseConfig,
+    statement_timeout: Duration,
+) -> Result<Pool, DbError> {
+    let url = db
+        .url
+        .as_deref()
+        .ok_or_else(|| DbError::NoUrl(name.to_owned()))?;
     let mut pg = pg_config(name, url)?;
     pg.application_name("fraiseql");
-    pg.options(format!("-c statement_timeout={}", statement_timeout.as_millis()));
+    pg.options(format!(
+        "-c statement_timeout={}",
+        statement_timeout.as_millis()
+    ));
     pg.connect_timeout(Duration::from_secs(db.pool_timeout_secs));
     let manager = Manager::from_config(
         pg,
@@ -101,7 +111,11 @@ fn build_pool(name: &str, db: &DatabaseConfig, statement_timeout: Duration) -> R
 pub struct TextParam<'a>(pub &'a str);
 
 impl ToSql for TextParam<'_> {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         out.extend_from_slice(self.0.as_bytes());
         Ok(IsNull::No)
     }

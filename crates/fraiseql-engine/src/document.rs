@@ -77,12 +77,18 @@ pub fn prepare(
             if parser.tokens_reached() >= limits.max_tokens {
                 errs = vec![GraphqlError::new(
                     ErrorCode::QueryTooComplex,
-                    format!("the query has more than {} tokens, the limit", limits.max_tokens),
+                    format!(
+                        "the query has more than {} tokens, the limit",
+                        limits.max_tokens
+                    ),
                 )];
             }
             // Syntax errors stop here; build errors (e.g. an unknown field) are validation errors,
             // but the cost limits still come first.
-            if errs.iter().any(|e| e.extensions.code != ErrorCode::GraphqlValidationFailed) {
+            if errs
+                .iter()
+                .any(|e| e.extensions.code != ErrorCode::GraphqlValidationFailed)
+            {
                 return Err(errs);
             }
             limits::check(&e.partial, limits).map_err(|l| vec![l])?;

@@ -143,7 +143,10 @@ impl Engine {
     /// Whether every database answers now (for `/ready`); the error names the database.
     pub async fn ready(&self) -> Result<(), String> {
         for (name, pool) in self.pools.iter() {
-            let client = pool.get().await.map_err(|_| format!("database `{name}` unavailable"))?;
+            let client = pool
+                .get()
+                .await
+                .map_err(|_| format!("database `{name}` unavailable"))?;
             client
                 .simple_query("SELECT 1")
                 .await
@@ -180,7 +183,10 @@ impl Engine {
                 kind,
                 vec![GraphqlError::new(
                     ErrorCode::OperationNotSupported,
-                    format!("{} operations are not supported here; only queries", op.operation_type),
+                    format!(
+                        "{} operations are not supported here; only queries",
+                        op.operation_type
+                    ),
                 )],
             );
         }
@@ -203,19 +209,35 @@ impl Engine {
         let limits = PlanLimits {
             max_limit: self.config.limits.max_limit,
         };
-        let plan = match fraiseql_plan::plan(&self.schema.api, &self.schema.catalog, doc, op, &vars, limits) {
+        let plan = match fraiseql_plan::plan(
+            &self.schema.api,
+            &self.schema.catalog,
+            doc,
+            op,
+            &vars,
+            limits,
+        ) {
             Ok(p) => p,
             Err(PlanError::BadArgument { message, path }) => {
-                return Outcome::request_error(vec![
-                    GraphqlError::new(ErrorCode::BadUserInput, message).with_path(path)
-                ])
+                return Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::BadUserInput,
+                    message,
+                )
+                .with_path(path)])
             }
             Err(PlanError::Unsupported(m)) => {
-                return Outcome::request_error(vec![GraphqlError::new(ErrorCode::OperationNotSupported, m)])
+                return Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::OperationNotSupported,
+                    m,
+                )])
             }
         };
 
-        let introspection = if plan.fields.iter().any(|f| f.kind == RootKind::Introspection) {
+        let introspection = if plan
+            .fields
+            .iter()
+            .any(|f| f.kind == RootKind::Introspection)
+        {
             if !self.config.limits.introspection {
                 return Outcome::request_error(vec![GraphqlError::new(
                     ErrorCode::GraphqlValidationFailed,
@@ -228,7 +250,13 @@ impl Engine {
                     ErrorCode::QueryTooComplex,
                 )]);
             }
-            match introspection::partial_execute(&self.schema.api, &self.implementers, doc, op, &vars) {
+            match introspection::partial_execute(
+                &self.schema.api,
+                &self.implementers,
+                doc,
+                op,
+                &vars,
+            ) {
                 Ok(r) => r.data,
                 Err(e) => {
                     return Outcome::request_error(vec![GraphqlError::from_apollo(
@@ -242,10 +270,15 @@ impl Engine {
         };
 
         let results = self.run_sql(&plan.fields).await;
-        let mut body = ResponseBody::with_capacity(results.iter().map(|r| match r {
-            Some(Ok(Some(s))) => s.len(),
-            _ => 8,
-        }).sum());
+        let mut body = ResponseBody::with_capacity(
+            results
+                .iter()
+                .map(|r| match r {
+                    Some(Ok(Some(s))) => s.len(),
+                    _ => 8,
+                })
+                .sum(),
+        );
         for (field, result) in plan.fields.iter().zip(results) {
             let key = field.response_key.as_str();
             match (&field.kind, result) {
@@ -290,12 +323,16 @@ impl Engine {
     /// Runs every SQL root field, grouped by database; result `i` belongs to `fields[i]`.
     async fn run_sql(&self, fields: &[fraiseql_plan::RootPlan]) -> Vec<Option<FieldResult>> {
         let mut out: Vec<Option<FieldResult>> = fields.iter().map(|_| None).collect();
-        let mut by_db: Vec<(&str, Vec<(usize, &str, &SqlPlan)>)> = Vec::new();
+        // (database, [(field index, response key, statement)])
+        type Batch<'p> = (&'p str, Vec<(usize, &'p str, &'p SqlPlan)>);
+        let mut by_db: Vec<Batch<'_>> = Vec::new();
         for (i, f) in fields.iter().enumerate() {
             if let RootKind::Sql(p) = &f.kind {
                 match by_db.iter_mut().find(|(db, _)| *db == p.database) {
                     Some((_, v)) => v.push((i, f.response_key.as_str(), p)),
-                    None => by_db.push((p.database.as_str(), vec![(i, f.response_key.as_str(), p)])),
+                    None => {
+                        by_db.push((p.database.as_str(), vec![(i, f.response_key.as_str(), p)]))
+                    }
                 }
             }
         }
@@ -313,7 +350,8 @@ impl Engine {
                 Some(pool) => match execute::connection(pool, db).await {
                     Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
                     Ok(client) => {
-                        let plans: Vec<(&str, &SqlPlan)> = items.iter().map(|(_, k, p)| (*k, *p)).collect();
+                        let plans: Vec<(&str, &SqlPlan)> =
+                            items.iter().map(|(_, k, p)| (*k, *p)).collect();
                         self.statements
                             .fetch_add(plans.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         execute::run(&client, &plans).await

@@ -25,11 +25,17 @@ pub fn db_error(e: &tokio_postgres::Error, field: &str) -> GraphqlError {
             );
         }
         if code == "57014" {
-            return GraphqlError::new(ErrorCode::InternalServerError, "the query took too long and was cancelled");
+            return GraphqlError::new(
+                ErrorCode::InternalServerError,
+                "the query took too long and was cancelled",
+            );
         }
     }
     tracing::error!(field, error = %e, "statement failed");
-    GraphqlError::new(ErrorCode::InternalServerError, "internal error while reading the database (see server log)")
+    GraphqlError::new(
+        ErrorCode::InternalServerError,
+        "internal error while reading the database (see server log)",
+    )
 }
 
 /// Maps a pool failure (timeout, connection refused) to `DATABASE_UNAVAILABLE`.
@@ -47,10 +53,16 @@ pub async fn connection(pool: &Pool, database: &str) -> Result<Object, GraphqlEr
 }
 
 async fn one(client: &Object, plan: &SqlPlan, field: &str) -> FieldResult {
-    let stmt = client.prepare_cached(&plan.sql).await.map_err(|e| db_error(&e, field))?;
+    let stmt = client
+        .prepare_cached(&plan.sql)
+        .await
+        .map_err(|e| db_error(&e, field))?;
     let params: Vec<TextParam<'_>> = plan.params.iter().map(|p| TextParam(p)).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(&stmt, &refs).await.map_err(|e| db_error(&e, field))?;
+    let rows = client
+        .query(&stmt, &refs)
+        .await
+        .map_err(|e| db_error(&e, field))?;
     match rows.first() {
         None => Ok(None),
         Some(row) => row

@@ -29,7 +29,9 @@ impl<'a> Walker<'a> {
         for sel in &set.selections {
             let inner = match sel {
                 // Introspection is bounded by apollo-compiler's own check (its schema is recursive).
-                Selection::Field(f) if matches!(f.name.as_str(), "__schema" | "__type") => Cost::default(),
+                Selection::Field(f) if matches!(f.name.as_str(), "__schema" | "__type") => {
+                    Cost::default()
+                }
                 Selection::Field(f) => {
                     let sub = self.set(&f.selection_set);
                     Cost {
@@ -85,7 +87,11 @@ pub fn check(doc: &ExecutableDocument, limits: &LimitsConfig) -> Result<(), Grap
             return Err(too("query depth", cost.depth, limits.max_depth));
         }
         if cost.aliases > limits.max_aliases {
-            return Err(too("the number of aliases", cost.aliases, limits.max_aliases));
+            return Err(too(
+                "the number of aliases",
+                cost.aliases,
+                limits.max_aliases,
+            ));
         }
         let mut roots = Walker {
             doc,
@@ -94,7 +100,11 @@ pub fn check(doc: &ExecutableDocument, limits: &LimitsConfig) -> Result<(), Grap
         };
         let root_fields = count_root_fields(&mut roots, &op.selection_set);
         if root_fields > limits.max_root_fields {
-            return Err(too("the number of root fields", root_fields, limits.max_root_fields));
+            return Err(too(
+                "the number of root fields",
+                root_fields,
+                limits.max_root_fields,
+            ));
         }
     }
     Ok(())
@@ -111,7 +121,9 @@ fn count_root_fields<'a>(w: &mut Walker<'a>, set: &'a SelectionSet) -> usize {
                 if w.visiting.contains(&name) {
                     return 0;
                 }
-                let Some(frag) = w.doc.fragments.get(name) else { return 0 };
+                let Some(frag) = w.doc.fragments.get(name) else {
+                    return 0;
+                };
                 w.visiting.push(name);
                 let n = count_root_fields(w, &frag.selection_set);
                 w.visiting.pop();

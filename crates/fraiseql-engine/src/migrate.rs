@@ -62,15 +62,23 @@ pub async fn apply(client: &mut Client, dir: &Path) -> Result<Vec<String>, Migra
         )
         .await?;
     let result = apply_locked(client, &files).await;
-    client.batch_execute("SELECT pg_advisory_unlock(7431001)").await?;
+    client
+        .batch_execute("SELECT pg_advisory_unlock(7431001)")
+        .await?;
     result
 }
 
-async fn apply_locked(client: &mut Client, files: &[(String, PathBuf)]) -> Result<Vec<String>, MigrateError> {
+async fn apply_locked(
+    client: &mut Client,
+    files: &[(String, PathBuf)],
+) -> Result<Vec<String>, MigrateError> {
     let mut applied = Vec::new();
     for (version, path) in files {
         let done = client
-            .query_opt("SELECT 1 FROM fraiseql_migrations WHERE version = $1", &[version])
+            .query_opt(
+                "SELECT 1 FROM fraiseql_migrations WHERE version = $1",
+                &[version],
+            )
             .await?
             .is_some();
         if done {
@@ -82,14 +90,19 @@ async fn apply_locked(client: &mut Client, files: &[(String, PathBuf)]) -> Resul
         })?;
         let tx = client.transaction().await?;
         if let Err(e) = tx.batch_execute(&sql).await {
-            let reason = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned());
+            let reason = e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned());
             return Err(MigrateError::Failed {
                 version: version.clone(),
                 reason,
             });
         }
-        tx.execute("INSERT INTO fraiseql_migrations (version) VALUES ($1)", &[version])
-            .await?;
+        tx.execute(
+            "INSERT INTO fraiseql_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
         tx.commit().await?;
         applied.push(version.clone());
     }

@@ -51,7 +51,9 @@ impl GraphqlRequest {
                 None => Ok(None),
                 Some(s) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&s)
                     .map(Some)
-                    .map_err(|e| RequestParseError::Params(format!("`{name}` is not a JSON object: {e}"))),
+                    .map_err(|e| {
+                        RequestParseError::Params(format!("`{name}` is not a JSON object: {e}"))
+                    }),
             }
         };
         Ok(Self {

@@ -34,8 +34,10 @@ impl Outcome {
 
     /// A request error of a specific kind.
     pub fn request_error_of_kind(kind: OutcomeKind, errors: Vec<GraphqlError>) -> Self {
-        let mut b = ResponseBody::default();
-        b.errors = errors;
+        let b = ResponseBody {
+            errors,
+            ..ResponseBody::default()
+        };
         Self {
             kind,
             error_codes: b.errors.iter().map(|e| e.extensions.code).collect(),

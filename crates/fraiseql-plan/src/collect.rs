@@ -69,13 +69,18 @@ impl<'a> Cx<'a> {
                 }
                 Selection::InlineFragment(inline) => {
                     if self.included(&inline.directives)
-                        && self.applies(inline.type_condition.as_ref().map(|n| n.as_str()), object_type)
+                        && self.applies(
+                            inline.type_condition.as_ref().map(|n| n.as_str()),
+                            object_type,
+                        )
                     {
                         self.collect_into(object_type, &inline.selection_set, out, visited);
                     }
                 }
                 Selection::FragmentSpread(spread) => {
-                    if !self.included(&spread.directives) || !visited.insert(spread.fragment_name.as_str()) {
+                    if !self.included(&spread.directives)
+                        || !visited.insert(spread.fragment_name.as_str())
+                    {
                         continue;
                     }
                     if let Some(frag) = self.document.fragments.get(&spread.fragment_name) {

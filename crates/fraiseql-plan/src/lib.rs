@@ -80,7 +80,11 @@ pub fn plan(
     variables: &JsonMap,
     limits: PlanLimits,
 ) -> Result<Plan, PlanError> {
-    let cx = collect::Cx { schema, document, variables };
+    let cx = collect::Cx {
+        schema,
+        document,
+        variables,
+    };
     let root_type = operation.object_type().as_str();
     if !operation.is_query() {
         return Err(PlanError::unsupported(format!(
@@ -106,7 +110,10 @@ pub fn plan(
                 }
             }
         };
-        fields.push(RootPlan { response_key: key, kind });
+        fields.push(RootPlan {
+            response_key: key,
+            kind,
+        });
     }
     Ok(Plan { fields })
 }

@@ -3,7 +3,9 @@
 
 use apollo_compiler::executable::Field;
 use apollo_compiler::Node;
-use fraiseql_schema::{quote_ident, quote_literal, ArgRole, Catalog, Collection, FieldSource, Target, TypeMapping};
+use fraiseql_schema::{
+    quote_ident, quote_literal, ArgRole, Catalog, Collection, FieldSource, Target, TypeMapping,
+};
 
 use crate::collect::Cx;
 use crate::error::PlanError;
@@ -33,11 +35,16 @@ impl Source {
     }
 
     /// `FROM` clause for an aggregate over the rows (a subquery when rows are ordered or paged).
-    fn from_rows(&self) -> String {
+    fn rows_clause(&self) -> String {
         if self.order.is_empty() && self.limit.is_none() && self.offset.is_none() {
             return format!("{} {}{}", self.view, self.alias, self.where_clause());
         }
-        let mut s = format!("(SELECT * FROM {} {}{}", self.view, self.alias, self.where_clause());
+        let mut s = format!(
+            "(SELECT * FROM {} {}{}",
+            self.view,
+            self.alias,
+            self.where_clause()
+        );
         if !self.order.is_empty() {
             s.push_str(" ORDER BY ");
             s.push_str(&self.order.join(", "));
@@ -56,8 +63,13 @@ impl Source {
     }
 
     /// `FROM` clause for at most one row.
-    fn from_one(&self) -> String {
-        format!("{} {}{} LIMIT 1", self.view, self.alias, self.where_clause())
+    fn one_row_clause(&self) -> String {
+        format!(
+            "{} {}{} LIMIT 1",
+            self.view,
+            self.alias,
+            self.where_clause()
+        )
     }
 }
 
@@ -83,7 +95,12 @@ fn target_expr(alias: &str, ty: &TypeMapping, t: &Target, as_text: bool) -> Stri
 }
 
 impl<'c, 'a> Builder<'c, 'a> {
-    pub(crate) fn new(cx: &'c Cx<'a>, catalog: &'c Catalog, limits: PlanLimits, path: Vec<String>) -> Self {
+    pub(crate) fn new(
+        cx: &'c Cx<'a>,
+        catalog: &'c Catalog,
+        limits: PlanLimits,
+        path: Vec<String>,
+    ) -> Self {
         Self {
             cx,
             catalog,
@@ -127,15 +144,22 @@ impl<'c, 'a> Builder<'c, 'a> {
         })
     }
 
-    pub(crate) fn root_rows(mut self, c: &Collection, group: &[&'a Node<Field>]) -> Result<RootKind, PlanError> {
+    pub(crate) fn root_rows(
+        mut self,
+        c: &Collection,
+        group: &[&'a Node<Field>],
+    ) -> Result<RootKind, PlanError> {
         let ty = self.mapping(&c.target)?;
         let alias = self.alias();
         let source = self.source(c, ty, alias, group[0], None)?;
         let obj = self.object(ty, &source.alias, group)?;
         let sql = if c.list {
-            format!("SELECT coalesce(json_agg({obj}), '[]'::json)::text FROM {}", source.from_rows())
+            format!(
+                "SELECT coalesce(json_agg({obj}), '[]'::json)::text FROM {}",
+                source.rows_clause()
+            )
         } else {
-            format!("SELECT {obj}::text FROM {}", source.from_one())
+            format!("SELECT {obj}::text FROM {}", source.one_row_clause())
         };
         Ok(RootKind::Sql(SqlPlan {
             database: ty.database.clone(),
@@ -145,13 +169,20 @@ impl<'c, 'a> Builder<'c, 'a> {
         }))
     }
 
-    fn int_arg(&self, name: &str, text: Option<String>, max: i64) -> Result<Option<i64>, PlanError> {
+    fn int_arg(
+        &self,
+        name: &str,
+        text: Option<String>,
+        max: i64,
+    ) -> Result<Option<i64>, PlanError> {
         let Some(text) = text else { return Ok(None) };
         let n: i64 = text
             .parse()
             .map_err(|_| self.bad(format!("argument `{name}` must be an integer")))?;
         if n < 0 || n > max {
-            return Err(self.bad(format!("argument `{name}` must be between 0 and {max}, got {n}")));
+            return Err(self.bad(format!(
+                "argument `{name}` must be between 0 and {max}, got {n}"
+            )));
         }
         Ok(Some(n))
     }
@@ -181,32 +212,42 @@ impl<'c, 'a> Builder<'c, 'a> {
             ));
         }
         for (name, role) in &c.args {
-            let Ok(value) = field.argument_by_name(name) else { continue };
+            let Ok(value) = field.argument_by_name(name) else {
+                continue;
+            };
             let vars = self.cx.variables;
             match role {
                 ArgRole::Limit => {
-                    if let Some(n) = self.int_arg(name, scalar_text(value, vars), self.limits.max_limit)? {
+                    if let Some(n) =
+                        self.int_arg(name, scalar_text(value, vars), self.limits.max_limit)?
+                    {
                         s.limit = Some(self.param(n.to_string()));
                     }
                 }
                 ArgRole::Offset => {
-                    if let Some(n) = self.int_arg(name, scalar_text(value, vars), i64::from(i32::MAX))? {
+                    if let Some(n) =
+                        self.int_arg(name, scalar_text(value, vars), i64::from(i32::MAX))?
+                    {
                         s.offset = Some(self.param(n.to_string()));
                     }
                 }
                 ArgRole::OrderBy(keys) => {
                     for v in enum_list(value, vars) {
-                        let key = keys
-                            .get(&v)
-                            .ok_or_else(|| self.bad(format!("unknown ordering `{v}` for `{name}`")))?;
+                        let key = keys.get(&v).ok_or_else(|| {
+                            self.bad(format!("unknown ordering `{v}` for `{name}`"))
+                        })?;
                         let dir = if key.desc { " DESC" } else { "" };
-                        s.order.push(format!("{}{dir}", target_expr(&s.alias, ty, &key.target, false)));
+                        s.order.push(format!(
+                            "{}{dir}",
+                            target_expr(&s.alias, ty, &key.target, false)
+                        ));
                     }
                 }
                 ArgRole::Filter(t) => {
                     if let Some(text) = scalar_text(value, vars) {
                         let p = self.param(text);
-                        s.conditions.push(format!("{} = {p}", target_expr(&s.alias, ty, t, true)));
+                        s.conditions
+                            .push(format!("{} = {p}", target_expr(&s.alias, ty, t, true)));
                     }
                 }
             }
@@ -215,7 +256,12 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// `json_build_object(...)` for one object, the fields of every field node in `group` merged.
-    fn object(&mut self, ty: &TypeMapping, alias: &str, group: &[&'a Node<Field>]) -> Result<String, PlanError> {
+    fn object(
+        &mut self,
+        ty: &TypeMapping,
+        alias: &str,
+        group: &[&'a Node<Field>],
+    ) -> Result<String, PlanError> {
         let grouped = self
             .cx
             .collect(&ty.name, group.iter().map(|f| &f.selection_set))?;
@@ -243,20 +289,31 @@ impl<'c, 'a> Builder<'c, 'a> {
             .iter()
             .map(|(k, e)| format!("{e} AS {}", quote_ident(k)))
             .collect();
-        Ok(format!("(SELECT row_to_json(r) FROM (SELECT {}) r)", cols.join(", ")))
+        Ok(format!(
+            "(SELECT row_to_json(r) FROM (SELECT {}) r)",
+            cols.join(", ")
+        ))
     }
 
-    fn field_expr(&mut self, ty: &TypeMapping, alias: &str, fields: &[&'a Node<Field>]) -> Result<String, PlanError> {
+    fn field_expr(
+        &mut self,
+        ty: &TypeMapping,
+        alias: &str,
+        fields: &[&'a Node<Field>],
+    ) -> Result<String, PlanError> {
         let name = fields[0].name.as_str();
         if name == "__typename" {
             return Ok(format!("{}::text", quote_literal(&ty.name)));
         }
-        let src = ty
-            .fields
-            .get(name)
-            .ok_or_else(|| PlanError::unsupported(format!("field `{}.{name}` has no mapping", ty.name)))?;
+        let src = ty.fields.get(name).ok_or_else(|| {
+            PlanError::unsupported(format!("field `{}.{name}` has no mapping", ty.name))
+        })?;
         Ok(match src {
-            FieldSource::Json { key } => format!("{alias}.{}->{}", quote_ident(&ty.data_column), quote_literal(key)),
+            FieldSource::Json { key } => format!(
+                "{alias}.{}->{}",
+                quote_ident(&ty.data_column),
+                quote_literal(key)
+            ),
             FieldSource::Column { name } => format!("{alias}.{}", quote_ident(name)),
             FieldSource::Sql { expr, .. } => format!("({})", expr.replace("{parent}", alias)),
             FieldSource::Relation(c) => {
@@ -265,9 +322,12 @@ impl<'c, 'a> Builder<'c, 'a> {
                 let source = self.source(c, target, a, fields[0], Some(alias))?;
                 let obj = self.object(target, &source.alias, fields)?;
                 if c.list {
-                    format!("(SELECT coalesce(json_agg({obj}), '[]'::json) FROM {})", source.from_rows())
+                    format!(
+                        "(SELECT coalesce(json_agg({obj}), '[]'::json) FROM {})",
+                        source.rows_clause()
+                    )
                 } else {
-                    format!("(SELECT {obj} FROM {})", source.from_one())
+                    format!("(SELECT {obj} FROM {})", source.one_row_clause())
                 }
             }
         })

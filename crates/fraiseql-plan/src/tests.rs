@@ -15,7 +15,8 @@ fn bundle() -> SchemaBundle {
 
 fn plan_of(query: &str, vars: serde_json::Value) -> Result<Plan, PlanError> {
     let b = bundle();
-    let doc = ExecutableDocument::parse_and_validate(&b.api, query, "q.graphql").expect("valid query");
+    let doc =
+        ExecutableDocument::parse_and_validate(&b.api, query, "q.graphql").expect("valid query");
     let op = doc.operations.get(None).expect("one operation");
     let vars: JsonMap = serde_json::from_value(vars).expect("vars");
     let vars = coerce_variable_values(&b.api, op, &vars).expect("coerced");
@@ -30,7 +31,10 @@ fn render(plan: &Plan) -> String {
         match &f.kind {
             RootKind::Sql(s) => {
                 out.push_str(&s.sql);
-                out.push_str(&format!("\n-- params: {:?} nullable: {}\n", s.params, s.nullable));
+                out.push_str(&format!(
+                    "\n-- params: {:?} nullable: {}\n",
+                    s.params, s.nullable
+                ));
             }
             other => out.push_str(&format!("{other:?}\n")),
         }
@@ -40,7 +44,10 @@ fn render(plan: &Plan) -> String {
 
 #[test]
 fn organizations() {
-    let p = plan_of("{ organizations { id name subscriptionTier memberCount } }", serde_json::json!({}));
+    let p = plan_of(
+        "{ organizations { id name subscriptionTier memberCount } }",
+        serde_json::json!({}),
+    );
     insta::assert_snapshot!(render(&p.expect("plan")));
 }
 
@@ -76,19 +83,29 @@ fn filters_ordering_and_paging_are_parameters() {
         serde_json::json!({}),
     );
     let text = render(&p.expect("plan"));
-    assert!(!text.contains("DROP TABLE tb_organization; --\" "), "value must only be a parameter");
+    assert!(
+        !text.contains("DROP TABLE tb_organization; --\" "),
+        "value must only be a parameter"
+    );
     insta::assert_snapshot!(text);
 }
 
 #[test]
 fn introspection_and_sql_root_fields() {
-    let p = plan_of("{ __schema { queryType { name } } tenantConfig }", serde_json::json!({}));
+    let p = plan_of(
+        "{ __schema { queryType { name } } tenantConfig }",
+        serde_json::json!({}),
+    );
     insta::assert_snapshot!(render(&p.expect("plan")));
 }
 
 #[test]
 fn limit_out_of_range_is_a_bad_argument_with_a_path() {
-    let e = plan_of("{ organizations(limit: 100000) { id } }", serde_json::json!({})).expect_err("too big");
+    let e = plan_of(
+        "{ organizations(limit: 100000) { id } }",
+        serde_json::json!({}),
+    )
+    .expect_err("too big");
     assert_eq!(
         e,
         PlanError::BadArgument {
@@ -96,8 +113,15 @@ fn limit_out_of_range_is_a_bad_argument_with_a_path() {
             path: vec!["organizations".into()]
         }
     );
-    let e = plan_of("{ organizations { projects(limit: -1) { id } } }", serde_json::json!({})).expect_err("negative");
-    assert!(matches!(e, PlanError::BadArgument { ref path, .. } if path == &["organizations", "projects"]), "{e:?}");
+    let e = plan_of(
+        "{ organizations { projects(limit: -1) { id } } }",
+        serde_json::json!({}),
+    )
+    .expect_err("negative");
+    assert!(
+        matches!(e, PlanError::BadArgument { ref path, .. } if path == &["organizations", "projects"]),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -109,7 +133,9 @@ fn each_root_field_is_one_statement_however_deep() {
     .expect("plan");
     assert_eq!(p.fields.len(), 2);
     for f in &p.fields {
-        let RootKind::Sql(s) = &f.kind else { panic!("sql") };
+        let RootKind::Sql(s) = &f.kind else {
+            panic!("sql")
+        };
         assert!(!s.sql.contains(';'));
     }
 }
@@ -119,6 +145,12 @@ fn wide_selections_use_row_to_json() {
     let fields: Vec<String> = (0..60).map(|i| format!("f{i}: name")).collect();
     let q = format!("{{ organizations {{ {} }} }}", fields.join(" "));
     let p = plan_of(&q, serde_json::json!({})).expect("plan");
-    let RootKind::Sql(s) = &p.fields[0].kind else { panic!("sql") };
-    assert!(s.sql.contains("row_to_json(r)") && s.sql.contains("AS \"f59\""), "{}", s.sql);
+    let RootKind::Sql(s) = &p.fields[0].kind else {
+        panic!("sql")
+    };
+    assert!(
+        s.sql.contains("row_to_json(r)") && s.sql.contains("AS \"f59\""),
+        "{}",
+        s.sql
+    );
 }

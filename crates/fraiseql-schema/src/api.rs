@@ -6,7 +6,9 @@ use apollo_compiler::Schema;
 
 use crate::error::SchemaError;
 
-const OURS: [&str; 7] = ["view", "json", "column", "sql", "relation", "filter", "orderBy"];
+const OURS: [&str; 7] = [
+    "view", "json", "column", "sql", "relation", "filter", "orderBy",
+];
 
 fn strip_list(list: &mut DirectiveList) {
     list.retain(|d| !OURS.contains(&d.name.as_str()));
@@ -26,17 +28,22 @@ pub(crate) fn strip(full: &Valid<Schema>) -> Result<Valid<Schema>, SchemaError> 
                     let f = f.make_mut();
                     f.directives.retain(|d| !OURS.contains(&d.name.as_str()));
                     for a in f.arguments.iter_mut() {
-                        a.make_mut().directives.retain(|d| !OURS.contains(&d.name.as_str()));
+                        a.make_mut()
+                            .directives
+                            .retain(|d| !OURS.contains(&d.name.as_str()));
                     }
                 }
             }
             ExtendedType::Enum(e) => {
                 for v in e.make_mut().values.values_mut() {
-                    v.make_mut().directives.retain(|d| !OURS.contains(&d.name.as_str()));
+                    v.make_mut()
+                        .directives
+                        .retain(|d| !OURS.contains(&d.name.as_str()));
                 }
             }
             _ => {}
         }
     }
-    s.validate().map_err(|e| SchemaError::Graphql(e.errors.to_string()))
+    s.validate()
+        .map_err(|e| SchemaError::Graphql(e.errors.to_string()))
 }

@@ -69,7 +69,12 @@ mod tests {
 
     #[test]
     fn qualified_names_are_validated() {
-        assert_eq!(QualifiedName::parse("app.v_org").map(|q| q.to_string()).as_deref(), Some("\"app\".\"v_org\""));
+        assert_eq!(
+            QualifiedName::parse("app.v_org")
+                .map(|q| q.to_string())
+                .as_deref(),
+            Some("\"app\".\"v_org\"")
+        );
         assert!(QualifiedName::parse("v_org; DROP TABLE x").is_none());
         assert!(QualifiedName::parse("a.b.c").is_none());
         assert!(QualifiedName::parse("").is_none());

@@ -22,11 +22,14 @@ pub(crate) fn lower(schema: &Valid<Schema>) -> Result<Catalog, SchemaError> {
         }
     }
     if let Some(query) = schema.root_operation(apollo_compiler::ast::OperationType::Query) {
-        let obj = schema
-            .get_object(query.as_str())
-            .ok_or_else(|| SchemaError::mapping(query.as_str(), "the query root must be an object type"))?;
+        let obj = schema.get_object(query.as_str()).ok_or_else(|| {
+            SchemaError::mapping(query.as_str(), "the query root must be an object type")
+        })?;
         if obj.directives.has("view") {
-            return Err(SchemaError::mapping(query.as_str(), "the query root type cannot have @view"));
+            return Err(SchemaError::mapping(
+                query.as_str(),
+                "the query root type cannot have @view",
+            ));
         }
         for (fname, field) in &obj.fields {
             let coord = format!("{query}.{fname}");
@@ -67,7 +70,10 @@ fn check_target(catalog: &Catalog, coord: &str, c: &Collection) -> Result<(), Sc
     } else {
         Err(SchemaError::mapping(
             coord,
-            format!("type `{}` has no @view, so it cannot be read from the database", c.target),
+            format!(
+                "type `{}` has no @view, so it cannot be read from the database",
+                c.target
+            ),
         ))
     }
 }
@@ -103,7 +109,11 @@ fn lower_type(
         )
     })?;
     let database = string_arg(view, "database").unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-    let data_column = ident(name, "@view(data:)", string_arg(view, "data").unwrap_or_else(|| "data".to_owned()))?;
+    let data_column = ident(
+        name,
+        "@view(data:)",
+        string_arg(view, "data").unwrap_or_else(|| "data".to_owned()),
+    )?;
     let mut fields = IndexMap::new();
     for (fname, field) in &obj.fields {
         let coord = format!("{name}.{fname}");
@@ -118,7 +128,11 @@ fn lower_type(
     })
 }
 
-fn lower_field(schema: &Schema, coord: &str, field: &FieldDefinition) -> Result<FieldSource, SchemaError> {
+fn lower_field(
+    schema: &Schema,
+    coord: &str,
+    field: &FieldDefinition,
+) -> Result<FieldSource, SchemaError> {
     let d = &field.directives;
     let used: Vec<&str> = ["json", "column", "sql", "relation"]
         .into_iter()
@@ -136,10 +150,21 @@ fn lower_field(schema: &Schema, coord: &str, field: &FieldDefinition) -> Result<
         .is_some_and(|t| t.is_leaf());
     if let Some(rel) = d.get("relation") {
         if leaf {
-            return Err(SchemaError::mapping(coord, "@relation needs an object type (or a list of one)"));
+            return Err(SchemaError::mapping(
+                coord,
+                "@relation needs an object type (or a list of one)",
+            ));
         }
-        let column = ident(coord, "@relation(column:)", string_arg(rel, "column").unwrap_or_default())?;
-        let references = ident(coord, "@relation(references:)", string_arg(rel, "references").unwrap_or_default())?;
+        let column = ident(
+            coord,
+            "@relation(column:)",
+            string_arg(rel, "column").unwrap_or_default(),
+        )?;
+        let references = ident(
+            coord,
+            "@relation(references:)",
+            string_arg(rel, "references").unwrap_or_default(),
+        )?;
         let mut c = collection(schema, coord, &field.ty, &field.arguments)?;
         c.join = Some(Join { column, references });
         return Ok(FieldSource::Relation(Box::new(c)));
@@ -154,7 +179,10 @@ fn lower_field(schema: &Schema, coord: &str, field: &FieldDefinition) -> Result<
         ));
     }
     if !field.arguments.is_empty() {
-        return Err(SchemaError::mapping(coord, "only relation fields and root fields take arguments"));
+        return Err(SchemaError::mapping(
+            coord,
+            "only relation fields and root fields take arguments",
+        ));
     }
     if let Some(sql) = d.get("sql") {
         return Ok(FieldSource::Sql {
@@ -163,7 +191,11 @@ fn lower_field(schema: &Schema, coord: &str, field: &FieldDefinition) -> Result<
         });
     }
     if let Some(col) = d.get("column") {
-        let name = ident(coord, "@column(name:)", string_arg(col, "name").unwrap_or_default())?;
+        let name = ident(
+            coord,
+            "@column(name:)",
+            string_arg(col, "name").unwrap_or_default(),
+        )?;
         return Ok(FieldSource::Column { name });
     }
     let key = match d.get("json") {
@@ -182,32 +214,55 @@ fn sql_expr(coord: &str, d: &apollo_compiler::ast::Directive) -> Result<String, 
         return Err(SchemaError::mapping(coord, "@sql(expr:) cannot be empty"));
     }
     if expr.contains(';') {
-        return Err(SchemaError::mapping(coord, "@sql(expr:) must be one expression (no `;`)"));
+        return Err(SchemaError::mapping(
+            coord,
+            "@sql(expr:) must be one expression (no `;`)",
+        ));
     }
     Ok(expr)
 }
 
-fn lower_root_field(schema: &Schema, coord: &str, field: &FieldDefinition) -> Result<RootField, SchemaError> {
+fn lower_root_field(
+    schema: &Schema,
+    coord: &str,
+    field: &FieldDefinition,
+) -> Result<RootField, SchemaError> {
     if let Some(sql) = field.directives.get("sql") {
         if !field.arguments.is_empty() {
-            return Err(SchemaError::mapping(coord, "a root @sql field takes no arguments"));
+            return Err(SchemaError::mapping(
+                coord,
+                "a root @sql field takes no arguments",
+            ));
         }
         return Ok(RootField::Sql {
             expr: sql_expr(coord, sql)?,
             scalar: field.ty.inner_named_type().to_string(),
         });
     }
-    if field.directives.has("relation") || field.directives.has("json") || field.directives.has("column") {
-        return Err(SchemaError::mapping(coord, "root fields read a type's view; @relation, @json and @column do not apply"));
+    if field.directives.has("relation")
+        || field.directives.has("json")
+        || field.directives.has("column")
+    {
+        return Err(SchemaError::mapping(
+            coord,
+            "root fields read a type's view; @relation, @json and @column do not apply",
+        ));
     }
-    let is_object = schema.get_object(field.ty.inner_named_type().as_str()).is_some();
+    let is_object = schema
+        .get_object(field.ty.inner_named_type().as_str())
+        .is_some();
     if !is_object {
         return Err(SchemaError::mapping(
             coord,
             "a root field returns a type with @view (or a list of one), or has @sql(expr: ...)",
         ));
     }
-    Ok(RootField::Rows(collection(schema, coord, &field.ty, &field.arguments)?))
+    Ok(RootField::Rows(collection(
+        schema,
+        coord,
+        &field.ty,
+        &field.arguments,
+    )?))
 }
 
 fn collection(
@@ -220,7 +275,10 @@ fn collection(
         Type::Named(_) | Type::NonNullNamed(_) => false,
         Type::List(inner) | Type::NonNullList(inner) => {
             if inner.is_list() {
-                return Err(SchemaError::mapping(coord, "lists of lists cannot be read from a view"));
+                return Err(SchemaError::mapping(
+                    coord,
+                    "lists of lists cannot be read from a view",
+                ));
             }
             true
         }
@@ -251,11 +309,18 @@ fn target(coord: &str, d: &apollo_compiler::ast::Directive) -> Result<Option<Tar
         (Some(c), None) => Ok(Some(Target::Column(ident(coord, "column", c)?))),
         (None, Some(k)) if !k.is_empty() => Ok(Some(Target::Key(k))),
         (None, None) => Ok(None),
-        _ => Err(SchemaError::mapping(coord, "give exactly one of `column` or a non-empty `key`")),
+        _ => Err(SchemaError::mapping(
+            coord,
+            "give exactly one of `column` or a non-empty `key`",
+        )),
     }
 }
 
-fn arg_role(schema: &Schema, coord: &str, arg: &InputValueDefinition) -> Result<ArgRole, SchemaError> {
+fn arg_role(
+    schema: &Schema,
+    coord: &str,
+    arg: &InputValueDefinition,
+) -> Result<ArgRole, SchemaError> {
     if let Some(f) = arg.directives.get("filter") {
         let t = target(coord, f)?.unwrap_or(Target::Column(ident(
             coord,
@@ -270,17 +335,27 @@ fn arg_role(schema: &Schema, coord: &str, arg: &InputValueDefinition) -> Result<
             if named != "Int" || arg.ty.is_list() {
                 return Err(SchemaError::mapping(coord, "must be of type Int"));
             }
-            Ok(if arg.name == "limit" { ArgRole::Limit } else { ArgRole::Offset })
+            Ok(if arg.name == "limit" {
+                ArgRole::Limit
+            } else {
+                ArgRole::Offset
+            })
         }
         "orderBy" => {
             let en = schema.get_enum(named).ok_or_else(|| {
-                SchemaError::mapping(coord, "orderBy must be an enum (or a list of one) whose values have @orderBy")
+                SchemaError::mapping(
+                    coord,
+                    "orderBy must be an enum (or a list of one) whose values have @orderBy",
+                )
             })?;
             let mut keys = IndexMap::new();
             for (vname, v) in &en.values {
                 let vcoord = format!("{named}.{vname}");
                 let d = v.directives.get("orderBy").ok_or_else(|| {
-                    SchemaError::mapping(&vcoord, "needs @orderBy(column: ...) or @orderBy(key: ...)")
+                    SchemaError::mapping(
+                        &vcoord,
+                        "needs @orderBy(column: ...) or @orderBy(key: ...)",
+                    )
                 })?;
                 let t = target(&vcoord, d)?.ok_or_else(|| {
                     SchemaError::mapping(&vcoord, "@orderBy needs `column` or `key`")
@@ -295,9 +370,16 @@ fn arg_role(schema: &Schema, coord: &str, arg: &InputValueDefinition) -> Result<
         }
         other => {
             if arg.ty.is_list() || !schema.types.get(named).is_some_and(|t| t.is_leaf()) {
-                return Err(SchemaError::mapping(coord, "equality filters take one scalar or enum value"));
+                return Err(SchemaError::mapping(
+                    coord,
+                    "equality filters take one scalar or enum value",
+                ));
             }
-            Ok(ArgRole::Filter(Target::Column(ident(coord, "column", other.to_snake_case())?)))
+            Ok(ArgRole::Filter(Target::Column(ident(
+                coord,
+                "column",
+                other.to_snake_case(),
+            )?)))
         }
     }
 }

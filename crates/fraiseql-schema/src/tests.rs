@@ -26,7 +26,9 @@ type Project @view(name: "app.v_project") {
 "#;
 
 fn err(sdl: &str) -> String {
-    build(sdl, "schema.graphql").expect_err("schema should be rejected").to_string()
+    build(sdl, "schema.graphql")
+        .expect_err("schema should be rejected")
+        .to_string()
 }
 
 #[test]
@@ -35,33 +37,85 @@ fn lowers_types_fields_and_root_fields() {
     let org = &b.catalog.types["Organization"];
     assert_eq!(org.view.to_string(), "\"v_organization\"");
     assert_eq!(org.database, "tenant");
-    assert_eq!(org.fields["subscriptionTier"], FieldSource::Json { key: "subscription_tier".into() });
-    assert!(matches!(&org.fields["memberCount"], FieldSource::Sql { scalar, .. } if scalar == "Int"));
-    let FieldSource::Relation(projects) = &org.fields["projects"] else { panic!("relation") };
+    assert_eq!(
+        org.fields["subscriptionTier"],
+        FieldSource::Json {
+            key: "subscription_tier".into()
+        }
+    );
+    assert!(
+        matches!(&org.fields["memberCount"], FieldSource::Sql { scalar, .. } if scalar == "Int")
+    );
+    let FieldSource::Relation(projects) = &org.fields["projects"] else {
+        panic!("relation")
+    };
     assert!(projects.list);
-    assert_eq!(projects.join, Some(Join { column: "pk_org".into(), references: "fk_org".into() }));
+    assert_eq!(
+        projects.join,
+        Some(Join {
+            column: "pk_org".into(),
+            references: "fk_org".into()
+        })
+    );
     let project = &b.catalog.types["Project"];
     assert_eq!(project.view.to_string(), "\"app\".\"v_project\"");
-    assert_eq!(project.fields["name"], FieldSource::Json { key: "title".into() });
-    assert_eq!(project.fields["pk"], FieldSource::Column { name: "pk_project".into() });
+    assert_eq!(
+        project.fields["name"],
+        FieldSource::Json {
+            key: "title".into()
+        }
+    );
+    assert_eq!(
+        project.fields["pk"],
+        FieldSource::Column {
+            name: "pk_project".into()
+        }
+    );
 
-    let RootField::Rows(orgs) = &b.catalog.queries["organizations"] else { panic!("rows") };
+    let RootField::Rows(orgs) = &b.catalog.queries["organizations"] else {
+        panic!("rows")
+    };
     assert!(orgs.list && orgs.non_null);
     assert_eq!(orgs.args["limit"], ArgRole::Limit);
-    let ArgRole::OrderBy(order) = &orgs.args["orderBy"] else { panic!("orderBy") };
-    assert_eq!(order["NEWEST"], SortKey { target: Target::Column("created_at".into()), desc: true });
-    let RootField::Rows(one) = &b.catalog.queries["organization"] else { panic!("rows") };
+    let ArgRole::OrderBy(order) = &orgs.args["orderBy"] else {
+        panic!("orderBy")
+    };
+    assert_eq!(
+        order["NEWEST"],
+        SortKey {
+            target: Target::Column("created_at".into()),
+            desc: true
+        }
+    );
+    let RootField::Rows(one) = &b.catalog.queries["organization"] else {
+        panic!("rows")
+    };
     assert_eq!(one.args["id"], ArgRole::Filter(Target::Column("id".into())));
-    let RootField::Rows(by_org) = &b.catalog.queries["projectsByOrg"] else { panic!("rows") };
-    assert_eq!(by_org.args["orgId"], ArgRole::Filter(Target::Key("org_id".into())));
-    assert!(matches!(&b.catalog.queries["version"], RootField::Sql { .. }));
+    let RootField::Rows(by_org) = &b.catalog.queries["projectsByOrg"] else {
+        panic!("rows")
+    };
+    assert_eq!(
+        by_org.args["orgId"],
+        ArgRole::Filter(Target::Key("org_id".into()))
+    );
+    assert!(matches!(
+        &b.catalog.queries["version"],
+        RootField::Sql { .. }
+    ));
 }
 
 #[test]
 fn api_schema_hides_the_engines_directives() {
     let b = build(SDL, "schema.graphql").expect("valid schema");
     let sdl = b.api.to_string();
-    for hidden in ["@view", "@sql", "@relation", "v_organization", "pk_org", "directive @"] {
+    for hidden in [
+        "@view",
+        "@sql",
+        "@relation",
+        "v_organization",
+        "pk_org",
+        "directive @",
+    ] {
         assert!(!sdl.contains(hidden), "{hidden} leaked into:\n{sdl}");
     }
     assert!(sdl.contains("memberCount: Int!"));

@@ -23,13 +23,18 @@ enum Media {
     Json,
 }
 
-fn negotiate(headers: &HeaderMap) -> Result<Media, Response> {
+fn negotiate(headers: &HeaderMap) -> Result<Media, Box<Response>> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Ok(Media::Json);
     };
     let mut any = false;
     for part in accept.split(',') {
-        let mime = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match mime.as_str() {
             GRAPHQL_RESPONSE => return Ok(Media::GraphqlResponse),
             JSON => return Ok(Media::Json),
@@ -40,12 +45,12 @@ fn negotiate(headers: &HeaderMap) -> Result<Media, Response> {
     if any {
         Ok(Media::Json)
     } else {
-        Err(error_response(
+        Err(Box::new(error_response(
             StatusCode::NOT_ACCEPTABLE,
             Media::Json,
             ErrorCode::BadRequest,
             "this endpoint answers application/graphql-response+json or application/json",
-        ))
+        )))
     }
 }
 
@@ -62,7 +67,11 @@ fn with_media(status: StatusCode, media: Media, body: Bytes) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(if ct == JSON { "application/json" } else { "application/graphql-response+json" }),
+        HeaderValue::from_static(if ct == JSON {
+            "application/json"
+        } else {
+            "application/graphql-response+json"
+        }),
     );
     r
 }
@@ -76,7 +85,8 @@ fn respond(outcome: Outcome, media: Media) -> Response {
     };
     let mut r = with_media(status, media, outcome.body);
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
     r
 }
@@ -103,26 +113,47 @@ pub(crate) async fn get(
     params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = params else {
-        return error_response(StatusCode::BAD_REQUEST, Media::Json, ErrorCode::BadRequest, "malformed query string");
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            Media::Json,
+            ErrorCode::BadRequest,
+            "malformed query string",
+        );
     };
     if params.query.is_none() && wants_html(&headers) {
         return graphiql::page();
     }
     let media = match negotiate(&headers) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let req = match GraphqlRequest::from_params(params.query, params.operation_name, params.variables, params.extensions) {
+    let req = match GraphqlRequest::from_params(
+        params.query,
+        params.operation_name,
+        params.variables,
+        params.extensions,
+    ) {
         Ok(r) => r,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, media, ErrorCode::BadRequest, &e.to_string()),
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                media,
+                ErrorCode::BadRequest,
+                &e.to_string(),
+            )
+        }
     };
     respond(state.engine.execute(&req, Method::Get).await, media)
 }
 
-pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let media = match negotiate(&headers) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -155,7 +186,14 @@ pub(crate) async fn post(State(state): State<AppState>, headers: HeaderMap, body
     };
     let req = match GraphqlRequest::from_json(&bytes) {
         Ok(r) => r,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, media, ErrorCode::BadRequest, &e.to_string()),
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                media,
+                ErrorCode::BadRequest,
+                &e.to_string(),
+            )
+        }
     };
     respond(state.engine.execute(&req, Method::Post).await, media)
 }

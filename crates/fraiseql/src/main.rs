@@ -10,10 +10,19 @@ use fraiseql::Engine;
 use tokio_postgres::NoTls;
 
 #[derive(Parser)]
-#[command(name = "fraiseql", version, about = "A multi-tenant GraphQL engine for PostgreSQL")]
+#[command(
+    name = "fraiseql",
+    version,
+    about = "A multi-tenant GraphQL engine for PostgreSQL"
+)]
 struct Cli {
     /// The config file.
-    #[arg(long, global = true, env = "FRAISEQL_CONFIG", default_value = "fraiseql.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "FRAISEQL_CONFIG",
+        default_value = "fraiseql.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -47,7 +56,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -92,7 +104,10 @@ async fn run(path: &Path) -> anyhow::Result<()> {
         h => h.to_owned(),
     };
     println!("🍓 FraiseQL v{}", env!("CARGO_PKG_VERSION"));
-    println!("GraphQL endpoint: http://{shown_host}:{}/graphql", local.port());
+    println!(
+        "GraphQL endpoint: http://{shown_host}:{}/graphql",
+        local.port()
+    );
     if c.multi_tenancy.enabled {
         println!("Multi-tenancy: {}", c.multi_tenancy.strategy.as_str());
     } else {
@@ -103,7 +118,10 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     } else {
         println!("NATS: disabled");
     }
-    println!("Databases: {}", c.databases.keys().cloned().collect::<Vec<_>>().join(", "));
+    println!(
+        "Databases: {}",
+        c.databases.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
     fraiseql::serve(engine, listener, shutdown_signal()).await?;
     println!("fraiseql stopped");
     Ok(())
@@ -152,7 +170,9 @@ async fn migrate(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
     let mut failed = 0;
     for (name, db) in &config.databases {
-        let (Some(url), Some(dir)) = (&db.url, &db.migrations) else { continue };
+        let (Some(url), Some(dir)) = (&db.url, &db.migrations) else {
+            continue;
+        };
         let pg = fraiseql::engine::db::pg_config(name, url)?;
         let result = async {
             let (mut client, conn) = pg.connect(NoTls).await?;

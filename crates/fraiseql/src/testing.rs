@@ -18,7 +18,8 @@ pub type TestError = Box<dyn std::error::Error + Send + Sync>;
 /// The maintenance database URL tests use to create and drop databases:
 /// `$FRAISEQL_TEST_PG`, else the local superuser.
 pub fn admin_url() -> String {
-    std::env::var("FRAISEQL_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("FRAISEQL_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// `admin_url()` with another database name.
@@ -59,13 +60,19 @@ impl TestDatabase {
         let template = format!("fraiseql_tpl_{:016x}", h.finish());
         let admin = admin().await?;
         // One process creates the template; the others wait on the lock, then find it.
-        admin.execute("SELECT pg_advisory_lock(7431002)", &[]).await?;
+        admin
+            .execute("SELECT pg_advisory_lock(7431002)", &[])
+            .await?;
         let made = Self::ensure_template(&admin, &template, dir).await;
-        admin.execute("SELECT pg_advisory_unlock(7431002)", &[]).await?;
+        admin
+            .execute("SELECT pg_advisory_unlock(7431002)", &[])
+            .await?;
         made?;
         let name = format!("fraiseql_test_{}", uuid_like());
         admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
             .await?;
         Ok(Self {
             url: url_for(&name),
@@ -73,7 +80,11 @@ impl TestDatabase {
         })
     }
 
-    async fn ensure_template(admin: &tokio_postgres::Client, template: &str, dir: &Path) -> Result<(), TestError> {
+    async fn ensure_template(
+        admin: &tokio_postgres::Client,
+        template: &str,
+        dir: &Path,
+    ) -> Result<(), TestError> {
         let exists = admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
             .await?
@@ -85,7 +96,9 @@ impl TestDatabase {
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\""))
             .await?;
-        admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{building}\""))
+            .await?;
         {
             let (mut client, conn) = tokio_postgres::connect(&url_for(&building), NoTls).await?;
             let task = tokio::spawn(async move {
@@ -97,7 +110,9 @@ impl TestDatabase {
         }
         // Renamed only once complete, so a crash mid-way never leaves a half-migrated template.
         admin
-            .batch_execute(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+            ))
             .await?;
         Ok(())
     }
@@ -117,7 +132,10 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop may run inside a runtime; a thread with its own runtime does the async work.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
@@ -138,7 +156,9 @@ fn uuid_like() -> String {
     std::process::id().hash(&mut h);
     std::thread::current().id().hash(&mut h);
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).hash(&mut h);
+    COUNTER
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .hash(&mut h);
     format!("{:016x}", h.finish())
 }
 
@@ -196,7 +216,11 @@ impl TestClient {
     }
 
     /// Runs `query` with `variables`.
-    pub async fn execute_with(&self, query: &str, variables: serde_json::Value) -> Result<TestResponse, TestError> {
+    pub async fn execute_with(
+        &self,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> Result<TestResponse, TestError> {
         let body = serde_json::json!({ "query": query, "variables": variables });
         self.post_raw(
             "application/json",
@@ -213,7 +237,8 @@ impl TestClient {
         accept: Option<&str>,
         body: Vec<u8>,
     ) -> Result<TestResponse, TestError> {
-        let mut req = http::Request::post("/graphql").header(http::header::CONTENT_TYPE, content_type);
+        let mut req =
+            http::Request::post("/graphql").header(http::header::CONTENT_TYPE, content_type);
         if let Some(a) = accept {
             req = req.header(http::header::ACCEPT, a);
         }
@@ -229,9 +254,16 @@ impl TestClient {
         self.send(req, Body::empty()).await
     }
 
-    async fn send(&self, mut req: http::request::Builder, body: Body) -> Result<TestResponse, TestError> {
+    async fn send(
+        &self,
+        mut req: http::request::Builder,
+        body: Body,
+    ) -> Result<TestResponse, TestError> {
         if let Some(t) = &self.tenant {
-            req = req.header(self.engine.config().multi_tenancy.auth_header.as_str(), t.as_str());
+            req = req.header(
+                self.engine.config().multi_tenancy.auth_header.as_str(),
+                t.as_str(),
+            );
         }
         let resp = self.router.clone().oneshot(req.body(body)?).await?;
         let status = resp.status().as_u16();

@@ -9,7 +9,11 @@ use harness::setup;
 fn codes(v: &Value) -> Vec<String> {
     v["errors"]
         .as_array()
-        .map(|e| e.iter().map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_owned()).collect())
+        .map(|e| {
+            e.iter()
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -23,16 +27,36 @@ async fn organizations_returns_the_seeds_fields() {
         .expect("execute");
     assert!(v.get("errors").is_none(), "{v}");
     let orgs = v["data"]["organizations"].as_array().expect("list");
-    let names: Vec<&str> = orgs.iter().map(|o| o["name"].as_str().unwrap_or("")).collect();
-    assert_eq!(names, ["Acme Corp", "Beta LLC", "Zeta Inc"], "ordered by name by default");
+    let names: Vec<&str> = orgs
+        .iter()
+        .map(|o| o["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["Acme Corp", "Beta LLC", "Zeta Inc"],
+        "ordered by name by default"
+    );
     assert_eq!(orgs[0]["subscriptionTier"], "pro");
     assert_eq!(orgs[0]["memberCount"], 5);
     assert_eq!(orgs[1]["memberCount"], 0);
     assert_eq!(orgs[0]["id"], json!(s.acme));
     // Keys come in selection order (checked on the raw text: serde_json's map sorts keys).
-    let r = s.client.execute_with("{ organizations(limit: 1) { name id memberCount subscriptionTier } }", json!({})).await.expect("execute");
+    let r = s
+        .client
+        .execute_with(
+            "{ organizations(limit: 1) { name id memberCount subscriptionTier } }",
+            json!({}),
+        )
+        .await
+        .expect("execute");
     let at = |k: &str| r.text.find(&format!("\"{k}\"")).expect("key present");
-    assert!(at("name") < at("id") && at("id") < at("memberCount") && at("memberCount") < at("subscriptionTier"), "{}", r.text);
+    assert!(
+        at("name") < at("id")
+            && at("id") < at("memberCount")
+            && at("memberCount") < at("subscriptionTier"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -49,8 +73,13 @@ async fn projects_by_org_with_nested_organization_and_task_count() {
     assert_eq!(r.status, 200, "{}", r.text);
     let projects = r.json["data"]["projectsByOrg"].as_array().expect("list");
     assert_eq!(projects.len(), 120);
-    assert_eq!(projects[0], json!({"name": "Project 001", "organization": {"name": "Acme Corp"}, "taskCount": 3}));
-    assert!(projects.iter().all(|p| p["taskCount"] == 3 && p["organization"]["name"] == "Acme Corp"));
+    assert_eq!(
+        projects[0],
+        json!({"name": "Project 001", "organization": {"name": "Acme Corp"}, "taskCount": 3})
+    );
+    assert!(projects
+        .iter()
+        .all(|p| p["taskCount"] == 3 && p["organization"]["name"] == "Acme Corp"));
 }
 
 #[tokio::test]
@@ -72,8 +101,17 @@ async fn each_root_field_is_exactly_one_sql_statement() {
     let projects = v["data"]["projectsByOrg"].as_array().expect("list");
     assert_eq!(projects.len(), 120);
     assert_eq!(projects[7]["tasks"].as_array().map(Vec::len), Some(3));
-    assert_eq!(projects[7]["organization"]["projects"].as_array().map(Vec::len), Some(120));
-    assert_eq!(engine.statements_executed() - before, 1, "one root field, one statement");
+    assert_eq!(
+        projects[7]["organization"]["projects"]
+            .as_array()
+            .map(Vec::len),
+        Some(120)
+    );
+    assert_eq!(
+        engine.statements_executed() - before,
+        1,
+        "one root field, one statement"
+    );
 
     let before = engine.statements_executed();
     let v = s
@@ -83,7 +121,11 @@ async fn each_root_field_is_exactly_one_sql_statement() {
         .expect("execute");
     assert!(v.get("errors").is_none(), "{v}");
     assert_eq!(v["data"]["__typename"], "Query");
-    assert_eq!(engine.statements_executed() - before, 2, "two SQL root fields, two statements");
+    assert_eq!(
+        engine.statements_executed() - before,
+        2,
+        "two SQL root fields, two statements"
+    );
 }
 
 #[tokio::test]
@@ -115,22 +157,49 @@ async fn ordering_paging_and_filters() {
         .execute(r#"{ organizations(orderBy: [NAME_DESC], limit: 2, offset: 1) { name } free: organizations(subscriptionTier: "free") { name } }"#)
         .await
         .expect("execute");
-    assert_eq!(v["data"]["organizations"], json!([{"name": "Beta LLC"}, {"name": "Acme Corp"}]));
-    assert_eq!(v["data"]["free"], json!([{"name": "Beta LLC"}, {"name": "Zeta Inc"}]));
+    assert_eq!(
+        v["data"]["organizations"],
+        json!([{"name": "Beta LLC"}, {"name": "Acme Corp"}])
+    );
+    assert_eq!(
+        v["data"]["free"],
+        json!([{"name": "Beta LLC"}, {"name": "Zeta Inc"}])
+    );
 }
 
 #[tokio::test]
 async fn get_requests_graphiql_and_probes() {
     let s = setup().await;
-    let r = s.client.get("/graphql?query=%7B%20organizations%20%7B%20name%20%7D%20%7D", None).await.expect("get");
+    let r = s
+        .client
+        .get(
+            "/graphql?query=%7B%20organizations%20%7B%20name%20%7D%20%7D",
+            None,
+        )
+        .await
+        .expect("get");
     assert_eq!(r.status, 200);
     assert_eq!(r.json["data"]["organizations"][0]["name"], "Acme Corp");
-    let r = s.client.get("/graphql", Some("text/html")).await.expect("graphiql");
+    let r = s
+        .client
+        .get("/graphql", Some("text/html"))
+        .await
+        .expect("graphiql");
     assert_eq!(r.status, 200);
-    assert!(r.text.contains("GraphiQL") && !r.text.contains("https://"), "served locally");
-    let r = s.client.get("/graphiql/graphiql.min.js", None).await.expect("asset");
+    assert!(
+        r.text.contains("GraphiQL") && !r.text.contains("https://"),
+        "served locally"
+    );
+    let r = s
+        .client
+        .get("/graphiql/graphiql.min.js", None)
+        .await
+        .expect("asset");
     assert_eq!(r.status, 200);
-    assert_eq!(s.client.get("/health", None).await.expect("health").status, 200);
+    assert_eq!(
+        s.client.get("/health", None).await.expect("health").status,
+        200
+    );
     let r = s.client.get("/ready", None).await.expect("ready");
     assert_eq!(r.status, 200, "{}", r.text);
 }
@@ -145,63 +214,133 @@ async fn bad_input_gets_spec_shaped_errors_and_the_server_stays_up() {
         }
     };
 
-    let r = s.client.post_raw("application/json", gql, b"{\"query\": ".to_vec()).await.expect("send");
-    assert_eq!((r.status, codes(&r.json)), (400, vec!["BAD_REQUEST".to_owned()]), "{}", r.text);
+    let r = s
+        .client
+        .post_raw("application/json", gql, b"{\"query\": ".to_vec())
+        .await
+        .expect("send");
+    assert_eq!(
+        (r.status, codes(&r.json)),
+        (400, vec!["BAD_REQUEST".to_owned()]),
+        "{}",
+        r.text
+    );
     assert_eq!(r.content_type, "application/graphql-response+json");
-
-    let r = s.client.execute_with("{ organizations { id ", json!({})).await.expect("send");
-    assert_eq!((r.status, codes(&r.json)), (400, vec!["GRAPHQL_PARSE_FAILED".to_owned()]), "{}", r.text);
-    assert!(r.json["errors"][0]["locations"][0]["line"].is_number());
-    assert!(r.json.get("data").is_none());
-
-    let r = s.client.execute_with("{ organizations { nope } }", json!({})).await.expect("send");
-    assert_eq!((r.status, codes(&r.json)), (400, vec!["GRAPHQL_VALIDATION_FAILED".to_owned()]), "{}", r.text);
 
     let r = s
         .client
-        .execute_with("query($n: Int) { organizations(limit: $n) { id } }", json!({"n": "ten"}))
+        .execute_with("{ organizations { id ", json!({}))
         .await
         .expect("send");
-    assert_eq!((r.status, codes(&r.json)), (400, vec!["BAD_USER_INPUT".to_owned()]), "{}", r.text);
+    assert_eq!(
+        (r.status, codes(&r.json)),
+        (400, vec!["GRAPHQL_PARSE_FAILED".to_owned()]),
+        "{}",
+        r.text
+    );
+    assert!(r.json["errors"][0]["locations"][0]["line"].is_number());
+    assert!(r.json.get("data").is_none());
+
+    let r = s
+        .client
+        .execute_with("{ organizations { nope } }", json!({}))
+        .await
+        .expect("send");
+    assert_eq!(
+        (r.status, codes(&r.json)),
+        (400, vec!["GRAPHQL_VALIDATION_FAILED".to_owned()]),
+        "{}",
+        r.text
+    );
+
+    let r = s
+        .client
+        .execute_with(
+            "query($n: Int) { organizations(limit: $n) { id } }",
+            json!({"n": "ten"}),
+        )
+        .await
+        .expect("send");
+    assert_eq!(
+        (r.status, codes(&r.json)),
+        (400, vec!["BAD_USER_INPUT".to_owned()]),
+        "{}",
+        r.text
+    );
 
     let mut deep = String::from("{ organizations { ");
     for i in 0..50 {
-        deep.push_str(if i % 2 == 0 { "projects { " } else { "organization { " });
+        deep.push_str(if i % 2 == 0 {
+            "projects { "
+        } else {
+            "organization { "
+        });
     }
     deep.push_str("name");
     deep.push_str(&" }".repeat(52));
     let r = s.client.execute_with(&deep, json!({})).await.expect("send");
-    assert_eq!((r.status, codes(&r.json)), (400, vec!["QUERY_TOO_COMPLEX".to_owned()]), "{}", r.text);
+    assert_eq!(
+        (r.status, codes(&r.json)),
+        (400, vec!["QUERY_TOO_COMPLEX".to_owned()]),
+        "{}",
+        r.text
+    );
 
-    let big = format!("{{\"query\": \"{{ organizations {{ id }} }}\", \"x\": \"{}\"}}", "a".repeat(10 * 1024 * 1024));
-    let r = s.client.post_raw("application/json", gql, big.into_bytes()).await.expect("send");
+    let big = format!(
+        "{{\"query\": \"{{ organizations {{ id }} }}\", \"x\": \"{}\"}}",
+        "a".repeat(10 * 1024 * 1024)
+    );
+    let r = s
+        .client
+        .post_raw("application/json", gql, big.into_bytes())
+        .await
+        .expect("send");
     assert_eq!(r.status, 413, "{}", r.text);
     assert_eq!(codes(&r.json), vec!["BAD_REQUEST".to_owned()]);
 
-    let r = s.client.post_raw("text/plain", gql, b"{}".to_vec()).await.expect("send");
+    let r = s
+        .client
+        .post_raw("text/plain", gql, b"{}".to_vec())
+        .await
+        .expect("send");
     assert_eq!(r.status, 415);
 
     // SQL metacharacters are values, never SQL.
     let evil = "x'); DROP TABLE tb_organization; -- \" \\ ; /* $1 */";
     let r = s
         .client
-        .execute_with("query($t: String) { organizations(subscriptionTier: $t) { id } }", json!({"t": evil}))
+        .execute_with(
+            "query($t: String) { organizations(subscriptionTier: $t) { id } }",
+            json!({"t": evil}),
+        )
         .await
         .expect("send");
     assert_eq!(r.json, json!({"data": {"organizations": []}}));
     let r = s
         .client
-        .execute_with("query($id: ID!) { organization(id: $id) { id } }", json!({"id": evil}))
+        .execute_with(
+            "query($id: ID!) { organization(id: $id) { id } }",
+            json!({"id": evil}),
+        )
         .await
         .expect("send");
     assert_eq!(r.status, 200, "a field error is still a response with data");
-    assert_eq!(codes(&r.json), vec!["BAD_USER_INPUT".to_owned()], "{}", r.text);
+    assert_eq!(
+        codes(&r.json),
+        vec!["BAD_USER_INPUT".to_owned()],
+        "{}",
+        r.text
+    );
     assert_eq!(r.json["data"]["organization"], Value::Null);
     assert_eq!(r.json["errors"][0]["path"], json!(["organization"]));
     leak(&r.text);
 
     // Still up, data intact.
-    let v = s.client.execute("{ organizations { name } }").await.expect("send");
+    let v = s
+        .client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("send");
     assert_eq!(v["data"]["organizations"].as_array().map(Vec::len), Some(3));
 }
 
@@ -210,13 +349,25 @@ async fn legacy_json_media_type_gets_200_for_request_errors() {
     let s = setup().await;
     let r = s
         .client
-        .post_raw("application/json", Some("application/json"), br#"{"query": "{ nope }"}"#.to_vec())
+        .post_raw(
+            "application/json",
+            Some("application/json"),
+            br#"{"query": "{ nope }"}"#.to_vec(),
+        )
         .await
         .expect("send");
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "application/json");
     assert_eq!(codes(&r.json), vec!["GRAPHQL_VALIDATION_FAILED".to_owned()]);
-    let r = s.client.post_raw("application/json", Some("text/csv"), br#"{"query": "{ __typename }"}"#.to_vec()).await.expect("send");
+    let r = s
+        .client
+        .post_raw(
+            "application/json",
+            Some("text/csv"),
+            br#"{"query": "{ __typename }"}"#.to_vec(),
+        )
+        .await
+        .expect("send");
     assert_eq!(r.status, 406);
 }
 
@@ -230,9 +381,17 @@ async fn a_real_graphql_client_builds_a_schema_from_our_introspection() {
         .arg("query")
         .output()
         .expect("run python (scripts/test.sh installs graphql-core)");
-    assert!(out.status.success(), "graphql-core missing? {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "graphql-core missing? {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let query = String::from_utf8(out.stdout).expect("utf8");
-    let r = s.client.execute_with(&query, json!({})).await.expect("introspect");
+    let r = s
+        .client
+        .execute_with(&query, json!({}))
+        .await
+        .expect("introspect");
     assert_eq!(r.status, 200, "{}", &r.text[..r.text.len().min(500)]);
     let mut child = std::process::Command::new(&python)
         .arg(&script)
@@ -249,9 +408,19 @@ async fn a_real_graphql_client_builds_a_schema_from_our_introspection() {
     }
     let out = child.wait_with_output().expect("wait");
     let sdl = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(sdl.contains("type Organization"), "{sdl}");
-    assert!(sdl.contains("organizations(\n    limit: Int = 50\n"), "{sdl}");
+    assert!(
+        sdl.contains("organizations(\n    limit: Int = 50\n"),
+        "{sdl}"
+    );
     assert!(sdl.contains("memberCount: Int!"), "{sdl}");
-    assert!(!sdl.contains("@view") && !sdl.contains("v_organization"), "engine directives stay private");
+    assert!(
+        !sdl.contains("@view") && !sdl.contains("v_organization"),
+        "engine directives stay private"
+    );
 }

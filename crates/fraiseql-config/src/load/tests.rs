@@ -47,7 +47,10 @@ fn the_seeds_config_parses_and_expands() {
         c.databases["shared"].url.as_deref(),
         Some("postgres://postgres@127.0.0.1/shared")
     );
-    assert_eq!(c.observers.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+    assert_eq!(
+        c.observers.nats_url.as_deref(),
+        Some("nats://127.0.0.1:4222")
+    );
     assert_eq!(c.schema.path, Path::new("/etc/app/schema.graphql"));
     assert_eq!(c.server.port, 8080);
     assert_eq!(c.limits, LimitsConfig::default());
@@ -64,7 +67,10 @@ fn misspelt_key_names_key_and_line() {
 fn unknown_section_names_key_and_line() {
     let src = format!("{SEED}[observer]\nenabled = true\n");
     let err = parse(&src).expect_err("unknown section").to_string();
-    assert!(err.starts_with("fraiseql.toml:18: `observer`: unknown field `observer`"), "{err}");
+    assert!(
+        err.starts_with("fraiseql.toml:18: `observer`: unknown field `observer`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -77,7 +83,10 @@ fn wrong_type_names_key_and_line() {
     );
     let src = SEED.replace("pool_max = 10", "pool_max = [1]");
     let err = parse(&src).expect_err("wrong type").to_string();
-    assert!(err.starts_with("fraiseql.toml:13: `databases.shared.pool_max`: expected an integer"), "{err}");
+    assert!(
+        err.starts_with("fraiseql.toml:13: `databases.shared.pool_max`: expected an integer"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,7 +106,10 @@ fn numbers_can_come_from_variables_with_defaults() {
     assert_eq!(c.databases["shared"].pool_max, 3);
     let src = SEED.replace("pool_max = 20", "pool_max = \"${BAD_POOL}\"");
     let err = parse(&src).expect_err("not a number").to_string();
-    assert_eq!(err, "fraiseql.toml:8: `databases.tenant.pool_max`: expected an integer, found \"seven\"");
+    assert_eq!(
+        err,
+        "fraiseql.toml:8: `databases.tenant.pool_max`: expected an integer, found \"seven\""
+    );
 }
 
 #[test]
@@ -109,7 +121,10 @@ fn variables_in_comments_are_not_expanded() {
 #[test]
 fn semantic_errors_are_clear() {
     let err = parse(&SEED.replace("database_per_tenant", "per_tenant")).expect_err("strategy");
-    assert!(err.to_string().contains("unknown strategy \"per_tenant\""), "{err}");
+    assert!(
+        err.to_string().contains("unknown strategy \"per_tenant\""),
+        "{err}"
+    );
     let err = parse(&SEED.replace("url = \"${SHARED_DB_URL}\"\n", "")).expect_err("url");
     assert_eq!(
         err.to_string(),
@@ -117,8 +132,12 @@ fn semantic_errors_are_clear() {
     );
     let err = parse(&SEED.replace("pool_max = 20", "pool_max = 0")).expect_err("range");
     assert!(err.to_string().contains("0 is out of range"), "{err}");
-    let err = parse("[databases.shared]\ntype=\"postgresql\"\nurl=\"x\"\n").expect_err("no tenant db");
-    assert!(err.to_string().contains("missing `[databases.tenant]`"), "{err}");
+    let err =
+        parse("[databases.shared]\ntype=\"postgresql\"\nurl=\"x\"\n").expect_err("no tenant db");
+    assert!(
+        err.to_string().contains("missing `[databases.tenant]`"),
+        "{err}"
+    );
 }
 
 #[test]

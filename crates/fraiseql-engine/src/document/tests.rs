@@ -16,7 +16,9 @@ type Project @view(name: "v_project") {
 "#;
 
 fn schema() -> apollo_compiler::validation::Valid<apollo_compiler::Schema> {
-    fraiseql_schema::build(SDL, "s.graphql").expect("schema").api
+    fraiseql_schema::build(SDL, "s.graphql")
+        .expect("schema")
+        .api
 }
 
 fn codes(query: &str, limits: &LimitsConfig) -> Vec<ErrorCode> {
@@ -29,7 +31,11 @@ fn codes(query: &str, limits: &LimitsConfig) -> Vec<ErrorCode> {
 fn deep(levels: usize) -> String {
     let mut q = String::from("{ organizations { ");
     for i in 0..levels {
-        q.push_str(if i % 2 == 0 { "projects { " } else { "organization { " });
+        q.push_str(if i % 2 == 0 {
+            "projects { "
+        } else {
+            "organization { "
+        });
     }
     q.push_str("__typename");
     for _ in 0..levels {
@@ -41,19 +47,33 @@ fn deep(levels: usize) -> String {
 
 #[test]
 fn valid_queries_pass() {
-    assert!(codes("{ organizations { id name projects { name } } }", &LimitsConfig::default()).is_empty());
+    assert!(codes(
+        "{ organizations { id name projects { name } } }",
+        &LimitsConfig::default()
+    )
+    .is_empty());
 }
 
 #[test]
 fn syntax_errors_are_parse_failures_with_locations() {
-    let errs = prepare(&schema(), &LimitsConfig::default(), "{ organizations { id }").expect_err("syntax");
+    let errs = prepare(
+        &schema(),
+        &LimitsConfig::default(),
+        "{ organizations { id }",
+    )
+    .expect_err("syntax");
     assert_eq!(errs[0].extensions.code, ErrorCode::GraphqlParseFailed);
     assert!(!errs[0].locations.is_empty());
 }
 
 #[test]
 fn unknown_fields_are_validation_failures() {
-    let errs = prepare(&schema(), &LimitsConfig::default(), "{ organizations { nope } }").expect_err("unknown");
+    let errs = prepare(
+        &schema(),
+        &LimitsConfig::default(),
+        "{ organizations { nope } }",
+    )
+    .expect_err("unknown");
     assert_eq!(errs[0].extensions.code, ErrorCode::GraphqlValidationFailed);
     assert!(errs[0].message.contains("nope"), "{}", errs[0].message);
 }
@@ -70,7 +90,10 @@ fn depth_limit_rejects_a_50_deep_query() {
 #[test]
 fn depth_counts_through_fragments() {
     let q = "{ organizations { ...A } } fragment A on Organization { projects { ...B } } fragment B on Project { organization { name } }";
-    let limits = LimitsConfig { max_depth: 3, ..LimitsConfig::default() };
+    let limits = LimitsConfig {
+        max_depth: 3,
+        ..LimitsConfig::default()
+    };
     assert_eq!(codes(q, &limits), vec![ErrorCode::QueryTooComplex]);
 }
 
@@ -83,9 +106,26 @@ fn fragment_cycles_do_not_hang_and_are_reported() {
 
 #[test]
 fn alias_root_field_and_token_limits() {
-    let limits = LimitsConfig { max_aliases: 2, max_root_fields: 2, max_tokens: 40, ..LimitsConfig::default() };
-    assert_eq!(codes("{ a: organizations { b: id c: id } }", &limits), vec![ErrorCode::QueryTooComplex]);
-    assert_eq!(codes("{ organizations { id } x: organizations { id } y: organizations { id } }", &LimitsConfig { max_root_fields: 2, ..LimitsConfig::default() }), vec![ErrorCode::QueryTooComplex]);
+    let limits = LimitsConfig {
+        max_aliases: 2,
+        max_root_fields: 2,
+        max_tokens: 40,
+        ..LimitsConfig::default()
+    };
+    assert_eq!(
+        codes("{ a: organizations { b: id c: id } }", &limits),
+        vec![ErrorCode::QueryTooComplex]
+    );
+    assert_eq!(
+        codes(
+            "{ organizations { id } x: organizations { id } y: organizations { id } }",
+            &LimitsConfig {
+                max_root_fields: 2,
+                ..LimitsConfig::default()
+            }
+        ),
+        vec![ErrorCode::QueryTooComplex]
+    );
     let long = format!("{{ organizations {{ {} }} }}", "id ".repeat(100));
     assert_eq!(codes(&long, &limits), vec![ErrorCode::QueryTooComplex]);
 }

@@ -64,14 +64,21 @@ pub async fn setup_with(extra_config: &str) -> Saas {
     .await
     .expect("seed");
     let acme: uuid_text::Id = c
-        .query_one("SELECT id::text FROM tb_organization WHERE identifier = 'acme'", &[])
+        .query_one(
+            "SELECT id::text FROM tb_organization WHERE identifier = 'acme'",
+            &[],
+        )
         .await
         .expect("acme")
         .get(0);
     let client = TestClient::from_config(config_for(&db, extra_config))
         .await
         .expect("client");
-    Saas { client, _db: db, acme }
+    Saas {
+        client,
+        _db: db,
+        acme,
+    }
 }
 
 /// Readability alias: ids travel as text.
