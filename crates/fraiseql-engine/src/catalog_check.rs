@@ -124,7 +124,7 @@ pub async fn check<C: GenericClient>(
                     check_sql(client, &coord, &sql, scalar, &mut problems).await?;
                 }
                 FieldSource::Relation(c) => {
-                    check_collection(catalog, ty, c, &coord, &col, &mut problems);
+                    check_collection(catalog, Some(ty), c, &coord, &col, &mut problems);
                 }
             }
         }
@@ -133,10 +133,12 @@ pub async fn check<C: GenericClient>(
         let coord = format!("Query.{fname}");
         match root {
             RootField::Rows(c) => {
-                if let Some(target) = catalog.types.get(&c.target) {
-                    if target.database == database && has_view(&c.target) {
-                        check_collection(catalog, target, c, &coord, &col, &mut problems);
-                    }
+                let here = catalog
+                    .types
+                    .get(&c.target)
+                    .is_some_and(|t| t.database == database);
+                if here && has_view(&c.target) {
+                    check_collection(catalog, None, c, &coord, &col, &mut problems);
                 }
             }
             RootField::Sql { expr, scalar } if database == fraiseql_schema::DEFAULT_DATABASE => {
@@ -202,9 +204,10 @@ async fn check_sql<C: GenericClient>(
     Ok(())
 }
 
+/// Checks a root field (`parent` None) or a relation from `parent`: join columns and arguments.
 fn check_collection(
     catalog: &Catalog,
-    target: &TypeMapping,
+    parent: Option<&TypeMapping>,
     c: &Collection,
     coord: &str,
     col: &dyn Fn(&str, &str) -> Option<String>,
@@ -213,12 +216,11 @@ fn check_collection(
     let Some(tm) = catalog.types.get(&c.target) else {
         return;
     };
-    if let Some(j) = &c.join {
-        // For relations `target` is the parent type.
-        if col(&target.name, &j.column).is_none() {
+    if let (Some(j), Some(parent)) = (&c.join, parent) {
+        if col(&parent.name, &j.column).is_none() {
             problems.push(problem(
                 coord,
-                format!("view {} has no column `{}`", target.view, j.column),
+                format!("view {} has no column `{}`", parent.view, j.column),
             ));
         }
         if col(&tm.name, &j.references).is_none() {
@@ -227,7 +229,7 @@ fn check_collection(
                 format!("view {} has no column `{}`", tm.view, j.references),
             ));
         }
-        if tm.database != target.database {
+        if tm.database != parent.database {
             problems.push(problem(
                 coord,
                 "relations across databases are not supported",

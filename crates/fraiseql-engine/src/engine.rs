@@ -1,6 +1,5 @@
 //! [`Engine`]: the configured schema, pools and caches, and `execute` for one request.
 
-use std::path::Path;
 use std::time::Duration;
 
 use apollo_compiler::collections::HashMap;
@@ -364,10 +363,4 @@ impl Engine {
         }
         out
     }
-}
-
-/// Loads `fraiseql.toml` at `path` and builds an engine from it.
-pub fn engine_from_file(path: &Path) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
-    let config = fraiseql_config::load_file(path)?;
-    Ok(Engine::from_config(config)?)
 }

@@ -5,7 +5,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use fraiseql_engine::engine::Method;
 use fraiseql_engine::response::OutcomeKind;
-use fraiseql_engine::{ErrorCode, GraphqlError, GraphqlRequest, Outcome};
+use fraiseql_engine::{ErrorCode, GraphqlError, GraphqlRequest, Outcome, RequestParseError};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 
@@ -127,23 +127,31 @@ pub(crate) async fn get(
         Ok(m) => m,
         Err(r) => return *r,
     };
-    let req = match GraphqlRequest::from_params(
+    let req = GraphqlRequest::from_params(
         params.query,
         params.operation_name,
         params.variables,
         params.extensions,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                media,
-                ErrorCode::BadRequest,
-                &e.to_string(),
-            )
-        }
-    };
-    respond(state.engine.execute(&req, Method::Get).await, media)
+    );
+    execute(&state, req, Method::Get, media).await
+}
+
+/// Runs a parsed request, or answers 400 for one that did not parse.
+async fn execute(
+    state: &AppState,
+    req: Result<GraphqlRequest, RequestParseError>,
+    method: Method,
+    media: Media,
+) -> Response {
+    match req {
+        Ok(req) => respond(state.engine.execute(&req, method).await, media),
+        Err(e) => error_response(
+            StatusCode::BAD_REQUEST,
+            media,
+            ErrorCode::BadRequest,
+            &e.to_string(),
+        ),
+    }
 }
 
 pub(crate) async fn post(
@@ -184,16 +192,11 @@ pub(crate) async fn post(
             )
         }
     };
-    let req = match GraphqlRequest::from_json(&bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                media,
-                ErrorCode::BadRequest,
-                &e.to_string(),
-            )
-        }
-    };
-    respond(state.engine.execute(&req, Method::Post).await, media)
+    execute(
+        &state,
+        GraphqlRequest::from_json(&bytes),
+        Method::Post,
+        media,
+    )
+    .await
 }

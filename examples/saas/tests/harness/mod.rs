@@ -63,7 +63,7 @@ pub async fn setup_with(extra_config: &str) -> Saas {
     )
     .await
     .expect("seed");
-    let acme: uuid_text::Id = c
+    let acme: String = c
         .query_one(
             "SELECT id::text FROM tb_organization WHERE identifier = 'acme'",
             &[],
@@ -79,9 +79,4 @@ pub async fn setup_with(extra_config: &str) -> Saas {
         _db: db,
         acme,
     }
-}
-
-/// Readability alias: ids travel as text.
-pub mod uuid_text {
-    pub type Id = String;
 }
