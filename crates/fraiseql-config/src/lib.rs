@@ -11,6 +11,7 @@ mod model;
 pub use error::ConfigError;
 pub use load::{load_file, parse_str};
 pub use model::{
-    Config, DatabaseConfig, DatabaseType, LimitsConfig, MultiTenancyConfig, ObserversConfig,
-    SchemaConfig, ServerConfig, TenancyStrategy, TENANT_DATABASE,
+    AuthConfig, Config, DatabaseConfig, DatabaseType, JwtAlgorithm, LimitsConfig,
+    MultiTenancyConfig, ObserversConfig, SchemaConfig, ServerConfig, TenancyStrategy,
+    TENANT_DATABASE,
 };

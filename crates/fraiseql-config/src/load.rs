@@ -251,6 +251,7 @@ impl Cx<'_> {
         let auth_header = raw
             .multi_tenancy
             .auth_header
+            .clone()
             .unwrap_or_else(|| "X-Tenant-ID".to_owned());
         let header_ok = !auth_header.is_empty()
             && auth_header
@@ -262,10 +263,40 @@ impl Cx<'_> {
                 format!("{auth_header:?} is not a valid HTTP header name"),
             ));
         }
+        let mt = raw.multi_tenancy;
+        let name_prefix = mt.name_prefix.unwrap_or_else(|| "tenant_".to_owned());
+        let prefix_ok = !name_prefix.is_empty()
+            && name_prefix.len() <= 14
+            && name_prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && name_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !prefix_ok {
+            return Err(self.invalid(
+                "multi_tenancy.name_prefix",
+                "must be 1-14 characters of [a-z0-9_], starting with a letter",
+            ));
+        }
         let multi_tenancy = MultiTenancyConfig {
-            enabled: self.flag("multi_tenancy.enabled", raw.multi_tenancy.enabled, false)?,
+            enabled: self.flag("multi_tenancy.enabled", mt.enabled, false)?,
             strategy,
             auth_header,
+            registry: mt.registry.unwrap_or_else(|| "shared".to_owned()),
+            name_prefix,
+            connection_budget: self.int(
+                "multi_tenancy.connection_budget",
+                mt.connection_budget,
+                100,
+                1,
+                100_000,
+            )? as usize,
+            idle_pool_secs: self.int(
+                "multi_tenancy.idle_pool_secs",
+                mt.idle_pool_secs,
+                60,
+                1,
+                86_400,
+            )? as u64,
         };
 
         let mut databases = BTreeMap::new();
@@ -383,13 +414,96 @@ impl Cx<'_> {
             introspection: self.flag("limits.introspection", l.introspection, d.introspection)?,
         };
 
+        if multi_tenancy.enabled && !databases.contains_key(&multi_tenancy.registry) {
+            return Err(self.invalid(
+                "multi_tenancy.registry",
+                format!(
+                    "names database `{}`, which is not configured; add [databases.{}] with a url",
+                    multi_tenancy.registry, multi_tenancy.registry
+                ),
+            ));
+        }
+        let auth = match raw.auth {
+            None => None,
+            Some(a) => Some(self.auth(a, base)?),
+        };
+        for (coord, roles) in &raw.rbac {
+            if !coord.contains('.') || roles.is_empty() {
+                return Err(self.invalid(
+                    &format!("rbac.{coord}"),
+                    "expected `\"Type.field\" = [\"role\", ...]` with at least one role",
+                ));
+            }
+        }
+
         Ok(Config {
+            auth,
+            rbac: raw.rbac,
             server,
             schema,
             multi_tenancy,
             databases,
             observers,
             limits,
+        })
+    }
+}
+
+impl Cx<'_> {
+    fn auth(&self, a: RawAuth, base: &Path) -> Result<AuthConfig, ConfigError> {
+        let algorithm = match a.algorithm.as_deref().unwrap_or("HS256") {
+            "HS256" => JwtAlgorithm::Hs256,
+            "RS256" => JwtAlgorithm::Rs256,
+            "ES256" => JwtAlgorithm::Es256,
+            other => {
+                return Err(self.invalid(
+                    "auth.algorithm",
+                    format!(
+                    "unsupported algorithm {other:?}; expected \"HS256\", \"RS256\" or \"ES256\""
+                ),
+                ))
+            }
+        };
+        let path = |p: Option<String>| p.filter(|s| !s.is_empty()).map(|s| resolve(base, &s));
+        let secret = a.secret.filter(|s| !s.is_empty());
+        let public_key = path(a.public_key);
+        let jwks = path(a.jwks);
+        match algorithm {
+            JwtAlgorithm::Hs256 => {
+                let Some(s) = &secret else {
+                    return Err(self.invalid("auth.secret", "HS256 needs a secret"));
+                };
+                if s.len() < 16 {
+                    return Err(self.invalid("auth.secret", "use a secret of at least 16 bytes"));
+                }
+            }
+            _ if public_key.is_none() && jwks.is_none() => {
+                return Err(self.invalid(
+                    "auth.public_key",
+                    "RS256/ES256 need `public_key` (PEM) or `jwks`",
+                ));
+            }
+            _ => {}
+        }
+        Ok(AuthConfig {
+            required: self.flag("auth.required", a.required, true)?,
+            algorithm,
+            secret,
+            public_key,
+            private_key: path(a.private_key),
+            jwks,
+            issuer: a.issuer.filter(|s| !s.is_empty()),
+            audience: a.audience.filter(|s| !s.is_empty()),
+            tenant_claim: a.tenant_claim.unwrap_or_else(|| "tenant_id".to_owned()),
+            roles_claim: a.roles_claim.unwrap_or_else(|| "roles".to_owned()),
+            leeway_secs: self.int("auth.leeway_secs", a.leeway_secs, 30, 0, 3600)? as u64,
+            token_ttl_secs: self.int(
+                "auth.token_ttl_secs",
+                a.token_ttl_secs,
+                3600,
+                1,
+                31_536_000,
+            )? as u64,
         })
     }
 }

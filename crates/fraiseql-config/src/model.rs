@@ -23,6 +23,11 @@ pub struct Config {
     pub observers: ObserversConfig,
     /// `[limits]`
     pub limits: LimitsConfig,
+    /// `[auth]`, if present.
+    pub auth: Option<AuthConfig>,
+    /// `[rbac]`: schema coordinate (`Query.tenantConfig`, `Organization.memberCount`) -> roles
+    /// allowed to read it. Coordinates not listed are open to every authenticated caller.
+    pub rbac: BTreeMap<String, Vec<String>>,
 }
 
 /// `[server]`: where the HTTP server listens.
@@ -73,6 +78,54 @@ pub struct MultiTenancyConfig {
     pub strategy: TenancyStrategy,
     /// The header naming the tenant (default `X-Tenant-ID`).
     pub auth_header: String,
+    /// The `[databases.<name>]` holding the tenant registry (default `shared`).
+    pub registry: String,
+    /// Prefix of each tenant's database, schema and role name (default `tenant_`).
+    pub name_prefix: String,
+    /// Most connections open at once across all tenant pools (default 100).
+    pub connection_budget: usize,
+    /// A tenant pool unused this long is closed, in seconds (default 60).
+    pub idle_pool_secs: u64,
+}
+
+/// JWT signature algorithm, fixed by config (a token's own `alg` header is never trusted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret.
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    Rs256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+}
+
+/// `[auth]`: bearer tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    /// Whether every `/graphql` request needs a valid token.
+    pub required: bool,
+    /// The only accepted algorithm.
+    pub algorithm: JwtAlgorithm,
+    /// HS256 secret.
+    pub secret: Option<String>,
+    /// RS256/ES256 verification key, a PEM file.
+    pub public_key: Option<PathBuf>,
+    /// RS256/ES256 signing key for `fraiseql token`, a PEM file.
+    pub private_key: Option<PathBuf>,
+    /// RS256/ES256 verification keys as a JWKS file (selected by `kid`).
+    pub jwks: Option<PathBuf>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+    /// Claim naming the tenant key.
+    pub tenant_claim: String,
+    /// Claim listing the roles.
+    pub roles_claim: String,
+    /// Clock skew allowed for `exp`/`nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Lifetime of tokens issued by `fraiseql token`, in seconds.
+    pub token_ttl_secs: u64,
 }
 
 /// The only database type today.
@@ -184,6 +237,9 @@ pub(crate) struct RawConfig {
     pub observers: RawObservers,
     #[serde(default)]
     pub limits: RawLimits,
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub rbac: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +261,27 @@ pub(crate) struct RawMultiTenancy {
     pub enabled: Option<Flag>,
     pub strategy: Option<String>,
     pub auth_header: Option<String>,
+    pub registry: Option<String>,
+    pub name_prefix: Option<String>,
+    pub connection_budget: Option<Num>,
+    pub idle_pool_secs: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub required: Option<Flag>,
+    pub algorithm: Option<String>,
+    pub secret: Option<String>,
+    pub public_key: Option<String>,
+    pub private_key: Option<String>,
+    pub jwks: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub tenant_claim: Option<String>,
+    pub roles_claim: Option<String>,
+    pub leeway_secs: Option<Num>,
+    pub token_ttl_secs: Option<Num>,
 }
 
 #[derive(Debug, Deserialize)]

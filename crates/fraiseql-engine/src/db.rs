@@ -42,10 +42,18 @@ pub struct Pools {
 
 impl Pools {
     /// Builds (lazily connecting) pools for every database in `config`.
-    /// `statement_timeout` bounds each statement on the server side too.
-    pub fn new(config: &Config, statement_timeout: Duration) -> Result<Self, DbError> {
+    /// `statement_timeout` bounds each statement on the server side too; `skip` names a database
+    /// served some other way (the tenant database under multi-tenancy).
+    pub fn new(
+        config: &Config,
+        statement_timeout: Duration,
+        skip: Option<&str>,
+    ) -> Result<Self, DbError> {
         let mut pools = BTreeMap::new();
         for (name, db) in &config.databases {
+            if Some(name.as_str()) == skip {
+                continue;
+            }
             pools.insert(name.clone(), build_pool(name, db, statement_timeout)?);
         }
         Ok(Self { pools })

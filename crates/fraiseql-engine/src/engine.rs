@@ -12,6 +12,13 @@ use fraiseql_config::Config;
 use fraiseql_plan::{PlanError, PlanLimits, RootKind, SqlPlan};
 use fraiseql_schema::SchemaBundle;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fraiseql_config::TENANT_DATABASE;
+use fraiseql_plan::Access;
+
+use crate::auth::{AuthError, Identity, Verifier};
 use crate::catalog_check::{self, CatalogProblem};
 use crate::db::{DbError, Pools};
 use crate::document::DocumentCache;
@@ -19,6 +26,7 @@ use crate::error::{ErrorCode, GraphqlError};
 use crate::execute::{self, FieldResult};
 use crate::request::GraphqlRequest;
 use crate::response::{Outcome, OutcomeKind, ResponseBody};
+use crate::tenancy::{TenantError, TenantRecord, Tenants};
 
 /// Why an engine cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +45,12 @@ pub enum EngineError {
     /// A database is misconfigured.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The `[auth]` keys cannot be loaded.
+    #[error(transparent)]
+    Auth(AuthError),
+    /// An `[rbac]` coordinate names no field of the schema.
+    #[error("[rbac] \"{0}\" is not a field of the schema (expected \"Type.field\")")]
+    Rbac(String),
     /// A database does not answer.
     #[error("database `{name}` is not reachable: {reason}")]
     Unreachable {
@@ -64,12 +78,59 @@ pub enum Method {
     Post,
 }
 
+/// Who is asking, resolved from the request's headers before anything else.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The tenant (multi-tenancy on), routed to its own database/schema/rows.
+    pub tenant: Option<Arc<TenantRecord>>,
+    /// The verified token's identity (default: anonymous, no roles).
+    pub identity: Identity,
+}
+
+/// Why a request was refused before execution, with the HTTP status to answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentifyError {
+    /// 400, 401, 403 or 503.
+    pub status: u16,
+    /// The error to show.
+    pub error: GraphqlError,
+}
+
+impl IdentifyError {
+    fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: GraphqlError::new(code, message),
+        }
+    }
+}
+
+/// `[rbac]` applied to one caller's roles.
+struct Rbac<'a> {
+    rules: &'a BTreeMap<String, Vec<String>>,
+    roles: &'a [String],
+}
+
+impl Access for Rbac<'_> {
+    fn allows(&self, type_name: &str, field: &str) -> bool {
+        if self.rules.is_empty() {
+            return true;
+        }
+        match self.rules.get(&format!("{type_name}.{field}")) {
+            None => true,
+            Some(allowed) => self.roles.iter().any(|r| allowed.contains(r)),
+        }
+    }
+}
+
 /// A running GraphQL engine.
 pub struct Engine {
     config: Config,
     schema: SchemaBundle,
     implementers: HashMap<Name, Implementers>,
     pools: Pools,
+    tenants: Option<Tenants>,
+    verifier: Option<Verifier>,
     documents: DocumentCache,
     statements: std::sync::atomic::AtomicU64,
 }
@@ -89,13 +150,43 @@ impl Engine {
     /// Builds the engine from a config and an already built schema.
     pub fn new(config: Config, schema: SchemaBundle) -> Result<Self, EngineError> {
         let timeout = Duration::from_millis(config.limits.request_timeout_ms);
-        let pools = Pools::new(&config, timeout)?;
+        let multi = config.multi_tenancy.enabled;
+        // With tenancy, `[databases.tenant] url` is where tenants are provisioned, not served from.
+        let pools = Pools::new(&config, timeout, multi.then_some(TENANT_DATABASE))?;
+        let tenants = if multi {
+            let registry = pools
+                .get(&config.multi_tenancy.registry)
+                .cloned()
+                .ok_or_else(|| {
+                    EngineError::Db(DbError::NoUrl(config.multi_tenancy.registry.clone()))
+                })?;
+            Some(Tenants::new(&config, registry, timeout))
+        } else {
+            None
+        };
+        let verifier = match &config.auth {
+            Some(a) => Some(Verifier::new(a).map_err(EngineError::Auth)?),
+            None => None,
+        };
+        for coord in config.rbac.keys() {
+            let known = coord.split_once('.').is_some_and(|(t, f)| {
+                schema
+                    .api
+                    .get_object(t)
+                    .is_some_and(|o| o.fields.contains_key(f))
+            });
+            if !known {
+                return Err(EngineError::Rbac(coord.clone()));
+            }
+        }
         let implementers = schema.api.implementers_map();
         Ok(Self {
             config,
             schema,
             implementers,
             pools,
+            tenants,
+            verifier,
             documents: DocumentCache::new(1000),
             statements: std::sync::atomic::AtomicU64::new(0),
         })
@@ -116,8 +207,121 @@ impl Engine {
         &self.schema
     }
 
+    /// The tenant router, when multi-tenancy is on.
+    pub fn tenants(&self) -> Option<&Tenants> {
+        self.tenants.as_ref()
+    }
+
+    /// Resolves the caller: verifies the bearer token (if any, or if required) and the tenant
+    /// (header and token claim must agree; either alone names it).
+    pub async fn identify(
+        &self,
+        tenant_header: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<RequestContext, IdentifyError> {
+        let unauthenticated = |m: String| IdentifyError::new(401, ErrorCode::Unauthenticated, m);
+        let identity = match (&self.verifier, authorization) {
+            (None, _) => Identity::default(),
+            (Some(v), None) if v.required() => {
+                return Err(unauthenticated(AuthError::Missing.to_string()))
+            }
+            (Some(_), None) => Identity::default(),
+            (Some(v), Some(h)) => {
+                let token = h
+                    .strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+                    .ok_or_else(|| {
+                        unauthenticated("the Authorization header must be `Bearer <jwt>`".into())
+                    })?;
+                v.verify(token.trim())
+                    .map_err(|e| unauthenticated(e.to_string()))?
+            }
+        };
+        let Some(tenants) = &self.tenants else {
+            return Ok(RequestContext {
+                tenant: None,
+                identity,
+            });
+        };
+        let header = self.config.multi_tenancy.auth_header.as_str();
+        let key = match (tenant_header, identity.tenant.as_deref()) {
+            (Some(h), Some(c)) if h != c => {
+                return Err(IdentifyError::new(
+                    403,
+                    ErrorCode::Forbidden,
+                    format!("the {header} header does not match the token's tenant"),
+                ))
+            }
+            (Some(h), _) => h.to_owned(),
+            (None, Some(c)) => c.to_owned(),
+            (None, None) => {
+                return Err(IdentifyError::new(
+                    400,
+                    ErrorCode::BadRequest,
+                    format!("missing {header} header (or a token with a tenant claim)"),
+                ))
+            }
+        };
+        let tenant = tenants.resolve(&key).await.map_err(|e| match e {
+            TenantError::Invalid(m) => {
+                IdentifyError::new(400, ErrorCode::BadRequest, format!("invalid {header}: {m}"))
+            }
+            TenantError::Unknown => IdentifyError::new(
+                403,
+                ErrorCode::UnknownTenant,
+                format!("unknown tenant in {header}"),
+            ),
+            TenantError::Suspended => {
+                IdentifyError::new(503, ErrorCode::TenantSuspended, "this tenant is suspended")
+            }
+            TenantError::RegistryUnavailable => IdentifyError::new(
+                503,
+                ErrorCode::DatabaseUnavailable,
+                "the tenant registry is unavailable; try again shortly",
+            ),
+        })?;
+        Ok(RequestContext {
+            tenant: Some(tenant),
+            identity,
+        })
+    }
+
     /// Connects to every database and checks the schema against it: the start-up gate.
+    /// With tenancy, the tenant schema is checked on the first active tenant (if any).
     pub async fn check_databases(&self) -> Result<(), EngineError> {
+        if let Some(tenants) = &self.tenants {
+            let unreachable = |reason: String| EngineError::Unreachable {
+                name: self.config.multi_tenancy.registry.clone(),
+                reason,
+            };
+            if let Some(rec) = tenants
+                .any_active()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+            {
+                let conn =
+                    tenants
+                        .connection(&rec)
+                        .await
+                        .map_err(|e| EngineError::Unreachable {
+                            name: format!("tenant `{}`", rec.key),
+                            reason: e.message,
+                        })?;
+                let problems =
+                    catalog_check::check(&**conn.client, &self.schema.catalog, TENANT_DATABASE)
+                        .await
+                        .map_err(|e| EngineError::Unreachable {
+                            name: format!("tenant `{}`", rec.key),
+                            reason: e.to_string(),
+                        })?;
+                if !problems.is_empty() {
+                    return Err(EngineError::Catalog {
+                        database: format!("tenant `{}`", rec.key),
+                        problems,
+                    });
+                }
+            }
+        }
         for (name, pool) in self.pools.iter() {
             let client = pool.get().await.map_err(|e| EngineError::Unreachable {
                 name: name.clone(),
@@ -155,7 +359,12 @@ impl Engine {
     }
 
     /// Runs one GraphQL request to completion.
-    pub async fn execute(&self, req: &GraphqlRequest, method: Method) -> Outcome {
+    pub async fn execute(
+        &self,
+        req: &GraphqlRequest,
+        method: Method,
+        ctx: &RequestContext,
+    ) -> Outcome {
         let prepared = self
             .documents
             .get(&self.schema.api, &self.config.limits, &req.query);
@@ -208,6 +417,10 @@ impl Engine {
         let limits = PlanLimits {
             max_limit: self.config.limits.max_limit,
         };
+        let access = Rbac {
+            rules: &self.config.rbac,
+            roles: &ctx.identity.roles,
+        };
         let plan = match fraiseql_plan::plan(
             &self.schema.api,
             &self.schema.catalog,
@@ -215,6 +428,7 @@ impl Engine {
             op,
             &vars,
             limits,
+            &access,
         ) {
             Ok(p) => p,
             Err(PlanError::BadArgument { message, path }) => {
@@ -268,7 +482,7 @@ impl Engine {
             None
         };
 
-        let results = self.run_sql(&plan.fields).await;
+        let results = self.run_sql(&plan.fields, ctx).await;
         let mut body = ResponseBody::with_capacity(
             results
                 .iter()
@@ -309,7 +523,14 @@ impl Engine {
                     }
                 }
                 (RootKind::Sql(_), None) => body.field(key, b"null"),
+                (RootKind::Denied, _) => {
+                    body.field(key, b"null");
+                    body.errors.push(forbidden(vec![key.to_owned()]));
+                }
             }
+        }
+        for path in plan.denied {
+            body.errors.push(forbidden(path));
         }
         let error_codes = body.errors.iter().map(|e| e.extensions.code).collect();
         Outcome {
@@ -320,7 +541,11 @@ impl Engine {
     }
 
     /// Runs every SQL root field, grouped by database; result `i` belongs to `fields[i]`.
-    async fn run_sql(&self, fields: &[fraiseql_plan::RootPlan]) -> Vec<Option<FieldResult>> {
+    async fn run_sql(
+        &self,
+        fields: &[fraiseql_plan::RootPlan],
+        ctx: &RequestContext,
+    ) -> Vec<Option<FieldResult>> {
         let mut out: Vec<Option<FieldResult>> = fields.iter().map(|_| None).collect();
         // (database, [(field index, response key, statement)])
         type Batch<'p> = (&'p str, Vec<(usize, &'p str, &'p SqlPlan)>);
@@ -336,25 +561,29 @@ impl Engine {
             }
         }
         for (db, items) in by_db {
-            let results: Vec<FieldResult> = match self.pools.get(db) {
-                None => items
-                    .iter()
-                    .map(|_| {
-                        Err(GraphqlError::new(
-                            ErrorCode::InternalServerError,
-                            format!("database `{db}` is not configured"),
-                        ))
-                    })
-                    .collect(),
-                Some(pool) => match execute::connection(pool, db).await {
+            let plans: Vec<(&str, &SqlPlan)> = items.iter().map(|(_, k, p)| (*k, *p)).collect();
+            self.statements
+                .fetch_add(plans.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let tenant = ctx.tenant.as_ref().filter(|_| db == TENANT_DATABASE);
+            let results: Vec<FieldResult> = match (tenant, &self.tenants, self.pools.get(db)) {
+                (Some(rec), Some(tenants), _) => match tenants.connection(rec).await {
                     Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
-                    Ok(client) => {
-                        let plans: Vec<(&str, &SqlPlan)> =
-                            items.iter().map(|(_, k, p)| (*k, *p)).collect();
-                        self.statements
-                            .fetch_add(plans.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        execute::run(&client, &plans).await
-                    }
+                    Ok(conn) => execute::run(&conn.client, Some(&rec.id.to_string()), &plans).await,
+                },
+                (_, _, pool) => match pool {
+                    None => items
+                        .iter()
+                        .map(|_| {
+                            Err(GraphqlError::new(
+                                ErrorCode::InternalServerError,
+                                format!("database `{db}` is not configured"),
+                            ))
+                        })
+                        .collect(),
+                    Some(pool) => match execute::connection(pool, db).await {
+                        Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+                        Ok(client) => execute::run(&client, None, &plans).await,
+                    },
                 },
             };
             for ((i, _, _), r) in items.iter().zip(results) {
@@ -363,4 +592,12 @@ impl Engine {
         }
         out
     }
+}
+
+fn forbidden(path: Vec<String>) -> GraphqlError {
+    GraphqlError::new(
+        ErrorCode::Forbidden,
+        "you are not allowed to read this field",
+    )
+    .with_path(path)
 }

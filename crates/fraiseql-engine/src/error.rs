@@ -20,6 +20,14 @@ pub enum ErrorCode {
     OperationNotFound,
     /// The operation type is not served (mutations/subscriptions) or not over this method.
     OperationNotSupported,
+    /// No valid token (HTTP 401).
+    Unauthenticated,
+    /// Not allowed: a field denied by `[rbac]`, or a token for another tenant.
+    Forbidden,
+    /// The tenant key names no active tenant.
+    UnknownTenant,
+    /// The tenant is suspended.
+    TenantSuspended,
     /// A database could not be reached in time.
     DatabaseUnavailable,
     /// Anything else; details are in the server log, never in the response.

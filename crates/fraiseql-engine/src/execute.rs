@@ -4,6 +4,7 @@
 use deadpool_postgres::{Object, Pool, PoolError};
 use fraiseql_plan::SqlPlan;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
 
 use crate::db::TextParam;
 use crate::error::{ErrorCode, GraphqlError};
@@ -52,15 +53,11 @@ pub async fn connection(pool: &Pool, database: &str) -> Result<Object, GraphqlEr
     pool.get().await.map_err(|e| pool_error(&e, database))
 }
 
-async fn one(client: &Object, plan: &SqlPlan, field: &str) -> FieldResult {
-    let stmt = client
-        .prepare_cached(&plan.sql)
-        .await
-        .map_err(|e| db_error(&e, field))?;
+async fn query(client: &Object, stmt: &Statement, plan: &SqlPlan, field: &str) -> FieldResult {
     let params: Vec<TextParam<'_>> = plan.params.iter().map(|p| TextParam(p)).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let rows = client
-        .query(&stmt, &refs)
+        .query(stmt, &refs)
         .await
         .map_err(|e| db_error(&e, field))?;
     match rows.first() {
@@ -71,19 +68,66 @@ async fn one(client: &Object, plan: &SqlPlan, field: &str) -> FieldResult {
     }
 }
 
-/// Runs `plans` (all on one database) on `client`. Several statements share one read-only
-/// REPEATABLE READ transaction so they see one snapshot; all are sent without waiting in between.
-pub async fn run(client: &Object, plans: &[(&str, &SqlPlan)]) -> Vec<FieldResult> {
-    if let [(field, plan)] = plans {
-        return vec![one(client, plan, field).await];
+/// Runs `plans` (all on one database) on `client`.
+///
+/// With a tenant, the statements run in one transaction that first sets `app.tenant_id` (local to
+/// the transaction, so a pooled connection never carries it into another request). Several
+/// statements share one snapshot. Statements are prepared first (once per connection); then
+/// BEGIN, set_config, the statements and COMMIT are all sent before any answer is awaited.
+pub async fn run(
+    client: &Object,
+    tenant_id: Option<&str>,
+    plans: &[(&str, &SqlPlan)],
+) -> Vec<FieldResult> {
+    let mut stmts = Vec::with_capacity(plans.len());
+    for (field, plan) in plans {
+        match client.prepare_cached(&plan.sql).await {
+            Ok(s) => stmts.push(s),
+            Err(e) => return plans.iter().map(|_| Err(db_error(&e, field))).collect(),
+        }
     }
-    let begin = client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    let work = futures_util::future::join_all(plans.iter().map(|(f, p)| one(client, p, f)));
-    let (begun, results) = futures_util::future::join(begin, work).await;
-    // COMMIT of a read-only transaction cannot lose anything; a failure leaves nothing to undo.
-    let _ = client.batch_execute("COMMIT").await;
-    match begun {
-        Ok(()) => results,
-        Err(e) => plans.iter().map(|(f, _)| Err(db_error(&e, f))).collect(),
+    if tenant_id.is_none() && plans.len() == 1 {
+        return vec![query(client, &stmts[0], plans[0].1, plans[0].0).await];
     }
+    let set_tenant = match tenant_id {
+        Some(_) => match client
+            .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
+            .await
+        {
+            Ok(s) => Some(s),
+            Err(e) => return plans.iter().map(|(f, _)| Err(db_error(&e, f))).collect(),
+        },
+        None => None,
+    };
+    let begin = if plans.len() > 1 {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    } else {
+        "BEGIN READ ONLY"
+    };
+    let set = async {
+        match (&set_tenant, tenant_id) {
+            (Some(s), Some(id)) => client.query(s, &[&TextParam(id)]).await.map(drop),
+            _ => Ok(()),
+        }
+    };
+    let work = futures_util::future::join_all(
+        plans
+            .iter()
+            .zip(&stmts)
+            .map(|((f, p), s)| query(client, s, p, f)),
+    );
+    // Polled in this order, so sent in this order, in one flush.
+    let (begun, set, results, committed) = futures_util::future::join4(
+        client.batch_execute(begin),
+        set,
+        work,
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    if let Err(e) = begun.and(set).and(committed) {
+        // Without the tenant context no row is visible (RLS), so an error here must not pass
+        // for an empty answer.
+        return plans.iter().map(|(f, _)| Err(db_error(&e, f))).collect();
+    }
+    results
 }

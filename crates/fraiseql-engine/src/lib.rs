@@ -16,7 +16,9 @@ pub mod migrate;
 pub mod request;
 pub mod response;
 
-pub use engine::{Engine, EngineError};
+pub use engine::{Engine, EngineError, IdentifyError, RequestContext};
 pub use error::{ErrorCode, GraphqlError};
 pub use request::{GraphqlRequest, RequestParseError};
 pub use response::{Outcome, ResponseBody};
+pub mod auth;
+pub mod tenancy;

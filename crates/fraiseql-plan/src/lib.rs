@@ -30,11 +30,28 @@ impl Default for PlanLimits {
     }
 }
 
+/// Who may read what: asked once per selected field while planning.
+pub trait Access {
+    /// Whether field `field` of type `type_name` may be read.
+    fn allows(&self, type_name: &str, field: &str) -> bool;
+}
+
+/// Everything is readable.
+pub struct AllowAll;
+
+impl Access for AllowAll {
+    fn allows(&self, _: &str, _: &str) -> bool {
+        true
+    }
+}
+
 /// How to answer one operation: one entry per root response key, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Root fields in response order.
     pub fields: Vec<RootPlan>,
+    /// Response paths (keys, no list indices) of nested fields that were denied and read as `null`.
+    pub denied: Vec<Vec<String>>,
 }
 
 /// One root response key.
@@ -55,6 +72,8 @@ pub enum RootKind {
     Introspection,
     /// One SQL statement returning the value's JSON text (zero rows means `null`).
     Sql(SqlPlan),
+    /// The caller may not read this field: `null` and a `FORBIDDEN` error.
+    Denied,
 }
 
 /// One statement.
@@ -79,6 +98,7 @@ pub fn plan(
     operation: &Operation,
     variables: &JsonMap,
     limits: PlanLimits,
+    access: &dyn Access,
 ) -> Result<Plan, PlanError> {
     let cx = collect::Cx {
         schema,
@@ -94,20 +114,24 @@ pub fn plan(
     }
     let grouped = cx.collect(root_type, std::iter::once(&operation.selection_set))?;
     let mut fields = Vec::with_capacity(grouped.len());
+    let mut denied = Vec::new();
     for (key, group) in grouped {
         let field = group[0];
         let kind = match field.name.as_str() {
             "__typename" => RootKind::Typename(root_type.to_owned()),
             "__schema" | "__type" => RootKind::Introspection,
+            name if !access.allows(root_type, name) => RootKind::Denied,
             name => {
                 let root = catalog.queries.get(name).ok_or_else(|| {
                     PlanError::unsupported(format!("root field `{name}` has no mapping"))
                 })?;
-                let b = sql::Builder::new(&cx, catalog, limits, vec![key.clone()]);
-                match root {
+                let b = sql::Builder::new(&cx, catalog, limits, access, vec![key.clone()]);
+                let (kind, d) = match root {
                     RootField::Rows(c) => b.root_rows(c, &group)?,
                     RootField::Sql { expr, .. } => b.root_sql(expr),
-                }
+                };
+                denied.extend(d);
+                kind
             }
         };
         fields.push(RootPlan {
@@ -115,7 +139,7 @@ pub fn plan(
             kind,
         });
     }
-    Ok(Plan { fields })
+    Ok(Plan { fields, denied })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use fraiseql_schema::{
 use crate::collect::Cx;
 use crate::error::PlanError;
 use crate::values::{enum_list, scalar_text};
-use crate::{PlanLimits, RootKind, SqlPlan};
+use crate::{Access, PlanLimits, RootKind, SqlPlan};
 
 /// `json_build_object` takes at most 100 arguments: 50 key/value pairs.
 const MAX_PAIRS: usize = 50;
@@ -80,6 +80,8 @@ pub(crate) struct Builder<'c, 'a> {
     params: Vec<String>,
     aliases: usize,
     path: Vec<String>,
+    access: &'c dyn Access,
+    denied: Vec<Vec<String>>,
 }
 
 fn target_expr(alias: &str, ty: &TypeMapping, t: &Target, as_text: bool) -> String {
@@ -99,6 +101,7 @@ impl<'c, 'a> Builder<'c, 'a> {
         cx: &'c Cx<'a>,
         catalog: &'c Catalog,
         limits: PlanLimits,
+        access: &'c dyn Access,
         path: Vec<String>,
     ) -> Self {
         Self {
@@ -108,6 +111,8 @@ impl<'c, 'a> Builder<'c, 'a> {
             params: Vec::new(),
             aliases: 0,
             path,
+            access,
+            denied: Vec::new(),
         }
     }
 
@@ -135,20 +140,21 @@ impl<'c, 'a> Builder<'c, 'a> {
             .ok_or_else(|| PlanError::unsupported(format!("type `{name}` has no view")))
     }
 
-    pub(crate) fn root_sql(self, expr: &str) -> RootKind {
-        RootKind::Sql(SqlPlan {
+    pub(crate) fn root_sql(self, expr: &str) -> (RootKind, Vec<Vec<String>>) {
+        let kind = RootKind::Sql(SqlPlan {
             database: fraiseql_schema::DEFAULT_DATABASE.to_owned(),
             sql: format!("SELECT to_json({expr})::text"),
             params: self.params,
             nullable: true,
-        })
+        });
+        (kind, self.denied)
     }
 
     pub(crate) fn root_rows(
         mut self,
         c: &Collection,
         group: &[&'a Node<Field>],
-    ) -> Result<RootKind, PlanError> {
+    ) -> Result<(RootKind, Vec<Vec<String>>), PlanError> {
         let ty = self.mapping(&c.target)?;
         let alias = self.alias();
         let source = self.source(c, ty, alias, group[0], None)?;
@@ -161,12 +167,13 @@ impl<'c, 'a> Builder<'c, 'a> {
         } else {
             format!("SELECT {obj}::text FROM {}", source.one_row_clause())
         };
-        Ok(RootKind::Sql(SqlPlan {
+        let kind = RootKind::Sql(SqlPlan {
             database: ty.database.clone(),
             sql,
             params: self.params,
             nullable: !c.non_null,
-        }))
+        });
+        Ok((kind, self.denied))
     }
 
     fn int_arg(
@@ -304,6 +311,10 @@ impl<'c, 'a> Builder<'c, 'a> {
         let name = fields[0].name.as_str();
         if name == "__typename" {
             return Ok(format!("{}::text", quote_literal(&ty.name)));
+        }
+        if !self.access.allows(&ty.name, name) {
+            self.denied.push(self.path.clone());
+            return Ok("NULL".to_owned());
         }
         let src = ty.fields.get(name).ok_or_else(|| {
             PlanError::unsupported(format!("field `{}.{name}` has no mapping", ty.name))

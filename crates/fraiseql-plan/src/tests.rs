@@ -20,7 +20,15 @@ fn plan_of(query: &str, vars: serde_json::Value) -> Result<Plan, PlanError> {
     let op = doc.operations.get(None).expect("one operation");
     let vars: JsonMap = serde_json::from_value(vars).expect("vars");
     let vars = coerce_variable_values(&b.api, op, &vars).expect("coerced");
-    plan(&b.api, &b.catalog, &doc, op, &vars, PlanLimits::default())
+    plan(
+        &b.api,
+        &b.catalog,
+        &doc,
+        op,
+        &vars,
+        PlanLimits::default(),
+        &AllowAll,
+    )
 }
 
 /// The statements of a plan, one per line block, for snapshots.
@@ -150,6 +158,51 @@ fn wide_selections_use_row_to_json() {
     };
     assert!(
         s.sql.contains("row_to_json(r)") && s.sql.contains("AS \"f59\""),
+        "{}",
+        s.sql
+    );
+}
+
+#[test]
+fn denied_fields_are_null_and_reported() {
+    struct NoCounts;
+    impl Access for NoCounts {
+        fn allows(&self, ty: &str, field: &str) -> bool {
+            !matches!(
+                (ty, field),
+                ("Organization", "memberCount") | ("Query", "tenantConfig")
+            )
+        }
+    }
+    let b = bundle();
+    let doc = ExecutableDocument::parse_and_validate(
+        &b.api,
+        "{ organizations { name memberCount } tenantConfig }",
+        "q",
+    )
+    .expect("q");
+    let op = doc.operations.get(None).expect("op");
+    let vars = coerce_variable_values(&b.api, op, &JsonMap::new()).expect("vars");
+    let p = plan(
+        &b.api,
+        &b.catalog,
+        &doc,
+        op,
+        &vars,
+        PlanLimits::default(),
+        &NoCounts,
+    )
+    .expect("plan");
+    assert_eq!(
+        p.denied,
+        vec![vec!["organizations".to_owned(), "memberCount".to_owned()]]
+    );
+    assert_eq!(p.fields[1].kind, RootKind::Denied);
+    let RootKind::Sql(s) = &p.fields[0].kind else {
+        panic!("sql")
+    };
+    assert!(
+        s.sql.contains("'memberCount', NULL") && !s.sql.contains("tb_member"),
         "{}",
         s.sql
     );

@@ -133,18 +133,39 @@ pub(crate) async fn get(
         params.variables,
         params.extensions,
     );
-    execute(&state, req, Method::Get, media).await
+    execute(&state, &headers, req, Method::Get, media).await
 }
 
-/// Runs a parsed request, or answers 400 for one that did not parse.
+/// Resolves the caller (token, tenant), then runs a parsed request, or answers 400 for one that
+/// did not parse. Identity comes first: an unauthenticated caller learns nothing about the query.
 async fn execute(
     state: &AppState,
+    headers: &HeaderMap,
     req: Result<GraphqlRequest, RequestParseError>,
     method: Method,
     media: Media,
 ) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let tenant = header(&state.engine.config().multi_tenancy.auth_header);
+    let ctx = match state
+        .engine
+        .identify(tenant, header(header::AUTHORIZATION.as_str()))
+        .await
+    {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            let body = Outcome::request_error(vec![e.error]).body;
+            let mut r = with_media(status, media, body);
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return r;
+        }
+    };
     match req {
-        Ok(req) => respond(state.engine.execute(&req, method).await, media),
+        Ok(req) => respond(state.engine.execute(&req, method, &ctx).await, media),
         Err(e) => error_response(
             StatusCode::BAD_REQUEST,
             media,
@@ -194,6 +215,7 @@ pub(crate) async fn post(
     };
     execute(
         &state,
+        &headers,
         GraphqlRequest::from_json(&bytes),
         Method::Post,
         media,

@@ -21,7 +21,24 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, fraiseql_server::router(engine))
+    // Idle tenant connections and pools are closed in the background.
+    let sweeper = engine.tenants().is_some().then(|| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Some(t) = engine.tenants() {
+                    t.sweep();
+                }
+            }
+        })
+    });
+    let result = axum::serve(listener, fraiseql_server::router(engine))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if let Some(s) = sweeper {
+        s.abort();
+    }
+    result
 }

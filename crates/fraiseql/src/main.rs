@@ -6,6 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use fraiseql::config::Config;
+use fraiseql::engine::tenancy::provision;
+use fraiseql::engine::tenancy::TenantStatus;
 use fraiseql::Engine;
 use tokio_postgres::NoTls;
 
@@ -37,8 +39,54 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Apply pending migrations to every database that has `migrations` configured.
-    Migrate,
+    /// Apply pending migrations to every tenant (or one) and to every shared database that has
+    /// `migrations` configured.
+    Migrate {
+        /// Only this tenant (default: `$TENANT_ID`, else all).
+        #[arg(long, env = "TENANT_ID")]
+        tenant: Option<String>,
+    },
+    /// Tenant registry: create (provision), list, suspend, resume.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+    /// Print a signed development token (HS256 secret or `[auth] private_key`).
+    Token {
+        /// The tenant key the token is for.
+        #[arg(long)]
+        tenant: String,
+        /// A role (repeat for several).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// The `sub` claim.
+        #[arg(long)]
+        subject: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantAction {
+    /// Provision a tenant: database or schema, login role, migrations, RLS, registry row. Idempotent.
+    Create {
+        /// `[a-z0-9_]{1,40}`
+        key: String,
+        /// Subscription tier recorded in the registry.
+        #[arg(long, default_value = "free")]
+        tier: String,
+    },
+    /// List the registry.
+    List,
+    /// Refuse the tenant's requests with 503.
+    Suspend {
+        /// Tenant key.
+        key: String,
+    },
+    /// Serve the tenant again.
+    Resume {
+        /// Tenant key.
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,7 +129,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Validate,
         } => validate(&cli.config).await,
-        Command::Migrate => migrate(&cli.config).await,
+        Command::Migrate { tenant } => migrate(&cli.config, tenant.as_deref()).await,
+        Command::Tenant { action } => tenant(&cli.config, action).await,
+        Command::Token {
+            tenant,
+            roles,
+            subject,
+        } => {
+            let config = load(&cli.config)?;
+            let auth = config
+                .auth
+                .as_ref()
+                .context("no [auth] section in the config: tokens are not used")?;
+            let token = fraiseql::engine::auth::issue(auth, &tenant, &roles, subject.as_deref())?;
+            println!("{token}");
+            Ok(())
+        }
     }
 }
 
@@ -114,7 +177,7 @@ async fn run(path: &Path) -> anyhow::Result<()> {
         println!("Multi-tenancy: disabled (single database)");
     }
     if c.observers.enabled {
-        println!("NATS: not supported by this version (observers are ignored)");
+        println!("NATS: not connected (events are not built yet; observers are ignored)");
     } else {
         println!("NATS: disabled");
     }
@@ -166,10 +229,14 @@ async fn validate(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate(path: &Path) -> anyhow::Result<()> {
+async fn migrate(path: &Path, only: Option<&str>) -> anyhow::Result<()> {
     let config = load(path)?;
     let mut failed = 0;
+    let multi = config.multi_tenancy.enabled;
     for (name, db) in &config.databases {
+        if multi && name == fraiseql::config::TENANT_DATABASE {
+            continue;
+        }
         let (Some(url), Some(dir)) = (&db.url, &db.migrations) else {
             continue;
         };
@@ -183,17 +250,85 @@ async fn migrate(path: &Path) -> anyhow::Result<()> {
             anyhow::Ok(applied)
         }
         .await;
-        match result {
-            Ok(applied) if applied.is_empty() => println!("database `{name}`: up to date"),
-            Ok(applied) => println!("database `{name}`: applied {}", applied.join(", ")),
-            Err(e) => {
-                failed += 1;
-                eprintln!("database `{name}`: {e:#}");
+        report(&format!("database `{name}`"), result, &mut failed);
+    }
+    if multi {
+        let tenants = provision::list(&config).await?;
+        if let Some(key) = only {
+            if !tenants.iter().any(|t| t.key == key) {
+                bail!("no tenant `{key}` in the registry");
             }
+        }
+        for rec in tenants.iter().filter(|t| only.is_none_or(|k| k == t.key)) {
+            let result = provision::migrate_tenant(&config, rec)
+                .await
+                .map_err(anyhow::Error::from);
+            report(&format!("tenant `{}`", rec.key), result, &mut failed);
         }
     }
     if failed > 0 {
         bail!("{failed} database(s) failed to migrate");
+    }
+    Ok(())
+}
+
+fn report(what: &str, result: anyhow::Result<Vec<String>>, failed: &mut usize) {
+    match result {
+        Ok(applied) if applied.is_empty() => println!("{what}: up to date"),
+        Ok(applied) => println!("{what}: applied {}", applied.join(", ")),
+        Err(e) => {
+            *failed += 1;
+            eprintln!("{what}: {e:#}");
+        }
+    }
+}
+
+async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
+    let config = load(path)?;
+    if !config.multi_tenancy.enabled {
+        bail!(
+            "[multi_tenancy] enabled = false in {}: there are no tenants",
+            path.display()
+        );
+    }
+    match action {
+        TenantAction::Create { key, tier } => {
+            let rec = provision::create_tenant(&config, &key, &tier).await?;
+            println!(
+                "tenant `{}` is {} ({}: database {}, schema {}, role {}; id {})",
+                rec.key,
+                rec.status.as_str(),
+                rec.strategy,
+                rec.database,
+                rec.schema,
+                rec.role,
+                rec.id
+            );
+        }
+        TenantAction::List => {
+            println!(
+                "{:<24} {:<36} {:<20} {:<11} tier",
+                "key", "id", "strategy", "status"
+            );
+            for t in provision::list(&config).await? {
+                println!(
+                    "{:<24} {:<36} {:<20} {:<11} {}",
+                    t.key,
+                    t.id,
+                    t.strategy,
+                    t.status.as_str(),
+                    t.tier
+                );
+            }
+        }
+        TenantAction::Suspend { key } => {
+            provision::set_status(&config, &key, TenantStatus::Suspended).await?;
+            println!("tenant `{key}` suspended");
+        }
+        TenantAction::Resume { key } => {
+            provision::set_status(&config, &key, TenantStatus::Active).await?;
+            println!("tenant `{key}` active");
+        }
     }
     Ok(())
 }

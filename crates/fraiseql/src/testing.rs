@@ -180,6 +180,7 @@ pub struct TestClient {
     engine: Arc<Engine>,
     router: axum::Router,
     tenant: Option<String>,
+    token: Option<String>,
 }
 
 impl TestClient {
@@ -197,6 +198,7 @@ impl TestClient {
             router: fraiseql_server::router(engine.clone()),
             engine,
             tenant: None,
+            token: None,
         })
     }
 
@@ -208,6 +210,16 @@ impl TestClient {
     /// Sends the configured tenant header (`[multi_tenancy] auth_header`) on later requests.
     pub fn set_tenant(&mut self, key: impl Into<String>) {
         self.tenant = Some(key.into());
+    }
+
+    /// Sends `Authorization: Bearer <token>` on later requests (`None` to stop).
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// Stops sending the tenant header.
+    pub fn clear_tenant(&mut self) {
+        self.tenant = None;
     }
 
     /// Runs `query` and returns the response body as JSON.

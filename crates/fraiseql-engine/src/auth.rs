@@ -1,0 +1,215 @@
+//! Bearer tokens: verification with the algorithm fixed by config (a token's `alg` header is
+//! never trusted, so `none` and HS/RS confusion are refused), and issuing development tokens.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fraiseql_config::{AuthConfig, JwtAlgorithm};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+
+/// Why a token is refused (all are 401), or why keys cannot be loaded (start-up).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header while auth is required.
+    #[error("missing bearer token (send Authorization: Bearer <jwt>)")]
+    Missing,
+    /// Not a valid token for this server (signature, algorithm, issuer, audience, time).
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// The key material in the config cannot be loaded.
+    #[error("auth keys: {0}")]
+    Keys(String),
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The tenant key claim, if present.
+    pub tenant: Option<String>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// `sub`, if present.
+    pub subject: Option<String>,
+}
+
+/// Verifies tokens for one `[auth]` config.
+pub struct Verifier {
+    config: AuthConfig,
+    validation: Validation,
+    key: Option<DecodingKey>,
+    jwks: HashMap<String, DecodingKey>,
+}
+
+fn algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::Hs256 => Algorithm::HS256,
+        JwtAlgorithm::Rs256 => Algorithm::RS256,
+        JwtAlgorithm::Es256 => Algorithm::ES256,
+    }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, AuthError> {
+    std::fs::read(path).map_err(|e| AuthError::Keys(format!("cannot read {}: {e}", path.display())))
+}
+
+impl Verifier {
+    /// Loads keys; fails at start-up, never at the first request.
+    pub fn new(config: &AuthConfig) -> Result<Self, AuthError> {
+        let alg = algorithm(config.algorithm);
+        let mut validation = Validation::new(alg);
+        validation.leeway = config.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        if let Some(iss) = &config.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        match &config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let bad = |e: jsonwebtoken::errors::Error| AuthError::Keys(e.to_string());
+        let key = match config.algorithm {
+            JwtAlgorithm::Hs256 => config
+                .secret
+                .as_ref()
+                .map(|s| DecodingKey::from_secret(s.as_bytes())),
+            JwtAlgorithm::Rs256 => match &config.public_key {
+                Some(p) => Some(DecodingKey::from_rsa_pem(&read(p)?).map_err(bad)?),
+                None => None,
+            },
+            JwtAlgorithm::Es256 => match &config.public_key {
+                Some(p) => Some(DecodingKey::from_ec_pem(&read(p)?).map_err(bad)?),
+                None => None,
+            },
+        };
+        let mut jwks = HashMap::new();
+        if let (Some(path), false) = (&config.jwks, config.algorithm == JwtAlgorithm::Hs256) {
+            let set: JwkSet = serde_json::from_slice(&read(path)?)
+                .map_err(|e| AuthError::Keys(format!("{} is not a JWKS: {e}", path.display())))?;
+            for jwk in &set.keys {
+                if let Some(kid) = &jwk.common.key_id {
+                    jwks.insert(kid.clone(), DecodingKey::from_jwk(jwk).map_err(bad)?);
+                }
+            }
+        }
+        if key.is_none() && jwks.is_empty() {
+            return Err(AuthError::Keys("no verification key configured".into()));
+        }
+        Ok(Self {
+            config: config.clone(),
+            validation,
+            key,
+            jwks,
+        })
+    }
+
+    /// Whether requests must carry a token.
+    pub fn required(&self) -> bool {
+        self.config.required
+    }
+
+    /// Verifies `token` and extracts the identity.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
+        let header = decode_header(token).map_err(invalid)?;
+        let key = match header.kid.as_ref().and_then(|k| self.jwks.get(k)) {
+            Some(k) => k,
+            None => self
+                .key
+                .as_ref()
+                .ok_or_else(|| AuthError::Invalid("unknown key id".into()))?,
+        };
+        let data =
+            decode::<serde_json::Map<String, serde_json::Value>>(token, key, &self.validation)
+                .map_err(invalid)?;
+        let claims = data.claims;
+        let tenant = match claims.get(&self.config.tenant_claim) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                return Err(AuthError::Invalid(format!(
+                    "claim `{}` must be a string",
+                    self.config.tenant_claim
+                )))
+            }
+        };
+        let roles = match claims.get(&self.config.roles_claim) {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(_) => {
+                return Err(AuthError::Invalid(format!(
+                    "claim `{}` must be a list of strings",
+                    self.config.roles_claim
+                )))
+            }
+        };
+        let subject = claims
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        Ok(Identity {
+            tenant,
+            roles,
+            subject,
+        })
+    }
+}
+
+/// Issues a token for `tenant` with `roles`, signed with the configured key (development use:
+/// `fraiseql token`).
+pub fn issue(
+    config: &AuthConfig,
+    tenant: &str,
+    roles: &[String],
+    subject: Option<&str>,
+) -> Result<String, AuthError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| AuthError::Keys(e.to_string()))?
+        .as_secs();
+    let mut claims = serde_json::Map::new();
+    claims.insert(config.tenant_claim.clone(), tenant.into());
+    claims.insert(config.roles_claim.clone(), roles.to_vec().into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("nbf".into(), now.into());
+    claims.insert("exp".into(), (now + config.token_ttl_secs).into());
+    claims.insert("sub".into(), subject.unwrap_or("dev").into());
+    if let Some(iss) = &config.issuer {
+        claims.insert("iss".into(), iss.clone().into());
+    }
+    if let Some(aud) = &config.audience {
+        claims.insert("aud".into(), aud.clone().into());
+    }
+    let bad = |e: jsonwebtoken::errors::Error| AuthError::Keys(e.to_string());
+    let key = match config.algorithm {
+        JwtAlgorithm::Hs256 => EncodingKey::from_secret(
+            config
+                .secret
+                .as_deref()
+                .ok_or_else(|| AuthError::Keys("no secret".into()))?
+                .as_bytes(),
+        ),
+        JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => {
+            let path = config.private_key.as_ref().ok_or_else(|| {
+                AuthError::Keys("`[auth] private_key` is needed to sign tokens".into())
+            })?;
+            let pem = read(path)?;
+            if config.algorithm == JwtAlgorithm::Rs256 {
+                EncodingKey::from_rsa_pem(&pem).map_err(bad)?
+            } else {
+                EncodingKey::from_ec_pem(&pem).map_err(bad)?
+            }
+        }
+    };
+    encode(&Header::new(algorithm(config.algorithm)), &claims, &key).map_err(bad)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+use std::path::PathBuf;
+
+use fraiseql_config::{AuthConfig, JwtAlgorithm};
+
+use super::*;
+
+fn hs() -> AuthConfig {
+    AuthConfig {
+        required: true,
+        algorithm: JwtAlgorithm::Hs256,
+        secret: Some("a-test-secret-of-enough-length".into()),
+        public_key: None,
+        private_key: None,
+        jwks: None,
+        issuer: Some("fraiseql".into()),
+        audience: Some("fraiseql".into()),
+        tenant_claim: "tenant_id".into(),
+        roles_claim: "roles".into(),
+        leeway_secs: 0,
+        token_ttl_secs: 60,
+    }
+}
+
+fn b64(s: &str) -> String {
+    use base64_like::encode;
+    encode(s.as_bytes())
+}
+
+/// Minimal unpadded base64url, to forge tokens in tests without another dependency.
+mod base64_like {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    pub fn encode(b: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+            let chars = chunk.len() + 1;
+            for i in 0..chars {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn issued_tokens_verify_and_carry_tenant_and_roles() {
+    let c = hs();
+    let t = issue(&c, "acme_corp", &["admin".into()], None).expect("issue");
+    let id = Verifier::new(&c)
+        .expect("verifier")
+        .verify(&t)
+        .expect("valid");
+    assert_eq!(id.tenant.as_deref(), Some("acme_corp"));
+    assert_eq!(id.roles, vec!["admin".to_owned()]);
+}
+
+#[test]
+fn another_secret_is_refused() {
+    let mut other = hs();
+    other.secret = Some("another-secret-of-enough-length".into());
+    let t = issue(&other, "acme_corp", &[], None).expect("issue");
+    assert!(matches!(
+        Verifier::new(&hs()).expect("v").verify(&t),
+        Err(AuthError::Invalid(_))
+    ));
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let header = b64(r#"{"alg":"none","typ":"JWT"}"#);
+    let body =
+        b64(r#"{"tenant_id":"acme_corp","exp":99999999999,"iss":"fraiseql","aud":"fraiseql"}"#);
+    let t = format!("{header}.{body}.");
+    assert!(matches!(
+        Verifier::new(&hs()).expect("v").verify(&t),
+        Err(AuthError::Invalid(_))
+    ));
+}
+
+#[test]
+fn expired_wrong_issuer_and_audience_are_refused() {
+    let mut c = hs();
+    c.token_ttl_secs = 1;
+    let v = Verifier::new(&hs()).expect("v");
+    let mut wrong_iss = hs();
+    wrong_iss.issuer = Some("someone-else".into());
+    assert!(v
+        .verify(&issue(&wrong_iss, "a", &[], None).expect("t"))
+        .is_err());
+    let mut wrong_aud = hs();
+    wrong_aud.audience = Some("other-api".into());
+    assert!(v
+        .verify(&issue(&wrong_aud, "a", &[], None).expect("t"))
+        .is_err());
+    let t = issue(&c, "a", &[], None).expect("t");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert!(matches!(v.verify(&t), Err(AuthError::Invalid(m)) if m.contains("xpired")));
+}
+
+#[test]
+fn es256_with_pem_keys_and_no_hs_confusion() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/auth/testdata");
+    let es = AuthConfig {
+        algorithm: JwtAlgorithm::Es256,
+        secret: None,
+        public_key: Some(dir.join("es256-public.pem")),
+        private_key: Some(dir.join("es256-private.pem")),
+        ..hs()
+    };
+    let t = issue(&es, "acme_corp", &["viewer".into()], None).expect("issue");
+    let v = Verifier::new(&es).expect("verifier");
+    assert_eq!(
+        v.verify(&t).expect("valid").roles,
+        vec!["viewer".to_owned()]
+    );
+    // An HS256 token signed with the public key's bytes as the secret: the classic confusion.
+    let public = std::fs::read_to_string(dir.join("es256-public.pem")).expect("pem");
+    let confused = AuthConfig {
+        secret: Some(public),
+        ..hs()
+    };
+    let t = issue(&confused, "acme_corp", &[], None).expect("issue");
+    assert!(v.verify(&t).is_err());
+}

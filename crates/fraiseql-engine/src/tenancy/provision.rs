@@ -1,0 +1,309 @@
+//! `fraiseql tenant create`: database (or schema) + a login role that does not own the tables +
+//! migrations + grants + registry row. Idempotent: the registry row is reserved first with status
+//! `provisioning` (never served), every step is "create if missing", and the row turns `active`
+//! only at the end, so a provisioning that stopped half-way is resumed by running it again.
+
+use std::path::Path;
+
+use fraiseql_config::{Config, TenancyStrategy, TENANT_DATABASE};
+use fraiseql_schema::{quote_ident, quote_literal};
+use rand::distr::{Alphanumeric, SampleString};
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use super::keys;
+use super::registry::{self, TenantRecord, TenantStatus};
+use crate::db::pg_config;
+use crate::migrate::{self, MigrateError};
+
+/// Why provisioning (or a registry command) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The key is not `[a-z0-9_]{1,40}`.
+    #[error("invalid tenant key: {0}")]
+    InvalidKey(String),
+    /// Configuration needed for tenancy is missing.
+    #[error("{0}")]
+    Config(String),
+    /// No such tenant (suspend/resume of an unknown key).
+    #[error("no tenant `{0}` in the registry")]
+    Unknown(String),
+    /// A database step failed.
+    #[error("{step}: {reason}")]
+    Db {
+        /// What was being done.
+        step: String,
+        /// PostgreSQL's message (no credentials).
+        reason: String,
+    },
+    /// Migrating the tenant failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] MigrateError),
+}
+
+fn db(step: &str) -> impl Fn(tokio_postgres::Error) -> ProvisionError + '_ {
+    move |e| ProvisionError::Db {
+        step: step.to_owned(),
+        reason: e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+    }
+}
+
+/// The registry database's URL.
+pub fn registry_url(config: &Config) -> Result<&str, ProvisionError> {
+    let name = &config.multi_tenancy.registry;
+    config
+        .databases
+        .get(name)
+        .and_then(|d| d.url.as_deref())
+        .ok_or_else(|| ProvisionError::Config(format!("the registry database `{name}` has no url")))
+}
+
+/// The URL tenants are provisioned through: `[databases.tenant] url`, else the registry's.
+pub fn server_url(config: &Config) -> Result<String, ProvisionError> {
+    match config
+        .databases
+        .get(TENANT_DATABASE)
+        .and_then(|d| d.url.clone())
+    {
+        Some(u) => Ok(u),
+        None => registry_url(config).map(str::to_owned),
+    }
+}
+
+/// Connects to `url` (optionally another database, optionally a fixed search_path).
+pub async fn connect(
+    url: &str,
+    database: Option<&str>,
+    search_path: Option<&str>,
+) -> Result<Client, ProvisionError> {
+    let mut cfg =
+        pg_config("tenant server", url).map_err(|e| ProvisionError::Config(e.to_string()))?;
+    if let Some(d) = database {
+        cfg.dbname(d);
+    }
+    if let Some(s) = search_path {
+        cfg.options(format!("-c search_path={s}"));
+    }
+    let (client, conn) = cfg.connect(NoTls).await.map_err(db("connect"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A client on the registry database, with the registry table ensured.
+pub async fn registry_client(config: &Config) -> Result<Client, ProvisionError> {
+    let c = connect(registry_url(config)?, None, None).await?;
+    registry::ensure_table(&c).await.map_err(db("registry"))?;
+    Ok(c)
+}
+
+fn migrations_dir(config: &Config) -> Result<&Path, ProvisionError> {
+    config
+        .databases
+        .get(TENANT_DATABASE)
+        .and_then(|d| d.migrations.as_deref())
+        .ok_or_else(|| {
+            ProvisionError::Config(
+                "[databases.tenant] migrations is needed to provision tenants".into(),
+            )
+        })
+}
+
+/// Provisions tenant `key` (idempotent) and returns its registry row.
+pub async fn create_tenant(
+    config: &Config,
+    key: &str,
+    tier: &str,
+) -> Result<TenantRecord, ProvisionError> {
+    if !keys::is_valid(key) {
+        return Err(ProvisionError::InvalidKey(keys::why_invalid(key)));
+    }
+    let mt = &config.multi_tenancy;
+    let server = server_url(config)?;
+    let host_db = pg_config("tenant server", &server)
+        .map_err(|e| ProvisionError::Config(e.to_string()))?
+        .get_dbname()
+        .unwrap_or("postgres")
+        .to_owned();
+    let name = format!("{}{key}", mt.name_prefix);
+    let (database, schema, role) = match mt.strategy {
+        TenancyStrategy::DatabasePerTenant => (name.clone(), "public".to_owned(), name.clone()),
+        TenancyStrategy::SchemaPerTenant => (host_db.clone(), name.clone(), name.clone()),
+        TenancyStrategy::RowLevel => (
+            host_db.clone(),
+            "public".to_owned(),
+            format!("{}app", mt.name_prefix),
+        ),
+    };
+    let registry = registry_client(config).await?;
+    registry
+        .execute(
+            "SELECT pg_advisory_lock(hashtext('fraiseql_tenant:' || $1))",
+            &[&key],
+        )
+        .await
+        .map_err(db("lock"))?;
+    // Row-level tenants share one role; reuse its password if another tenant already has it.
+    let shared_password = if mt.strategy == TenancyStrategy::RowLevel {
+        registry
+            .query_opt(
+                "SELECT role_password FROM fraiseql_tenant WHERE role_name = $1 LIMIT 1",
+                &[&role],
+            )
+            .await
+            .map_err(db("registry"))?
+            .map(|r| r.get::<_, String>(0))
+    } else {
+        None
+    };
+    let wanted = TenantRecord {
+        key: key.to_owned(),
+        id: Uuid::new_v4(),
+        strategy: mt.strategy.as_str().to_owned(),
+        server: server.clone(),
+        database,
+        schema,
+        role,
+        password: shared_password
+            .unwrap_or_else(|| Alphanumeric.sample_string(&mut rand::rng(), 32)),
+        status: TenantStatus::Provisioning,
+        tier: tier.to_owned(),
+    };
+    let rec = registry::reserve(&registry, &wanted)
+        .await
+        .map_err(db("registry"))?;
+    let result = build(config, &rec).await;
+    if result.is_ok() && rec.status == TenantStatus::Provisioning {
+        registry::set_status(&registry, key, TenantStatus::Active)
+            .await
+            .map_err(db("registry"))?;
+    }
+    let _ = registry
+        .execute(
+            "SELECT pg_advisory_unlock(hashtext('fraiseql_tenant:' || $1))",
+            &[&key],
+        )
+        .await;
+    result?;
+    registry::get(&registry, key)
+        .await
+        .map_err(db("registry"))?
+        .ok_or_else(|| ProvisionError::Unknown(key.to_owned()))
+}
+
+async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError> {
+    let admin = connect(&rec.server, None, None).await?;
+    let role_exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&rec.role])
+        .await
+        .map_err(db("role"))?
+        .is_some();
+    let verb = if role_exists { "ALTER" } else { "CREATE" };
+    admin
+        .batch_execute(&format!(
+            "{verb} ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}",
+            quote_ident(&rec.role),
+            quote_literal(&rec.password)
+        ))
+        .await
+        .map_err(db("role"))?;
+
+    let strategy = config.multi_tenancy.strategy;
+    if strategy == TenancyStrategy::DatabasePerTenant {
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&rec.database],
+            )
+            .await
+            .map_err(db("database"))?
+            .is_some();
+        if !exists {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&rec.database)))
+                .await
+                .map_err(db("create database"))?;
+        }
+        admin
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
+                db = quote_ident(&rec.database),
+                role = quote_ident(&rec.role)
+            ))
+            .await
+            .map_err(db("database grants"))?;
+    } else {
+        admin
+            .batch_execute(&format!(
+                "GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}",
+                quote_ident(&rec.database),
+                quote_ident(&rec.role)
+            ))
+            .await
+            .map_err(db("database grants"))?;
+    }
+    if strategy == TenancyStrategy::SchemaPerTenant {
+        let owner = connect(&rec.server, Some(&rec.database), None).await?;
+        owner
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(&rec.schema)
+            ))
+            .await
+            .map_err(db("schema"))?;
+    }
+    migrate_tenant(config, rec).await.map(drop)
+}
+
+/// Applies pending migrations to a tenant (as the admin, who owns the tables) and grants its role
+/// what the API needs (DML, not DDL, not ownership). Returns the migrations applied.
+pub async fn migrate_tenant(
+    config: &Config,
+    rec: &TenantRecord,
+) -> Result<Vec<String>, ProvisionError> {
+    let dir = migrations_dir(config)?;
+    let search_path = (rec.schema != "public").then_some(rec.schema.as_str());
+    let mut client = connect(&rec.server, Some(&rec.database), search_path).await?;
+    let applied = migrate::apply(&mut client, dir).await?;
+    let s = quote_ident(&rec.schema);
+    let r = quote_ident(&rec.role);
+    client
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA {s} TO {r};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r};
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};
+             REVOKE ALL ON {s}.fraiseql_migrations FROM {r};"
+        ))
+        .await
+        .map_err(db("grants"))?;
+    Ok(applied)
+}
+
+/// Suspends or resumes `key`.
+pub async fn set_status(
+    config: &Config,
+    key: &str,
+    status: TenantStatus,
+) -> Result<(), ProvisionError> {
+    if !keys::is_valid(key) {
+        return Err(ProvisionError::InvalidKey(keys::why_invalid(key)));
+    }
+    let registry = registry_client(config).await?;
+    if registry::set_status(&registry, key, status)
+        .await
+        .map_err(db("registry"))?
+    {
+        Ok(())
+    } else {
+        Err(ProvisionError::Unknown(key.to_owned()))
+    }
+}
+
+/// Every registered tenant.
+pub async fn list(config: &Config) -> Result<Vec<TenantRecord>, ProvisionError> {
+    let registry = registry_client(config).await?;
+    registry::list(&registry).await.map_err(db("registry"))
+}
