@@ -127,6 +127,186 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// A fresh, empty database.
+    pub async fn empty() -> Result<Self, TestError> {
+        let admin = admin().await?;
+        let name = format!("fraiseql_test_{}", uuid_like());
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+        Ok(Self {
+            url: url_for(&name),
+            name,
+        })
+    }
+}
+
+/// The HS256 secret [`TestTenancy`] configures.
+pub const TEST_JWT_SECRET: &str = "fraiseql-test-secret-0123456789";
+
+/// A multi-tenant world for one test: a registry (and host) database of its own, and a unique name
+/// prefix so tenant databases, schemas and roles never collide with other tests. Everything it
+/// provisioned is dropped with it.
+pub struct TestTenancy {
+    /// The registry database (also the host of schema_per_tenant and row_level tenants).
+    pub shared: TestDatabase,
+    /// Prefix of every database, schema and role this world creates.
+    pub prefix: String,
+    /// The config tenants are provisioned and served with.
+    pub config: fraiseql_config::Config,
+}
+
+impl TestTenancy {
+    /// A world with `strategy` (`database_per_tenant`, `schema_per_tenant`, `row_level`) whose
+    /// tenant migrations are `migrations`, the schema `schema`; `extra` is appended to the config.
+    pub async fn new(
+        strategy: &str,
+        migrations: &Path,
+        schema: &Path,
+        extra: &str,
+    ) -> Result<Self, TestError> {
+        let shared = TestDatabase::empty().await?;
+        let prefix = format!("t{}_", &uuid_like()[..8]);
+        let text = format!(
+            r#"[schema]
+path = "{schema}"
+[multi_tenancy]
+enabled = true
+strategy = "{strategy}"
+name_prefix = "{prefix}"
+[databases.tenant]
+type = "postgresql"
+url = "{url}"
+pool_max = 4
+pool_timeout_secs = 5
+migrations = "{migrations}"
+[databases.shared]
+type = "postgresql"
+url = "{url}"
+pool_max = 4
+[auth]
+required = false
+secret = "{TEST_JWT_SECRET}"
+issuer = "fraiseql"
+audience = "fraiseql"
+{extra}"#,
+            schema = schema.display(),
+            migrations = migrations.display(),
+            url = shared.url,
+        );
+        let config = fraiseql_config::parse_str(&text, "test.toml", Path::new("/"), &|_| None)?;
+        Ok(Self {
+            shared,
+            prefix,
+            config,
+        })
+    }
+
+    /// Provisions tenant `key` (idempotent).
+    pub async fn create_tenant(
+        &self,
+        key: &str,
+    ) -> Result<fraiseql_engine::tenancy::TenantRecord, TestError> {
+        Ok(fraiseql_engine::tenancy::provision::create_tenant(&self.config, key, "free").await?)
+    }
+
+    /// A superuser client inside the tenant's database with its schema on the search_path
+    /// (for arranging data the API cannot write yet).
+    pub async fn admin_client(
+        &self,
+        rec: &fraiseql_engine::tenancy::TenantRecord,
+    ) -> Result<tokio_postgres::Client, TestError> {
+        let path = (rec.schema != "public").then_some(rec.schema.as_str());
+        Ok(
+            fraiseql_engine::tenancy::provision::connect(&rec.server, Some(&rec.database), path)
+                .await?,
+        )
+    }
+
+    /// A client connected AS the tenant's own role (what the server uses), no tenant context set.
+    pub async fn role_client(
+        &self,
+        rec: &fraiseql_engine::tenancy::TenantRecord,
+    ) -> Result<tokio_postgres::Client, TestError> {
+        let mut cfg = fraiseql_engine::db::pg_config("tenant", &rec.server)?;
+        cfg.dbname(&rec.database)
+            .user(&rec.role)
+            .password(rec.password.as_bytes());
+        if rec.schema != "public" {
+            cfg.options(format!("-c search_path={}", rec.schema));
+        }
+        let (client, conn) = cfg.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// A test client serving this world.
+    pub async fn client(&self) -> Result<TestClient, TestError> {
+        TestClient::from_config(self.config.clone()).await
+    }
+
+    /// A token for `tenant` with `roles`, signed with [`TEST_JWT_SECRET`].
+    pub fn token(&self, tenant: &str, roles: &[&str]) -> Result<String, TestError> {
+        let auth = self.config.auth.as_ref().ok_or("no [auth]")?;
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        Ok(fraiseql_engine::auth::issue(auth, tenant, &roles, None)?)
+    }
+}
+
+impl Drop for TestTenancy {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let shared = self.shared.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(admin) = admin().await else { return };
+                let like = format!("{prefix}%");
+                let dbs = admin
+                    .query(
+                        "SELECT datname FROM pg_database WHERE datname LIKE $1",
+                        &[&like],
+                    )
+                    .await
+                    .unwrap_or_default();
+                for row in dbs {
+                    let name: String = row.get(0);
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                }
+                let _ = admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS \"{shared}\" WITH (FORCE)"
+                    ))
+                    .await;
+                let roles = admin
+                    .query(
+                        "SELECT rolname FROM pg_roles WHERE rolname LIKE $1",
+                        &[&like],
+                    )
+                    .await
+                    .unwrap_or_default();
+                for row in roles {
+                    let name: String = row.get(0);
+                    let _ = admin
+                        .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
@@ -272,10 +452,14 @@ impl TestClient {
         body: Body,
     ) -> Result<TestResponse, TestError> {
         if let Some(t) = &self.tenant {
+            // Raw bytes, so tests can send what a hostile client would (unicode, huge values).
             req = req.header(
                 self.engine.config().multi_tenancy.auth_header.as_str(),
-                t.as_str(),
+                http::HeaderValue::from_bytes(t.as_bytes())?,
             );
+        }
+        if let Some(t) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let resp = self.router.clone().oneshot(req.body(body)?).await?;
         let status = resp.status().as_u16();

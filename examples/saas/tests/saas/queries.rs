@@ -1,10 +1,8 @@
 //! The SaaS example's query API against a real PostgreSQL, end to end through the router.
 
-mod harness;
-
 use serde_json::{json, Value};
 
-use harness::setup;
+use crate::harness::{self, setup};
 
 fn codes(v: &Value) -> Vec<String> {
     v["errors"]
@@ -375,7 +373,7 @@ async fn legacy_json_media_type_gets_200_for_request_errors() {
 async fn a_real_graphql_client_builds_a_schema_from_our_introspection() {
     let s = setup().await;
     let python = std::env::var("FRAISEQL_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let script = harness::example_dir().join("tests/client_schema.py");
+    let script = harness::example_dir().join("tests/saas/client_schema.py");
     let out = std::process::Command::new(&python)
         .arg(&script)
         .arg("query")

@@ -1,0 +1,577 @@
+//! Tenant isolation under each strategy: the seed's tests, RLS standing on its own, a property
+//! test over random interleavings, and hostile identities.
+
+use fraiseql::engine::tenancy::TenantRecord;
+use fraiseql::testing::{TestClient, TestTenancy};
+use serde_json::{json, Value};
+
+use crate::harness::example_dir;
+
+async fn world(strategy: &str) -> TestTenancy {
+    TestTenancy::new(
+        strategy,
+        &example_dir().join("migrations/tenant"),
+        &example_dir().join("schema.graphql"),
+        "",
+    )
+    .await
+    .expect("tenancy world")
+}
+
+/// Inserts an organization for `rec` (as the superuser: mutations arrive with another issue).
+async fn insert_org(t: &TestTenancy, rec: &TenantRecord, name: &str) -> String {
+    let c = t.admin_client(rec).await.expect("admin client");
+    c.query_one(
+        "INSERT INTO tb_organization (identifier, tenant_id, name) VALUES ('o-' || gen_random_uuid(), $1, $2) RETURNING id::text",
+        &[&rec.id, &name],
+    )
+    .await
+    .expect("insert org")
+    .get(0)
+}
+
+fn code(v: &Value) -> &str {
+    v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+macro_rules! each_strategy {
+    ($body:ident) => {
+        mod $body {
+            #[tokio::test]
+            async fn database_per_tenant() {
+                super::$body("database_per_tenant").await
+            }
+            #[tokio::test]
+            async fn schema_per_tenant() {
+                super::$body("schema_per_tenant").await
+            }
+            #[tokio::test]
+            async fn row_level() {
+                super::$body("row_level").await
+            }
+        }
+    };
+}
+
+each_strategy!(test_tenant_isolation);
+each_strategy!(test_cross_tenant_access_blocked);
+each_strategy!(rls_holds_on_its_own);
+
+/// The seed's test: what tenant A creates, tenant B cannot read, even by id.
+async fn test_tenant_isolation(strategy: &str) {
+    let t = world(strategy).await;
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    t.create_tenant("tenant_b").await.expect("tenant b");
+    let org_a = insert_org(&t, &a, "Org A").await;
+    let mut client = t.client().await.expect("client");
+
+    client.set_tenant("tenant_a");
+    let q = format!(r#"query {{ organization(id: "{org_a}") {{ name }} }}"#);
+    let v = client.execute(&q).await.expect("execute");
+    assert_eq!(
+        v,
+        json!({"data": {"organization": {"name": "Org A"}}}),
+        "{strategy}"
+    );
+
+    client.set_tenant("tenant_b");
+    let v = client.execute(&q).await.expect("execute");
+    assert_eq!(v["data"]["organization"], Value::Null, "{strategy}: {v}");
+    let v = client
+        .execute("{ organizations { id name } }")
+        .await
+        .expect("execute");
+    assert_eq!(v, json!({"data": {"organizations": []}}), "{strategy}");
+}
+
+/// The seed's test: a token for one tenant cannot be used against another.
+async fn test_cross_tenant_access_blocked(strategy: &str) {
+    let t = world(strategy).await;
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    let b = t.create_tenant("tenant_b").await.expect("tenant b");
+    let org_a = insert_org(&t, &a, "Org A").await;
+    insert_org(&t, &b, "Org B").await;
+    let mut client = t.client().await.expect("client");
+
+    client.set_token(Some(t.token("tenant_a", &["admin"]).expect("token")));
+    client.set_tenant("tenant_b");
+    let r = client
+        .execute_with("{ organizations { name } }", json!({}))
+        .await
+        .expect("send");
+    assert_eq!(
+        (r.status, code(&r.json)),
+        (403, "FORBIDDEN"),
+        "{strategy}: {}",
+        r.text
+    );
+    assert!(r.json.get("data").is_none());
+
+    // The token alone names its tenant.
+    client.clear_tenant();
+    let v = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("execute");
+    assert_eq!(
+        v,
+        json!({"data": {"organizations": [{"name": "Org A"}]}}),
+        "{strategy}"
+    );
+
+    // As B, nothing of A's is reachable by any route.
+    client.set_token(Some(t.token("tenant_b", &["admin"]).expect("token")));
+    client.set_tenant("tenant_b");
+    let v = client
+        .execute_with(
+            "query($id: ID!) { organizations { name } organization(id: $id) { name } projectsByOrg(orgId: $id) { name } }",
+            json!({"id": org_a}),
+        )
+        .await
+        .expect("execute")
+        .json;
+    assert_eq!(
+        v,
+        json!({"data": {"organizations": [{"name": "Org B"}], "organization": null, "projectsByOrg": []}}),
+        "{strategy}"
+    );
+}
+
+/// Connected directly as a tenant's own role, without the server: row-level security alone keeps
+/// every table empty without `app.tenant_id` or with another tenant's id, and refuses writes.
+async fn rls_holds_on_its_own(strategy: &str) {
+    let t = world(strategy).await;
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    let b = t.create_tenant("tenant_b").await.expect("tenant b");
+    let admin = t.admin_client(&a).await.expect("admin");
+    admin
+        .execute(
+            "WITH o AS (INSERT INTO tb_organization (identifier, tenant_id, name) VALUES ('o-' || gen_random_uuid(), $1, 'A') RETURNING pk_org),
+                  m AS (INSERT INTO tb_member (identifier, tenant_id, fk_org, name, email) SELECT 'm-' || gen_random_uuid(), $1, pk_org, 'm', 'm@a' FROM o),
+                  p AS (INSERT INTO tb_project (identifier, tenant_id, fk_org, name) SELECT 'p-' || gen_random_uuid(), $1, pk_org, 'P' FROM o RETURNING pk_project)
+             INSERT INTO tb_task (identifier, tenant_id, fk_project, title) SELECT 't-' || gen_random_uuid(), $1, pk_project, 'T' FROM p",
+            &[&a.id],
+        )
+        .await
+        .expect("arrange");
+    admin
+        .execute(
+            "INSERT INTO tb_tenant_config (tenant_id, key, value) VALUES ($1, 'theme', '\"dark\"')",
+            &[&a.id],
+        )
+        .await
+        .expect("config row");
+
+    // The role is neither the owner of the tables nor able to bypass RLS.
+    let owner: String = admin
+        .query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = 'tb_organization' AND schemaname = $1", &[&a.schema])
+        .await
+        .expect("owner")
+        .get(0);
+    assert_ne!(owner, a.role);
+    let (sup, bypass): (bool, bool) = {
+        let r = admin
+            .query_one(
+                "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1",
+                &[&a.role],
+            )
+            .await
+            .expect("role");
+        (r.get(0), r.get(1))
+    };
+    assert!(!sup && !bypass);
+
+    let role = t.role_client(&a).await.expect("role client");
+    let tables = [
+        "tb_organization",
+        "tb_member",
+        "tb_project",
+        "tb_task",
+        "tb_tenant_config",
+    ];
+    for table in tables {
+        let n: i64 = role
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, 0, "{strategy}: {table} without app.tenant_id");
+    }
+    // With the other tenant's id (a connection that had it once reads back '' afterwards too).
+    role.batch_execute(&format!(
+        "SELECT set_config('app.tenant_id', '{}', false)",
+        b.id
+    ))
+    .await
+    .expect("set");
+    for table in tables {
+        let n: i64 = role
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"),
+                &[&a.id],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, 0, "{strategy}: {table} under another tenant's id");
+    }
+    let updated = role
+        .execute(
+            "UPDATE tb_organization SET name = 'pwned' WHERE tenant_id = $1",
+            &[&a.id],
+        )
+        .await
+        .expect("update runs");
+    assert_eq!(updated, 0, "{strategy}: update of another tenant's rows");
+    let deleted = role
+        .execute("DELETE FROM tb_task", &[])
+        .await
+        .expect("delete runs");
+    assert_eq!(deleted, 0);
+    let insert = role
+        .execute(
+            "INSERT INTO tb_organization (identifier, tenant_id, name) VALUES ('x-' || gen_random_uuid(), $1, 'x')",
+            &[&a.id],
+        )
+        .await;
+    assert!(
+        insert.is_err(),
+        "{strategy}: insert for another tenant must be refused"
+    );
+    role.batch_execute("SELECT set_config('app.tenant_id', '', false)")
+        .await
+        .expect("unset");
+    let n: i64 = role
+        .query_one("SELECT count(*) FROM tb_organization", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        n, 0,
+        "{strategy}: '' (unset after use) means no rows, not an error"
+    );
+    // DDL is not the role's to do.
+    assert!(role
+        .batch_execute("ALTER TABLE tb_organization DISABLE ROW LEVEL SECURITY")
+        .await
+        .is_err());
+    if strategy == "database_per_tenant" {
+        let mut other = fraiseql::engine::db::pg_config("t", &b.server).expect("cfg");
+        other
+            .dbname(&b.database)
+            .user(&a.role)
+            .password(a.password.as_bytes());
+        assert!(
+            other.connect(tokio_postgres::NoTls).await.is_err(),
+            "role A cannot connect to B's database"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
+    let t = world("database_per_tenant").await;
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    insert_org(&t, &a, "Org A").await;
+    let mut config = t.config.clone();
+    if let Some(auth) = config.auth.as_mut() {
+        auth.required = true;
+        auth.leeway_secs = 0;
+    }
+    let mut client = TestClient::from_config(config.clone())
+        .await
+        .expect("client");
+    let q = "{ organizations { name } }";
+    let check = |r: &fraiseql::testing::TestResponse, status: u16, want: &str| {
+        assert_eq!((r.status, code(&r.json)), (status, want), "{}", r.text);
+        assert!(r.json.get("data").is_none());
+        for secret in [a.password.as_str(), "postgres://", "tb_organization"] {
+            assert!(!r.text.contains(secret), "leaked {secret}");
+        }
+    };
+
+    client.set_tenant("tenant_a");
+    check(
+        &client.execute_with(q, json!({})).await.expect("send"),
+        401,
+        "UNAUTHENTICATED",
+    );
+
+    let mut other = config.auth.clone().expect("auth");
+    other.secret = Some("another-secret-0123456789abcdef".into());
+    client.set_token(Some(
+        fraiseql::engine::auth::issue(&other, "tenant_a", &[], None).expect("t"),
+    ));
+    check(
+        &client.execute_with(q, json!({})).await.expect("send"),
+        401,
+        "UNAUTHENTICATED",
+    );
+
+    // alg none: header {"alg":"none"} and the claims, no signature.
+    client.set_token(Some(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0ZW5hbnRfaWQiOiJ0ZW5hbnRfYSIsImV4cCI6OTk5OTk5OTk5OSwiaXNzIjoiZnJhaXNlcWwiLCJhdWQiOiJmcmFpc2VxbCJ9."
+            .into(),
+    ));
+    check(
+        &client.execute_with(q, json!({})).await.expect("send"),
+        401,
+        "UNAUTHENTICATED",
+    );
+
+    let mut short = config.auth.clone().expect("auth");
+    short.token_ttl_secs = 1;
+    let expiring = fraiseql::engine::auth::issue(&short, "tenant_a", &[], None).expect("t");
+    client.set_token(Some(t.token("tenant_b", &[]).expect("token")));
+    check(
+        &client.execute_with(q, json!({})).await.expect("send"),
+        403,
+        "FORBIDDEN",
+    );
+
+    client.set_token(Some(t.token("tenant_a", &[]).expect("token")));
+    for (key, status, want) in [
+        ("x'; DROP TABLE fraiseql_tenant; --", 400, "BAD_REQUEST"),
+        ("ácme_corp", 400, "BAD_REQUEST"),
+        ("nobody_here", 403, "UNKNOWN_TENANT"),
+    ] {
+        client.set_tenant(key);
+        client.set_token(None);
+        let mut anon = TestClient::from_config(t.config.clone())
+            .await
+            .expect("client");
+        anon.set_tenant(key);
+        check(
+            &anon.execute_with(q, json!({})).await.expect("send"),
+            status,
+            want,
+        );
+    }
+    let mut anon = TestClient::from_config(t.config.clone())
+        .await
+        .expect("client");
+    anon.set_tenant("a".repeat(10 * 1024));
+    let r = anon.execute_with(q, json!({})).await.expect("send");
+    check(&r, 400, "BAD_REQUEST");
+    assert!(r.text.len() < 1024, "the huge key is not echoed");
+
+    // Suspension is seen without a restart (registry answers are cached for a few seconds).
+    anon.set_tenant("tenant_a");
+    assert_eq!(
+        anon.execute_with(q, json!({})).await.expect("send").status,
+        200
+    );
+    fraiseql::engine::tenancy::provision::set_status(
+        &t.config,
+        "tenant_a",
+        fraiseql::engine::tenancy::TenantStatus::Suspended,
+    )
+    .await
+    .expect("suspend");
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    check(
+        &anon.execute_with(q, json!({})).await.expect("send"),
+        503,
+        "TENANT_SUSPENDED",
+    );
+    fraiseql::engine::tenancy::provision::set_status(
+        &t.config,
+        "tenant_a",
+        fraiseql::engine::tenancy::TenantStatus::Active,
+    )
+    .await
+    .expect("resume");
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let r = anon.execute_with(q, json!({})).await.expect("send");
+    assert_eq!(
+        r.json,
+        json!({"data": {"organizations": [{"name": "Org A"}]}})
+    );
+
+    // By now the 1-second token has expired.
+    client.set_tenant("tenant_a");
+    client.set_token(Some(expiring));
+    check(
+        &client.execute_with(q, json!({})).await.expect("send"),
+        401,
+        "UNAUTHENTICATED",
+    );
+
+    // A tenant provisioned while the server runs is served without a restart.
+    let c = t.create_tenant("tenant_c").await.expect("tenant c");
+    insert_org(&t, &c, "Org C").await;
+    anon.set_tenant("tenant_c");
+    let r = anon.execute_with(q, json!({})).await.expect("send");
+    assert_eq!(
+        r.json,
+        json!({"data": {"organizations": [{"name": "Org C"}]}})
+    );
+}
+
+#[tokio::test]
+async fn provisioning_is_idempotent_and_registered_once() {
+    let t = world("database_per_tenant").await;
+    let first = t.create_tenant("acme_corp").await.expect("first");
+    let again = t.create_tenant("acme_corp").await.expect("again");
+    assert_eq!(first, again, "same id, names and credentials");
+    assert_eq!(first.database, format!("{}acme_corp", t.prefix));
+    let all = fraiseql::engine::tenancy::provision::list(&t.config)
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 1);
+    assert!(
+        !format!("{first:?}").contains(&first.password),
+        "Debug hides the password"
+    );
+    let bad = t.create_tenant("Bad-Key").await;
+    assert!(bad.is_err());
+}
+
+#[tokio::test]
+async fn rbac_denies_fields_with_forbidden_and_no_data() {
+    let t = TestTenancy::new(
+        "row_level",
+        &example_dir().join("migrations/tenant"),
+        &example_dir().join("schema.graphql"),
+        "[rbac]\n\"Query.tenantConfig\" = [\"admin\"]\n\"Organization.memberCount\" = [\"admin\", \"member\"]\n",
+    )
+    .await
+    .expect("world");
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    insert_org(&t, &a, "Org A").await;
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("tenant_a");
+    let q = "{ organizations { name memberCount } tenantConfig }";
+
+    client.set_token(Some(t.token("tenant_a", &["viewer"]).expect("token")));
+    let r = client.execute_with(q, json!({})).await.expect("send");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json["data"],
+        json!({"organizations": [{"name": "Org A", "memberCount": null}], "tenantConfig": null})
+    );
+    let errors = r.json["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2);
+    assert!(errors
+        .iter()
+        .all(|e| e["extensions"]["code"] == "FORBIDDEN"));
+    assert_eq!(errors[0]["path"], json!(["tenantConfig"]));
+    assert_eq!(errors[1]["path"], json!(["organizations", "memberCount"]));
+
+    client.set_token(Some(t.token("tenant_a", &["admin"]).expect("token")));
+    let r = client.execute_with(q, json!({})).await.expect("send");
+    assert!(r.json.get("errors").is_none(), "{}", r.text);
+    assert_eq!(r.json["data"]["organizations"][0]["memberCount"], 0);
+    assert_eq!(r.json["data"]["tenantConfig"], json!({}));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Tenant `t` creates an organization (as its own role, with its tenant context).
+    Create(usize),
+    /// Tenant `t` lists its organizations.
+    List(usize),
+    /// Tenant `t` looks up the `n`th organization created so far by anyone.
+    Lookup(usize, usize),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0..3usize).prop_map(Op::Create),
+        (0..3usize).prop_map(Op::List),
+        (0..3usize, any::<usize>()).prop_map(|(t, n)| Op::Lookup(t, n)),
+    ]
+}
+
+/// Random interleavings of creates, reads and lookups by id across three tenants never return a
+/// row of another tenant: every list equals exactly what that tenant created, and a lookup
+/// succeeds iff the id is the caller's.
+#[test]
+fn random_interleavings_never_cross_tenants() {
+    use proptest::prelude::*;
+    use std::cell::RefCell;
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for strategy in ["row_level", "schema_per_tenant"] {
+        let (t, recs, clients, roles) = rt.block_on(async {
+            let t = world(strategy).await;
+            let mut recs = Vec::new();
+            let mut roles = Vec::new();
+            for key in ["tenant_a", "tenant_b", "tenant_c"] {
+                let r = t.create_tenant(key).await.expect("tenant");
+                roles.push(t.role_client(&r).await.expect("role"));
+                recs.push(r);
+            }
+            let mut clients = Vec::new();
+            for r in &recs {
+                let mut c = t.client().await.expect("client");
+                c.set_tenant(&r.key);
+                clients.push(c);
+            }
+            (t, recs, clients, roles)
+        });
+        // The runner's closure is `Fn`; what outlives one case lives in a cell.
+        let created: RefCell<Vec<(usize, String)>> = RefCell::new(Vec::new());
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 20,
+            ..ProptestConfig::default()
+        });
+        let result = runner.run(&proptest::collection::vec(op(), 1..12), |ops| {
+            rt.block_on(async {
+                for op in ops {
+                    match op {
+                        Op::Create(i) => {
+                            let role = &roles[i];
+                            let row = role
+                                .query_one(
+                                    "WITH s AS (SELECT set_config('app.tenant_id', $1, false))
+                                     INSERT INTO tb_organization (identifier, tenant_id, name)
+                                     SELECT 'o-' || gen_random_uuid(), $1::uuid, 'org ' || $1 FROM s RETURNING id::text",
+                                    &[&recs[i].id.to_string()],
+                                )
+                                .await
+                                .expect("create as the tenant's role");
+                            created.borrow_mut().push((i, row.get(0)));
+                        }
+                        Op::List(i) => {
+                            let v = clients[i].execute("{ organizations(limit: 1000) { id } }").await.expect("list");
+                            let mut got: Vec<String> = v["data"]["organizations"]
+                                .as_array()
+                                .expect("list")
+                                .iter()
+                                .map(|o| o["id"].as_str().unwrap_or("").to_owned())
+                                .collect();
+                            let mut want: Vec<String> = created
+                                .borrow()
+                                .iter()
+                                .filter(|(t, _)| *t == i)
+                                .map(|(_, id)| id.clone())
+                                .collect();
+                            got.sort();
+                            want.sort();
+                            prop_assert_eq!(got, want, "{}: tenant {} list", strategy, i);
+                        }
+                        Op::Lookup(i, n) => {
+                            let picked = {
+                                let all = created.borrow();
+                                (!all.is_empty()).then(|| all[n % all.len()].clone())
+                            };
+                            let Some((owner, id)) = picked else { continue };
+                            let r = clients[i]
+                                .execute_with("query($id: ID!) { organization(id: $id) { id } }", json!({"id": id}))
+                                .await
+                                .expect("lookup");
+                            let found = !r.json["data"]["organization"].is_null();
+                            prop_assert_eq!(found, owner == i, "{}: tenant {} looked up {}'s org", strategy, i, owner);
+                        }
+                    }
+                }
+                Ok(())
+            })
+        });
+        result.expect("no cross-tenant row ever");
+        drop(roles);
+        drop(t);
+    }
+}
