@@ -1,7 +1,8 @@
--- Demo data for the walkthrough; idempotent (fixed identifiers, ON CONFLICT DO NOTHING).
+-- Demo data for the walkthrough, for one tenant; idempotent (fixed identifiers).
+-- psql -v tenant_id=<uuid from the registry> -f seed.sql   (in the tenant's database/schema)
 INSERT INTO tb_organization (identifier, tenant_id, name, subscription_tier) VALUES
-    ('acme-corp', '11111111-1111-4111-8111-111111111111', 'Acme Corp', 'pro'),
-    ('acme-labs', '11111111-1111-4111-8111-111111111111', 'Acme Labs', 'free')
+    ('acme-corp', :'tenant_id', 'Acme Corp', 'pro'),
+    ('acme-labs', :'tenant_id', 'Acme Labs', 'free')
 ON CONFLICT (identifier) DO NOTHING;
 INSERT INTO tb_member (identifier, tenant_id, fk_org, name, email)
 SELECT 'acme-member-' || i, o.tenant_id, o.pk_org, 'Member ' || i, 'member' || i || '@acme.test'
@@ -15,3 +16,6 @@ INSERT INTO tb_task (identifier, tenant_id, fk_project, title)
 SELECT p.identifier || '-task-' || i, p.tenant_id, p.pk_project, 'Task ' || i
 FROM tb_project p, generate_series(1, 4) i WHERE p.identifier LIKE 'acme-project-%'
 ON CONFLICT (identifier) DO NOTHING;
+INSERT INTO tb_tenant_config (tenant_id, key, value) VALUES
+    (:'tenant_id', 'theme', '"dark"'), (:'tenant_id', 'max_projects', '100')
+ON CONFLICT (tenant_id, key) DO NOTHING;

@@ -181,10 +181,16 @@ async fn run(path: &Path) -> anyhow::Result<()> {
     } else {
         println!("NATS: disabled");
     }
-    println!(
-        "Databases: {}",
-        c.databases.keys().cloned().collect::<Vec<_>>().join(", ")
-    );
+    match engine.tenants() {
+        Some(t) => match t.count_active().await {
+            Ok(n) => println!("Tenants: {n} configured"),
+            Err(e) => println!("Tenants: unknown ({e})"),
+        },
+        None => println!(
+            "Databases: {}",
+            c.databases.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
     fraiseql::serve(engine, listener, shutdown_signal()).await?;
     println!("fraiseql stopped");
     Ok(())
@@ -223,6 +229,12 @@ async fn validate(path: &Path) -> anyhow::Result<()> {
         engine.schema().catalog.queries.len()
     );
     engine.check_databases().await?;
+    if let Some(t) = engine.tenants() {
+        match t.any_active().await? {
+            Some(rec) => println!("✓ tenant `{}` answers and matches the schema", rec.key),
+            None => println!("- no active tenant yet: the tenant schema was not checked"),
+        }
+    }
     for name in engine.config().databases.keys() {
         println!("✓ database `{name}` answers and matches the schema");
     }

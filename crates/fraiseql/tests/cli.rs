@@ -1,53 +1,183 @@
-//! The `fraiseql` binary: `config validate`, `migrate`, and `run` serving until SIGTERM.
+//! The `fraiseql` binary on the SaaS example's config: tenant commands, `config validate`,
+//! `migrate`, `token`, and `run` printing its banner and stopping cleanly on SIGTERM.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
-use fraiseql::testing::{url_for, TestDatabase};
+use fraiseql::testing::TestTenancy;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/saas")
 }
 
-fn fraiseql(db: &TestDatabase, config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fraiseql"))
-        .arg("--config")
+/// A registry/host database and a unique tenant-name prefix, cleaned up afterwards.
+async fn world() -> TestTenancy {
+    TestTenancy::new(
+        "database_per_tenant",
+        &example().join("migrations/tenant"),
+        &example().join("schema.graphql"),
+        "",
+    )
+    .await
+    .expect("world")
+}
+
+fn cmd(w: &TestTenancy, config: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fraiseql"));
+    c.arg("--config")
         .arg(config)
         .args(args)
-        .env("TENANT_DB_URL", &db.url)
-        .env("SHARED_DB_URL", &db.url)
+        .env("TENANT_DB_URL", &w.shared.url)
+        .env("MASTER_DB_URL", &w.shared.url)
+        .env("SHARED_DB_URL", &w.shared.url)
+        .env("TENANT_PREFIX", &w.prefix)
         .env("PORT", "0")
-        .output()
-        .expect("run fraiseql")
+        .env_remove("TENANT_ID")
+        .env_remove("FRAISEQL_CONFIG");
+    c
+}
+
+fn run(w: &TestTenancy, config: &Path, args: &[&str]) -> Output {
+    cmd(w, config, args).output().expect("run fraiseql")
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[tokio::test]
-async fn config_validate_passes_on_the_example() {
-    let db = TestDatabase::migrated(&example().join("migrations/tenant"))
-        .await
-        .expect("db");
-    let out = fraiseql(
-        &db,
-        &example().join("fraiseql.toml"),
-        &["config", "validate"],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+async fn tenant_commands_validate_migrate_and_token() {
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+
+    let o = run(&w, &config, &["config", "validate"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("no active tenant yet"), "{}", out(&o));
+
+    let o = run(&w, &config, &["tenant", "create", "acme_corp"]);
+    assert!(o.status.success(), "{}", out(&o));
     assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        out(&o).contains("tenant `acme_corp` is active (database_per_tenant"),
+        "{}",
+        out(&o)
+    );
+    let again = run(&w, &config, &["tenant", "create", "acme_corp"]);
+    assert!(again.status.success(), "idempotent: {}", out(&again));
+
+    let o = run(&w, &config, &["tenant", "create", "Bad'; DROP"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("invalid tenant key"), "{}", out(&o));
+
+    let o = run(&w, &config, &["config", "validate"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("✓ tenant `acme_corp` answers and matches the schema"),
+        "{}",
+        out(&o)
+    );
+
+    let o = run(&w, &config, &["tenant", "suspend", "acme_corp"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let list = out(&run(&w, &config, &["tenant", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("acme_corp") && l.contains("suspended")),
+        "{list}"
+    );
+    assert!(run(&w, &config, &["tenant", "resume", "acme_corp"])
+        .status
+        .success());
+    let list = out(&run(&w, &config, &["tenant", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("acme_corp") && l.contains("active")),
+        "{list}"
+    );
+    assert!(!run(&w, &config, &["tenant", "suspend", "nobody"])
+        .status
+        .success());
+
+    let o = run(&w, &config, &["migrate"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("tenant `acme_corp`: up to date"),
+        "{}",
+        out(&o)
+    );
+    let o = run(&w, &config, &["migrate", "--tenant", "nobody"]);
+    assert!(!o.status.success());
+
+    let o = run(
+        &w,
+        &config,
+        &["token", "--tenant", "acme_corp", "--role", "admin"],
+    );
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    assert!(o.status.success());
+    assert_eq!(
+        token.split('.').count(),
+        3,
+        "a JWT alone on stdout: {token}"
+    );
+}
+
+#[tokio::test]
+async fn run_prints_the_banner_and_stops_on_sigterm() {
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    assert!(run(&w, &config, &["tenant", "create", "global_corp"])
+        .status
+        .success());
+    let mut child = cmd(&w, &config, &["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        let done = line.starts_with("Tenants:");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = banner.join("\n");
+    assert!(text.contains("🍓 FraiseQL v"), "{text}");
+    assert!(
+        text.contains("GraphQL endpoint: http://localhost:"),
+        "{text}"
     );
     assert!(
-        stdout.contains("✓ database `tenant` answers and matches the schema"),
-        "{stdout}"
+        text.contains("Multi-tenancy: database_per_tenant"),
+        "{text}"
     );
+    assert!(text.contains("Tenants: 2 configured"), "{text}");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "graceful shutdown exits 0");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l == "fraiseql stopped"), "{rest:?}");
 }
 
 #[tokio::test]
 async fn config_validate_names_a_misspelt_key_and_its_line() {
-    let db = TestDatabase::migrated(&example().join("migrations/tenant"))
-        .await
-        .expect("db");
+    let w = world().await;
     let dir = tempdir();
     let text = std::fs::read_to_string(example().join("fraiseql.toml")).expect("read");
     let text = text.replace("pool_max = 20", "pool_maxx = 20");
@@ -58,22 +188,27 @@ async fn config_validate_names_a_misspelt_key_and_its_line() {
         + 1;
     let config = dir.join("fraiseql.toml");
     std::fs::write(&config, text).expect("write");
-    let out = fraiseql(&db, &config, &["config", "validate"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let o = run(&w, &config, &["config", "validate"]);
+    assert!(!o.status.success());
     assert!(
-        stderr.contains(&format!(
+        out(&o).contains(&format!(
             "fraiseql.toml:{line}: `databases.tenant.pool_maxx`: unknown field `pool_maxx`"
         )),
-        "{stderr}"
+        "{}",
+        out(&o)
     );
 }
 
 #[tokio::test]
-async fn config_validate_reports_schema_that_does_not_match_the_database() {
-    let db = TestDatabase::migrated(&example().join("migrations/tenant"))
-        .await
-        .expect("db");
+async fn config_validate_reports_a_schema_that_does_not_match_the_tenant_database() {
+    let w = world().await;
+    assert!(run(
+        &w,
+        &example().join("fraiseql.toml"),
+        &["tenant", "create", "acme_corp"]
+    )
+    .status
+    .success());
     let dir = tempdir();
     let sdl = std::fs::read_to_string(example().join("schema.graphql"))
         .expect("read")
@@ -83,71 +218,30 @@ async fn config_validate_reports_schema_that_does_not_match_the_database() {
             "t.fk_project = {parent}.pk_projekt",
         );
     std::fs::write(dir.join("schema.graphql"), sdl).expect("write");
-    let text = std::fs::read_to_string(example().join("fraiseql.toml")).expect("read");
+    let text = std::fs::read_to_string(example().join("fraiseql.toml"))
+        .expect("read")
+        .replace(
+            "\"migrations/tenant\"",
+            &format!(
+                "{:?}",
+                example().join("migrations/tenant").display().to_string()
+            ),
+        );
     std::fs::write(dir.join("fraiseql.toml"), text).expect("write");
-    let out = fraiseql(&db, &dir.join("fraiseql.toml"), &["config", "validate"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let o = run(&w, &dir.join("fraiseql.toml"), &["config", "validate"]);
+    assert!(!o.status.success());
+    let text = out(&o);
     assert!(
-        stderr.contains("Task: view \"v_tasks\" does not exist"),
-        "{stderr}"
+        text.contains("does not match database `tenant `acme_corp``"),
+        "{text}"
     );
     assert!(
-        stderr.contains("Project.taskCount: @sql expression does not run"),
-        "{stderr}"
-    );
-}
-
-#[tokio::test]
-async fn migrate_is_idempotent() {
-    let admin = tokio_postgres::connect(&fraiseql::testing::admin_url(), tokio_postgres::NoTls)
-        .await
-        .expect("admin");
-    tokio::spawn(admin.1);
-    let name = format!("fraiseql_cli_migrate_{}", std::process::id());
-    admin
-        .0
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .await
-        .expect("drop");
-    admin
-        .0
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create");
-    let url = url_for(&name);
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_fraiseql"))
-            .args(["--config"])
-            .arg(example().join("fraiseql.toml"))
-            .arg("migrate")
-            .env("TENANT_DB_URL", &url)
-            .env("SHARED_DB_URL", &url)
-            .output()
-            .expect("run")
-    };
-    let first = run();
-    let second = run();
-    admin
-        .0
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .expect("drop");
-    let first_out = String::from_utf8_lossy(&first.stdout);
-    assert!(
-        first.status.success(),
-        "{first_out}{}",
-        String::from_utf8_lossy(&first.stderr)
+        text.contains("Task: view \"v_tasks\" does not exist"),
+        "{text}"
     );
     assert!(
-        first_out
-            .contains("database `tenant`: applied 0001_tables.sql, 0002_views.sql, 0003_rls.sql"),
-        "{first_out}"
-    );
-    let second_out = String::from_utf8_lossy(&second.stdout);
-    assert!(
-        second_out.contains("database `tenant`: up to date"),
-        "{second_out}"
+        text.contains("Project.taskCount: @sql expression does not run"),
+        "{text}"
     );
 }
 
