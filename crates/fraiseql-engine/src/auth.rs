@@ -41,6 +41,9 @@ pub struct Verifier {
     validation: Validation,
     key: Option<DecodingKey>,
     jwks: HashMap<String, DecodingKey>,
+    /// Verified tokens (by their full text) with their `exp`: clients resend the same token on
+    /// every request, and a signature check per request is pure overhead.
+    verified: moka::sync::Cache<String, (Identity, u64)>,
 }
 
 fn algorithm(a: JwtAlgorithm) -> Algorithm {
@@ -103,6 +106,10 @@ impl Verifier {
             validation,
             key,
             jwks,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
         })
     }
 
@@ -113,6 +120,21 @@ impl Verifier {
 
     /// Verifies `token` and extracts the identity.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        if let Some((identity, exp)) = self.verified.get(token) {
+            if now_secs() < exp.saturating_add(self.config.leeway_secs) {
+                return Ok(identity);
+            }
+            self.verified.invalidate(token);
+        }
+        let (identity, exp) = self.verify_uncached(token)?;
+        if token.len() <= 8192 {
+            self.verified
+                .insert(token.to_owned(), (identity.clone(), exp));
+        }
+        Ok(identity)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<(Identity, u64), AuthError> {
         let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
         let header = decode_header(token).map_err(invalid)?;
         let key = match header.kid.as_ref().and_then(|k| self.jwks.get(k)) {
@@ -154,12 +176,26 @@ impl Verifier {
             .get("sub")
             .and_then(|v| v.as_str())
             .map(str::to_owned);
-        Ok(Identity {
-            tenant,
-            roles,
-            subject,
-        })
+        // `exp` is required and was validated; it bounds how long the result may be reused.
+        let exp = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        Ok((
+            Identity {
+                tenant,
+                roles,
+                subject,
+            },
+            exp,
+        ))
     }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Issues a token for `tenant` with `roles`, signed with the configured key (development use:

@@ -3,13 +3,16 @@
 use std::time::Duration;
 
 use apollo_compiler::collections::HashMap;
+use apollo_compiler::executable::Operation;
 use apollo_compiler::introspection;
 use apollo_compiler::request::coerce_variable_values;
 use apollo_compiler::response::JsonMap;
 use apollo_compiler::schema::Implementers;
+use apollo_compiler::validation::Valid;
+use apollo_compiler::ExecutableDocument;
 use apollo_compiler::Name;
 use fraiseql_config::Config;
-use fraiseql_plan::{PlanError, PlanLimits, RootKind, SqlPlan};
+use fraiseql_plan::{Plan, PlanError, PlanLimits, RootKind, SqlPlan};
 use fraiseql_schema::SchemaBundle;
 
 use std::collections::BTreeMap;
@@ -132,7 +135,17 @@ pub struct Engine {
     tenants: Option<Tenants>,
     verifier: Option<Verifier>,
     documents: DocumentCache,
+    plans: moka::sync::Cache<PlanKey, Arc<Plan>>,
     statements: std::sync::atomic::AtomicU64,
+}
+
+/// What a plan depends on besides the schema.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PlanKey {
+    query: String,
+    operation: Option<String>,
+    variables: Option<String>,
+    roles: Vec<String>,
 }
 
 impl Engine {
@@ -188,6 +201,7 @@ impl Engine {
             tenants,
             verifier,
             documents: DocumentCache::new(1000),
+            plans: moka::sync::Cache::new(1000),
             statements: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -398,88 +412,30 @@ impl Engine {
                 )],
             );
         }
-        let raw_vars: JsonMap = match &req.variables {
-            None => JsonMap::new(),
-            Some(v) => v
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
-                .collect(),
+        // Same text, operation, variables and roles: the same plan (the tenant is not part of
+        // it: tenant context is set per transaction, never written into SQL).
+        let key = PlanKey {
+            query: req.query.clone(),
+            operation: req.operation_name.clone(),
+            variables: req
+                .variables
+                .as_ref()
+                .map(|v| serde_json::to_string(v).unwrap_or_default()),
+            roles: ctx.identity.roles.clone(),
         };
-        let vars = match coerce_variable_values(&self.schema.api, op, &raw_vars) {
-            Ok(v) => v,
-            Err(e) => {
-                return Outcome::request_error(vec![GraphqlError::from_apollo(
-                    e.to_graphql_error(&doc.sources),
-                    ErrorCode::BadUserInput,
-                )])
-            }
-        };
-        let limits = PlanLimits {
-            max_limit: self.config.limits.max_limit,
-        };
-        let access = Rbac {
-            rules: &self.config.rbac,
-            roles: &ctx.identity.roles,
-        };
-        let plan = match fraiseql_plan::plan(
-            &self.schema.api,
-            &self.schema.catalog,
-            doc,
-            op,
-            &vars,
-            limits,
-            &access,
-        ) {
-            Ok(p) => p,
-            Err(PlanError::BadArgument { message, path }) => {
-                return Outcome::request_error(vec![GraphqlError::new(
-                    ErrorCode::BadUserInput,
-                    message,
-                )
-                .with_path(path)])
-            }
-            Err(PlanError::Unsupported(m)) => {
-                return Outcome::request_error(vec![GraphqlError::new(
-                    ErrorCode::OperationNotSupported,
-                    m,
-                )])
-            }
-        };
-
-        let introspection = if plan
-            .fields
-            .iter()
-            .any(|f| f.kind == RootKind::Introspection)
-        {
-            if !self.config.limits.introspection {
-                return Outcome::request_error(vec![GraphqlError::new(
-                    ErrorCode::GraphqlValidationFailed,
-                    "introspection is disabled on this server",
-                )]);
-            }
-            if let Err(e) = introspection::check_max_depth(doc, op) {
-                return Outcome::request_error(vec![GraphqlError::from_apollo(
-                    e.to_graphql_error(&doc.sources),
-                    ErrorCode::QueryTooComplex,
-                )]);
-            }
-            match introspection::partial_execute(
-                &self.schema.api,
-                &self.implementers,
-                doc,
-                op,
-                &vars,
-            ) {
-                Ok(r) => r.data,
-                Err(e) => {
-                    return Outcome::request_error(vec![GraphqlError::from_apollo(
-                        e.to_graphql_error(&doc.sources),
-                        ErrorCode::GraphqlValidationFailed,
-                    )])
+        let (plan, introspection) = match self.plans.get(&key) {
+            Some(plan) => (plan, None),
+            None => match self.plan_request(req, doc, op, ctx) {
+                Err(outcome) => return outcome,
+                Ok((plan, introspection)) => {
+                    // Introspection answers are computed per request, so only plans without
+                    // them are kept.
+                    if introspection.is_none() {
+                        self.plans.insert(key, plan.clone());
+                    }
+                    (plan, introspection)
                 }
-            }
-        } else {
-            None
+            },
         };
 
         let results = self.run_sql(&plan.fields, ctx).await;
@@ -529,7 +485,7 @@ impl Engine {
                 }
             }
         }
-        for path in plan.denied {
+        for path in plan.denied.iter().cloned() {
             body.errors.push(forbidden(path));
         }
         let error_codes = body.errors.iter().map(|e| e.extensions.code).collect();
@@ -538,6 +494,101 @@ impl Engine {
             body: body.finish(),
             error_codes,
         }
+    }
+
+    /// Coerces variables, plans, and answers introspection; `Err` is the finished error response.
+    fn plan_request(
+        &self,
+        req: &GraphqlRequest,
+        doc: &Valid<ExecutableDocument>,
+        op: &Operation,
+        ctx: &RequestContext,
+    ) -> Result<(Arc<Plan>, Option<JsonMap>), Outcome> {
+        let raw_vars: JsonMap = match &req.variables {
+            None => JsonMap::new(),
+            Some(v) => v
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+                .collect(),
+        };
+        let vars = match coerce_variable_values(&self.schema.api, op, &raw_vars) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
+                    e.to_graphql_error(&doc.sources),
+                    ErrorCode::BadUserInput,
+                )]))
+            }
+        };
+        let limits = PlanLimits {
+            max_limit: self.config.limits.max_limit,
+        };
+        let access = Rbac {
+            rules: &self.config.rbac,
+            roles: &ctx.identity.roles,
+        };
+        let plan = match fraiseql_plan::plan(
+            &self.schema.api,
+            &self.schema.catalog,
+            doc,
+            op,
+            &vars,
+            limits,
+            &access,
+        ) {
+            Ok(p) => p,
+            Err(PlanError::BadArgument { message, path }) => {
+                return Err(Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::BadUserInput,
+                    message,
+                )
+                .with_path(path)]))
+            }
+            Err(PlanError::Unsupported(m)) => {
+                return Err(Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::OperationNotSupported,
+                    m,
+                )]))
+            }
+        };
+
+        let introspection = if plan
+            .fields
+            .iter()
+            .any(|f| f.kind == RootKind::Introspection)
+        {
+            if !self.config.limits.introspection {
+                return Err(Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::GraphqlValidationFailed,
+                    "introspection is disabled on this server",
+                )]));
+            }
+            if let Err(e) = introspection::check_max_depth(doc, op) {
+                return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
+                    e.to_graphql_error(&doc.sources),
+                    ErrorCode::QueryTooComplex,
+                )]));
+            }
+            match introspection::partial_execute(
+                &self.schema.api,
+                &self.implementers,
+                doc,
+                op,
+                &vars,
+            ) {
+                Ok(r) => r.data,
+                Err(e) => {
+                    return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
+                        e.to_graphql_error(&doc.sources),
+                        ErrorCode::GraphqlValidationFailed,
+                    )]))
+                }
+            }
+        } else {
+            None
+        };
+
+        Ok((Arc::new(plan), introspection))
     }
 
     /// Runs every SQL root field, grouped by database; result `i` belongs to `fields[i]`.

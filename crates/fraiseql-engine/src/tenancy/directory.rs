@@ -2,10 +2,11 @@
 //! resumed tenants are seen without a restart) -> a lazily built pool for its database, closed
 //! when idle, all pools together under one connection budget.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use fraiseql_config::{Config, TENANT_DATABASE};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::NoTls;
@@ -49,6 +50,10 @@ pub struct Tenants {
     pools: moka::sync::Cache<String, Pool>,
     budget: Arc<Semaphore>,
     budget_max: usize,
+    /// Open connections across pools: +1 per connection created, - when closed by us or with an
+    /// evicted pool; re-counted exactly by `sweep` (a broken connection dropped by the pool
+    /// is only noticed there).
+    open: Arc<AtomicUsize>,
     pool_max: usize,
     wait: Duration,
     statement_timeout: Duration,
@@ -59,6 +64,8 @@ impl Tenants {
     pub fn new(config: &Config, registry: Pool, statement_timeout: Duration) -> Self {
         let mt = &config.multi_tenancy;
         let tenant_db = config.databases.get(TENANT_DATABASE);
+        let open = Arc::new(AtomicUsize::new(0));
+        let closed = open.clone();
         Self {
             registry,
             records: moka::sync::Cache::builder()
@@ -68,7 +75,13 @@ impl Tenants {
             pools: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(mt.idle_pool_secs))
+                .eviction_listener(move |_key, pool: Pool, _cause| {
+                    let size = pool.status().size;
+                    pool.close();
+                    sub(&closed, size);
+                })
                 .build(),
+            open,
             budget: Arc::new(Semaphore::new(mt.connection_budget)),
             budget_max: mt.connection_budget,
             pool_max: tenant_db.map_or(10, |d| d.pool_max),
@@ -114,9 +127,13 @@ impl Tenants {
 
     fn pool(&self, rec: &TenantRecord) -> Result<Pool, GraphqlError> {
         let key = Self::pool_key(rec);
-        if let Some(p) = self.pools.get(&key) {
-            return Ok(p);
-        }
+        // One pool per key even when requests race to create it.
+        self.pools
+            .try_get_with(key, || self.build_pool(rec))
+            .map_err(|e| (*e).clone())
+    }
+
+    fn build_pool(&self, rec: &TenantRecord) -> Result<Pool, GraphqlError> {
         let unavailable = |reason: String| {
             tracing::error!(tenant = %rec.key, reason, "cannot build tenant pool");
             GraphqlError::new(
@@ -146,14 +163,18 @@ impl Tenants {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let opened = self.open.clone();
         let pool = Pool::builder(manager)
+            .post_create(Hook::sync_fn(move |_, _| {
+                opened.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }))
             .max_size(self.pool_max)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.wait))
             .create_timeout(Some(self.wait))
             .build()
             .map_err(|e| unavailable(e.to_string()))?;
-        self.pools.insert(key, pool.clone());
         Ok(pool)
     }
 
@@ -184,16 +205,25 @@ impl Tenants {
         })
     }
 
-    /// Open connections across all tenant pools.
+    /// Open connections across all tenant pools (exact: counts every pool).
     pub fn open_connections(&self) -> usize {
         self.pools.iter().map(|(_, p)| p.status().size).sum()
+    }
+
+    /// Open connections as tracked on the hot path (see `open`).
+    pub fn open_connections_tracked(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Keeps open connections (busy + idle, all pools) under the budget by closing idle
     /// connections of pools other than `keep`.
     fn trim_idle(&self, keep: &str) {
+        if self.open.load(Ordering::Relaxed) < self.budget_max {
+            return;
+        }
         let open = self.open_connections();
         if open < self.budget_max {
+            self.open.store(open, Ordering::Relaxed);
             return;
         }
         let mut excess = open + 1 - self.budget_max;
@@ -207,11 +237,15 @@ impl Tenants {
             let close = p.status().available.min(excess);
             if close > 0 {
                 let mut seen = 0;
-                p.retain(|_, _| {
-                    seen += 1;
-                    seen > close
-                });
-                excess -= close;
+                let removed = p
+                    .retain(|_, _| {
+                        seen += 1;
+                        seen > close
+                    })
+                    .removed
+                    .len();
+                sub(&self.open, removed);
+                excess = excess.saturating_sub(removed);
             }
         }
     }
@@ -222,6 +256,7 @@ impl Tenants {
         for (_, p) in self.pools.iter() {
             p.retain(|_, m| m.last_used() < Duration::from_secs(30));
         }
+        self.open.store(self.open_connections(), Ordering::Relaxed);
     }
 
     /// The first active tenant, for start-up schema checks.
@@ -261,4 +296,10 @@ impl Tenants {
             .filter(|r| r.status == TenantStatus::Active)
             .count())
     }
+}
+
+fn sub(counter: &AtomicUsize, n: usize) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
 }
