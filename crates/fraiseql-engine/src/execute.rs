@@ -89,24 +89,32 @@ pub async fn run(
     if tenant_id.is_none() && plans.len() == 1 {
         return vec![query(client, &stmts[0], plans[0].1, plans[0].0).await];
     }
-    let set_tenant = match tenant_id {
-        Some(_) => match client
-            .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
-            .await
-        {
-            Ok(s) => Some(s),
-            Err(e) => return plans.iter().map(|(f, _)| Err(db_error(&e, f))).collect(),
-        },
-        None => None,
-    };
-    let begin = if plans.len() > 1 {
+    // BEGIN and COMMIT are prepared too: PostgreSQL then binds them instead of parsing them.
+    let begin_sql = if plans.len() > 1 {
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     } else {
         "BEGIN READ ONLY"
     };
+    let control = async {
+        let begin = client.prepare_cached(begin_sql).await?;
+        let commit = client.prepare_cached("COMMIT").await?;
+        let set = match tenant_id {
+            Some(_) => Some(
+                client
+                    .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok::<_, tokio_postgres::Error>((begin, commit, set))
+    };
+    let (begin, commit, set_tenant) = match control.await {
+        Ok(c) => c,
+        Err(e) => return plans.iter().map(|(f, _)| Err(db_error(&e, f))).collect(),
+    };
     let set = async {
         match (&set_tenant, tenant_id) {
-            (Some(s), Some(id)) => client.query(s, &[&TextParam(id)]).await.map(drop),
+            (Some(s), Some(id)) => client.execute(s, &[&TextParam(id)]).await.map(drop),
             _ => Ok(()),
         }
     };
@@ -118,12 +126,13 @@ pub async fn run(
     );
     // Polled in this order, so sent in this order, in one flush.
     let (begun, set, results, committed) = futures_util::future::join4(
-        client.batch_execute(begin),
+        client.execute(&begin, &[]),
         set,
         work,
-        client.batch_execute("COMMIT"),
+        client.execute(&commit, &[]),
     )
     .await;
+    let (begun, committed) = (begun.map(drop), committed.map(drop));
     if let Err(e) = begun.and(set).and(committed) {
         // Without the tenant context no row is visible (RLS), so an error here must not pass
         // for an empty answer.
