@@ -313,7 +313,7 @@ impl Engine {
                 .await
                 .map_err(|e| unreachable(e.to_string()))?
             {
-                let conn =
+                let mut conn =
                     tenants
                         .connection(&rec)
                         .await
@@ -321,13 +321,16 @@ impl Engine {
                             name: format!("tenant `{}`", rec.key),
                             reason: e.message,
                         })?;
-                let problems =
-                    catalog_check::check(&**conn.client, &self.schema.catalog, TENANT_DATABASE)
-                        .await
-                        .map_err(|e| EngineError::Unreachable {
-                            name: format!("tenant `{}`", rec.key),
-                            reason: e.to_string(),
-                        })?;
+                let problems = catalog_check::check(
+                    conn.conn().client(),
+                    &self.schema.catalog,
+                    TENANT_DATABASE,
+                )
+                .await
+                .map_err(|e| EngineError::Unreachable {
+                    name: format!("tenant `{}`", rec.key),
+                    reason: e.to_string(),
+                })?;
                 if !problems.is_empty() {
                     return Err(EngineError::Catalog {
                         database: format!("tenant `{}`", rec.key),
@@ -619,7 +622,28 @@ impl Engine {
             let results: Vec<FieldResult> = match (tenant, &self.tenants, self.pools.get(db)) {
                 (Some(rec), Some(tenants), _) => match tenants.connection(rec).await {
                     Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
-                    Ok(conn) => execute::run(&conn.client, Some(&rec.id.to_string()), &plans).await,
+                    Ok(mut lease) => {
+                        let sqls = execute::statements_needed(true, &plans);
+                        match lease.conn().prepare_all(&sqls).await {
+                            Err(e) => plans
+                                .iter()
+                                .map(|(f, _)| Err(execute::db_error(&e, f)))
+                                .collect(),
+                            Ok(stmts) => {
+                                let id = rec.id.to_string();
+                                let r = execute::run_prepared(
+                                    lease.conn().client(),
+                                    Some(&id),
+                                    &plans,
+                                    &stmts,
+                                )
+                                .await;
+                                // Reached only when the whole pipeline (through COMMIT) ran.
+                                lease.finish();
+                                r
+                            }
+                        }
+                    }
                 },
                 (_, _, pool) => match pool {
                     None => items
@@ -633,7 +657,7 @@ impl Engine {
                         .collect(),
                     Some(pool) => match execute::connection(pool, db).await {
                         Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
-                        Ok(client) => execute::run(&client, None, &plans).await,
+                        Ok(client) => execute::run(&client, &plans).await,
                     },
                 },
             };

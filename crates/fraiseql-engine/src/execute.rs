@@ -4,7 +4,7 @@
 use deadpool_postgres::{Object, Pool, PoolError};
 use fraiseql_plan::SqlPlan;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Statement;
+use tokio_postgres::{Client, Statement};
 
 use crate::db::TextParam;
 use crate::error::{ErrorCode, GraphqlError};
@@ -53,7 +53,7 @@ pub async fn connection(pool: &Pool, database: &str) -> Result<Object, GraphqlEr
     pool.get().await.map_err(|e| pool_error(&e, database))
 }
 
-async fn query(client: &Object, stmt: &Statement, plan: &SqlPlan, field: &str) -> FieldResult {
+async fn query(client: &Client, stmt: &Statement, plan: &SqlPlan, field: &str) -> FieldResult {
     let params: Vec<TextParam<'_>> = plan.params.iter().map(|p| TextParam(p)).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let rows = client
@@ -68,52 +68,71 @@ async fn query(client: &Object, stmt: &Statement, plan: &SqlPlan, field: &str) -
     }
 }
 
-/// Runs `plans` (all on one database) on `client`.
-///
-/// With a tenant, the statements run in one transaction that first sets `app.tenant_id` (local to
-/// the transaction, so a pooled connection never carries it into another request). Several
-/// statements share one snapshot. Statements are prepared first (once per connection); then
-/// BEGIN, set_config, the statements and COMMIT are all sent before any answer is awaited.
-pub async fn run(
-    client: &Object,
-    tenant_id: Option<&str>,
-    plans: &[(&str, &SqlPlan)],
-) -> Vec<FieldResult> {
-    let mut stmts = Vec::with_capacity(plans.len());
-    for (field, plan) in plans {
-        match client.prepare_cached(&plan.sql).await {
-            Ok(s) => stmts.push(s),
-            Err(e) => return plans.iter().map(|_| Err(db_error(&e, field))).collect(),
-        }
-    }
-    if tenant_id.is_none() && plans.len() == 1 {
-        return vec![query(client, &stmts[0], plans[0].1, plans[0].0).await];
-    }
-    // BEGIN and COMMIT are prepared too: PostgreSQL then binds them instead of parsing them.
-    let begin_sql = if plans.len() > 1 {
+const SET_TENANT: &str = "SELECT set_config('app.tenant_id', $1, true)";
+const COMMIT: &str = "COMMIT";
+
+fn begin_sql(statements: usize) -> &'static str {
+    if statements > 1 {
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     } else {
         "BEGIN READ ONLY"
-    };
-    let control = async {
-        let begin = client.prepare_cached(begin_sql).await?;
-        let commit = client.prepare_cached("COMMIT").await?;
-        let set = match tenant_id {
-            Some(_) => Some(
-                client
-                    .prepare_cached("SELECT set_config('app.tenant_id', $1, true)")
-                    .await?,
-            ),
-            None => None,
-        };
-        Ok::<_, tokio_postgres::Error>((begin, commit, set))
-    };
-    let (begin, commit, set_tenant) = match control.await {
-        Ok(c) => c,
-        Err(e) => return plans.iter().map(|(f, _)| Err(db_error(&e, f))).collect(),
-    };
+    }
+}
+
+/// Every statement a run needs, in order: the plans', then (in a transaction) BEGIN, COMMIT and,
+/// with a tenant, set_config. Prepared once per connection; BEGIN and COMMIT too, so PostgreSQL
+/// binds them instead of parsing them each time.
+pub fn statements_needed<'a>(tenant: bool, plans: &[(&str, &'a SqlPlan)]) -> Vec<&'a str> {
+    let mut sqls: Vec<&str> = plans.iter().map(|(_, p)| p.sql.as_str()).collect();
+    if tenant || plans.len() > 1 {
+        sqls.push(begin_sql(plans.len()));
+        sqls.push(COMMIT);
+    }
+    if tenant {
+        sqls.push(SET_TENANT);
+    }
+    sqls
+}
+
+fn all_failed(plans: &[(&str, &SqlPlan)], e: &tokio_postgres::Error) -> Vec<FieldResult> {
+    plans.iter().map(|(f, _)| Err(db_error(e, f))).collect()
+}
+
+/// Runs `plans` (all on one database) on a pooled deadpool connection (shared databases).
+pub async fn run(client: &Object, plans: &[(&str, &SqlPlan)]) -> Vec<FieldResult> {
+    let sqls = statements_needed(false, plans);
+    let prepared =
+        futures_util::future::join_all(sqls.iter().map(|s| client.prepare_cached(s))).await;
+    let mut stmts = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        match p {
+            Ok(s) => stmts.push(s),
+            Err(e) => return all_failed(plans, &e),
+        }
+    }
+    run_prepared(client, None, plans, &stmts).await
+}
+
+/// Runs `plans` with `stmts` from [`statements_needed`], already prepared on `client`.
+///
+/// With a tenant, the statements run in one transaction that first sets `app.tenant_id` (local to
+/// the transaction, so a connection never carries it into another request). Several statements
+/// share one snapshot. BEGIN, set_config, the statements and COMMIT are all sent before any
+/// answer is awaited: one round trip. Returns the results and whether the connection ended
+/// outside any transaction (safe to reuse).
+pub async fn run_prepared(
+    client: &Client,
+    tenant_id: Option<&str>,
+    plans: &[(&str, &SqlPlan)],
+    stmts: &[Statement],
+) -> Vec<FieldResult> {
+    let n = plans.len();
+    if tenant_id.is_none() && n == 1 {
+        return vec![query(client, &stmts[0], plans[0].1, plans[0].0).await];
+    }
+    let (begin, commit) = (&stmts[n], &stmts[n + 1]);
     let set = async {
-        match (&set_tenant, tenant_id) {
+        match (stmts.get(n + 2), tenant_id) {
             (Some(s), Some(id)) => client.execute(s, &[&TextParam(id)]).await.map(drop),
             _ => Ok(()),
         }
@@ -121,22 +140,21 @@ pub async fn run(
     let work = futures_util::future::join_all(
         plans
             .iter()
-            .zip(&stmts)
+            .zip(stmts)
             .map(|((f, p), s)| query(client, s, p, f)),
     );
     // Polled in this order, so sent in this order, in one flush.
     let (begun, set, results, committed) = futures_util::future::join4(
-        client.execute(&begin, &[]),
+        client.execute(begin, &[]),
         set,
         work,
-        client.execute(&commit, &[]),
+        client.execute(commit, &[]),
     )
     .await;
-    let (begun, committed) = (begun.map(drop), committed.map(drop));
-    if let Err(e) = begun.and(set).and(committed) {
+    if let Err(e) = begun.map(drop).and(set).and(committed.map(drop)) {
         // Without the tenant context no row is visible (RLS), so an error here must not pass
         // for an empty answer.
-        return plans.iter().map(|(f, _)| Err(db_error(&e, f))).collect();
+        return all_failed(plans, &e);
     }
     results
 }

@@ -2,16 +2,14 @@
 //! resumed tenants are seen without a restart) -> a lazily built pool for its database, closed
 //! when idle, all pools together under one connection budget.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Hook, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use fraiseql_config::{Config, TENANT_DATABASE};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::NoTls;
 
 use super::keys;
+use super::pool::{Lease, PoolError, TenantPools};
 use super::registry::{self, TenantRecord, TenantStatus};
 use crate::db::pg_config;
 use crate::error::{ErrorCode, GraphqlError};
@@ -36,25 +34,14 @@ pub enum TenantError {
     RegistryUnavailable,
 }
 
-/// A connection for one request, holding a share of the global budget while in use.
-pub struct TenantConnection {
-    /// The pooled connection.
-    pub client: Object,
-    _permit: OwnedSemaphorePermit,
-}
-
 /// The tenants a server routes to.
 pub struct Tenants {
     registry: Pool,
     records: moka::sync::Cache<String, Option<Arc<TenantRecord>>>,
-    pools: moka::sync::Cache<String, Pool>,
-    budget: Arc<Semaphore>,
-    budget_max: usize,
-    /// Open connections across pools: +1 per connection created, - when closed by us or with an
-    /// evicted pool; re-counted exactly by `sweep` (a broken connection dropped by the pool
-    /// is only noticed there).
-    open: Arc<AtomicUsize>,
-    pool_max: usize,
+    /// Connection settings per tenant target, built once from the registry row.
+    targets: moka::sync::Cache<String, Arc<tokio_postgres::Config>>,
+    pools: Arc<TenantPools>,
+    idle: Duration,
     wait: Duration,
     statement_timeout: Duration,
 }
@@ -64,28 +51,24 @@ impl Tenants {
     pub fn new(config: &Config, registry: Pool, statement_timeout: Duration) -> Self {
         let mt = &config.multi_tenancy;
         let tenant_db = config.databases.get(TENANT_DATABASE);
-        let open = Arc::new(AtomicUsize::new(0));
-        let closed = open.clone();
+        let wait = Duration::from_secs(tenant_db.map_or(5, |d| d.pool_timeout_secs));
         Self {
             registry,
             records: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(RECORD_TTL)
                 .build(),
-            pools: moka::sync::Cache::builder()
+            targets: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(mt.idle_pool_secs))
-                .eviction_listener(move |_key, pool: Pool, _cause| {
-                    let size = pool.status().size;
-                    pool.close();
-                    sub(&closed, size);
-                })
                 .build(),
-            open,
-            budget: Arc::new(Semaphore::new(mt.connection_budget)),
-            budget_max: mt.connection_budget,
-            pool_max: tenant_db.map_or(10, |d| d.pool_max),
-            wait: Duration::from_secs(tenant_db.map_or(5, |d| d.pool_timeout_secs)),
+            pools: TenantPools::new(
+                mt.connection_budget,
+                tenant_db.map_or(10, |d| d.pool_max),
+                wait,
+            ),
+            idle: Duration::from_secs(mt.idle_pool_secs),
+            wait,
             statement_timeout,
         }
     }
@@ -118,30 +101,25 @@ impl Tenants {
         }
     }
 
-    fn pool_key(rec: &TenantRecord) -> String {
+    fn target_key(rec: &TenantRecord) -> String {
         format!(
             "{}\u{0}{}\u{0}{}\u{0}{}",
             rec.server, rec.database, rec.schema, rec.role
         )
     }
 
-    fn pool(&self, rec: &TenantRecord) -> Result<Pool, GraphqlError> {
-        let key = Self::pool_key(rec);
-        // One pool per key even when requests race to create it.
-        self.pools
-            .try_get_with(key, || self.build_pool(rec))
-            .map_err(|e| (*e).clone())
-    }
-
-    fn build_pool(&self, rec: &TenantRecord) -> Result<Pool, GraphqlError> {
-        let unavailable = |reason: String| {
-            tracing::error!(tenant = %rec.key, reason, "cannot build tenant pool");
+    fn target(&self, rec: &TenantRecord) -> Result<Arc<tokio_postgres::Config>, GraphqlError> {
+        let key = Self::target_key(rec);
+        if let Some(t) = self.targets.get(&key) {
+            return Ok(t);
+        }
+        let mut cfg = pg_config("tenant", &rec.server).map_err(|e| {
+            tracing::error!(tenant = %rec.key, reason = %e, "bad tenant server url");
             GraphqlError::new(
                 ErrorCode::DatabaseUnavailable,
                 "the tenant's database is unavailable",
             )
-        };
-        let mut cfg = pg_config("tenant", &rec.server).map_err(|e| unavailable(e.to_string()))?;
+        })?;
         cfg.dbname(&rec.database);
         cfg.user(&rec.role);
         cfg.password(rec.password.as_bytes());
@@ -156,107 +134,41 @@ impl Tenants {
             options.push_str(&format!(" -c search_path={}", rec.schema));
         }
         cfg.options(&options);
-        let manager = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let opened = self.open.clone();
-        let pool = Pool::builder(manager)
-            .post_create(Hook::sync_fn(move |_, _| {
-                opened.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }))
-            .max_size(self.pool_max)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(self.wait))
-            .create_timeout(Some(self.wait))
-            .build()
-            .map_err(|e| unavailable(e.to_string()))?;
-        Ok(pool)
+        let cfg = Arc::new(cfg);
+        self.targets.insert(key, cfg.clone());
+        Ok(cfg)
     }
 
     /// A connection to `rec`'s database, within the global budget.
-    pub async fn connection(&self, rec: &TenantRecord) -> Result<TenantConnection, GraphqlError> {
-        let busy = || {
-            GraphqlError::new(
-                ErrorCode::DatabaseUnavailable,
-                "all database connections are busy; try again shortly",
-            )
-        };
-        let permit = tokio::time::timeout(self.wait, self.budget.clone().acquire_owned())
+    pub async fn connection(&self, rec: &TenantRecord) -> Result<Lease, GraphqlError> {
+        let target = self.target(rec)?;
+        self.pools
+            .get(&Self::target_key(rec), &target)
             .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
-        let pool = self.pool(rec)?;
-        self.trim_idle(&Self::pool_key(rec));
-        let client = pool.get().await.map_err(|e| {
-            tracing::error!(tenant = %rec.key, error = %e, "no tenant connection");
-            GraphqlError::new(
-                ErrorCode::DatabaseUnavailable,
-                "the tenant's database is unavailable; try again shortly",
-            )
-        })?;
-        Ok(TenantConnection {
-            client,
-            _permit: permit,
-        })
+            .map_err(|e| {
+                tracing::error!(tenant = %rec.key, error = %e, "no tenant connection");
+                match e {
+                    PoolError::Timeout => GraphqlError::new(
+                        ErrorCode::DatabaseUnavailable,
+                        "all database connections are busy; try again shortly",
+                    ),
+                    PoolError::Connect(_) => GraphqlError::new(
+                        ErrorCode::DatabaseUnavailable,
+                        "the tenant's database is unavailable; try again shortly",
+                    ),
+                }
+            })
     }
 
-    /// Open connections across all tenant pools (exact: counts every pool).
+    /// Connections open to tenant databases now.
     pub fn open_connections(&self) -> usize {
-        self.pools.iter().map(|(_, p)| p.status().size).sum()
+        self.pools.open_connections()
     }
 
-    /// Open connections as tracked on the hot path (see `open`).
-    pub fn open_connections_tracked(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Keeps open connections (busy + idle, all pools) under the budget by closing idle
-    /// connections of pools other than `keep`.
-    fn trim_idle(&self, keep: &str) {
-        if self.open.load(Ordering::Relaxed) < self.budget_max {
-            return;
-        }
-        let open = self.open_connections();
-        if open < self.budget_max {
-            self.open.store(open, Ordering::Relaxed);
-            return;
-        }
-        let mut excess = open + 1 - self.budget_max;
-        for (key, p) in self.pools.iter() {
-            if excess == 0 {
-                break;
-            }
-            if key.as_str() == keep {
-                continue;
-            }
-            let close = p.status().available.min(excess);
-            if close > 0 {
-                let mut seen = 0;
-                let removed = p
-                    .retain(|_, _| {
-                        seen += 1;
-                        seen > close
-                    })
-                    .removed
-                    .len();
-                sub(&self.open, removed);
-                excess = excess.saturating_sub(removed);
-            }
-        }
-    }
-
-    /// Closes idle connections of every pool and drops pools that expired (called periodically).
+    /// Closes connections idle for longer than `idle_pool_secs` (called periodically).
     pub fn sweep(&self) {
-        self.pools.run_pending_tasks();
-        for (_, p) in self.pools.iter() {
-            p.retain(|_, m| m.last_used() < Duration::from_secs(30));
-        }
-        self.open.store(self.open_connections(), Ordering::Relaxed);
+        self.pools.close_idle(self.idle);
+        self.targets.run_pending_tasks();
     }
 
     /// The first active tenant, for start-up schema checks.
@@ -296,10 +208,4 @@ impl Tenants {
             .filter(|r| r.status == TenantStatus::Active)
             .count())
     }
-}
-
-fn sub(counter: &AtomicUsize, n: usize) {
-    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-        Some(v.saturating_sub(n))
-    });
 }

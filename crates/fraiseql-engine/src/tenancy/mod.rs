@@ -4,6 +4,7 @@
 
 pub mod directory;
 pub mod keys;
+pub mod pool;
 pub mod provision;
 pub mod registry;
 

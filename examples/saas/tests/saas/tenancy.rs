@@ -575,3 +575,59 @@ fn random_interleavings_never_cross_tenants() {
         drop(t);
     }
 }
+
+/// Three tenants, a budget of two connections: connections move between tenants (the least
+/// recently used idle one is closed), the budget is never exceeded, and every request succeeds.
+#[tokio::test]
+async fn connection_budget_is_shared_by_all_tenants() {
+    let t = world("database_per_tenant").await;
+    let mut recs = Vec::new();
+    for key in ["tenant_a", "tenant_b", "tenant_c"] {
+        let r = t.create_tenant(key).await.expect("tenant");
+        insert_org(&t, &r, key).await;
+        recs.push(r);
+    }
+    let mut config = t.config.clone();
+    config.multi_tenancy.connection_budget = 2;
+    let engine_client = TestClient::from_config(config).await.expect("client");
+    let admin = t.admin_client(&recs[0]).await.expect("admin");
+    let roles: Vec<String> = recs.iter().map(|r| r.role.clone()).collect();
+    for round in 0..3 {
+        // Polled together: three tenants compete for two connections.
+        let answers = futures_util::future::join_all(recs.iter().map(|r| {
+            let body =
+                serde_json::to_vec(&json!({"query": "{ organizations { name } }"})).expect("json");
+            let engine_client = &engine_client;
+            async move { (r.key.clone(), engine_client.post_as(&r.key, body).await) }
+        }))
+        .await;
+        for (tenant, r) in answers {
+            let r = r.expect("send");
+            assert_eq!(
+                r.json,
+                json!({"data": {"organizations": [{"name": tenant}]}}),
+                "round {round}"
+            );
+        }
+        assert!(
+            engine_client
+                .engine()
+                .tenants()
+                .expect("tenancy")
+                .open_connections()
+                <= 2
+        );
+        let open: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1)",
+                &[&roles],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert!(
+            open <= 2,
+            "round {round}: {open} connections open for a budget of 2"
+        );
+    }
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Benchmark: provisioning time per tenant, then N tenants (default 1000) under round-robin load
+# with a connection budget: requests/s, p50/p99, peak server connections, server memory.
+#   bench/tenants.sh [tenants] [seconds]
+# Tenants are schema_per_tenant (1,000 databases would need ~8 GB of disk); a handful of
+# database_per_tenant tenants are provisioned too, to time that strategy. The budget defaults to
+# 80: PostgreSQL's default max_connections is 100 and the registry and pgbench need a few.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000}
+SECS=${2:-20}
+BUDGET=${CONNECTION_BUDGET:-80}
+PORT=${BENCH_PORT:-18090}
+PSQL=(psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt)
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+scripts/services.sh
+cargo build --release -p fraiseql --quiet
+BIN=target/release/fraiseql
+export FRAISEQL_CONFIG=examples/saas/fraiseql.toml CONNECTION_BUDGET=$BUDGET PORT
+export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_many"
+
+cleanup_world() {
+  for db in $("${PSQL[@]}" -d postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'bmd\_%' OR datname IN ('fraiseql_bench_many', 'fraiseql_bench_host')"); do
+    "${PSQL[@]}" -d postgres -c "DROP DATABASE \"$db\" WITH (FORCE)"
+  done
+  for r in $("${PSQL[@]}" -d postgres -c "SELECT rolname FROM pg_roles WHERE rolname LIKE 'bms\_%' OR rolname LIKE 'bmd\_%'"); do
+    "${PSQL[@]}" -d postgres -c "DROP ROLE \"$r\""
+  done
+}
+cleanup_world
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench_many"
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench_host"
+
+echo "== provisioning"
+start=$(date +%s.%N)
+for i in $(seq 1 5); do
+  TENANT_PREFIX=bmd_ TENANCY_STRATEGY=database_per_tenant "$BIN" tenant create "t$i" >/dev/null
+done
+mid=$(date +%s.%N)
+awk -v a="$start" -v b="$mid" 'BEGIN { printf "database_per_tenant: %.0f ms per tenant (5 tenants)\n", (b - a) * 1000 / 5 }'
+export TENANT_PREFIX=bms_ TENANCY_STRATEGY=schema_per_tenant TENANT_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_host"
+start=$(date +%s.%N)
+for i in $(seq 1 "$N"); do
+  "$BIN" tenant create "t$i" >/dev/null
+done
+end=$(date +%s.%N)
+awk -v a="$start" -v b="$end" -v n="$N" 'BEGIN { printf "schema_per_tenant: %.0f ms per tenant (%d tenants, %.0f s)\n", (b - a) * 1000 / n, n, b - a }'
+# One organization per tenant, so every answer is non-empty and tenant-specific.
+"${PSQL[@]}" -d fraiseql_bench_many -c "SELECT key || ' ' || id FROM fraiseql_tenant WHERE key LIKE 't%' AND strategy = 'schema_per_tenant'" |
+  awk -v p=bms_ '{ printf "INSERT INTO %s%s.tb_organization (identifier, tenant_id, name) VALUES (%c%s%c, %c%s%c, %c%s%c) ON CONFLICT DO NOTHING;\n", p, $1, 39, $1, 39, 39, $2, 39, 39, $1, 39 }' |
+  "${PSQL[@]}" -d fraiseql_bench_host
+
+echo "== tokens"
+LUA=$(mktemp --suffix .lua)
+{
+  echo "tokens = {}"
+  for i in $(seq 1 "$N"); do
+    echo "tokens[$i] = \"$("$BIN" token --tenant "t$i" --role admin)\""
+  done
+  cat <<LUA
+n = $N
+counter = 0
+request = function()
+  counter = counter + 1
+  local i = (counter % n) + 1
+  return wrk.format("POST", "/graphql", {
+    ["Content-Type"] = "application/json",
+    ["X-Tenant-ID"] = "t" .. i,
+    ["Authorization"] = "Bearer " .. tokens[i],
+  }, '{"query": "{ organizations { name } }"}')
+end
+response = function(status, headers, body)
+  if status ~= 200 then bad = (bad or 0) + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %.0f %.3f %.3f %d\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+LUA
+} >"$LUA"
+
+"$BIN" run >/tmp/fraiseql-tenants.log 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; kill $WATCH 2>/dev/null || true; rm -f "$LUA"' EXIT
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+
+PEAKF=$(mktemp)
+echo 0 >"$PEAKF"
+( while true; do
+    n=$(psql -h 127.0.0.1 -U postgres -qAt -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fraiseql'")
+    [ "$n" -gt "$(cat "$PEAKF")" ] && echo "$n" >"$PEAKF"
+    sleep 0.25
+  done ) &
+WATCH=$!
+
+echo "== $N tenants round-robin, budget $BUDGET connections, 32 client connections, ${SECS}s"
+read -r _ rps p50 p99 errs < <(wrk -t2 -c32 -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
+kill $WATCH 2>/dev/null || true
+echo "requests/s: $rps   p50: ${p50} ms   p99: ${p99} ms   non-2xx/errors: $errs"
+echo "peak server connections (pg_stat_activity, application_name=fraiseql): $(cat "$PEAKF")"
+echo "server peak memory (VmHWM): $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$SERVER/status)"
+kill $SERVER
+wait $SERVER 2>/dev/null || true
+cleanup_world
