@@ -492,6 +492,7 @@ impl Cx<'_> {
             public_key,
             private_key: path(a.private_key),
             jwks,
+            key_id: a.key_id.filter(|s| !s.is_empty()),
             issuer: a.issuer.filter(|s| !s.is_empty()),
             audience: a.audience.filter(|s| !s.is_empty()),
             tenant_claim: a.tenant_claim.unwrap_or_else(|| "tenant_id".to_owned()),

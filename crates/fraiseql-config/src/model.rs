@@ -114,6 +114,8 @@ pub struct AuthConfig {
     pub private_key: Option<PathBuf>,
     /// RS256/ES256 verification keys as a JWKS file (selected by `kid`).
     pub jwks: Option<PathBuf>,
+    /// `kid` put in the header of tokens issued by `fraiseql token` (to match a JWKS entry).
+    pub key_id: Option<String>,
     /// Required `iss`.
     pub issuer: Option<String>,
     /// Required `aud`.
@@ -276,6 +278,7 @@ pub(crate) struct RawAuth {
     pub public_key: Option<String>,
     pub private_key: Option<String>,
     pub jwks: Option<String>,
+    pub key_id: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub tenant_claim: Option<String>,

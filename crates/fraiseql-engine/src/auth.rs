@@ -244,7 +244,9 @@ pub fn issue(
             }
         }
     };
-    encode(&Header::new(algorithm(config.algorithm)), &claims, &key).map_err(bad)
+    let mut header = Header::new(algorithm(config.algorithm));
+    header.kid = config.key_id.clone();
+    encode(&header, &claims, &key).map_err(bad)
 }
 
 #[cfg(test)]

@@ -74,6 +74,9 @@ enum TenantAction {
         /// Subscription tier recorded in the registry.
         #[arg(long, default_value = "free")]
         tier: String,
+        /// Place the tenant on another PostgreSQL server (its admin URL) than `[databases.tenant] url`.
+        #[arg(long)]
+        server_url: Option<String>,
     },
     /// List the registry.
     List,
@@ -304,8 +307,12 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
         );
     }
     match action {
-        TenantAction::Create { key, tier } => {
-            let rec = provision::create_tenant(&config, &key, &tier).await?;
+        TenantAction::Create {
+            key,
+            tier,
+            server_url,
+        } => {
+            let rec = provision::create_tenant(&config, &key, &tier, server_url.as_deref()).await?;
             println!(
                 "tenant `{}` is {} ({}: database {}, schema {}, role {}; id {})",
                 rec.key,

@@ -208,7 +208,10 @@ audience = "fraiseql"
         &self,
         key: &str,
     ) -> Result<fraiseql_engine::tenancy::TenantRecord, TestError> {
-        Ok(fraiseql_engine::tenancy::provision::create_tenant(&self.config, key, "free").await?)
+        Ok(
+            fraiseql_engine::tenancy::provision::create_tenant(&self.config, key, "free", None)
+                .await?,
+        )
     }
 
     /// A superuser client inside the tenant's database with its schema on the search_path

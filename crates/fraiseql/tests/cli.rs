@@ -112,6 +112,25 @@ async fn tenant_commands_validate_migrate_and_token() {
     let o = run(&w, &config, &["migrate", "--tenant", "nobody"]);
     assert!(!o.status.success());
 
+    // One broken tenant is reported and does not stop the others.
+    assert!(run(&w, &config, &["tenant", "create", "global_corp"])
+        .status
+        .success());
+    let admin = w.shared.connect().await.expect("admin");
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE \"{}acme_corp\" WITH (FORCE)",
+            w.prefix
+        ))
+        .await
+        .expect("break acme_corp");
+    let o = run(&w, &config, &["migrate"]);
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(text.contains("tenant `acme_corp`: "), "{text}");
+    assert!(text.contains("tenant `global_corp`: up to date"), "{text}");
+    assert!(text.contains("1 database(s) failed to migrate"), "{text}");
+
     let o = run(
         &w,
         &config,

@@ -12,6 +12,7 @@ fn hs() -> AuthConfig {
         public_key: None,
         private_key: None,
         jwks: None,
+        key_id: None,
         issuer: Some("fraiseql".into()),
         audience: Some("fraiseql".into()),
         tenant_claim: "tenant_id".into(),
@@ -124,4 +125,62 @@ fn es256_with_pem_keys_and_no_hs_confusion() {
     };
     let t = issue(&confused, "acme_corp", &[], None).expect("issue");
     assert!(v.verify(&t).is_err());
+}
+
+#[test]
+fn rs256_with_pem_keys() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/auth/testdata");
+    let rs = AuthConfig {
+        algorithm: JwtAlgorithm::Rs256,
+        secret: None,
+        public_key: Some(dir.join("rs256-public.pem")),
+        private_key: Some(dir.join("rs256-private.pem")),
+        ..hs()
+    };
+    let t = issue(&rs, "acme_corp", &["admin".into()], None).expect("issue");
+    let id = Verifier::new(&rs)
+        .expect("verifier")
+        .verify(&t)
+        .expect("valid");
+    assert_eq!(id.tenant.as_deref(), Some("acme_corp"));
+    // An ES256 token is refused by an RS256 verifier: the algorithm is the config's, not the token's.
+    let es = AuthConfig {
+        algorithm: JwtAlgorithm::Es256,
+        secret: None,
+        public_key: Some(dir.join("es256-public.pem")),
+        private_key: Some(dir.join("es256-private.pem")),
+        ..hs()
+    };
+    let t = issue(&es, "acme_corp", &[], None).expect("issue");
+    assert!(Verifier::new(&rs).expect("verifier").verify(&t).is_err());
+}
+
+#[test]
+fn jwks_keys_are_selected_by_kid() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/auth/testdata");
+    let signer = AuthConfig {
+        algorithm: JwtAlgorithm::Es256,
+        secret: None,
+        private_key: Some(dir.join("es256-private.pem")),
+        public_key: None,
+        key_id: Some("test-es256".into()),
+        ..hs()
+    };
+    let verifier = AuthConfig {
+        jwks: Some(dir.join("es256-jwks.json")),
+        private_key: None,
+        ..signer.clone()
+    };
+    let v = Verifier::new(&verifier).expect("verifier from JWKS");
+    let t = issue(&signer, "acme_corp", &[], None).expect("issue");
+    assert_eq!(
+        v.verify(&t).expect("valid").tenant.as_deref(),
+        Some("acme_corp")
+    );
+    let unknown = AuthConfig {
+        key_id: Some("rotated-away".into()),
+        ..signer
+    };
+    let t = issue(&unknown, "acme_corp", &[], None).expect("issue");
+    assert!(matches!(v.verify(&t), Err(AuthError::Invalid(m)) if m.contains("unknown key id")));
 }

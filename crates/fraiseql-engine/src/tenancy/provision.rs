@@ -112,17 +112,23 @@ fn migrations_dir(config: &Config) -> Result<&Path, ProvisionError> {
         })
 }
 
-/// Provisions tenant `key` (idempotent) and returns its registry row.
+/// Provisions tenant `key` (idempotent) and returns its registry row. `server` places the tenant
+/// on another PostgreSQL server than `[databases.tenant] url` (its admin URL; stored in the
+/// registry, never printed).
 pub async fn create_tenant(
     config: &Config,
     key: &str,
     tier: &str,
+    server: Option<&str>,
 ) -> Result<TenantRecord, ProvisionError> {
     if !keys::is_valid(key) {
         return Err(ProvisionError::InvalidKey(keys::why_invalid(key)));
     }
     let mt = &config.multi_tenancy;
-    let server = server_url(config)?;
+    let server = match server {
+        Some(s) => s.to_owned(),
+        None => server_url(config)?,
+    };
     let host_db = pg_config("tenant server", &server)
         .map_err(|e| ProvisionError::Config(e.to_string()))?
         .get_dbname()

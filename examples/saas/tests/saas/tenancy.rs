@@ -493,7 +493,7 @@ fn random_interleavings_never_cross_tenants() {
     use std::cell::RefCell;
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    for strategy in ["row_level", "schema_per_tenant"] {
+    for strategy in ["row_level", "schema_per_tenant", "database_per_tenant"] {
         let (t, recs, clients, roles) = rt.block_on(async {
             let t = world(strategy).await;
             let mut recs = Vec::new();
