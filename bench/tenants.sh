@@ -23,7 +23,7 @@ cleanup_world() {
   for db in $("${PSQL[@]}" -d postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'bmd\_%' OR datname IN ('fraiseql_bench_many', 'fraiseql_bench_host')"); do
     "${PSQL[@]}" -d postgres -c "DROP DATABASE \"$db\" WITH (FORCE)"
   done
-  for r in $("${PSQL[@]}" -d postgres -c "SELECT rolname FROM pg_roles WHERE rolname LIKE 'bms\_%' OR rolname LIKE 'bmd\_%'"); do
+  for r in $("${PSQL[@]}" -d postgres -c "SELECT rolname FROM pg_roles WHERE rolname LIKE 'bms\_%' OR rolname LIKE 'bmd\_%' OR rolname LIKE 'bmr\_%'"); do
     "${PSQL[@]}" -d postgres -c "DROP ROLE \"$r\""
   done
 }
@@ -84,26 +84,50 @@ end
 LUA
 } >"$LUA"
 
+load() { # $1 = strategy label, $2 = role LIKE pattern for counting connections
 "$BIN" run >/tmp/fraiseql-tenants.log 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; kill $WATCH 2>/dev/null || true; rm -f "$LUA"' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-
 PEAKF=$(mktemp)
 echo 0 >"$PEAKF"
 ( while true; do
-    n=$(psql -h 127.0.0.1 -U postgres -qAt -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE usename LIKE 'bms\_%'")
+    n=$(psql -h 127.0.0.1 -U postgres -qAt -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE usename LIKE '$2'")
     [ "$n" -gt "$(cat "$PEAKF")" ] && echo "$n" >"$PEAKF"
     sleep 0.25
   done ) &
 WATCH=$!
-
-echo "== $N tenants round-robin, budget $BUDGET connections, 32 client connections, ${SECS}s"
+echo "== $1: $N tenants round-robin, budget $BUDGET connections, 32 client connections, ${SECS}s"
+wrk -t2 -c32 -d2s -s "$LUA" "http://127.0.0.1:$PORT/graphql" >/dev/null
 read -r _ rps p50 p99 errs < <(wrk -t2 -c32 -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
 kill $WATCH 2>/dev/null || true
 echo "requests/s: $rps   p50: ${p50} ms   p99: ${p99} ms   failed responses: $errs"
-echo "peak tenant connections (pg_stat_activity, tenant roles; budget $BUDGET): $(cat "$PEAKF")"
+echo "peak tenant connections (pg_stat_activity; budget $BUDGET): $(cat "$PEAKF")"
 echo "server peak memory (VmHWM): $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$SERVER/status)"
 kill $SERVER
 wait $SERVER 2>/dev/null || true
+}
+trap 'kill $SERVER 2>/dev/null || true; kill $WATCH 2>/dev/null || true; rm -f "$LUA"' EXIT
+load schema_per_tenant 'bms\_%'
+
+echo "== row_level: $N more tenants (registry rows; one shared role)"
+export TENANT_PREFIX=bmr_ TENANCY_STRATEGY=row_level
+start=$(date +%s.%N)
+for i in $(seq 1 "$N"); do
+  "$BIN" tenant create "r$i" >/dev/null
+done
+end=$(date +%s.%N)
+awk -v a="$start" -v b="$end" -v n="$N" 'BEGIN { printf "row_level: %.0f ms per tenant (%d tenants)\n", (b - a) * 1000 / n, n }'
+"${PSQL[@]}" -d fraiseql_bench_many -c "SELECT key || ' ' || id FROM fraiseql_tenant WHERE strategy = 'row_level'" |
+  awk '{ printf "INSERT INTO public.tb_organization (identifier, tenant_id, name) VALUES (%c%s%c, %c%s%c, %c%s%c) ON CONFLICT DO NOTHING;\n", 39, $1, 39, 39, $2, 39, 39, $1, 39 }' |
+  "${PSQL[@]}" -d fraiseql_bench_host
+sed -i 's/"t" \.\. i/"r" .. i/' "$LUA"
+{
+  echo "tokens = {}"
+  for i in $(seq 1 "$N"); do
+    echo "tokens[$i] = \"$("$BIN" token --tenant "r$i" --role admin)\""
+  done
+} >"$LUA.tokens"
+grep -v '^tokens\[' "$LUA" | grep -v '^tokens = {}' >>"$LUA.tokens"
+mv "$LUA.tokens" "$LUA"
+load row_level 'bmr\_%'
 cleanup_world
