@@ -427,28 +427,9 @@ impl TestClient {
 
     /// POSTs `body` as tenant `tenant` (overriding [`TestClient::set_tenant`]) with this client's token.
     pub async fn post_as(&self, tenant: &str, body: Vec<u8>) -> Result<TestResponse, TestError> {
-        let mut req = http::Request::post("/graphql")
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(
-                self.engine.config().multi_tenancy.auth_header.as_str(),
-                http::HeaderValue::from_bytes(tenant.as_bytes())?,
-            );
-        if let Some(t) = &self.token {
-            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body))?)
-            .await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok(TestResponse {
-            status,
-            content_type: String::new(),
-            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        })
+        let req =
+            http::Request::post("/graphql").header(http::header::CONTENT_TYPE, "application/json");
+        self.send_as(Some(tenant), req, Body::from(body)).await
     }
 
     /// Sends any POST body to `/graphql`.
@@ -477,10 +458,19 @@ impl TestClient {
 
     async fn send(
         &self,
+        req: http::request::Builder,
+        body: Body,
+    ) -> Result<TestResponse, TestError> {
+        self.send_as(self.tenant.as_deref(), req, body).await
+    }
+
+    async fn send_as(
+        &self,
+        tenant: Option<&str>,
         mut req: http::request::Builder,
         body: Body,
     ) -> Result<TestResponse, TestError> {
-        if let Some(t) = &self.tenant {
+        if let Some(t) = tenant {
             // Raw bytes, so tests can send what a hostile client would (unicode, huge values).
             req = req.header(
                 self.engine.config().multi_tenancy.auth_header.as_str(),
