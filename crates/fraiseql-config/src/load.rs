@@ -404,6 +404,20 @@ impl Cx<'_> {
                 big,
             )? as usize,
             max_limit: self.int("limits.max_limit", l.max_limit, d.max_limit, 1, big)?,
+            max_string_length: self.int(
+                "limits.max_string_length",
+                l.max_string_length,
+                d.max_string_length as i64,
+                1,
+                big,
+            )? as usize,
+            max_list_length: self.int(
+                "limits.max_list_length",
+                l.max_list_length,
+                d.max_list_length as i64,
+                1,
+                big,
+            )? as usize,
             request_timeout_ms: self.int(
                 "limits.request_timeout_ms",
                 l.request_timeout_ms,

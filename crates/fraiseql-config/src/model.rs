@@ -179,6 +179,10 @@ pub struct LimitsConfig {
     pub max_root_fields: usize,
     /// Largest `limit` a list field accepts.
     pub max_limit: i64,
+    /// Longest string (in characters) accepted in an argument value.
+    pub max_string_length: usize,
+    /// Longest list accepted in an argument value (e.g. `bulkCreateProjects(names:)`).
+    pub max_list_length: usize,
     /// Whole-request time limit, in milliseconds.
     pub request_timeout_ms: u64,
     /// Whether introspection (`__schema`, `__type`) is allowed.
@@ -194,6 +198,8 @@ impl Default for LimitsConfig {
             max_aliases: 30,
             max_root_fields: 20,
             max_limit: 1000,
+            max_string_length: 65_536,
+            max_list_length: 10_000,
             request_timeout_ms: 30_000,
             introspection: true,
         }
@@ -315,6 +321,8 @@ pub(crate) struct RawLimits {
     pub max_aliases: Option<Num>,
     pub max_root_fields: Option<Num>,
     pub max_limit: Option<Num>,
+    pub max_string_length: Option<Num>,
+    pub max_list_length: Option<Num>,
     pub request_timeout_ms: Option<Num>,
     pub introspection: Option<Flag>,
 }

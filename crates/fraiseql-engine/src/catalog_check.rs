@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use fraiseql_schema::{ArgRole, Catalog, Collection, FieldSource, RootField, Target, TypeMapping};
+use fraiseql_schema::{
+    ArgRole, Catalog, Collection, FieldSource, MutationAction, Output, RootField, Target,
+    TypeMapping,
+};
 use tokio_postgres::GenericClient;
 
 /// One problem found in the schema against the database.
@@ -106,7 +109,7 @@ pub async fn check<C: GenericClient>(
         for (fname, src) in &ty.fields {
             let coord = format!("{}.{fname}", ty.name);
             match src {
-                FieldSource::Json { .. } => {}
+                FieldSource::Json { .. } | FieldSource::Resolver => {}
                 FieldSource::Column { name } => {
                     if col(&ty.name, name).is_none() {
                         problems.push(problem(
@@ -152,9 +155,56 @@ pub async fn check<C: GenericClient>(
                 .await?;
             }
             RootField::Sql { .. } => {}
+            RootField::Resolver(out) => check_key(catalog, &coord, out, &col, &mut problems),
+        }
+    }
+    for (fname, m) in &catalog.mutations {
+        let coord = format!("Mutation.{fname}");
+        check_key(catalog, &coord, &m.output, &col, &mut problems);
+        if let MutationAction::Sql {
+            database: db, sql, ..
+        } = &m.action
+        {
+            if db != database {
+                continue;
+            }
+            // Preparing parses and plans the statement (tables, columns, functions, parameter
+            // types) without running it.
+            if let Err(e) = client.prepare(sql).await {
+                let Some(d) = e.as_db_error() else {
+                    return Err(e);
+                };
+                problems.push(problem(
+                    &coord,
+                    format!("@mutation statement does not prepare: {}", d.message()),
+                ));
+            }
         }
     }
     Ok(problems)
+}
+
+/// Entities returned by keys are read back by the type's key column: it must exist.
+fn check_key(
+    catalog: &Catalog,
+    coord: &str,
+    out: &Output,
+    col: &dyn Fn(&str, &str) -> Option<String>,
+    problems: &mut Vec<CatalogProblem>,
+) {
+    if let Output::Entity { target, .. } = out {
+        if let Some(tm) = catalog.types.get(target) {
+            if col(target, &tm.key_column).is_none() && col(target, &tm.data_column).is_some() {
+                problems.push(problem(
+                    coord,
+                    format!(
+                        "returns `{target}`, read back by its key column `{}`, which view {} does not have (set @view(key:))",
+                        tm.key_column, tm.view
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 async fn check_sql<C: GenericClient>(

@@ -12,7 +12,7 @@ use apollo_compiler::validation::Valid;
 use apollo_compiler::ExecutableDocument;
 use apollo_compiler::Name;
 use fraiseql_config::Config;
-use fraiseql_plan::{Plan, PlanError, PlanLimits, RootKind, SqlPlan};
+use fraiseql_plan::{OutputPlan, Plan, PlanError, PlanLimits, RootKind, SqlPlan};
 use fraiseql_schema::SchemaBundle;
 
 use std::collections::BTreeMap;
@@ -28,8 +28,10 @@ use crate::document::DocumentCache;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::execute::{self, FieldResult};
 use crate::request::GraphqlRequest;
+use crate::resolvers::Resolvers;
 use crate::response::{Outcome, OutcomeKind, ResponseBody};
 use crate::tenancy::{TenantError, TenantRecord, Tenants};
+use crate::work;
 
 /// Why an engine cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,9 @@ pub enum EngineError {
     /// The `[auth]` keys cannot be loaded.
     #[error(transparent)]
     Auth(AuthError),
+    /// The resolvers do not match the schema they were built into.
+    #[error("{0}")]
+    Resolvers(String),
     /// An `[rbac]` coordinate names no field of the schema.
     #[error("[rbac] \"{0}\" is not a field of the schema (expected \"Type.field\")")]
     Rbac(String),
@@ -131,12 +136,13 @@ pub struct Engine {
     config: Config,
     schema: SchemaBundle,
     implementers: HashMap<Name, Implementers>,
-    pools: Pools,
+    pools: Arc<Pools>,
     tenants: Option<Tenants>,
     verifier: Option<Verifier>,
     documents: DocumentCache,
     plans: moka::sync::Cache<PlanKey, Arc<Plan>>,
-    statements: std::sync::atomic::AtomicU64,
+    statements: Arc<std::sync::atomic::AtomicU64>,
+    resolvers: Resolvers,
 }
 
 /// What a plan depends on besides the schema.
@@ -151,21 +157,53 @@ struct PlanKey {
 impl Engine {
     /// Reads the schema named by `config` and builds the engine (no connection is made yet).
     pub fn from_config(config: Config) -> Result<Self, EngineError> {
+        Self::with_resolvers(config, Resolvers::new())
+    }
+
+    /// Like [`Engine::from_config`], serving Rust `resolvers` too (they take precedence over
+    /// the schema's directives for their fields).
+    pub fn with_resolvers(config: Config, resolvers: Resolvers) -> Result<Self, EngineError> {
         let path = config.schema.path.clone();
         let sdl = std::fs::read_to_string(&path).map_err(|source| EngineError::SchemaFile {
             path: path.display().to_string(),
             source,
         })?;
-        let schema = fraiseql_schema::build(&sdl, &path.display().to_string())?;
-        Self::new(config, schema)
+        let schema = fraiseql_schema::build_with_resolvers(
+            &sdl,
+            &path.display().to_string(),
+            &resolvers.coordinates(),
+        )?;
+        Self::new_with_resolvers(config, schema, resolvers)
     }
 
     /// Builds the engine from a config and an already built schema.
     pub fn new(config: Config, schema: SchemaBundle) -> Result<Self, EngineError> {
+        Self::new_with_resolvers(config, schema, Resolvers::new())
+    }
+
+    /// Builds the engine from a config, a schema built with
+    /// `fraiseql_schema::build_with_resolvers(.., &resolvers.coordinates())`, and the resolvers.
+    pub fn new_with_resolvers(
+        config: Config,
+        schema: SchemaBundle,
+        resolvers: Resolvers,
+    ) -> Result<Self, EngineError> {
+        let expected = resolver_coordinates(&schema);
+        let registered = resolvers.coordinates();
+        if expected != registered {
+            let missing: Vec<&String> = expected.symmetric_difference(&registered).collect();
+            return Err(EngineError::Resolvers(format!(
+                "the schema and the registered resolvers disagree on {missing:?}; build the schema with the resolvers' coordinates"
+            )));
+        }
         let timeout = Duration::from_millis(config.limits.request_timeout_ms);
         let multi = config.multi_tenancy.enabled;
         // With tenancy, `[databases.tenant] url` is where tenants are provisioned, not served from.
-        let pools = Pools::new(&config, timeout, multi.then_some(TENANT_DATABASE))?;
+        let pools = Arc::new(Pools::new(
+            &config,
+            timeout,
+            multi.then_some(TENANT_DATABASE),
+        )?);
         let tenants = if multi {
             let registry = pools
                 .get(&config.multi_tenancy.registry)
@@ -202,7 +240,8 @@ impl Engine {
             verifier,
             documents: DocumentCache::new(1000),
             plans: moka::sync::Cache::new(1000),
-            statements: std::sync::atomic::AtomicU64::new(0),
+            statements: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            resolvers,
         })
     }
 
@@ -398,21 +437,22 @@ impl Engine {
                 )])
             }
         };
-        if !op.is_query() {
-            let kind = if method == Method::Get {
-                OutcomeKind::MethodNotAllowed
+        let write = op.is_mutation();
+        if !op.is_query() && !(write && method == Method::Post) {
+            let (kind, message) = if method == Method::Get {
+                (
+                    OutcomeKind::MethodNotAllowed,
+                    format!("{} operations must be sent with POST", op.operation_type),
+                )
             } else {
-                OutcomeKind::RequestError
+                (
+                    OutcomeKind::RequestError,
+                    format!("{} operations are not supported", op.operation_type),
+                )
             };
             return Outcome::request_error_of_kind(
                 kind,
-                vec![GraphqlError::new(
-                    ErrorCode::OperationNotSupported,
-                    format!(
-                        "{} operations are not supported here; only queries",
-                        op.operation_type
-                    ),
-                )],
+                vec![GraphqlError::new(ErrorCode::OperationNotSupported, message)],
             );
         }
         // Same text, operation, variables and roles: the same plan (the tenant is not part of
@@ -441,7 +481,18 @@ impl Engine {
             },
         };
 
-        let results = self.run_sql(&plan.fields, ctx).await;
+        let (results, extra_errors, aborted) = if plan.needs_transaction_work() {
+            let env = work::Env {
+                pools: &self.pools,
+                tenants: self.tenants.as_ref(),
+                resolvers: &self.resolvers,
+                statements: &self.statements,
+            };
+            let done = work::run(&env, &plan, ctx, write).await;
+            (done.results, done.errors, done.aborted)
+        } else {
+            (self.run_sql(&plan.fields, ctx).await, Vec::new(), false)
+        };
         let mut body = ResponseBody::with_capacity(
             results
                 .iter()
@@ -465,31 +516,36 @@ impl Engine {
                         .unwrap_or_else(|| b"null".to_vec());
                     body.field(key, &json);
                 }
-                (RootKind::Sql(plan), Some(Ok(json))) => match json {
-                    Some(text) => body.field(key, text.as_bytes()),
-                    None => {
-                        body.field(key, b"null");
-                        if !plan.nullable {
-                            body.null_data();
-                        }
-                    }
-                },
-                (RootKind::Sql(plan), Some(Err(e))) => {
-                    body.field(key, b"null");
-                    body.errors.push(e.with_path([key.to_owned()]));
-                    if !plan.nullable {
-                        body.null_data();
-                    }
-                }
-                (RootKind::Sql(_), None) => body.field(key, b"null"),
                 (RootKind::Denied, _) => {
                     body.field(key, b"null");
                     body.errors.push(forbidden(vec![key.to_owned()]));
                 }
+                (kind, Some(Ok(json))) => match json {
+                    Some(text) => body.field(key, text.as_bytes()),
+                    None => {
+                        body.field(key, b"null");
+                        if !nullable(kind) {
+                            body.null_data();
+                        }
+                    }
+                },
+                (kind, Some(Err(e))) => {
+                    body.field(key, b"null");
+                    body.errors.push(e.with_path([key.to_owned()]));
+                    if !nullable(kind) {
+                        body.null_data();
+                    }
+                }
+                (_, None) => body.field(key, b"null"),
             }
         }
         for path in plan.denied.iter().cloned() {
             body.errors.push(forbidden(path));
+        }
+        body.errors.extend(extra_errors);
+        if aborted {
+            // The operation's writes were rolled back: no field's value stands.
+            body.null_data();
         }
         let error_codes = body.errors.iter().map(|e| e.extensions.code).collect();
         Outcome {
@@ -525,6 +581,8 @@ impl Engine {
         };
         let limits = PlanLimits {
             max_limit: self.config.limits.max_limit,
+            max_string_length: self.config.limits.max_string_length,
+            max_list_length: self.config.limits.max_list_length,
         };
         let access = Rbac {
             rules: &self.config.rbac,
@@ -667,6 +725,47 @@ impl Engine {
         }
         out
     }
+}
+
+/// Whether a root field may be `null` (else `null` propagates to `data`).
+fn nullable(kind: &RootKind) -> bool {
+    match kind {
+        RootKind::Sql(p) => p.nullable,
+        RootKind::Mutation(m) => output_nullable(&m.output),
+        RootKind::Resolver(r) => output_nullable(&r.output),
+        RootKind::Typename(_) | RootKind::Introspection | RootKind::Denied => true,
+    }
+}
+
+fn output_nullable(o: &OutputPlan) -> bool {
+    match o {
+        OutputPlan::Readback(p) => p.nullable,
+        OutputPlan::Value { nullable, .. } => *nullable,
+    }
+}
+
+/// The coordinates a schema expects Rust resolvers for.
+fn resolver_coordinates(schema: &SchemaBundle) -> std::collections::BTreeSet<String> {
+    let c = &schema.catalog;
+    let mut out = std::collections::BTreeSet::new();
+    for ty in c.types.values() {
+        for (f, src) in &ty.fields {
+            if *src == fraiseql_schema::FieldSource::Resolver {
+                out.insert(format!("{}.{f}", ty.name));
+            }
+        }
+    }
+    for (f, r) in &c.queries {
+        if matches!(r, fraiseql_schema::RootField::Resolver(_)) {
+            out.insert(format!("Query.{f}"));
+        }
+    }
+    for (f, m) in &c.mutations {
+        if m.action == fraiseql_schema::MutationAction::Resolver {
+            out.insert(format!("Mutation.{f}"));
+        }
+    }
+    out
 }
 
 fn forbidden(path: Vec<String>) -> GraphqlError {

@@ -28,6 +28,14 @@ pub enum ErrorCode {
     UnknownTenant,
     /// The tenant is suspended.
     TenantSuspended,
+    /// What the operation names does not exist (or is not the caller's to see).
+    NotFound,
+    /// A write would duplicate a unique value.
+    UniqueViolation,
+    /// A write refers to a missing record, or removes one still referred to.
+    ForeignKeyViolation,
+    /// The transaction collided with another (serialization failure, deadlock); retrying helps.
+    TransactionConflict,
     /// A database could not be reached in time.
     DatabaseUnavailable,
     /// Anything else; details are in the server log, never in the response.

@@ -12,11 +12,76 @@ use crate::error::{ErrorCode, GraphqlError};
 /// What one statement produced: JSON text, or `None` for no row (`null`).
 pub type FieldResult = Result<Option<String>, GraphqlError>;
 
-/// Maps a database failure to what the client may see: the value problem for `22xxx` (bad input),
-/// a generic message otherwise; the details go to the log only.
+/// Maps a database failure to what the client may see: an error code per kind of failure and a
+/// message that names no table, constraint or SQL; the details go to the log only.
+/// Exceptions raised by the schema author's own SQL (`RAISE EXCEPTION`, SQLSTATE class `P0`) keep
+/// their message: `P0002` (`no_data_found`) is `NOT_FOUND`, the others `BAD_USER_INPUT`.
 pub fn db_error(e: &tokio_postgres::Error, field: &str) -> GraphqlError {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
+        let known = |c: ErrorCode, m: String| {
+            tracing::debug!(field, error = %e, "statement refused");
+            GraphqlError::new(c, m)
+        };
+        match code {
+            "23505" | "23P01" => {
+                return known(
+                    ErrorCode::UniqueViolation,
+                    format!("`{field}`: a record with the same unique value already exists"),
+                )
+            }
+            "23503" if db.message().starts_with("update or delete") => {
+                return known(
+                    ErrorCode::ForeignKeyViolation,
+                    format!("`{field}`: the record is still referenced by other records"),
+                )
+            }
+            "23503" => {
+                return known(
+                    ErrorCode::ForeignKeyViolation,
+                    format!("`{field}`: refers to a record that does not exist"),
+                )
+            }
+            "23502" => {
+                return known(
+                    ErrorCode::BadUserInput,
+                    format!("`{field}`: a required value is missing"),
+                )
+            }
+            "23514" => {
+                return known(
+                    ErrorCode::BadUserInput,
+                    format!("`{field}`: a value is not allowed (it fails a check)"),
+                )
+            }
+            "42501" => {
+                return known(
+                    ErrorCode::Forbidden,
+                    format!("`{field}`: not permitted for this tenant or role"),
+                )
+            }
+            "40001" | "40P01" => {
+                return known(
+                    ErrorCode::TransactionConflict,
+                    format!("`{field}`: conflicted with a concurrent change; retry the request"),
+                )
+            }
+            "25006" => {
+                return known(
+                    ErrorCode::OperationNotSupported,
+                    format!("`{field}`: writes are only allowed in mutations"),
+                )
+            }
+            c if c.starts_with("P0") => {
+                let kind = if c == "P0002" {
+                    ErrorCode::NotFound
+                } else {
+                    ErrorCode::BadUserInput
+                };
+                return known(kind, db.message().to_owned());
+            }
+            _ => {}
+        }
         if code.starts_with("22") {
             // PostgreSQL quotes the offending value after `: "`; the client sent it, so drop it.
             let reason = db.message().split(": \"").next().unwrap_or("invalid value");
@@ -66,6 +131,11 @@ async fn query(client: &Client, stmt: &Statement, plan: &SqlPlan, field: &str) -
             .try_get::<_, Option<String>>(0)
             .map_err(|e| db_error(&e, field)),
     }
+}
+
+/// Text bind parameters that may be `NULL`.
+pub(crate) fn text_params<'a>(values: &[Option<&'a str>]) -> Vec<Option<TextParam<'a>>> {
+    values.iter().map(|v| v.map(TextParam)).collect()
 }
 
 const SET_TENANT: &str = "SELECT set_config('app.tenant_id', $1, true)";

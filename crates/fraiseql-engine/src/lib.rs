@@ -14,11 +14,14 @@ pub mod execute;
 pub mod limits;
 pub mod migrate;
 pub mod request;
+pub mod resolvers;
 pub mod response;
+mod work;
 
 pub use engine::{Engine, EngineError, IdentifyError, RequestContext};
 pub use error::{ErrorCode, GraphqlError};
 pub use request::{GraphqlRequest, RequestParseError};
+pub use resolvers::{Args, Context, FieldBatch, ResolverError, Resolvers, Transaction};
 pub use response::{Outcome, ResponseBody};
 pub mod auth;
 pub mod tenancy;

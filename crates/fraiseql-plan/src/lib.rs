@@ -6,10 +6,12 @@
 
 mod collect;
 mod error;
+mod root;
 mod sql;
 mod values;
 
 pub use error::PlanError;
+pub use values::param_text;
 
 use apollo_compiler::executable::Operation;
 use apollo_compiler::response::JsonMap;
@@ -22,11 +24,19 @@ use fraiseql_schema::{Catalog, RootField};
 pub struct PlanLimits {
     /// Largest `limit` accepted on a list field.
     pub max_limit: i64,
+    /// Longest string (in characters) accepted in an argument value.
+    pub max_string_length: usize,
+    /// Longest list accepted in an argument value.
+    pub max_list_length: usize,
 }
 
 impl Default for PlanLimits {
     fn default() -> Self {
-        Self { max_limit: 1000 }
+        Self {
+            max_limit: 1000,
+            max_string_length: 65_536,
+            max_list_length: 10_000,
+        }
     }
 }
 
@@ -74,7 +84,111 @@ pub enum RootKind {
     Sql(SqlPlan),
     /// The caller may not read this field: `null` and a `FORBIDDEN` error.
     Denied,
+    /// A mutation statement, then its output.
+    Mutation(MutationPlan),
+    /// A Rust query or mutation resolver, then its output.
+    Resolver(ResolverPlan),
 }
+
+/// A declarative mutation: one statement in the request's read-write transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutationPlan {
+    /// The `[databases.<name>]` to run it on.
+    pub database: String,
+    /// The statement wrapped so that it returns one text column: the JSON array of the first
+    /// column of its rows.
+    pub sql: String,
+    /// Its bind parameters, `$1..$n`.
+    pub params: Vec<BoundParam>,
+    /// What the client gets back.
+    pub output: OutputPlan,
+}
+
+/// A bind parameter of a mutation statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoundParam {
+    /// A request value as text (`None` is `NULL`).
+    Value(Option<String>),
+    /// A request context value, filled in at execution.
+    Context(fraiseql_schema::ContextValue),
+}
+
+/// A call of a Rust query or mutation resolver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolverPlan {
+    /// `Query.field` or `Mutation.field`.
+    pub coordinate: String,
+    /// Every argument, coerced, defaults applied.
+    pub args: serde_json::Map<String, serde_json::Value>,
+    /// What the client gets back.
+    pub output: OutputPlan,
+}
+
+/// How the value a mutation or resolver returns becomes the response value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputPlan {
+    /// The returned keys are read back through the view: `$1` is the keys as an array, and for
+    /// lists `$2` is the same keys as `text[]` (to keep their order).
+    Readback(SqlPlan),
+    /// The returned value is the answer, projected onto the selection when it is an object.
+    Value {
+        /// `[T]` or `T`.
+        list: bool,
+        /// Whether `null` is allowed.
+        nullable: bool,
+        /// For object types: the selection.
+        projection: Option<Projection>,
+    },
+}
+
+/// The selection of an object value computed outside the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projection {
+    /// Response keys in order.
+    pub fields: Vec<ProjectedField>,
+}
+
+/// One response key of a [`Projection`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectedField {
+    /// The response key (alias or name).
+    pub key: String,
+    /// Where its value comes from.
+    pub source: Projected,
+}
+
+/// Where a projected value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Projected {
+    /// `__typename`: this type name.
+    Typename(String),
+    /// A key of the object, projected further if it is an object.
+    Field {
+        /// The field name (the key read from the object).
+        name: String,
+        /// The sub-selection, for object types.
+        projection: Option<Projection>,
+    },
+}
+
+/// A Rust field resolver called for every parent row of one place in the selection. In the
+/// statement's JSON, each such value is a marker `{"__fraiseql": <index>, "row": {...}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldCall {
+    /// The parent type.
+    pub type_name: String,
+    /// The field.
+    pub field: String,
+    /// The field's arguments, coerced.
+    pub args: serde_json::Map<String, serde_json::Value>,
+    /// For object values: the selection.
+    pub projection: Option<Projection>,
+    /// Response path (keys only) for errors.
+    pub path: Vec<String>,
+}
+
+/// The key of a field-resolver marker object in a statement's JSON.
+pub const MARKER_KEY: &str = "__fraiseql";
 
 /// One statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +201,20 @@ pub struct SqlPlan {
     pub params: Vec<String>,
     /// Whether the field may be `null` (else a failure nulls the whole `data`).
     pub nullable: bool,
+    /// Rust field resolvers whose markers the JSON holds (empty: the JSON is final).
+    pub calls: Vec<FieldCall>,
+}
+
+impl Plan {
+    /// Whether answering needs Rust code (resolvers) or writes (mutations): if not, the plan is
+    /// plain SQL.
+    pub fn needs_transaction_work(&self) -> bool {
+        self.fields.iter().any(|f| match &f.kind {
+            RootKind::Sql(p) => !p.calls.is_empty(),
+            RootKind::Mutation(_) | RootKind::Resolver(_) => true,
+            _ => false,
+        })
+    }
 }
 
 /// Plans `operation` of `document`. `variables` must already be coerced
@@ -106,7 +234,8 @@ pub fn plan(
         variables,
     };
     let root_type = operation.object_type().as_str();
-    if !operation.is_query() {
+    let mutation = operation.is_mutation();
+    if !operation.is_query() && !mutation {
         return Err(PlanError::unsupported(format!(
             "{} operations are not supported by this server",
             operation.operation_type
@@ -121,6 +250,15 @@ pub fn plan(
             "__typename" => RootKind::Typename(root_type.to_owned()),
             "__schema" | "__type" => RootKind::Introspection,
             name if !access.allows(root_type, name) => RootKind::Denied,
+            name if mutation => {
+                let m = catalog.mutations.get(name).ok_or_else(|| {
+                    PlanError::unsupported(format!("mutation field `{name}` has no mapping"))
+                })?;
+                let (kind, d) =
+                    root::mutation(&cx, catalog, limits, access, &key, root_type, m, &group)?;
+                denied.extend(d);
+                kind
+            }
             name => {
                 let root = catalog.queries.get(name).ok_or_else(|| {
                     PlanError::unsupported(format!("root field `{name}` has no mapping"))
@@ -129,6 +267,9 @@ pub fn plan(
                 let (kind, d) = match root {
                     RootField::Rows(c) => b.root_rows(c, &group)?,
                     RootField::Sql { expr, .. } => b.root_sql(expr),
+                    RootField::Resolver(output) => root::resolver(
+                        &cx, catalog, limits, access, &key, root_type, output, &group,
+                    )?,
                 };
                 denied.extend(d);
                 kind

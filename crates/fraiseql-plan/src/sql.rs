@@ -9,8 +9,11 @@ use fraiseql_schema::{
 
 use crate::collect::Cx;
 use crate::error::PlanError;
-use crate::values::{enum_list, scalar_text};
-use crate::{Access, PlanLimits, RootKind, SqlPlan};
+use crate::values::{check_sizes, enum_list, scalar_text, to_json};
+use crate::{
+    Access, FieldCall, PlanLimits, Projected, ProjectedField, Projection, RootKind, SqlPlan,
+    MARKER_KEY,
+};
 
 /// `json_build_object` takes at most 100 arguments: 50 key/value pairs.
 const MAX_PAIRS: usize = 50;
@@ -82,6 +85,7 @@ pub(crate) struct Builder<'c, 'a> {
     path: Vec<String>,
     access: &'c dyn Access,
     denied: Vec<Vec<String>>,
+    calls: Vec<FieldCall>,
 }
 
 fn target_expr(alias: &str, ty: &TypeMapping, t: &Target, as_text: bool) -> String {
@@ -113,7 +117,116 @@ impl<'c, 'a> Builder<'c, 'a> {
             path,
             access,
             denied: Vec::new(),
+            calls: Vec::new(),
         }
+    }
+
+    /// Every argument of `field` as JSON: defaults applied, a single value given for a list
+    /// argument wrapped in a list (input coercion), sizes checked against the limits.
+    pub(crate) fn args_json(
+        &self,
+        field: &Node<Field>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, PlanError> {
+        let mut out = serde_json::Map::new();
+        for def in &field.definition.arguments {
+            let name = def.name.as_str();
+            let Ok(value) = field.argument_by_name(name) else {
+                continue;
+            };
+            let mut json = to_json(value, self.cx.variables);
+            if def.ty.is_list() && !json.is_array() && !json.is_null() {
+                json = serde_json::Value::Array(vec![json]);
+            }
+            check_sizes(
+                &json,
+                self.limits.max_string_length,
+                self.limits.max_list_length,
+                name,
+            )
+            .map_err(|m| self.bad(m))?;
+            out.insert(name.to_owned(), json);
+        }
+        Ok(out)
+    }
+
+    /// The selection of an object type whose values come from Rust code (`None` for leaves).
+    pub(crate) fn projection(
+        &self,
+        type_name: &str,
+        group: &[&'a Node<Field>],
+    ) -> Result<Option<Projection>, PlanError> {
+        match self.cx.schema.types.get(type_name) {
+            Some(t) if t.is_leaf() => return Ok(None),
+            Some(apollo_compiler::schema::ExtendedType::Object(_)) => {}
+            _ => {
+                return Err(PlanError::unsupported(format!(
+                    "values of `{type_name}` computed by a resolver cannot be selected (only scalars, enums and object types)"
+                )))
+            }
+        }
+        let grouped = self
+            .cx
+            .collect(type_name, group.iter().map(|f| &f.selection_set))?;
+        let mut fields = Vec::with_capacity(grouped.len());
+        for (key, nodes) in grouped {
+            let name = nodes[0].name.as_str();
+            let source = if name == "__typename" {
+                Projected::Typename(type_name.to_owned())
+            } else {
+                let inner = nodes[0].definition.ty.inner_named_type().as_str();
+                Projected::Field {
+                    name: name.to_owned(),
+                    projection: self.projection(inner, &nodes)?,
+                }
+            };
+            fields.push(ProjectedField { key, source });
+        }
+        Ok(Some(Projection { fields }))
+    }
+
+    /// The statement reading back rows of `ty` by their keys, with the client's selection:
+    /// `$1` is the keys as an array of the key column's type; for lists `$2` is the same keys as
+    /// `text[]`, to keep the order the mutation returned them in.
+    pub(crate) fn readback(
+        mut self,
+        ty: &TypeMapping,
+        list: bool,
+        non_null: bool,
+        group: &[&'a Node<Field>],
+    ) -> Result<(SqlPlan, Vec<Vec<String>>), PlanError> {
+        let alias = self.alias();
+        let keys = self.param(String::new());
+        let key_col = format!("{alias}.{}", quote_ident(&ty.key_column));
+        let order = if list {
+            Some(self.param(String::new()))
+        } else {
+            None
+        };
+        let obj = self.object(ty, &alias, group)?;
+        let sql = match order {
+            Some(order) => format!(
+                "SELECT coalesce(json_agg({obj} ORDER BY array_position({order}::text[], {key_col}::text)), '[]'::json)::text FROM {} {alias} WHERE {key_col} = ANY({keys})",
+                ty.view
+            ),
+            None => format!(
+                "SELECT {obj}::text FROM {} {alias} WHERE {key_col} = ANY({keys}) LIMIT 1",
+                ty.view
+            ),
+        };
+        Ok((
+            SqlPlan {
+                database: ty.database.clone(),
+                sql,
+                params: self.params,
+                nullable: !non_null,
+                calls: self.calls,
+            },
+            self.denied,
+        ))
+    }
+
+    pub(crate) fn into_denied(self) -> Vec<Vec<String>> {
+        self.denied
     }
 
     fn alias(&mut self) -> String {
@@ -146,6 +259,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             sql: format!("SELECT to_json({expr})::text"),
             params: self.params,
             nullable: true,
+            calls: self.calls,
         });
         (kind, self.denied)
     }
@@ -172,6 +286,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             sql,
             params: self.params,
             nullable: !c.non_null,
+            calls: self.calls,
         });
         Ok((kind, self.denied))
     }
@@ -252,6 +367,14 @@ impl<'c, 'a> Builder<'c, 'a> {
                 }
                 ArgRole::Filter(t) => {
                     if let Some(text) = scalar_text(value, vars) {
+                        if text.len() > self.limits.max_string_length
+                            && text.chars().count() > self.limits.max_string_length
+                        {
+                            return Err(self.bad(format!(
+                                "argument `{name}` holds a string longer than {} characters",
+                                self.limits.max_string_length
+                            )));
+                        }
                         let p = self.param(text);
                         s.conditions
                             .push(format!("{} = {p}", target_expr(&s.alias, ty, t, true)));
@@ -327,6 +450,22 @@ impl<'c, 'a> Builder<'c, 'a> {
             ),
             FieldSource::Column { name } => format!("{alias}.{}", quote_ident(name)),
             FieldSource::Sql { expr, .. } => format!("({})", expr.replace("{parent}", alias)),
+            FieldSource::Resolver => {
+                let inner = fields[0].definition.ty.inner_named_type().as_str();
+                let call = FieldCall {
+                    type_name: ty.name.clone(),
+                    field: name.to_owned(),
+                    args: self.args_json(fields[0])?,
+                    projection: self.projection(inner, fields)?,
+                    path: self.path.clone(),
+                };
+                self.calls.push(call);
+                format!(
+                    "json_build_object({}, {}, 'row', to_jsonb({alias}))",
+                    quote_literal(MARKER_KEY),
+                    self.calls.len() - 1
+                )
+            }
             FieldSource::Relation(c) => {
                 let target = self.mapping(&c.target)?;
                 let a = self.alias();

@@ -6,8 +6,8 @@ use apollo_compiler::Schema;
 
 use crate::error::SchemaError;
 
-const OURS: [&str; 7] = [
-    "view", "json", "column", "sql", "relation", "filter", "orderBy",
+const OURS: [&str; 8] = [
+    "view", "json", "column", "sql", "relation", "filter", "orderBy", "mutation",
 ];
 
 fn strip_list(list: &mut DirectiveList) {

@@ -14,6 +14,8 @@ pub struct Catalog {
     pub types: IndexMap<String, TypeMapping>,
     /// Root `Query` fields, by field name.
     pub queries: IndexMap<String, RootField>,
+    /// Root `Mutation` fields, by field name.
+    pub mutations: IndexMap<String, MutationField>,
 }
 
 impl Catalog {
@@ -34,6 +36,9 @@ pub struct TypeMapping {
     pub database: String,
     /// The JSON(B) column holding the fields.
     pub data_column: String,
+    /// The column identifying a row: mutations and resolvers return its values, and the
+    /// entities are read back through the view by it.
+    pub key_column: String,
     /// Fields by GraphQL name.
     pub fields: IndexMap<String, FieldSource>,
 }
@@ -50,6 +55,101 @@ pub enum RootField {
         /// The GraphQL scalar it must produce.
         scalar: String,
     },
+    /// A Rust query resolver registered through the library.
+    Resolver(Output),
+}
+
+/// A root `Mutation` field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutationField {
+    /// What it runs.
+    pub action: MutationAction,
+    /// What it returns.
+    pub output: Output,
+}
+
+/// What a mutation runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MutationAction {
+    /// One SQL statement (`@mutation(sql:)`, or `@mutation(function:)` turned into a call).
+    Sql {
+        /// The `[databases.<name>]` it runs on.
+        database: String,
+        /// The statement with `$1..$n` placeholders.
+        sql: String,
+        /// What each placeholder is bound to, in order.
+        params: Vec<ParamSource>,
+    },
+    /// A Rust mutation resolver registered through the library.
+    Resolver,
+}
+
+/// A value bound to a mutation statement's placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamSource {
+    /// A GraphQL argument of the field, by name.
+    Arg(String),
+    /// A value of the request context.
+    Context(ContextValue),
+}
+
+/// Request context values a statement can use (`$ctx.tenant_id` ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextValue {
+    /// The tenant's id (uuid text).
+    TenantId,
+    /// The tenant's key (`acme_corp`).
+    TenantKey,
+    /// The token's subject.
+    UserId,
+    /// The caller's roles (a PostgreSQL text array).
+    Roles,
+}
+
+impl ContextValue {
+    /// The name used in SQL templates and in the `app.*` settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TenantId => "tenant_id",
+            Self::TenantKey => "tenant_key",
+            Self::UserId => "user_id",
+            Self::Roles => "roles",
+        }
+    }
+
+    /// Every context value.
+    pub const ALL: [ContextValue; 4] = [Self::TenantId, Self::TenantKey, Self::UserId, Self::Roles];
+}
+
+/// What a mutation or resolver produces and how the response value is made from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Keys of a `@view` type's rows, read back through the view with the client's selection.
+    Entity {
+        /// The GraphQL type.
+        target: String,
+        /// `[T]` or `T`.
+        list: bool,
+        /// Whether the field is non-null.
+        non_null: bool,
+    },
+    /// A value returned as is: a scalar or enum (or a list of one); for resolvers also an object
+    /// not backed by a view, projected onto the selection.
+    Value {
+        /// `[T]` or `T`.
+        list: bool,
+        /// Whether the field is non-null.
+        non_null: bool,
+    },
+}
+
+impl Output {
+    /// Whether the field may be `null`.
+    pub fn nullable(&self) -> bool {
+        match self {
+            Self::Entity { non_null, .. } | Self::Value { non_null, .. } => !non_null,
+        }
+    }
 }
 
 /// Where a field's value comes from.
@@ -74,6 +174,9 @@ pub enum FieldSource {
     },
     /// Rows of another type's view joined on a key column.
     Relation(Box<Collection>),
+    /// A Rust field resolver registered through the library: called once per level with every
+    /// parent row. Its value is a scalar, an enum, JSON, or an object projected onto the selection.
+    Resolver,
 }
 
 /// Rows of a view: a root field, or a relation from a parent row.

@@ -11,11 +11,14 @@ mod catalog;
 mod error;
 mod ident;
 mod lower;
+mod template;
 
 pub use apollo_compiler;
 pub use catalog::*;
 pub use error::SchemaError;
 pub use ident::{quote_ident, quote_literal, QualifiedName};
+
+use std::collections::BTreeSet;
 
 use apollo_compiler::validation::Valid;
 use apollo_compiler::Schema;
@@ -34,6 +37,17 @@ pub struct SchemaBundle {
 
 /// Parses, validates and lowers an SDL document. `path` names it in error messages.
 pub fn build(sdl: &str, path: &str) -> Result<SchemaBundle, SchemaError> {
+    build_with_resolvers(sdl, path, &BTreeSet::new())
+}
+
+/// Like [`build`], with the coordinates (`Type.field`) that Rust resolvers answer: those fields
+/// take their values from the resolvers instead of their directives, and root fields without a
+/// mapping become valid. A coordinate that names no field is an error.
+pub fn build_with_resolvers(
+    sdl: &str,
+    path: &str,
+    resolvers: &BTreeSet<String>,
+) -> Result<SchemaBundle, SchemaError> {
     let full = Schema::builder()
         .adopt_orphan_extensions()
         .parse(PRELUDE, "fraiseql-prelude.graphql")
@@ -42,7 +56,7 @@ pub fn build(sdl: &str, path: &str) -> Result<SchemaBundle, SchemaError> {
         .map_err(|e| SchemaError::Graphql(e.errors.to_string()))?
         .validate()
         .map_err(|e| SchemaError::Graphql(e.errors.to_string()))?;
-    let catalog = lower::lower(&full)?;
+    let catalog = lower::lower(&full, resolvers)?;
     let api = api::strip(&full)?;
     Ok(SchemaBundle { api, catalog })
 }

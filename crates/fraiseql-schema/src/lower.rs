@@ -9,14 +9,23 @@ use indexmap::IndexMap;
 
 use crate::catalog::*;
 use crate::error::SchemaError;
-use crate::ident::{is_plain_ident, QualifiedName};
+use crate::ident::{is_plain_ident, quote_ident, QualifiedName};
+use crate::template;
 
-pub(crate) fn lower(schema: &Valid<Schema>) -> Result<Catalog, SchemaError> {
+use std::collections::BTreeSet;
+
+pub(crate) fn lower(
+    schema: &Valid<Schema>,
+    resolvers: &BTreeSet<String>,
+) -> Result<Catalog, SchemaError> {
+    for coord in resolvers {
+        check_resolver_coordinate(schema, coord)?;
+    }
     let mut catalog = Catalog::default();
     for (name, ty) in &schema.types {
         if let ExtendedType::Object(obj) = ty {
             if let Some(view) = obj.directives.get("view") {
-                let mapping = lower_type(schema, name.as_str(), obj, view)?;
+                let mapping = lower_type(schema, name.as_str(), obj, view, resolvers)?;
                 catalog.types.insert(name.to_string(), mapping);
             }
         }
@@ -33,20 +42,32 @@ pub(crate) fn lower(schema: &Valid<Schema>) -> Result<Catalog, SchemaError> {
         }
         for (fname, field) in &obj.fields {
             let coord = format!("{query}.{fname}");
-            let root = lower_root_field(schema, &coord, field)?;
+            let root = if resolvers.contains(&coord) {
+                RootField::Resolver(output(schema, &catalog, &coord, &field.ty, true)?)
+            } else {
+                lower_root_field(schema, &coord, field)?
+            };
             catalog.queries.insert(fname.to_string(), root);
         }
     }
-    for op in [
-        apollo_compiler::ast::OperationType::Mutation,
-        apollo_compiler::ast::OperationType::Subscription,
-    ] {
-        if let Some(root) = schema.root_operation(op) {
-            return Err(SchemaError::mapping(
-                root.as_str(),
-                format!("{op} fields are not supported by this version of the engine; remove the `{root}` type"),
-            ));
+    if let Some(mutation) = schema.root_operation(apollo_compiler::ast::OperationType::Mutation) {
+        let obj = schema.get_object(mutation.as_str()).ok_or_else(|| {
+            SchemaError::mapping(
+                mutation.as_str(),
+                "the mutation root must be an object type",
+            )
+        })?;
+        for (fname, field) in &obj.fields {
+            let coord = format!("{mutation}.{fname}");
+            let m = lower_mutation(schema, &catalog, &coord, field, resolvers)?;
+            catalog.mutations.insert(fname.to_string(), m);
         }
+    }
+    if let Some(root) = schema.root_operation(apollo_compiler::ast::OperationType::Subscription) {
+        return Err(SchemaError::mapping(
+            root.as_str(),
+            format!("subscription fields are not supported by this version of the engine; remove the `{root}` type"),
+        ));
     }
     // A relation's target must be a mapped type; checked once all types are known.
     for ty in catalog.types.values() {
@@ -62,6 +83,130 @@ pub(crate) fn lower(schema: &Valid<Schema>) -> Result<Catalog, SchemaError> {
         }
     }
     Ok(catalog)
+}
+
+/// A resolver must name a field of an object type: `Type.field`.
+fn check_resolver_coordinate(schema: &Schema, coord: &str) -> Result<(), SchemaError> {
+    let found = coord.split_once('.').and_then(|(t, f)| {
+        let obj = schema.get_object(t)?;
+        obj.fields.get(f)?;
+        Some(())
+    });
+    found.ok_or_else(|| {
+        SchemaError::mapping(
+            coord,
+            "a resolver is registered for this coordinate, but it is not a field of an object type of the schema",
+        )
+    })
+}
+
+/// How the value of a mutation or resolver field is produced from what it returns.
+fn output(
+    schema: &Schema,
+    catalog: &Catalog,
+    coord: &str,
+    ty: &Type,
+    resolver: bool,
+) -> Result<Output, SchemaError> {
+    let list = ty.is_list();
+    if list && ty.item_type().is_list() {
+        return Err(SchemaError::mapping(
+            coord,
+            "lists of lists are not supported",
+        ));
+    }
+    let named = ty.inner_named_type().as_str();
+    if catalog.types.contains_key(named) {
+        return Ok(Output::Entity {
+            target: named.to_owned(),
+            list,
+            non_null: ty.is_non_null(),
+        });
+    }
+    let leaf = schema.types.get(named).is_some_and(|t| t.is_leaf());
+    if !leaf && !resolver {
+        return Err(SchemaError::mapping(
+            coord,
+            format!("returns `{named}`, which has no @view: a SQL mutation returns a @view type (read back by its key) or a scalar"),
+        ));
+    }
+    Ok(Output::Value {
+        list,
+        non_null: ty.is_non_null(),
+    })
+}
+
+fn lower_mutation(
+    schema: &Schema,
+    catalog: &Catalog,
+    coord: &str,
+    field: &FieldDefinition,
+    resolvers: &BTreeSet<String>,
+) -> Result<MutationField, SchemaError> {
+    if resolvers.contains(coord) {
+        return Ok(MutationField {
+            action: MutationAction::Resolver,
+            output: output(schema, catalog, coord, &field.ty, true)?,
+        });
+    }
+    let Some(d) = field.directives.get("mutation") else {
+        return Err(SchemaError::mapping(
+            coord,
+            "needs @mutation(sql: ...) or @mutation(function: ...), or a Rust mutation resolver registered for it",
+        ));
+    };
+    let args: Vec<&str> = field.arguments.iter().map(|a| a.name.as_str()).collect();
+    let template = match (string_arg(d, "sql"), string_arg(d, "function")) {
+        (Some(sql), None) => sql,
+        (None, Some(function)) => {
+            let f = QualifiedName::parse(&function).ok_or_else(|| {
+                SchemaError::mapping(
+                    coord,
+                    format!("@mutation(function: {function:?}) is not a function name (`fn` or `schema.fn`, plain identifiers)"),
+                )
+            })?;
+            let named: Vec<String> = args
+                .iter()
+                .map(|a| {
+                    Ok(format!(
+                        "{} => ${a}",
+                        quote_ident(&ident(coord, "argument", a.to_snake_case())?)
+                    ))
+                })
+                .collect::<Result<_, SchemaError>>()?;
+            format!("SELECT * FROM {f}({})", named.join(", "))
+        }
+        _ => {
+            return Err(SchemaError::mapping(
+                coord,
+                "@mutation needs exactly one of `sql` or `function`",
+            ))
+        }
+    };
+    let compiled = template::compile(&template, &args)
+        .map_err(|m| SchemaError::mapping(coord, format!("@mutation(sql:) {m}")))?;
+    let database = string_arg(d, "database").unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    let output = output(schema, catalog, coord, &field.ty, false)?;
+    if let Output::Entity { target, .. } = &output {
+        let ty = &catalog.types[target];
+        if ty.database != database {
+            return Err(SchemaError::mapping(
+                coord,
+                format!(
+                    "runs on database `{database}` but `{target}` is read from `{}`; both must be the same",
+                    ty.database
+                ),
+            ));
+        }
+    }
+    Ok(MutationField {
+        action: MutationAction::Sql {
+            database,
+            sql: compiled.sql,
+            params: compiled.params,
+        },
+        output,
+    })
 }
 
 fn check_target(catalog: &Catalog, coord: &str, c: &Collection) -> Result<(), SchemaError> {
@@ -100,6 +245,7 @@ fn lower_type(
     name: &str,
     obj: &ObjectType,
     view: &apollo_compiler::ast::Directive,
+    resolvers: &BTreeSet<String>,
 ) -> Result<TypeMapping, SchemaError> {
     let view_name = string_arg(view, "name").unwrap_or_default();
     let view_q = QualifiedName::parse(&view_name).ok_or_else(|| {
@@ -114,16 +260,27 @@ fn lower_type(
         "@view(data:)",
         string_arg(view, "data").unwrap_or_else(|| "data".to_owned()),
     )?;
+    let key_column = ident(
+        name,
+        "@view(key:)",
+        string_arg(view, "key").unwrap_or_else(|| "id".to_owned()),
+    )?;
     let mut fields = IndexMap::new();
     for (fname, field) in &obj.fields {
         let coord = format!("{name}.{fname}");
-        fields.insert(fname.to_string(), lower_field(schema, &coord, field)?);
+        let source = if resolvers.contains(&coord) {
+            FieldSource::Resolver
+        } else {
+            lower_field(schema, &coord, field)?
+        };
+        fields.insert(fname.to_string(), source);
     }
     Ok(TypeMapping {
         name: name.to_owned(),
         view: view_q,
         database,
         data_column,
+        key_column,
         fields,
     })
 }
@@ -254,7 +411,7 @@ fn lower_root_field(
     if !is_object {
         return Err(SchemaError::mapping(
             coord,
-            "a root field returns a type with @view (or a list of one), or has @sql(expr: ...)",
+            "a root field returns a type with @view (or a list of one), has @sql(expr: ...), or has a Rust query resolver registered for it",
         ));
     }
     Ok(RootField::Rows(collection(

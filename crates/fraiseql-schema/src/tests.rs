@@ -149,7 +149,99 @@ fn mapping_mistakes_are_reported_with_their_coordinate() {
     );
     insta::assert_snapshot!(
         err("type Query { a: [A] } type Mutation { m: Int } type A @view(name: \"v\") { x: Int }"),
-        @"Mutation: mutation fields are not supported by this version of the engine; remove the `Mutation` type"
+        @"Mutation.m: needs @mutation(sql: ...) or @mutation(function: ...), or a Rust mutation resolver registered for it"
+    );
+    insta::assert_snapshot!(
+        err("type Query { a: [A] } type Mutation { m(name: String): A @mutation(sql: \"SELECT $nmae\") } type A @view(name: \"v\") { x: Int }"),
+        @"Mutation.m: @mutation(sql:) `$nmae` is not an argument of the field (arguments: name)"
+    );
+    insta::assert_snapshot!(
+        err("type Query { a: [A] } type Mutation { m: B @mutation(sql: \"SELECT 1\") } type B { x: Int } type A @view(name: \"v\") { x: Int }"),
+        @"Mutation.m: returns `B`, which has no @view: a SQL mutation returns a @view type (read back by its key) or a scalar"
+    );
+    insta::assert_snapshot!(
+        err("type Query { a: [A] } type Mutation { m: Int @mutation(sql: \"SELECT 1\", function: \"f\") } type A @view(name: \"v\") { x: Int }"),
+        @"Mutation.m: @mutation needs exactly one of `sql` or `function`"
+    );
+    insta::assert_snapshot!(
+        err("type Query { a: [A] } type Subscription { s: Int } type A @view(name: \"v\") { x: Int }"),
+        @"Subscription: subscription fields are not supported by this version of the engine; remove the `Subscription` type"
+    );
+}
+
+#[test]
+fn mutations_and_resolvers_are_lowered() {
+    let sdl = format!(
+        "{SDL}\n{}",
+        r#"type Mutation {
+  createOrganization(name: String!): Organization! @mutation(sql: "INSERT INTO tb_organization (tenant_id, name) VALUES ($ctx.tenant_id, $name) RETURNING id")
+  bulk(orgId: ID!, names: [String!]!): [Project!]! @mutation(function: "app.fn_bulk")
+  remove(id: ID!): ID @mutation(sql: "DELETE FROM t WHERE id = $id RETURNING id")
+  custom(x: Int): Organization
+}"#
+    );
+    let resolvers: std::collections::BTreeSet<String> =
+        ["Mutation.custom", "Project.pk", "Query.organization"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+    let b = build_with_resolvers(&sdl, "schema.graphql", &resolvers).expect("valid schema");
+    let m = &b.catalog.mutations;
+    assert_eq!(
+        m["createOrganization"].action,
+        MutationAction::Sql {
+            database: "tenant".into(),
+            sql: "INSERT INTO tb_organization (tenant_id, name) VALUES ($1, $2) RETURNING id"
+                .into(),
+            params: vec![
+                ParamSource::Context(ContextValue::TenantId),
+                ParamSource::Arg("name".into())
+            ],
+        }
+    );
+    assert_eq!(
+        m["createOrganization"].output,
+        Output::Entity {
+            target: "Organization".into(),
+            list: false,
+            non_null: true
+        }
+    );
+    let MutationAction::Sql { sql, .. } = &m["bulk"].action else {
+        panic!("sql")
+    };
+    assert_eq!(
+        sql,
+        r#"SELECT * FROM "app"."fn_bulk"("org_id" => $1, "names" => $2)"#
+    );
+    assert_eq!(
+        m["remove"].output,
+        Output::Value {
+            list: false,
+            non_null: false
+        }
+    );
+    assert_eq!(m["custom"].action, MutationAction::Resolver);
+    assert_eq!(
+        b.catalog.types["Project"].fields["pk"],
+        FieldSource::Resolver
+    );
+    assert!(matches!(
+        b.catalog.queries["organization"],
+        RootField::Resolver(Output::Entity { .. })
+    ));
+    assert_eq!(b.catalog.types["Organization"].key_column, "id");
+    // The API schema keeps the fields but not the SQL.
+    let api = b.api.to_string();
+    assert!(api.contains("createOrganization(name: String!): Organization!"));
+    assert!(!api.contains("INSERT"), "{api}");
+
+    let unknown: std::collections::BTreeSet<String> = ["Project.nope".to_owned()].into();
+    let e = build_with_resolvers(SDL, "schema.graphql", &unknown).expect_err("unknown coordinate");
+    assert!(
+        e.to_string()
+            .starts_with("Project.nope: a resolver is registered"),
+        "{e}"
     );
 }
 

@@ -13,7 +13,97 @@ pub use fraiseql_plan as plan;
 pub use fraiseql_schema as schema;
 pub use fraiseql_server as server;
 
+pub use fraiseql_engine::resolvers::{Args, Context, FieldBatch, ResolverError, Resolvers};
 pub use fraiseql_engine::Engine;
+
+/// Why [`run`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The databases do not answer or do not match the schema.
+    #[error(transparent)]
+    Engine(#[from] fraiseql_engine::EngineError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// `host:port`
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// What `fraiseql run` does: checks the databases against the schema, binds `[server]`,
+/// prints the banner, and serves until SIGINT/SIGTERM.
+pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
+    engine.check_databases().await?;
+    let c = engine.config();
+    let addr = format!("{}:{}", c.server.host, c.server.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    let shown_host = match c.server.host.as_str() {
+        "0.0.0.0" | "127.0.0.1" | "::" | "::1" => "localhost".to_owned(),
+        h => h.to_owned(),
+    };
+    println!("🍓 FraiseQL v{}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "GraphQL endpoint: http://{shown_host}:{}/graphql",
+        local.port()
+    );
+    if c.multi_tenancy.enabled {
+        println!("Multi-tenancy: {}", c.multi_tenancy.strategy.as_str());
+    } else {
+        println!("Multi-tenancy: disabled (single database)");
+    }
+    if c.observers.enabled {
+        println!("NATS: not connected (events are not built yet; observers are ignored)");
+    } else {
+        println!("NATS: disabled");
+    }
+    match engine.tenants() {
+        Some(t) => match t.count_active().await {
+            Ok(n) => println!("Tenants: {n} configured"),
+            Err(e) => println!("Tenants: unknown ({e})"),
+        },
+        None => println!(
+            "Databases: {}",
+            c.databases.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
+    serve(engine, listener, shutdown_signal()).await?;
+    println!("fraiseql stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
 
 /// Serves `engine` on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(

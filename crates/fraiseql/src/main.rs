@@ -158,67 +158,8 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 async fn run(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
     let engine = Arc::new(Engine::from_config(config)?);
-    engine.check_databases().await?;
-    let c = engine.config();
-    let addr = format!("{}:{}", c.server.host, c.server.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    let shown_host = match c.server.host.as_str() {
-        "0.0.0.0" | "127.0.0.1" | "::" | "::1" => "localhost".to_owned(),
-        h => h.to_owned(),
-    };
-    println!("🍓 FraiseQL v{}", env!("CARGO_PKG_VERSION"));
-    println!(
-        "GraphQL endpoint: http://{shown_host}:{}/graphql",
-        local.port()
-    );
-    if c.multi_tenancy.enabled {
-        println!("Multi-tenancy: {}", c.multi_tenancy.strategy.as_str());
-    } else {
-        println!("Multi-tenancy: disabled (single database)");
-    }
-    if c.observers.enabled {
-        println!("NATS: not connected (events are not built yet; observers are ignored)");
-    } else {
-        println!("NATS: disabled");
-    }
-    match engine.tenants() {
-        Some(t) => match t.count_active().await {
-            Ok(n) => println!("Tenants: {n} configured"),
-            Err(e) => println!("Tenants: unknown ({e})"),
-        },
-        None => println!(
-            "Databases: {}",
-            c.databases.keys().cloned().collect::<Vec<_>>().join(", ")
-        ),
-    }
-    fraiseql::serve(engine, listener, shutdown_signal()).await?;
-    println!("fraiseql stopped");
+    fraiseql::run(engine).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 async fn validate(path: &Path) -> anyhow::Result<()> {

@@ -5,6 +5,8 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
+use fraiseql_engine::resolvers::Resolvers;
+
 use axum::body::Body;
 use http_body_util::BodyExt;
 use tokio_postgres::NoTls;
@@ -251,6 +253,11 @@ audience = "fraiseql"
         TestClient::from_config(self.config.clone()).await
     }
 
+    /// A test client serving this world with Rust `resolvers`.
+    pub async fn client_with(&self, resolvers: Resolvers) -> Result<TestClient, TestError> {
+        TestClient::with_resolvers(self.config.clone(), resolvers).await
+    }
+
     /// A token for `tenant` with `roles`, signed with [`TEST_JWT_SECRET`].
     pub fn token(&self, tenant: &str, roles: &[&str]) -> Result<String, TestError> {
         let auth = self.config.auth.as_ref().ok_or("no [auth]")?;
@@ -375,7 +382,15 @@ impl TestClient {
 
     /// Like [`TestClient::create`] with an already loaded config.
     pub async fn from_config(config: fraiseql_config::Config) -> Result<Self, TestError> {
-        let engine = Arc::new(Engine::from_config(config)?);
+        Self::with_resolvers(config, Resolvers::new()).await
+    }
+
+    /// Like [`TestClient::from_config`], serving Rust `resolvers` too.
+    pub async fn with_resolvers(
+        config: fraiseql_config::Config,
+        resolvers: Resolvers,
+    ) -> Result<Self, TestError> {
+        let engine = Arc::new(Engine::with_resolvers(config, resolvers)?);
         engine.check_databases().await?;
         Ok(Self {
             router: fraiseql_server::router(engine.clone()),

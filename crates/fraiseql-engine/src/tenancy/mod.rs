@@ -9,4 +9,5 @@ pub mod provision;
 pub mod registry;
 
 pub use directory::{TenantError, Tenants};
+pub use pool::Lease;
 pub use registry::{TenantRecord, TenantStatus};

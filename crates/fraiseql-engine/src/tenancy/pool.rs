@@ -18,7 +18,8 @@ use tokio_postgres::{Client, NoTls, Statement};
 /// One open connection with its prepared statements.
 pub struct Conn {
     client: Client,
-    statements: HashMap<String, Statement>,
+    // Behind a lock so a connection shared by a request's resolvers can still prepare.
+    statements: std::sync::Mutex<HashMap<String, Statement>>,
     _open: OwnedSemaphorePermit,
     last_used: Instant,
 }
@@ -31,26 +32,44 @@ impl Conn {
 
     /// Statements for `sqls`, preparing the missing ones together (one round trip).
     pub async fn prepare_all(
-        &mut self,
+        &self,
         sqls: &[&str],
     ) -> Result<Vec<Statement>, tokio_postgres::Error> {
-        let missing: Vec<&str> = sqls
-            .iter()
-            .copied()
-            .filter(|s| !self.statements.contains_key(*s))
-            .collect();
+        let missing: Vec<&str> = {
+            let cache = self.cache();
+            sqls.iter()
+                .copied()
+                .filter(|s| !cache.contains_key(*s))
+                .collect()
+        };
         if !missing.is_empty() {
             let prepared =
                 futures_util::future::join_all(missing.iter().map(|s| self.client.prepare(s)))
                     .await;
+            let mut cache = self.cache();
             for (sql, stmt) in missing.iter().zip(prepared) {
-                self.statements.insert((*sql).to_owned(), stmt?);
+                cache.insert((*sql).to_owned(), stmt?);
             }
         }
-        Ok(sqls
-            .iter()
-            .filter_map(|s| self.statements.get(*s).cloned())
-            .collect())
+        let cache = self.cache();
+        Ok(sqls.iter().filter_map(|s| cache.get(*s).cloned()).collect())
+    }
+
+    /// One statement, prepared once per connection.
+    pub async fn prepare(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.cache().get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = self.client.prepare(sql).await?;
+        self.cache().insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
+        // A panic while holding it cannot leave the map inconsistent: keep using it.
+        self.statements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -131,6 +150,18 @@ impl Lease {
         self.conn
             .as_mut()
             .expect("lease holds its connection until dropped")
+    }
+
+    /// The connection, shared.
+    pub fn shared(&self) -> &Conn {
+        self.conn
+            .as_ref()
+            .expect("lease holds its connection until dropped")
+    }
+
+    /// The driver's client.
+    pub fn client(&self) -> &Client {
+        self.shared().client()
     }
 
     /// Marks the connection reusable (its last transaction completed). A lease dropped without
@@ -247,7 +278,7 @@ impl TenantPools {
         });
         Ok(lease(Conn {
             client,
-            statements: HashMap::new(),
+            statements: std::sync::Mutex::new(HashMap::new()),
             _open: permit,
             last_used: Instant::now(),
         }))
