@@ -34,7 +34,7 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
 
-ORG=$(psql -h 127.0.0.1 -U postgres -qAt -d bench_acme_corp -c "SELECT id FROM tb_organization WHERE identifier = 'acme-corp'")
+ORG=$(psql -h 127.0.0.1 -U postgres -qAt -d bench_acme_corp -c "SELECT id FROM tb_organization WHERE identifier = 'acme-labs'")
 # Each query, and the statement fraiseql generates for it (see the planner's snapshots) with the
 # parameters inlined.
 QUERIES=(
@@ -53,7 +53,7 @@ for i in "${!QUERIES[@]}"; do
   BODY=$(printf '{"query": "%s"}' "${QUERIES[$i]}")
   ANSWER=$(curl -s -H 'Content-Type: application/json' -H 'X-Tenant-ID: acme_corp' -H "Authorization: Bearer $TOKEN" -d "$BODY" "http://127.0.0.1:$PORT/graphql")
   printf '\nquery: %s\nanswer: %s...\n' "${QUERIES[$i]}" "${ANSWER:0:120}"
-  case "$ANSWER" in *'"Acme Corp"'*) ;; *) echo "unexpected answer" >&2; exit 1 ;; esac
+  case "$ANSWER" in *'"Acme Labs"'*) ;; *) echo "unexpected answer" >&2; exit 1 ;; esac
   cat >"$LUA" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

@@ -438,7 +438,8 @@ impl Engine {
             }
         };
         let write = op.is_mutation();
-        if !op.is_query() && !(write && method == Method::Post) {
+        let allowed = op.is_query() || (write && method == Method::Post);
+        if !allowed {
             let (kind, message) = if method == Method::Get {
                 (
                     OutcomeKind::MethodNotAllowed,
@@ -739,7 +740,7 @@ fn nullable(kind: &RootKind) -> bool {
 
 fn output_nullable(o: &OutputPlan) -> bool {
     match o {
-        OutputPlan::Readback(p) => p.nullable,
+        OutputPlan::Readback { plan, .. } => plan.nullable,
         OutputPlan::Value { nullable, .. } => *nullable,
     }
 }

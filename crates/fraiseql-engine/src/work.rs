@@ -102,11 +102,15 @@ impl Txs<'_, '_> {
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let begun = async {
-            let (b, s) = futures_util::future::join(
-                held.execute_prepared(begin, &[]),
-                held.execute_prepared(SET_CONTEXT, &refs),
-            )
-            .await;
+            // Prepared first, then sent together: BEGIN must reach the server before the
+            // settings, which are local to the transaction.
+            let (b, s) =
+                futures_util::future::join(held.prepare(begin), held.prepare(SET_CONTEXT)).await;
+            let (b, s) = (b?, s?);
+            let client = held.client();
+            let (b, s) =
+                futures_util::future::join(client.execute(&b, &[]), client.execute(&s, &refs))
+                    .await;
             b.and(s)
         }
         .await;
@@ -332,8 +336,8 @@ async fn output(
     errors: &mut Vec<GraphqlError>,
 ) -> FieldResult {
     let result = match out {
-        OutputPlan::Readback(p) => {
-            let list = p.params.len() > 1;
+        OutputPlan::Readback { plan: p, list } => {
+            let list = *list;
             let keys: Vec<Value> = match value {
                 Value::Array(items) => items.into_iter().filter(|v| !v.is_null()).collect(),
                 Value::Null => Vec::new(),
@@ -347,8 +351,19 @@ async fn output(
                 }
             } else {
                 let array = param_text(&Value::Array(keys));
-                let params: Vec<Option<&str>> =
-                    (0..p.params.len()).map(|_| array.as_deref()).collect();
+                let placeholders = if list { 2 } else { 1 };
+                let params: Vec<Option<&str>> = p
+                    .params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, own)| {
+                        if i < placeholders {
+                            array.as_deref()
+                        } else {
+                            Some(own.as_str())
+                        }
+                    })
+                    .collect();
                 run_sql(txs, p, &params, key, errors).await?
             }
         }
@@ -374,7 +389,7 @@ async fn output(
         }
     };
     let nullable = match out {
-        OutputPlan::Readback(p) => p.nullable,
+        OutputPlan::Readback { plan, .. } => plan.nullable,
         OutputPlan::Value { nullable, .. } => *nullable,
     };
     if result.is_none() && !nullable {

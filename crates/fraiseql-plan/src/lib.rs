@@ -128,8 +128,14 @@ pub struct ResolverPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputPlan {
     /// The returned keys are read back through the view: `$1` is the keys as an array, and for
-    /// lists `$2` is the same keys as `text[]` (to keep their order).
-    Readback(SqlPlan),
+    /// lists `$2` is the same keys as `text[]` (to keep their order); the statement's own
+    /// parameters follow.
+    Readback {
+        /// The statement (its first one or two parameters are placeholders for the keys).
+        plan: SqlPlan,
+        /// `[T]` (two key parameters) or `T` (one).
+        list: bool,
+    },
     /// The returned value is the answer, projected onto the selection when it is an object.
     Value {
         /// `[T]` or `T`.

@@ -29,8 +29,8 @@ fn output<'a>(
             let ty = catalog
                 .type_mapping(target)
                 .ok_or_else(|| PlanError::unsupported(format!("type `{target}` has no view")))?;
-            let (sql, denied) = b.readback(ty, *list, *non_null, group)?;
-            Ok((OutputPlan::Readback(sql), denied))
+            let (plan, denied) = b.readback(ty, *list, *non_null, group)?;
+            Ok((OutputPlan::Readback { plan, list: *list }, denied))
         }
         Output::Value { list, non_null } => {
             let inner = group[0].definition.ty.inner_named_type().as_str();

@@ -44,10 +44,107 @@ fn render(plan: &Plan) -> String {
                     s.params, s.nullable
                 ));
             }
+            RootKind::Mutation(m) => {
+                out.push_str(&m.sql);
+                out.push_str(&format!("\n-- params: {:?}\n", m.params));
+                render_output(&mut out, &m.output);
+            }
+            RootKind::Resolver(r) => {
+                out.push_str(&format!("resolver {} args {:?}\n", r.coordinate, r.args));
+                render_output(&mut out, &r.output);
+            }
             other => out.push_str(&format!("{other:?}\n")),
         }
     }
     out
+}
+
+fn render_output(out: &mut String, o: &OutputPlan) {
+    match o {
+        OutputPlan::Readback { plan, list } => {
+            out.push_str(&format!("-- read back (list: {list}):\n{}\n", plan.sql));
+            out.push_str(&format!(
+                "-- params: {:?} nullable: {} calls: {:?}\n",
+                plan.params, plan.nullable, plan.calls
+            ));
+        }
+        other => out.push_str(&format!("-- {other:?}\n")),
+    }
+}
+
+#[test]
+fn mutations_bind_arguments_and_read_back_the_selection() {
+    let p = plan_of(
+        r#"mutation($org: ID!, $names: [String!]!) {
+          org: createOrganization(name: "Acme Corp") { id name }
+          bulkCreateProjects(orgId: $org, names: $names) { name organization { name } tasks(limit: 5) { title } }
+          updateTaskStatus(id: "t1", status: IN_PROGRESS) { status }
+          deleteProject(id: "p1")
+        }"#,
+        serde_json::json!({"org": "o1", "names": ["A \"quoted\" name", "back\\slash", "x,y"]}),
+    );
+    insta::assert_snapshot!(render(&p.expect("plan")));
+}
+
+#[test]
+fn resolver_fields_become_markers_with_their_selection() {
+    let b = fraiseql_schema::build_with_resolvers(
+        EXAMPLE_SDL,
+        "schema.graphql",
+        &["Project.taskCount".to_owned(), "Query.tenantConfig".to_owned()].into(),
+    )
+    .expect("schema");
+    let doc = ExecutableDocument::parse_and_validate(
+        &b.api,
+        "{ projectsByOrg(orgId: \"o\") { name n: taskCount } tenantConfig }",
+        "q.graphql",
+    )
+    .expect("valid");
+    let op = doc.operations.get(None).expect("op");
+    let p = plan(
+        &b.api,
+        &b.catalog,
+        &doc,
+        op,
+        &JsonMap::new(),
+        PlanLimits::default(),
+        &AllowAll,
+    )
+    .expect("plan");
+    let RootKind::Sql(s) = &p.fields[0].kind else {
+        panic!("sql")
+    };
+    assert_eq!(s.calls.len(), 1);
+    assert_eq!(s.calls[0].path, vec!["projectsByOrg", "n"]);
+    assert!(p.needs_transaction_work());
+    insta::assert_snapshot!(render(&p));
+}
+
+#[test]
+fn argument_sizes_are_limited() {
+    let b = bundle();
+    let doc = ExecutableDocument::parse_and_validate(
+        &b.api,
+        "mutation($n: [String!]!) { bulkCreateProjects(orgId: \"o\", names: $n) { id } }",
+        "q.graphql",
+    )
+    .expect("valid");
+    let op = doc.operations.get(None).expect("op");
+    let vars: JsonMap =
+        serde_json::from_value(serde_json::json!({"n": ["a", "b", "ccc"]})).expect("vars");
+    let vars = coerce_variable_values(&b.api, op, &vars).expect("coerced");
+    let limits = PlanLimits {
+        max_string_length: 2,
+        ..PlanLimits::default()
+    };
+    let e = plan(&b.api, &b.catalog, &doc, op, &vars, limits, &AllowAll).expect_err("too long");
+    assert_eq!(
+        e,
+        PlanError::BadArgument {
+            message: "argument `names` holds a string longer than 2 characters".into(),
+            path: vec!["bulkCreateProjects".into()],
+        }
+    );
 }
 
 #[test]

@@ -167,17 +167,17 @@ mod tests {
     #[test]
     fn mistakes_are_explained() {
         assert!(compile("SELECT $1", &[])
-            .unwrap_err()
+            .expect_err("refused")
             .contains("positional"));
         assert!(compile("SELECT $nope", &["name"])
-            .unwrap_err()
+            .expect_err("refused")
             .contains("arguments: name"));
         assert!(compile("SELECT $ctx.password", &[])
-            .unwrap_err()
+            .expect_err("refused")
             .contains("not a context value"));
         assert!(compile("SELECT 1; DROP TABLE t", &[])
-            .unwrap_err()
+            .expect_err("refused")
             .contains("one statement"));
-        assert!(compile("  ", &[]).unwrap_err().contains("empty"));
+        assert!(compile("  ", &[]).expect_err("refused").contains("empty"));
     }
 }

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use fraiseql::testing::{TestClient, TestDatabase};
+use fraiseql::testing::{TestClient, TestDatabase, TestTenancy};
+use serde_json::Value;
 
 pub fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_owned()
@@ -79,4 +80,46 @@ pub async fn setup_with(extra_config: &str) -> Saas {
         _db: db,
         acme,
     }
+}
+
+/// A multi-tenant world with the example's migrations and schema; `extra` is appended to the
+/// config.
+pub async fn world_with(strategy: &str, extra: &str) -> TestTenancy {
+    TestTenancy::new(
+        strategy,
+        &example_dir().join("migrations/tenant"),
+        &example_dir().join("schema.graphql"),
+        extra,
+    )
+    .await
+    .expect("tenancy world")
+}
+
+pub async fn world(strategy: &str) -> TestTenancy {
+    world_with(strategy, "").await
+}
+
+/// `extensions.code` of the first error.
+pub fn code(v: &Value) -> &str {
+    v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+/// One test module per tenancy strategy, each calling `$body(strategy)`.
+macro_rules! each_strategy {
+    ($body:ident) => {
+        mod $body {
+            #[tokio::test]
+            async fn database_per_tenant() {
+                super::$body("database_per_tenant").await
+            }
+            #[tokio::test]
+            async fn schema_per_tenant() {
+                super::$body("schema_per_tenant").await
+            }
+            #[tokio::test]
+            async fn row_level() {
+                super::$body("row_level").await
+            }
+        }
+    };
 }

@@ -1,5 +1,8 @@
 //! The SaaS example end to end against real PostgreSQL: one test binary, a shared harness.
 
+#[macro_use]
 mod harness;
+mod mutations;
 mod queries;
+mod resolvers;
 mod tenancy;

@@ -5,20 +5,9 @@ use fraiseql::engine::tenancy::TenantRecord;
 use fraiseql::testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::example_dir;
+use crate::harness::{code, example_dir, world};
 
-async fn world(strategy: &str) -> TestTenancy {
-    TestTenancy::new(
-        strategy,
-        &example_dir().join("migrations/tenant"),
-        &example_dir().join("schema.graphql"),
-        "",
-    )
-    .await
-    .expect("tenancy world")
-}
-
-/// Inserts an organization for `rec` (as the superuser: mutations arrive with another issue).
+/// Inserts an organization for `rec` as the superuser (arranging data behind the API's back).
 async fn insert_org(t: &TestTenancy, rec: &TenantRecord, name: &str) -> String {
     let c = t.admin_client(rec).await.expect("admin client");
     c.query_one(
@@ -30,29 +19,6 @@ async fn insert_org(t: &TestTenancy, rec: &TenantRecord, name: &str) -> String {
     .get(0)
 }
 
-fn code(v: &Value) -> &str {
-    v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
-}
-
-macro_rules! each_strategy {
-    ($body:ident) => {
-        mod $body {
-            #[tokio::test]
-            async fn database_per_tenant() {
-                super::$body("database_per_tenant").await
-            }
-            #[tokio::test]
-            async fn schema_per_tenant() {
-                super::$body("schema_per_tenant").await
-            }
-            #[tokio::test]
-            async fn row_level() {
-                super::$body("row_level").await
-            }
-        }
-    };
-}
-
 each_strategy!(test_tenant_isolation);
 each_strategy!(test_cross_tenant_access_blocked);
 each_strategy!(rls_holds_on_its_own);
@@ -60,12 +26,20 @@ each_strategy!(rls_holds_on_its_own);
 /// The seed's test: what tenant A creates, tenant B cannot read, even by id.
 async fn test_tenant_isolation(strategy: &str) {
     let t = world(strategy).await;
-    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    t.create_tenant("tenant_a").await.expect("tenant a");
     t.create_tenant("tenant_b").await.expect("tenant b");
-    let org_a = insert_org(&t, &a, "Org A").await;
     let mut client = t.client().await.expect("client");
 
+    // Created as tenant A, through the API (the seed's createOrganization).
     client.set_tenant("tenant_a");
+    let v = client
+        .execute(r#"mutation { createOrganization(name: "Org A") { id } }"#)
+        .await
+        .expect("execute");
+    let org_a = v["data"]["createOrganization"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{strategy}: {v}"))
+        .to_owned();
     let q = format!(r#"query {{ organization(id: "{org_a}") {{ name }} }}"#);
     let v = client.execute(&q).await.expect("execute");
     assert_eq!(
