@@ -91,7 +91,11 @@ fn resolver_fields_become_markers_with_their_selection() {
     let b = fraiseql_schema::build_with_resolvers(
         EXAMPLE_SDL,
         "schema.graphql",
-        &["Project.taskCount".to_owned(), "Query.tenantConfig".to_owned()].into(),
+        &[
+            "Project.taskCount".to_owned(),
+            "Query.tenantConfig".to_owned(),
+        ]
+        .into(),
     )
     .expect("schema");
     let doc = ExecutableDocument::parse_and_validate(

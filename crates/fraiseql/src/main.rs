@@ -167,10 +167,11 @@ async fn validate(path: &Path) -> anyhow::Result<()> {
     println!("✓ config {} is valid", path.display());
     let engine = Engine::from_config(config)?;
     println!(
-        "✓ schema {} is valid ({} types, {} root fields)",
+        "✓ schema {} is valid ({} types, {} queries, {} mutations)",
         engine.config().schema.path.display(),
         engine.schema().catalog.types.len(),
-        engine.schema().catalog.queries.len()
+        engine.schema().catalog.queries.len(),
+        engine.schema().catalog.mutations.len()
     );
     engine.check_databases().await?;
     if let Some(t) = engine.tenants() {

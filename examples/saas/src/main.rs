@@ -9,8 +9,10 @@ use anyhow::Context as _;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn")),
         )
+        .with_writer(std::io::stderr)
         .init();
     let mut args = std::env::args().skip(1);
     let path = match (args.next().as_deref(), args.next()) {
