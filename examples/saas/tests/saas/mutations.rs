@@ -453,3 +453,35 @@ async fn mutations_need_post_and_respect_rbac() {
     assert_eq!(code(&v), "FORBIDDEN", "{v}");
     assert_eq!(v["errors"][0]["path"], json!(["deleteProject"]));
 }
+
+#[tokio::test]
+async fn a_broken_mutation_statement_stops_the_start_up() {
+    let sdl = std::fs::read_to_string(crate::harness::example_dir().join("schema.graphql"))
+        .expect("schema")
+        .replace(
+            "INSERT INTO tb_organization (",
+            "INSERT INTO tb_organisation (",
+        );
+    let path = std::env::temp_dir().join(format!("fraiseql-broken-{}.graphql", std::process::id()));
+    std::fs::write(&path, sdl).expect("write schema");
+    let t = fraiseql::testing::TestTenancy::new(
+        "database_per_tenant",
+        &crate::harness::example_dir().join("migrations/tenant"),
+        &path,
+        "",
+    )
+    .await
+    .expect("world");
+    t.create_tenant("acme").await.expect("tenant");
+    let e = t
+        .client()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        e.contains("Mutation.createOrganization: @mutation statement does not prepare: relation \"tb_organisation\" does not exist"),
+        "{e}"
+    );
+}
