@@ -9,9 +9,9 @@ mod load;
 mod model;
 
 pub use error::ConfigError;
-pub use load::{load_file, parse_str};
+pub use load::{load_file, parse_str, subject_matches};
 pub use model::{
-    AuthConfig, Config, DatabaseConfig, DatabaseType, JwtAlgorithm, LimitsConfig,
-    MultiTenancyConfig, ObserversConfig, SchemaConfig, ServerConfig, TenancyStrategy,
-    TENANT_DATABASE,
+    AuthConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, JwtAlgorithm, LimitsConfig,
+    MultiTenancyConfig, ObserverRule, ObserversConfig, Retention, SchemaConfig, ServerConfig,
+    StreamConfig, SubscriberConfig, TenancyStrategy, TENANT_DATABASE,
 };

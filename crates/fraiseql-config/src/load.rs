@@ -356,18 +356,29 @@ impl Cx<'_> {
             ));
         }
 
-        let backend = raw.observers.backend.unwrap_or_else(|| "nats".to_owned());
+        let backend = raw.observers.backend.clone().unwrap_or_else(|| "nats".to_owned());
         if backend != "nats" {
             return Err(self.invalid(
                 "observers.backend",
                 format!("unsupported backend {backend:?}; expected \"nats\""),
             ));
         }
-        let observers = ObserversConfig {
-            enabled: self.flag("observers.enabled", raw.observers.enabled, false)?,
-            backend,
-            nats_url: raw.observers.nats_url.filter(|u| !u.trim().is_empty()),
-        };
+        let observers = self.observers(raw.observers, backend, &databases)?;
+        let subscribers = raw
+            .subscribers
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| self.subscriber(i, r, &databases))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut groups = std::collections::BTreeSet::new();
+        for s in &subscribers {
+            if !groups.insert(s.consumer_group.as_str()) {
+                return Err(self.invalid(
+                    "subscribers",
+                    format!("consumer_group {:?} is declared twice", s.consumer_group),
+                ));
+            }
+        }
 
         let d = LimitsConfig::default();
         let l = raw.limits;
@@ -458,8 +469,168 @@ impl Cx<'_> {
             multi_tenancy,
             databases,
             observers,
+            subscribers,
             limits,
         })
+    }
+
+    fn observers(
+        &self,
+        o: RawObservers,
+        backend: String,
+        databases: &BTreeMap<String, DatabaseConfig>,
+    ) -> Result<ObserversConfig, ConfigError> {
+        let big = i64::from(u32::MAX);
+        let st = o.stream;
+        let retention = match st.retention.as_deref().unwrap_or("limits") {
+            "limits" => Retention::Limits,
+            "interest" => Retention::Interest,
+            "workqueue" => Retention::WorkQueue,
+            other => {
+                return Err(self.invalid(
+                    "observers.stream.retention",
+                    format!("{other:?} is not one of \"limits\", \"interest\", \"workqueue\""),
+                ))
+            }
+        };
+        let name = st.name.unwrap_or_else(|| "FRAISEQL_EVENTS".to_owned());
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(self.invalid(
+                "observers.stream.name",
+                "a stream name is letters, digits, `_` and `-`",
+            ));
+        }
+        let stream = StreamConfig {
+            name,
+            subjects: st.subjects.unwrap_or_else(|| vec!["analytics.>".to_owned()]),
+            duplicate_window_secs: self.int(
+                "observers.stream.duplicate_window_secs",
+                st.duplicate_window_secs,
+                120,
+                1,
+                big,
+            )? as u64,
+            retention,
+            replicas: self.int("observers.stream.replicas", st.replicas, 1, 1, 5)? as usize,
+            max_age_secs: self.int("observers.stream.max_age_secs", st.max_age_secs, 0, 0, big)?
+                as u64,
+        };
+        let mut rules = Vec::new();
+        for (i, r) in o.rules.into_iter().enumerate() {
+            let path = format!("observers.rules.{i}");
+            let event = ChangeKind::parse(&r.event).ok_or_else(|| {
+                self.invalid(
+                    &format!("{path}.event"),
+                    format!("{:?} is not one of \"CREATE\", \"UPDATE\", \"DELETE\"", r.event),
+                )
+            })?;
+            if !stream.subjects.iter().any(|s| subject_matches(s, &r.subject)) {
+                return Err(self.invalid(
+                    &format!("{path}.subject"),
+                    format!(
+                        "{:?} is not captured by the stream's subjects {:?}",
+                        r.subject, stream.subjects
+                    ),
+                ));
+            }
+            rules.push(ObserverRule {
+                entity: r.entity,
+                event,
+                subject: r.subject,
+                payload: r.payload,
+            });
+        }
+        if let Some(d) = &o.dead_letter_database {
+            if !databases.contains_key(d) {
+                return Err(self.invalid(
+                    "observers.dead_letter_database",
+                    format!("no [databases.{d}]"),
+                ));
+            }
+        }
+        Ok(ObserversConfig {
+            enabled: self.flag("observers.enabled", o.enabled, false)?,
+            backend,
+            nats_url: o.nats_url.filter(|u| !u.trim().is_empty()),
+            stream,
+            publish_timeout_ms: self.int(
+                "observers.publish_timeout_ms",
+                o.publish_timeout_ms,
+                5000,
+                10,
+                big,
+            )? as u64,
+            sweep_interval_ms: self.int(
+                "observers.sweep_interval_ms",
+                o.sweep_interval_ms,
+                1000,
+                10,
+                big,
+            )? as u64,
+            full_sweep_secs: self.int("observers.full_sweep_secs", o.full_sweep_secs, 300, 1, big)?
+                as u64,
+            dead_letter_database: o.dead_letter_database,
+            rules,
+        })
+    }
+
+    fn subscriber(
+        &self,
+        i: usize,
+        r: RawSubscriber,
+        databases: &BTreeMap<String, DatabaseConfig>,
+    ) -> Result<SubscriberConfig, ConfigError> {
+        let path = format!("subscribers.{i}");
+        let big = i64::from(u32::MAX);
+        if !databases.contains_key(&r.database) {
+            return Err(self.invalid(
+                &format!("{path}.database"),
+                format!("no [databases.{}]", r.database),
+            ));
+        }
+        if r.consumer_group.is_empty()
+            || !r
+                .consumer_group
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(self.invalid(
+                &format!("{path}.consumer_group"),
+                "a consumer group name is letters, digits, `_` and `-`",
+            ));
+        }
+        Ok(SubscriberConfig {
+            subject: r.subject,
+            consumer_group: r.consumer_group,
+            database: r.database,
+            sql: r.sql,
+            max_deliver: self.int(&format!("{path}.max_deliver"), r.max_deliver, 5, 1, 1000)?,
+            ack_wait_secs: self.int(&format!("{path}.ack_wait_secs"), r.ack_wait_secs, 30, 1, big)?
+                as u64,
+            backoff_ms: self.int(&format!("{path}.backoff_ms"), r.backoff_ms, 500, 0, big)? as u64,
+            max_backoff_ms: self.int(
+                &format!("{path}.max_backoff_ms"),
+                r.max_backoff_ms,
+                30_000,
+                0,
+                big,
+            )? as u64,
+        })
+    }
+}
+
+/// Whether NATS subject `pattern` (with `*` and `>` wildcards) matches `subject`.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub databases: BTreeMap<String, DatabaseConfig>,
     /// `[observers]`
     pub observers: ObserversConfig,
+    /// `[[subscribers]]`: JetStream consumer groups writing events into a database.
+    pub subscribers: Vec<SubscriberConfig>,
     /// `[limits]`
     pub limits: LimitsConfig,
     /// `[auth]`, if present.
@@ -162,6 +164,115 @@ pub struct ObserversConfig {
     pub backend: String,
     /// NATS server URL.
     pub nats_url: Option<String>,
+    /// The JetStream stream events are published to (created at start-up if missing).
+    pub stream: StreamConfig,
+    /// How long a publish waits for JetStream's acknowledgement.
+    pub publish_timeout_ms: u64,
+    /// How often tenants known to have unpublished events are swept.
+    pub sweep_interval_ms: u64,
+    /// How often EVERY tenant's outbox is swept (also once at start-up): finds events another
+    /// instance committed and could not publish before it died.
+    pub full_sweep_secs: u64,
+    /// The `[databases.<name>]` holding `fraiseql_dead_letter` (default: the registry under
+    /// multi-tenancy, else `tenant`).
+    pub dead_letter_database: Option<String>,
+    /// `[[observers.rules]]`: which entity changes publish which subject.
+    pub rules: Vec<ObserverRule>,
+}
+
+/// `[observers.stream]`: the JetStream stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    /// Stream name.
+    pub name: String,
+    /// Subjects it captures (every observer's subject must match one).
+    pub subjects: Vec<String>,
+    /// JetStream de-duplicates messages with the same `Nats-Msg-Id` within this window.
+    pub duplicate_window_secs: u64,
+    /// `limits`, `interest` or `workqueue`.
+    pub retention: Retention,
+    /// Replicas (1 on a single server).
+    pub replicas: usize,
+    /// Messages older than this are discarded (0: kept until limits).
+    pub max_age_secs: u64,
+}
+
+/// Stream retention policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Kept until the stream's limits.
+    Limits,
+    /// Kept while a consumer has not acknowledged it.
+    Interest,
+    /// Removed once acknowledged by one consumer.
+    WorkQueue,
+}
+
+/// What kind of change an observer reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// Rows created.
+    Create,
+    /// Rows updated.
+    Update,
+    /// Rows deleted.
+    Delete,
+}
+
+impl ChangeKind {
+    /// `CREATE`, `UPDATE` or `DELETE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    /// Parses `CREATE`, `UPDATE` or `DELETE`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CREATE" => Some(Self::Create),
+            "UPDATE" => Some(Self::Update),
+            "DELETE" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// `[[observers.rules]]`: when `entity` sees `event`, publish to `subject`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObserverRule {
+    /// The GraphQL type (with `@view`) whose changes are observed.
+    pub entity: String,
+    /// The change.
+    pub event: ChangeKind,
+    /// The subject published to (also the payload's `event_type`).
+    pub subject: String,
+    /// Payload key -> key of the entity's view `data` (for DELETE only the row's key is known).
+    pub payload: BTreeMap<String, String>,
+}
+
+/// `[[subscribers]]`: a consumer group running SQL for each message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriberConfig {
+    /// Subject filter, e.g. `analytics.>`.
+    pub subject: String,
+    /// The durable consumer's name, shared by every server instance.
+    pub consumer_group: String,
+    /// The `[databases.<name>]` the SQL runs on.
+    pub database: String,
+    /// One statement; `$name` binds the message's top-level field `name` (`NULL` if absent),
+    /// `$data` the whole message, `$subject` its subject.
+    pub sql: String,
+    /// Deliveries before a message goes to the dead letters.
+    pub max_deliver: i64,
+    /// Seconds before an unacknowledged delivery is redelivered.
+    pub ack_wait_secs: u64,
+    /// First redelivery delay after a failure, doubled per attempt up to `max_backoff_ms`.
+    pub backoff_ms: u64,
+    /// Longest redelivery delay.
+    pub max_backoff_ms: u64,
 }
 
 /// `[limits]`: every request is checked against these before any SQL runs.
@@ -244,6 +355,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub observers: RawObservers,
     #[serde(default)]
+    pub subscribers: Vec<RawSubscriber>,
+    #[serde(default)]
     pub limits: RawLimits,
     pub auth: Option<RawAuth>,
     #[serde(default)]
@@ -310,6 +423,48 @@ pub(crate) struct RawObservers {
     pub enabled: Option<Flag>,
     pub backend: Option<String>,
     pub nats_url: Option<String>,
+    #[serde(default)]
+    pub stream: RawStream,
+    pub publish_timeout_ms: Option<Num>,
+    pub sweep_interval_ms: Option<Num>,
+    pub full_sweep_secs: Option<Num>,
+    pub dead_letter_database: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStream {
+    pub name: Option<String>,
+    pub subjects: Option<Vec<String>>,
+    pub duplicate_window_secs: Option<Num>,
+    pub retention: Option<String>,
+    pub replicas: Option<Num>,
+    pub max_age_secs: Option<Num>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub entity: String,
+    pub event: String,
+    pub subject: String,
+    #[serde(default)]
+    pub payload: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubscriber {
+    pub subject: String,
+    pub consumer_group: String,
+    pub database: String,
+    pub sql: String,
+    pub max_deliver: Option<Num>,
+    pub ack_wait_secs: Option<Num>,
+    pub backoff_ms: Option<Num>,
+    pub max_backoff_ms: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]

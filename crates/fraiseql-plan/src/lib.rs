@@ -102,6 +102,8 @@ pub struct MutationPlan {
     pub params: Vec<BoundParam>,
     /// What the client gets back.
     pub output: OutputPlan,
+    /// The entity change it makes, for observers.
+    pub change: Option<fraiseql_schema::Change>,
 }
 
 /// A bind parameter of a mutation statement.
@@ -122,6 +124,8 @@ pub struct ResolverPlan {
     pub args: serde_json::Map<String, serde_json::Value>,
     /// What the client gets back.
     pub output: OutputPlan,
+    /// For mutation resolvers: the entity change it makes, for observers.
+    pub change: Option<fraiseql_schema::Change>,
 }
 
 /// How the value a mutation or resolver returns becomes the response value.

@@ -69,6 +69,7 @@ pub(crate) fn mutation<'a>(
                     coordinate: format!("{root_type}.{}", group[0].name),
                     args,
                     output,
+                    change: m.change.clone(),
                 }),
                 denied,
             ))
@@ -99,6 +100,7 @@ pub(crate) fn mutation<'a>(
                     sql: wrapped,
                     params: bound,
                     output,
+                    change: m.change.clone(),
                 }),
                 denied,
             ))
@@ -126,6 +128,7 @@ pub(crate) fn resolver<'a>(
             coordinate: format!("{root_type}.{}", group[0].name),
             args,
             output,
+            change: None,
         }),
         denied,
     ))

@@ -66,6 +66,17 @@ pub struct MutationField {
     pub action: MutationAction,
     /// What it returns.
     pub output: Output,
+    /// What it changes (`@mutation(operation:, entity:)`), for observers.
+    pub change: Option<Change>,
+}
+
+/// An entity change a mutation makes: observers publish events for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The `@view` type changed.
+    pub entity: String,
+    /// `CREATE`, `UPDATE` or `DELETE`.
+    pub operation: String,
 }
 
 /// What a mutation runs.

@@ -144,9 +144,15 @@ fn lower_mutation(
     resolvers: &BTreeSet<String>,
 ) -> Result<MutationField, SchemaError> {
     if resolvers.contains(coord) {
+        let output = output(schema, catalog, coord, &field.ty, true)?;
+        let change = match field.directives.get("mutation") {
+            Some(d) => change(catalog, coord, d, &output)?,
+            None => None,
+        };
         return Ok(MutationField {
             action: MutationAction::Resolver,
-            output: output(schema, catalog, coord, &field.ty, true)?,
+            output,
+            change,
         });
     }
     let Some(d) = field.directives.get("mutation") else {
@@ -199,6 +205,7 @@ fn lower_mutation(
             ));
         }
     }
+    let change = change(catalog, coord, d, &output)?;
     Ok(MutationField {
         action: MutationAction::Sql {
             database,
@@ -206,7 +213,49 @@ fn lower_mutation(
             params: compiled.params,
         },
         output,
+        change,
     })
+}
+
+/// `@mutation(operation:, entity:)`: the change observers see.
+fn change(
+    catalog: &Catalog,
+    coord: &str,
+    d: &apollo_compiler::ast::Directive,
+    output: &Output,
+) -> Result<Option<Change>, SchemaError> {
+    let Some(operation) = string_arg(d, "operation") else {
+        if d.specified_argument_by_name("entity").is_some() {
+            return Err(SchemaError::mapping(
+                coord,
+                "@mutation(entity:) needs operation: \"CREATE\", \"UPDATE\" or \"DELETE\"",
+            ));
+        }
+        return Ok(None);
+    };
+    if !matches!(operation.as_str(), "CREATE" | "UPDATE" | "DELETE") {
+        return Err(SchemaError::mapping(
+            coord,
+            format!("@mutation(operation: {operation:?}) is not one of \"CREATE\", \"UPDATE\", \"DELETE\""),
+        ));
+    }
+    let entity = match (string_arg(d, "entity"), output) {
+        (Some(e), _) => e,
+        (None, Output::Entity { target, .. }) => target.clone(),
+        (None, Output::Value { .. }) => {
+            return Err(SchemaError::mapping(
+                coord,
+                "@mutation(operation:) on a field that does not return a @view type needs entity: \"Type\"",
+            ))
+        }
+    };
+    if !catalog.types.contains_key(&entity) {
+        return Err(SchemaError::mapping(
+            coord,
+            format!("@mutation(entity: {entity:?}) is not a type with @view"),
+        ));
+    }
+    Ok(Some(Change { entity, operation }))
 }
 
 fn check_target(catalog: &Catalog, coord: &str, c: &Collection) -> Result<(), SchemaError> {

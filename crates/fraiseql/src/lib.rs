@@ -48,6 +48,7 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
             source,
         })?;
     let local = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     let shown_host = match c.server.host.as_str() {
         "0.0.0.0" | "127.0.0.1" | "::" | "::1" => "localhost".to_owned(),
         h => h.to_owned(),
@@ -77,32 +78,45 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
             c.databases.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
     }
-    serve(engine, listener, shutdown_signal()).await?;
+    serve(engine, listener, shutdown).await?;
     println!("fraiseql stopped");
     Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    // The handlers are installed now, not when the future is first polled: a SIGTERM that
+    // arrives right after the banner must already be caught.
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (int, term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(int) => {},
+                () = wait(term) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Serves `engine` on `listener` until `shutdown` resolves, then drains in-flight requests.
