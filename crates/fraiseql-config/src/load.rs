@@ -356,7 +356,11 @@ impl Cx<'_> {
             ));
         }
 
-        let backend = raw.observers.backend.clone().unwrap_or_else(|| "nats".to_owned());
+        let backend = raw
+            .observers
+            .backend
+            .clone()
+            .unwrap_or_else(|| "nats".to_owned());
         if backend != "nats" {
             return Err(self.invalid(
                 "observers.backend",
@@ -494,7 +498,11 @@ impl Cx<'_> {
             }
         };
         let name = st.name.unwrap_or_else(|| "FRAISEQL_EVENTS".to_owned());
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(self.invalid(
                 "observers.stream.name",
                 "a stream name is letters, digits, `_` and `-`",
@@ -502,7 +510,9 @@ impl Cx<'_> {
         }
         let stream = StreamConfig {
             name,
-            subjects: st.subjects.unwrap_or_else(|| vec!["analytics.>".to_owned()]),
+            subjects: st
+                .subjects
+                .unwrap_or_else(|| vec!["analytics.>".to_owned()]),
             duplicate_window_secs: self.int(
                 "observers.stream.duplicate_window_secs",
                 st.duplicate_window_secs,
@@ -521,10 +531,17 @@ impl Cx<'_> {
             let event = ChangeKind::parse(&r.event).ok_or_else(|| {
                 self.invalid(
                     &format!("{path}.event"),
-                    format!("{:?} is not one of \"CREATE\", \"UPDATE\", \"DELETE\"", r.event),
+                    format!(
+                        "{:?} is not one of \"CREATE\", \"UPDATE\", \"DELETE\"",
+                        r.event
+                    ),
                 )
             })?;
-            if !stream.subjects.iter().any(|s| subject_matches(s, &r.subject)) {
+            if !stream
+                .subjects
+                .iter()
+                .any(|s| subject_matches(s, &r.subject))
+            {
                 return Err(self.invalid(
                     &format!("{path}.subject"),
                     format!(
@@ -567,8 +584,13 @@ impl Cx<'_> {
                 10,
                 big,
             )? as u64,
-            full_sweep_secs: self.int("observers.full_sweep_secs", o.full_sweep_secs, 300, 1, big)?
-                as u64,
+            full_sweep_secs: self.int(
+                "observers.full_sweep_secs",
+                o.full_sweep_secs,
+                300,
+                1,
+                big,
+            )? as u64,
             dead_letter_database: o.dead_letter_database,
             rules,
         })
@@ -605,8 +627,13 @@ impl Cx<'_> {
             database: r.database,
             sql: r.sql,
             max_deliver: self.int(&format!("{path}.max_deliver"), r.max_deliver, 5, 1, 1000)?,
-            ack_wait_secs: self.int(&format!("{path}.ack_wait_secs"), r.ack_wait_secs, 30, 1, big)?
-                as u64,
+            ack_wait_secs: self.int(
+                &format!("{path}.ack_wait_secs"),
+                r.ack_wait_secs,
+                30,
+                1,
+                big,
+            )? as u64,
             backoff_ms: self.int(&format!("{path}.backoff_ms"), r.backoff_ms, 500, 0, big)? as u64,
             max_backoff_ms: self.int(
                 &format!("{path}.max_backoff_ms"),

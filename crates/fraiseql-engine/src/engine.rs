@@ -26,7 +26,9 @@ use crate::catalog_check::{self, CatalogProblem};
 use crate::db::{DbError, Pools};
 use crate::document::DocumentCache;
 use crate::error::{ErrorCode, GraphqlError};
+use crate::events::{Events, EventsError, Observers, Target};
 use crate::execute::{self, FieldResult};
+use crate::metrics::Metrics;
 use crate::request::GraphqlRequest;
 use crate::resolvers::Resolvers;
 use crate::response::{Outcome, OutcomeKind, ResponseBody};
@@ -53,6 +55,12 @@ pub enum EngineError {
     /// The `[auth]` keys cannot be loaded.
     #[error(transparent)]
     Auth(AuthError),
+    /// An `[[observers.rules]]` entry does not fit the schema.
+    #[error("{0}")]
+    Observers(String),
+    /// NATS, the stream or the event tables cannot be set up.
+    #[error(transparent)]
+    Events(#[from] EventsError),
     /// The resolvers do not match the schema they were built into.
     #[error("{0}")]
     Resolvers(String),
@@ -143,6 +151,9 @@ pub struct Engine {
     plans: moka::sync::Cache<PlanKey, Arc<Plan>>,
     statements: Arc<std::sync::atomic::AtomicU64>,
     resolvers: Resolvers,
+    observers: Observers,
+    metrics: Arc<Metrics>,
+    events: std::sync::OnceLock<Events>,
 }
 
 /// What a plan depends on besides the schema.
@@ -230,6 +241,12 @@ impl Engine {
                 return Err(EngineError::Rbac(coord.clone()));
             }
         }
+        let observers = if config.observers.enabled {
+            Observers::build(&config.observers.rules, &schema.catalog)
+                .map_err(EngineError::Observers)?
+        } else {
+            Observers::default()
+        };
         let implementers = schema.api.implementers_map();
         Ok(Self {
             config,
@@ -242,7 +259,37 @@ impl Engine {
             plans: moka::sync::Cache::new(1000),
             statements: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             resolvers,
+            observers,
+            metrics: Arc::new(Metrics::default()),
+            events: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts the event runtime (`[observers] enabled`): NATS (connected in the background if it
+    /// is down), the stream, the relay's sweeper and the `[[subscribers]]`. Idempotent.
+    pub async fn start_events(&self) -> Result<(), EngineError> {
+        if !self.config.observers.enabled || self.events.get().is_some() {
+            return Ok(());
+        }
+        let events = Events::start(
+            &self.config,
+            self.tenants.clone(),
+            self.pools.clone(),
+            self.metrics.clone(),
+        )
+        .await?;
+        let _ = self.events.set(events);
+        Ok(())
+    }
+
+    /// The event runtime, once started.
+    pub fn events(&self) -> Option<&Events> {
+        self.events.get()
+    }
+
+    /// The process's metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// How many SQL statements requests have sent so far (start-up checks not included).
@@ -399,8 +446,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether every database answers now (for `/ready`); the error names the database.
+    /// Whether every database (and NATS, with observers) answers now (for `/ready`); the error
+    /// names what does not.
     pub async fn ready(&self) -> Result<(), String> {
+        if let Some(e) = self.events.get() {
+            if !e.connected() {
+                return Err("NATS is not connected".to_owned());
+            }
+        }
         for (name, pool) in self.pools.iter() {
             let client = pool
                 .get()
@@ -488,8 +541,26 @@ impl Engine {
                 tenants: self.tenants.as_ref(),
                 resolvers: &self.resolvers,
                 statements: &self.statements,
+                observers: &self.observers,
             };
             let done = work::run(&env, &plan, ctx, write).await;
+            if !done.aborted && !done.events.is_empty() {
+                self.metrics.add(
+                    "fraiseql_outbox_events_total",
+                    &[(
+                        "tenant_id",
+                        ctx.tenant.as_ref().map_or("", |t| t.key.as_str()),
+                    )],
+                    done.events.len() as f64,
+                );
+                if let Some(events) = self.events.get() {
+                    let target = match &ctx.tenant {
+                        Some(t) => Target::Tenant(t.clone()),
+                        None => Target::Database(TENANT_DATABASE.to_owned()),
+                    };
+                    events.after_commit(target, done.events);
+                }
+            }
             (done.results, done.errors, done.aborted)
         } else {
             (self.run_sql(&plan.fields, ctx).await, Vec::new(), false)
@@ -553,6 +624,7 @@ impl Engine {
             kind: OutcomeKind::Data,
             body: body.finish(),
             error_codes,
+            operation: Some(if write { "mutation" } else { "query" }),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Outcome {
     pub body: Bytes,
     /// Error codes in the body, for metrics and logs.
     pub error_codes: Vec<crate::error::ErrorCode>,
+    /// `query` or `mutation`, once the operation is known (for metrics).
+    pub operation: Option<&'static str>,
 }
 
 impl Outcome {
@@ -42,6 +44,7 @@ impl Outcome {
             kind,
             error_codes: b.errors.iter().map(|e| e.extensions.code).collect(),
             body: b.finish_without_data(),
+            operation: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio_postgres::types::ToSql;
 use crate::db::Pools;
 use crate::engine::RequestContext;
 use crate::error::{ErrorCode, GraphqlError};
+use crate::events::{Observers, OutboxEvent};
 use crate::execute::{db_error, pool_error, FieldResult};
 use crate::resolvers::{Args, Context, FieldBatch, Held, Resolvers, Transaction};
 use crate::tenancy::Tenants;
@@ -34,6 +35,7 @@ pub(crate) struct Env<'e> {
     pub tenants: Option<&'e Tenants>,
     pub resolvers: &'e Resolvers,
     pub statements: &'e Arc<AtomicU64>,
+    pub observers: &'e Observers,
 }
 
 /// The root fields' results, field errors found on the way, and whether `data` must be `null`.
@@ -41,6 +43,8 @@ pub(crate) struct Done {
     pub results: Vec<Option<FieldResult>>,
     pub errors: Vec<GraphqlError>,
     pub aborted: bool,
+    /// Outbox events written (on the tenant database), to publish once committed.
+    pub events: Vec<OutboxEvent>,
 }
 
 struct Txs<'e, 'r> {
@@ -194,6 +198,7 @@ pub(crate) async fn run(env: &Env<'_>, plan: &Plan, ctx: &RequestContext, write:
         results: plan.fields.iter().map(|_| None).collect(),
         errors: Vec::new(),
         aborted: false,
+        events: Vec::new(),
     };
     for (i, field) in plan.fields.iter().enumerate() {
         let key = field.response_key.as_str();
@@ -223,6 +228,14 @@ pub(crate) async fn run(env: &Env<'_>, plan: &Plan, ctx: &RequestContext, write:
                     })
                 }
                 .await;
+                let returned = match (returned, &m.change) {
+                    (Ok(keys), Some(change)) => {
+                        record(&mut txs, change, &keys, &mut done.events, key)
+                            .await
+                            .map(|()| keys)
+                    }
+                    (r, _) => r,
+                };
                 Some(match returned {
                     Err(e) => Err(e),
                     Ok(Value::Array(values)) => {
@@ -255,6 +268,12 @@ pub(crate) async fn run(env: &Env<'_>, plan: &Plan, ctx: &RequestContext, write:
                         .map_err(|e| e.into_graphql())
                 }
                 .await;
+                let result = match (result, &r.change) {
+                    (Ok(v), Some(change)) => record(&mut txs, change, &v, &mut done.events, key)
+                        .await
+                        .map(|()| v),
+                    (r, _) => r,
+                };
                 Some(match result {
                     Err(e) => Err(e),
                     Ok(v) => output(&mut txs, &r.output, v, false, key, &mut done.errors).await,
@@ -277,6 +296,56 @@ pub(crate) async fn run(env: &Env<'_>, plan: &Plan, ctx: &RequestContext, write:
         }
     }
     done
+}
+
+/// Writes the outbox events of the observers of `change` for the changed `keys`, in the
+/// mutation's transaction on the tenant database.
+async fn record(
+    txs: &mut Txs<'_, '_>,
+    change: &fraiseql_schema::Change,
+    keys: &Value,
+    out: &mut Vec<OutboxEvent>,
+    field: &str,
+) -> Result<(), GraphqlError> {
+    let statements = txs
+        .env
+        .observers
+        .statements(&change.entity, &change.operation);
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<Value> = match keys {
+        Value::Array(items) => items.iter().filter(|v| !v.is_null()).cloned().collect(),
+        Value::Null => Vec::new(),
+        one => vec![one.clone()],
+    };
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let array = param_text(&Value::Array(keys));
+    let tenant = txs.context_value(ContextValue::TenantKey);
+    // The outbox is in the tenant database: the event commits with the change or not at all.
+    let tx = txs.get(TENANT_DATABASE).await?;
+    let err = |e: tokio_postgres::Error| db_error(&e, field);
+    for st in statements {
+        txs.env.statements.fetch_add(1, Ordering::Relaxed);
+        let stmt = tx.held.prepare(&st.sql).await.map_err(err)?;
+        let params = crate::execute::text_params(&[
+            tenant.as_deref(),
+            Some(st.subject.as_str()),
+            array.as_deref(),
+        ]);
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        for row in tx.held.client().query(&stmt, &refs).await.map_err(err)? {
+            out.push(OutboxEvent {
+                event_id: row.try_get(0).map_err(err)?,
+                subject: row.try_get(1).map_err(err)?,
+                payload: row.try_get(2).map_err(err)?,
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn context(txs: &mut Txs<'_, '_>) -> Result<Context, GraphqlError> {

@@ -17,6 +17,7 @@ pub use apollo_compiler;
 pub use catalog::*;
 pub use error::SchemaError;
 pub use ident::{quote_ident, quote_literal, QualifiedName};
+pub use template::compile_open;
 
 use std::collections::BTreeSet;
 

@@ -41,6 +41,28 @@ fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
 
 /// Compiles `template`; `args` are the field's argument names. Errors say what to fix.
 pub(crate) fn compile(template: &str, args: &[&str]) -> Result<Compiled, String> {
+    compile_with(template, Some(args))
+}
+
+/// Compiles a template where any `$name` is allowed (message fields, known only at run time);
+/// `$ctx.*` is not. Returns the SQL and the names in placeholder order.
+pub fn compile_open(template: &str) -> Result<(String, Vec<String>), String> {
+    let c = compile_with(template, None)?;
+    let names = c
+        .params
+        .into_iter()
+        .map(|p| match p {
+            ParamSource::Arg(n) => Ok(n),
+            ParamSource::Context(c) => Err(format!(
+                "`$ctx.{}` is not available here; use the message's fields",
+                c.name()
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((c.sql, names))
+}
+
+fn compile_with(template: &str, args: Option<&[&str]>) -> Result<Compiled, String> {
     let bytes = template.as_bytes();
     let mut out = String::with_capacity(template.len());
     let mut params: Vec<ParamSource> = Vec::new();
@@ -92,15 +114,14 @@ pub(crate) fn compile(template: &str, args: &[&str]) -> Result<Compiled, String>
                             )
                         })?;
                     (ParamSource::Context(value), n + 1 + m)
-                } else if args.contains(&name) {
+                } else if args.is_none_or(|a| a.contains(&name)) {
                     (ParamSource::Arg(name.to_owned()), n)
                 } else {
                     return Err(format!(
                         "`${name}` is not an argument of the field (arguments: {})",
-                        if args.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            args.join(", ")
+                        match args {
+                            Some(a) if !a.is_empty() => a.join(", "),
+                            _ => "none".to_owned(),
                         }
                     ));
                 };

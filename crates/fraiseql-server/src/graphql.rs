@@ -136,6 +136,41 @@ pub(crate) async fn get(
     execute(&state, &headers, req, Method::Get, media).await
 }
 
+/// Per-tenant request, error and latency metrics (the seed's names).
+fn record(
+    engine: &fraiseql_engine::Engine,
+    ctx: &fraiseql_engine::RequestContext,
+    outcome: &Outcome,
+    took: std::time::Duration,
+) {
+    let m = engine.metrics();
+    let tenant = ctx.tenant.as_ref().map_or("", |t| t.key.as_str());
+    m.add(
+        "fraiseql_tenant_requests_total",
+        &[("tenant_id", tenant), ("endpoint", "/graphql")],
+        1.0,
+    );
+    for code in &outcome.error_codes {
+        let code = serde_json::to_value(code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        m.add(
+            "fraiseql_tenant_errors_total",
+            &[("tenant_id", tenant), ("error_type", &code)],
+            1.0,
+        );
+    }
+    m.observe(
+        "fraiseql_tenant_latency_seconds",
+        &[
+            ("tenant_id", tenant),
+            ("operation", outcome.operation.unwrap_or("invalid")),
+        ],
+        took.as_secs_f64(),
+    );
+}
+
 /// Resolves the caller (token, tenant), then runs a parsed request, or answers 400 for one that
 /// did not parse. Identity comes first: an unauthenticated caller learns nothing about the query.
 async fn execute(
@@ -165,7 +200,12 @@ async fn execute(
         }
     };
     match req {
-        Ok(req) => respond(state.engine.execute(&req, method, &ctx).await, media),
+        Ok(req) => {
+            let started = std::time::Instant::now();
+            let outcome = state.engine.execute(&req, method, &ctx).await;
+            record(&state.engine, &ctx, &outcome, started.elapsed());
+            respond(outcome, media)
+        }
         Err(e) => error_response(
             StatusCode::BAD_REQUEST,
             media,

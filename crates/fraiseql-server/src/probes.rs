@@ -1,4 +1,4 @@
-//! `/health` (the process answers) and `/ready` (every database answers).
+//! `/health` (the process answers), `/ready` (every database and NATS answer), `/metrics`.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +9,18 @@ use crate::AppState;
 
 pub(crate) async fn health() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.engine.metrics().render(),
+    )
+        .into_response()
 }
 
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {

@@ -39,6 +39,7 @@ pub enum RunError {
 /// prints the banner, and serves until SIGINT/SIGTERM.
 pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     engine.check_databases().await?;
+    engine.start_events().await?;
     let c = engine.config();
     let addr = format!("{}:{}", c.server.host, c.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -63,10 +64,12 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     } else {
         println!("Multi-tenancy: disabled (single database)");
     }
-    if c.observers.enabled {
-        println!("NATS: not connected (events are not built yet; observers are ignored)");
-    } else {
-        println!("NATS: disabled");
+    match engine.events() {
+        Some(e) if e.wait_connected(std::time::Duration::from_secs(2)).await => {
+            println!("NATS: connected")
+        }
+        Some(_) => println!("NATS: not connected (retrying; events wait in the outbox)"),
+        None => println!("NATS: disabled"),
     }
     match engine.tenants() {
         Some(t) => match t.count_active().await {

@@ -63,6 +63,32 @@ enum Command {
         #[arg(long)]
         subject: Option<String>,
     },
+    /// Events: the dead letters of the `[[subscribers]]` consumer groups.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsAction {
+    /// Messages a consumer group gave up on after `max_deliver` deliveries.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Every dead letter: id, consumer group, subject, attempts, last error, payload.
+    List,
+    /// Runs each dead letter's consumer-group statement again; a success removes it.
+    Retry {
+        /// Only this dead letter.
+        #[arg(long)]
+        id: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +160,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => validate(&cli.config).await,
         Command::Migrate { tenant } => migrate(&cli.config, tenant.as_deref()).await,
         Command::Tenant { action } => tenant(&cli.config, action).await,
+        Command::Events {
+            action: EventsAction::DeadLetters { action },
+        } => dead_letters(&cli.config, action).await,
         Command::Token {
             tenant,
             roles,
@@ -146,6 +175,52 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .context("no [auth] section in the config: tokens are not used")?;
             let token = fraiseql::engine::auth::issue(auth, &tenant, &roles, subject.as_deref())?;
             println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn dead_letters(path: &Path, action: DeadLetterAction) -> anyhow::Result<()> {
+    use fraiseql::engine::events::dead_letter::{self, Retried};
+    let config = load(path)?;
+    let timeout = std::time::Duration::from_millis(config.limits.request_timeout_ms);
+    let skip = config
+        .multi_tenancy
+        .enabled
+        .then_some(fraiseql::config::TENANT_DATABASE);
+    let pools = fraiseql::engine::db::Pools::new(&config, timeout, skip)?;
+    match action {
+        DeadLetterAction::List => {
+            let letters = dead_letter::list(&config, &pools).await?;
+            if letters.is_empty() {
+                println!("no dead letters");
+            }
+            for d in letters {
+                println!(
+                    "#{} {} {} attempts={} at {}\n  error: {}\n  payload: {}",
+                    d.id, d.consumer, d.subject, d.attempts, d.created_at, d.error, d.payload
+                );
+            }
+            Ok(())
+        }
+        DeadLetterAction::Retry { id } => {
+            let results = dead_letter::retry(&config, &pools, id).await?;
+            let mut failed = 0;
+            for r in &results {
+                match r {
+                    Retried::Done(id) => println!("#{id} handled; removed from the dead letters"),
+                    Retried::Failed(id, e) => {
+                        failed += 1;
+                        println!("#{id} failed again: {e}");
+                    }
+                }
+            }
+            if results.is_empty() {
+                println!("nothing to retry");
+            }
+            if failed > 0 {
+                bail!("{failed} dead letter(s) failed again");
+            }
             Ok(())
         }
     }

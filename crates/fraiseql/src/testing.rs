@@ -392,6 +392,7 @@ impl TestClient {
     ) -> Result<Self, TestError> {
         let engine = Arc::new(Engine::with_resolvers(config, resolvers)?);
         engine.check_databases().await?;
+        engine.start_events().await?;
         Ok(Self {
             router: fraiseql_server::router(engine.clone()),
             engine,
@@ -512,5 +513,95 @@ impl TestClient {
             json,
             text,
         })
+    }
+}
+
+/// A `nats-server` with JetStream of a test's own (as nats.rs's tests do): a free local port and a
+/// temporary store, killed and removed on drop. It can be stopped and started again on the same
+/// port and store, to test what happens while NATS is away.
+pub struct NatsServer {
+    child: Option<std::process::Child>,
+    /// The port it listens on.
+    pub port: u16,
+    store: std::path::PathBuf,
+}
+
+impl NatsServer {
+    /// Starts a server (`$NATS_SERVER_BIN`, else `nats-server` on the PATH, else
+    /// `/usr/sbin/nats-server`) and waits until it accepts connections.
+    pub fn start() -> Result<Self, TestError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let store = std::env::temp_dir().join(format!("fraiseql-nats-{}", uuid_like()));
+        std::fs::create_dir_all(&store)?;
+        let mut s = Self {
+            child: None,
+            port,
+            store,
+        };
+        s.resume()?;
+        Ok(s)
+    }
+
+    /// `nats://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn binary() -> String {
+        if let Ok(b) = std::env::var("NATS_SERVER_BIN") {
+            return b;
+        }
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("nats-server").is_file()));
+        if on_path {
+            "nats-server".to_owned()
+        } else {
+            "/usr/sbin/nats-server".to_owned()
+        }
+    }
+
+    /// Stops the server (SIGKILL): clients see the connection drop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn resume(&mut self) -> Result<(), TestError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let child = std::process::Command::new(Self::binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(format!("nats-server did not listen on port {}", self.port).into())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
     }
 }

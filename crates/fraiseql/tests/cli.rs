@@ -33,6 +33,7 @@ fn cmd(w: &TestTenancy, config: &Path, args: &[&str]) -> Command {
         .env("SHARED_DB_URL", &w.shared.url)
         .env("TENANT_PREFIX", &w.prefix)
         .env("PORT", "0")
+        .env("OBSERVERS_ENABLED", "false")
         .env_remove("TENANT_ID")
         .env_remove("FRAISEQL_CONFIG");
     c
@@ -155,7 +156,11 @@ async fn run_prints_the_banner_and_stops_on_sigterm() {
     assert!(run(&w, &config, &["tenant", "create", "global_corp"])
         .status
         .success());
+    // Events on, against a NATS server of this test's own.
+    let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
     let mut child = cmd(&w, &config, &["run"])
+        .env("OBSERVERS_ENABLED", "true")
+        .env("NATS_URL", nats.url())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -181,6 +186,7 @@ async fn run_prints_the_banner_and_stops_on_sigterm() {
         text.contains("Multi-tenancy: database_per_tenant"),
         "{text}"
     );
+    assert!(text.contains("NATS: connected"), "{text}");
     assert!(text.contains("Tenants: 2 configured"), "{text}");
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -272,4 +278,37 @@ fn tempdir() -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("tempdir");
     dir
+}
+
+#[tokio::test]
+async fn events_dead_letters_list_and_retry() {
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    let o = run(&w, &config, &["events", "dead-letters", "list"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("no dead letters"), "{}", out(&o));
+    // A dead letter whose consumer group is not configured any more cannot succeed.
+    let c = w.shared.connect().await.expect("connect");
+    c.batch_execute(
+        "INSERT INTO fraiseql_dead_letter (consumer, subject, payload, error, attempts) VALUES ('gone', 'analytics.x', '{}', 'boom', 5)",
+    )
+    .await
+    .expect("insert");
+    let o = run(&w, &config, &["events", "dead-letters", "list"]);
+    assert!(
+        out(&o).contains("#1 gone analytics.x attempts=5"),
+        "{}",
+        out(&o)
+    );
+    let o = run(
+        &w,
+        &config,
+        &["events", "dead-letters", "retry", "--id", "1"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("#1 failed again: consumer group `gone` is no longer configured"),
+        "{}",
+        out(&o)
+    );
 }

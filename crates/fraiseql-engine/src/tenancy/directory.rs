@@ -34,7 +34,8 @@ pub enum TenantError {
     RegistryUnavailable,
 }
 
-/// The tenants a server routes to.
+/// The tenants a server routes to. Cloning shares the caches and pools.
+#[derive(Clone)]
 pub struct Tenants {
     registry: Pool,
     records: moka::sync::Cache<String, Option<Arc<TenantRecord>>>,
@@ -101,7 +102,8 @@ impl Tenants {
         }
     }
 
-    fn target_key(rec: &TenantRecord) -> String {
+    /// One key per connection target (tenants of one `row_level` host share it).
+    pub fn target_key(rec: &TenantRecord) -> String {
         format!(
             "{}\u{0}{}\u{0}{}\u{0}{}",
             rec.server, rec.database, rec.schema, rec.role
@@ -158,6 +160,23 @@ impl Tenants {
                     ),
                 }
             })
+    }
+
+    /// Every active tenant, read from the registry now.
+    pub async fn active(&self) -> Result<Vec<Arc<TenantRecord>>, TenantError> {
+        let client = self.registry.get().await.map_err(|e| {
+            tracing::error!(error = %e, "tenant registry unavailable");
+            TenantError::RegistryUnavailable
+        })?;
+        let all = registry::list(&**client).await.map_err(|e| {
+            tracing::error!(error = %e, "tenant registry query failed");
+            TenantError::RegistryUnavailable
+        })?;
+        Ok(all
+            .into_iter()
+            .filter(|r| r.status == TenantStatus::Active)
+            .map(Arc::new)
+            .collect())
     }
 
     /// Connections open to tenant databases now.

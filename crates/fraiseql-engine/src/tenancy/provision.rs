@@ -274,6 +274,10 @@ pub async fn migrate_tenant(
     let search_path = (rec.schema != "public").then_some(rec.schema.as_str());
     let mut client = connect(&rec.server, Some(&rec.database), search_path).await?;
     let applied = migrate::apply(&mut client, dir).await?;
+    client
+        .batch_execute(crate::events::outbox::DDL)
+        .await
+        .map_err(db("outbox"))?;
     let s = quote_ident(&rec.schema);
     let r = quote_ident(&rec.role);
     client

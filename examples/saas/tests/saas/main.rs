@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod harness;
+mod events;
 mod mutations;
 mod queries;
 mod resolvers;

@@ -1,0 +1,222 @@
+//! Dead letters: messages a consumer group could not handle after `max_deliver` deliveries, with
+//! the payload, the last error and the attempts. `fraiseql events dead-letters list|retry`.
+
+use fraiseql_config::Config;
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+
+use super::{EventsError, Inner};
+use crate::db::{Pools, TextParam};
+
+/// The table, created when the event runtime starts.
+pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_dead_letter (
+    id bigserial PRIMARY KEY,
+    consumer text NOT NULL,
+    subject text NOT NULL,
+    payload text NOT NULL,
+    error text NOT NULL,
+    attempts bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+)";
+
+pub(crate) async fn ensure_table(pools: &Pools, database: &str) -> Result<(), EventsError> {
+    let fail = |reason: String| EventsError::DeadLetters {
+        database: database.to_owned(),
+        reason,
+    };
+    let pool = pools
+        .get(database)
+        .ok_or_else(|| fail("not configured".to_owned()))?;
+    let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
+    client
+        .batch_execute(DDL)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+pub(crate) async fn insert(
+    inner: &Inner,
+    consumer: &str,
+    subject: &str,
+    payload: &str,
+    error: &str,
+    attempts: i64,
+) -> Result<(), String> {
+    let pool = inner
+        .pools
+        .get(&inner.dead_letter_db)
+        .ok_or("dead letter database not configured")?;
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    client
+        .execute(
+            "INSERT INTO fraiseql_dead_letter (consumer, subject, payload, error, attempts) VALUES ($1, $2, $3, $4, $5)",
+            &[&consumer, &subject, &payload, &error, &attempts],
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// One dead letter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// Row id (for `retry --id`).
+    pub id: i64,
+    /// The consumer group.
+    pub consumer: String,
+    /// The message's subject.
+    pub subject: String,
+    /// The message body.
+    pub payload: String,
+    /// The last error.
+    pub error: String,
+    /// Deliveries (and retries) so far.
+    pub attempts: i64,
+    /// When it arrived here (RFC 3339).
+    pub created_at: String,
+}
+
+/// Why a dead-letter command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The database is not reachable.
+    #[error("dead letter database `{0}`: {1}")]
+    Database(String, String),
+}
+
+fn database(config: &Config) -> String {
+    config
+        .observers
+        .dead_letter_database
+        .clone()
+        .unwrap_or_else(|| {
+            if config.multi_tenancy.enabled {
+                config.multi_tenancy.registry.clone()
+            } else {
+                fraiseql_config::TENANT_DATABASE.to_owned()
+            }
+        })
+}
+
+async fn client(
+    config: &Config,
+    pools: &Pools,
+) -> Result<deadpool_postgres::Object, DeadLetterError> {
+    let db = database(config);
+    let pool = pools
+        .get(&db)
+        .ok_or_else(|| DeadLetterError::Database(db.clone(), "not configured".to_owned()))?;
+    let c = pool
+        .get()
+        .await
+        .map_err(|e| DeadLetterError::Database(db.clone(), e.to_string()))?;
+    c.batch_execute(DDL)
+        .await
+        .map_err(|e| DeadLetterError::Database(db, e.to_string()))?;
+    Ok(c)
+}
+
+/// Every dead letter, oldest first.
+pub async fn list(config: &Config, pools: &Pools) -> Result<Vec<DeadLetter>, DeadLetterError> {
+    let c = client(config, pools).await?;
+    let rows = c
+        .query(
+            "SELECT id, consumer, subject, payload, error, attempts, created_at::text FROM fraiseql_dead_letter ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(|e| DeadLetterError::Database(database(config), e.to_string()))?;
+    Ok(rows
+        .iter()
+        .map(|r| DeadLetter {
+            id: r.get(0),
+            consumer: r.get(1),
+            subject: r.get(2),
+            payload: r.get(3),
+            error: r.get(4),
+            attempts: r.get(5),
+            created_at: r.get(6),
+        })
+        .collect())
+}
+
+/// What a retry did to one dead letter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retried {
+    /// Its group's statement committed: the dead letter is gone.
+    Done(i64),
+    /// It failed again (the error is recorded, attempts counted).
+    Failed(i64, String),
+}
+
+/// Runs each dead letter's consumer-group statement again (`id`: only that one). A success
+/// deletes the dead letter; a failure records the new error.
+pub async fn retry(
+    config: &Config,
+    pools: &Pools,
+    id: Option<i64>,
+) -> Result<Vec<Retried>, DeadLetterError> {
+    let c = client(config, pools).await?;
+    let mut out = Vec::new();
+    for dl in list(config, pools).await? {
+        if id.is_some_and(|i| i != dl.id) {
+            continue;
+        }
+        let outcome = retry_one(config, pools, &dl).await;
+        match outcome {
+            Ok(()) => {
+                c.execute("DELETE FROM fraiseql_dead_letter WHERE id = $1", &[&dl.id])
+                    .await
+                    .map_err(|e| DeadLetterError::Database(database(config), e.to_string()))?;
+                out.push(Retried::Done(dl.id));
+            }
+            Err(e) => {
+                c.execute(
+                    "UPDATE fraiseql_dead_letter SET error = $2, attempts = attempts + 1 WHERE id = $1",
+                    &[&dl.id, &e],
+                )
+                .await
+                .map_err(|e| DeadLetterError::Database(database(config), e.to_string()))?;
+                out.push(Retried::Failed(dl.id, e));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn retry_one(config: &Config, pools: &Pools, dl: &DeadLetter) -> Result<(), String> {
+    let s = config
+        .subscribers
+        .iter()
+        .find(|s| s.consumer_group == dl.consumer)
+        .ok_or_else(|| format!("consumer group `{}` is no longer configured", dl.consumer))?;
+    let (sql, names) = fraiseql_schema::compile_open(&s.sql)?;
+    let body: serde_json::Value =
+        serde_json::from_str(&dl.payload).map_err(|e| format!("the message is not JSON: {e}"))?;
+    if !body.is_object() {
+        return Err("the message is not a JSON object".to_owned());
+    }
+    let pool = pools
+        .get(&s.database)
+        .ok_or_else(|| format!("database `{}` is not configured", s.database))?;
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let values: Vec<Option<String>> = names
+        .iter()
+        .map(|n| match n.as_str() {
+            "data" => Some(dl.payload.clone()),
+            "subject" => Some(dl.subject.clone()),
+            other => body.get(other).and_then(fraiseql_plan::param_text),
+        })
+        .collect();
+    let params: Vec<Option<TextParam<'_>>> =
+        values.iter().map(|v| v.as_deref().map(TextParam)).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    client
+        .execute(sql.as_str(), &refs)
+        .await
+        .map(drop)
+        .map_err(|e| match e.as_db_error() {
+            Some(d) => format!("{}: {}", d.code().code(), d.message()),
+            None => e.to_string(),
+        })
+}

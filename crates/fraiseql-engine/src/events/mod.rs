@@ -1,0 +1,231 @@
+//! Events: observers write to a transactional outbox (`outbox.rs`); after COMMIT the relay
+//! publishes to JetStream with `Nats-Msg-Id` = event id and marks the rows sent; a sweeper
+//! re-publishes what was left behind (`relay.rs`); subscribers are durable pull consumers that
+//! acknowledge only after their handler's transaction commits (`subscribe.rs`).
+//!
+//! Nothing is lost: an event exists iff its mutation committed; it stays unsent until JetStream
+//! acknowledged it; a subscriber's message is redelivered until its handler committed, or kept
+//! in the dead letters. Duplicates (a publish retried after a lost acknowledgement, two instances
+//! sweeping the same row) are dropped by JetStream's duplicate window and by handlers that
+//! insert once per event id.
+
+pub mod dead_letter;
+pub mod outbox;
+mod relay;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use fraiseql_config::{Config, ObserversConfig, Retention};
+use tokio::task::JoinHandle;
+
+use crate::db::Pools;
+use crate::metrics::Metrics;
+use crate::tenancy::{TenantRecord, Tenants};
+
+pub use outbox::{ObserverStatement, Observers, OutboxEvent};
+
+/// Why the event runtime cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// `[observers] nats_url` is missing.
+    #[error("[observers] enabled needs nats_url")]
+    NoUrl,
+    /// The URL is not a NATS URL.
+    #[error("[observers] nats_url is not a NATS URL: {0}")]
+    BadUrl(String),
+    /// A subscriber's SQL is not a valid template.
+    #[error("[[subscribers]] {group}: sql {message}")]
+    Template {
+        /// The consumer group.
+        group: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The outbox table cannot be created.
+    #[error("outbox in database `{database}`: {reason}")]
+    Outbox {
+        /// The database.
+        database: String,
+        /// Why.
+        reason: String,
+    },
+    /// The dead letter table cannot be created.
+    #[error("dead letters in database `{database}`: {reason}")]
+    DeadLetters {
+        /// The database.
+        database: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where an outbox lives: a tenant's database or schema, or (single database) `[databases.tenant]`.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A tenant (its target's outbox).
+    Tenant(Arc<TenantRecord>),
+    /// A configured database.
+    Database(String),
+}
+
+impl Target {
+    fn key(&self) -> String {
+        match self {
+            Target::Tenant(t) => Tenants::target_key(t),
+            Target::Database(d) => format!("db:{d}"),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Target::Tenant(t) => t.key.clone(),
+            Target::Database(d) => d.clone(),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub config: ObserversConfig,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub tenants: Option<Tenants>,
+    pub pools: Arc<Pools>,
+    pub metrics: Arc<Metrics>,
+    pub dead_letter_db: String,
+    /// Targets with events that may still be unpublished, and their last known backlog.
+    pub dirty: Mutex<HashMap<String, (Target, u64)>>,
+}
+
+/// The running event machinery of one server instance.
+pub struct Events {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+impl Events {
+    /// Connects to NATS (in the background if it is down: events wait in the outboxes), creates
+    /// the stream and the dead letter table, and starts the sweeper and the subscribers.
+    pub async fn start(
+        config: &Config,
+        tenants: Option<Tenants>,
+        pools: Arc<Pools>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, EventsError> {
+        let o = config.observers.clone();
+        let url = o.nats_url.clone().ok_or(EventsError::NoUrl)?;
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(Duration::from_millis(o.publish_timeout_ms)))
+            .connect(url.as_str())
+            .await
+            .map_err(|e| EventsError::BadUrl(e.to_string()))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_millis(o.publish_timeout_ms));
+        let dead_letter_db = o.dead_letter_database.clone().unwrap_or_else(|| {
+            if config.multi_tenancy.enabled {
+                config.multi_tenancy.registry.clone()
+            } else {
+                fraiseql_config::TENANT_DATABASE.to_owned()
+            }
+        });
+        dead_letter::ensure_table(&pools, &dead_letter_db).await?;
+        if !config.multi_tenancy.enabled {
+            // A single database gets its outbox here; tenants get theirs when provisioned.
+            outbox::ensure_table(&pools, fraiseql_config::TENANT_DATABASE).await?;
+        }
+        let mut compiled = Vec::new();
+        for s in &config.subscribers {
+            let (sql, names) =
+                fraiseql_schema::compile_open(&s.sql).map_err(|message| EventsError::Template {
+                    group: s.consumer_group.clone(),
+                    message,
+                })?;
+            compiled.push((s.clone(), sql, names));
+        }
+        let inner = Arc::new(Inner {
+            config: o,
+            client,
+            js,
+            tenants,
+            pools,
+            metrics,
+            dead_letter_db,
+            dirty: Mutex::new(HashMap::new()),
+        });
+        let mut tasks = vec![tokio::spawn(relay::run(inner.clone()))];
+        for (s, sql, names) in compiled {
+            tasks.push(tokio::spawn(subscribe::run(inner.clone(), s, sql, names)));
+        }
+        Ok(Self {
+            inner,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// Whether the NATS connection is up now.
+    pub fn connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Waits up to `timeout` for the NATS connection.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.connected() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Publishes events just committed to `target`'s outbox, in the background.
+    pub fn after_commit(&self, target: Target, events: Vec<OutboxEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move { relay::publish_committed(&inner, target, events).await });
+    }
+}
+
+/// Creates the stream if missing (subjects, duplicate window, retention, replicas, max age).
+pub(crate) async fn ensure_stream(inner: &Inner) -> Result<jetstream::stream::Stream, String> {
+    let s = &inner.config.stream;
+    let config = jetstream::stream::Config {
+        name: s.name.clone(),
+        subjects: s.subjects.clone(),
+        duplicate_window: Duration::from_secs(s.duplicate_window_secs),
+        retention: match s.retention {
+            Retention::Limits => jetstream::stream::RetentionPolicy::Limits,
+            Retention::Interest => jetstream::stream::RetentionPolicy::Interest,
+            Retention::WorkQueue => jetstream::stream::RetentionPolicy::WorkQueue,
+        },
+        num_replicas: s.replicas,
+        max_age: Duration::from_secs(s.max_age_secs),
+        ..Default::default()
+    };
+    inner
+        .js
+        .get_or_create_stream(config)
+        .await
+        .map_err(|e| e.to_string())
+}

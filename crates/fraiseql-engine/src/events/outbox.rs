@@ -1,0 +1,194 @@
+//! The transactional outbox: observer rules become INSERT statements that run in the mutation's
+//! transaction, so an event exists if and only if its change committed.
+
+use std::collections::HashMap;
+
+use fraiseql_config::{ChangeKind, ObserverRule};
+use fraiseql_schema::{quote_ident, quote_literal, Catalog};
+
+/// The outbox table, created in every tenant database or schema (and in a single database) by
+/// provisioning and `fraiseql migrate`. Sent rows are kept a day for inspection, then pruned.
+pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_outbox (
+    event_id uuid PRIMARY KEY,
+    tenant_key text,
+    subject text NOT NULL,
+    payload jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    sent_at timestamptz,
+    last_error text
+);
+CREATE INDEX IF NOT EXISTS fraiseql_outbox_unsent ON fraiseql_outbox (next_attempt_at) WHERE sent_at IS NULL;";
+
+pub(crate) async fn ensure_table(
+    pools: &crate::db::Pools,
+    database: &str,
+) -> Result<(), super::EventsError> {
+    let fail = |reason: String| super::EventsError::Outbox {
+        database: database.to_owned(),
+        reason,
+    };
+    let pool = pools
+        .get(database)
+        .ok_or_else(|| fail("not configured".to_owned()))?;
+    let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
+    client
+        .batch_execute(DDL)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// One event written by a mutation, as returned by the outbox INSERT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    /// The event id (also the JetStream `Nats-Msg-Id`).
+    pub event_id: String,
+    /// The subject.
+    pub subject: String,
+    /// The JSON body.
+    pub payload: String,
+}
+
+/// An observer rule as a statement: `$1` tenant key, `$2` subject, `$3` the changed keys (a
+/// PostgreSQL array literal). Returns `event_id, subject, payload` of each event written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObserverStatement {
+    /// The subject.
+    pub subject: String,
+    /// The INSERT … RETURNING.
+    pub sql: String,
+}
+
+/// Observer statements by (entity, operation).
+#[derive(Debug, Clone, Default)]
+pub struct Observers {
+    by_change: HashMap<(String, String), Vec<ObserverStatement>>,
+}
+
+impl Observers {
+    /// Builds the statements of `rules` against `catalog`; an error names the rule.
+    pub fn build(rules: &[ObserverRule], catalog: &Catalog) -> Result<Self, String> {
+        let mut by_change: HashMap<(String, String), Vec<ObserverStatement>> = HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let ty = catalog.types.get(&rule.entity).ok_or_else(|| {
+                format!(
+                    "[[observers.rules]] #{}: entity `{}` is not a type with @view",
+                    i + 1,
+                    rule.entity
+                )
+            })?;
+            if ty.database != fraiseql_config::TENANT_DATABASE {
+                return Err(format!(
+                    "[[observers.rules]] #{}: `{}` lives in database `{}`; observed entities must live in the tenant database (where the outbox is)",
+                    i + 1,
+                    rule.entity,
+                    ty.database
+                ));
+            }
+            let key = quote_ident(&ty.key_column);
+            let mut pairs = vec![
+                "'event_id', s.eid".to_owned(),
+                "'event_type', $2::text".to_owned(),
+                "'tenant_id', $1::text".to_owned(),
+                format!("'entity', {}", quote_literal(&rule.entity)),
+                format!("'operation', {}", quote_literal(rule.event.as_str())),
+                "'timestamp', to_jsonb(statement_timestamp())".to_owned(),
+            ];
+            let sql = if rule.event == ChangeKind::Delete {
+                // The rows are gone: the payload can only carry the key.
+                pairs.push("'key', s.k".to_owned());
+                for (out, source) in &rule.payload {
+                    let v = if *source == ty.key_column {
+                        "s.k"
+                    } else {
+                        "NULL"
+                    };
+                    pairs.push(format!("{}, {v}", quote_literal(out)));
+                }
+                format!(
+                    "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
+                     SELECT s.eid, $1, $2, jsonb_build_object({}) \
+                     FROM (SELECT gen_random_uuid() AS eid, k AS k FROM unnest($3::text[]) AS k) s \
+                     RETURNING event_id::text, subject, payload::text",
+                    pairs.join(", ")
+                )
+            } else {
+                pairs.push(format!("'key', s.{key}"));
+                for (out, source) in &rule.payload {
+                    pairs.push(format!(
+                        "{}, s.{}->{}",
+                        quote_literal(out),
+                        quote_ident(&ty.data_column),
+                        quote_literal(source)
+                    ));
+                }
+                format!(
+                    "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
+                     SELECT s.eid, $1, $2, jsonb_build_object({}) \
+                     FROM (SELECT gen_random_uuid() AS eid, t.* FROM {} t WHERE t.{key} = ANY($3)) s \
+                     RETURNING event_id::text, subject, payload::text",
+                    pairs.join(", "),
+                    ty.view
+                )
+            };
+            by_change
+                .entry((rule.entity.clone(), rule.event.as_str().to_owned()))
+                .or_default()
+                .push(ObserverStatement {
+                    subject: rule.subject.clone(),
+                    sql,
+                });
+        }
+        Ok(Self { by_change })
+    }
+
+    /// The statements for a change of `entity` by `operation`.
+    pub fn statements(&self, entity: &str, operation: &str) -> &[ObserverStatement] {
+        self.by_change
+            .get(&(entity.to_owned(), operation.to_owned()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any rule exists.
+    pub fn is_empty(&self) -> bool {
+        self.by_change.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDL: &str = include_str!("../../../../examples/saas/schema.graphql");
+
+    #[test]
+    fn rules_become_outbox_inserts() {
+        let b = fraiseql_schema::build(SDL, "schema.graphql").expect("schema");
+        let rules = vec![
+            ObserverRule {
+                entity: "Project".into(),
+                event: ChangeKind::Create,
+                subject: "analytics.project_created".into(),
+                payload: [("project_id".to_owned(), "id".to_owned())].into(),
+            },
+            ObserverRule {
+                entity: "Project".into(),
+                event: ChangeKind::Delete,
+                subject: "analytics.project_deleted".into(),
+                payload: [("project_id".to_owned(), "id".to_owned())].into(),
+            },
+        ];
+        let o = Observers::build(&rules, &b.catalog).expect("observers");
+        insta::assert_snapshot!(o.statements("Project", "CREATE")[0].sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'CREATE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s."id", 'project_id', s."data"->'id') FROM (SELECT gen_random_uuid() AS eid, t.* FROM "v_project" t WHERE t."id" = ANY($3)) s RETURNING event_id::text, subject, payload::text"#);
+        insta::assert_snapshot!(o.statements("Project", "DELETE")[0].sql, @"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'DELETE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s.k, 'project_id', s.k) FROM (SELECT gen_random_uuid() AS eid, k AS k FROM unnest($3::text[]) AS k) s RETURNING event_id::text, subject, payload::text");
+        assert!(o.statements("Project", "UPDATE").is_empty());
+        let bad = vec![ObserverRule {
+            entity: "Nope".into(),
+            ..rules[0].clone()
+        }];
+        assert!(Observers::build(&bad, &b.catalog)
+            .expect_err("unknown entity")
+            .contains("entity `Nope` is not a type with @view"));
+    }
+}

@@ -1,0 +1,272 @@
+//! The relay: publishes committed outbox rows to JetStream and marks them sent. Right after a
+//! commit the request's own events are published (no polling); a sweeper retries, with backoff,
+//! only the targets known to have unsent rows, plus every target at start-up and every
+//! `full_sweep_secs` (events another instance committed before it died).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use super::{ensure_stream, Inner, OutboxEvent, Target};
+use crate::resolvers::Held;
+
+/// Publishes one event and waits for JetStream's acknowledgement.
+pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<(), String> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", ev.event_id.as_str());
+    let ack = inner
+        .js
+        .publish_with_headers(ev.subject.clone(), headers, ev.payload.clone().into())
+        .await
+        .map_err(|e| e.to_string())?;
+    let wait = Duration::from_millis(inner.config.publish_timeout_ms);
+    match tokio::time::timeout(wait, ack).await {
+        Err(_) => Err("no acknowledgement from JetStream in time".to_owned()),
+        Ok(r) => r.map(drop).map_err(|e| e.to_string()),
+    }
+}
+
+async fn connect(inner: &Inner, target: &Target) -> Result<Held, String> {
+    match target {
+        Target::Tenant(rec) => {
+            let tenants = inner.tenants.as_ref().ok_or("no tenancy")?;
+            Ok(Held::Lease(
+                tenants.connection(rec).await.map_err(|e| e.message)?,
+            ))
+        }
+        Target::Database(d) => {
+            let pool = inner.pools.get(d).ok_or("database not configured")?;
+            Ok(Held::Pooled(pool.get().await.map_err(|e| e.to_string())?))
+        }
+    }
+}
+
+fn finish(held: Held) {
+    if let Held::Lease(mut l) = held {
+        l.finish();
+    }
+}
+
+fn mark_dirty(inner: &Inner, target: &Target, backlog: u64) {
+    let mut d = inner
+        .dirty
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let entry = d.entry(target.key()).or_insert_with(|| (target.clone(), 0));
+    entry.1 += backlog;
+    update_backlog(inner, &d);
+}
+
+fn update_backlog(inner: &Inner, d: &std::collections::HashMap<String, (Target, u64)>) {
+    let total: u64 = d.values().map(|(_, n)| *n).sum();
+    inner
+        .metrics
+        .set("fraiseql_outbox_backlog", &[], total as f64);
+}
+
+const MARK_SENT: &str =
+    "UPDATE fraiseql_outbox SET sent_at = now() WHERE event_id = ANY($1::text[]::uuid[])";
+
+/// Publishes the events one request just committed, then marks them sent.
+pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec<OutboxEvent>) {
+    let results = join_all(events.iter().map(|e| publish(inner, e))).await;
+    let mut sent = Vec::new();
+    let mut failed = 0u64;
+    for (e, r) in events.iter().zip(results) {
+        match r {
+            Ok(()) => sent.push(e.event_id.clone()),
+            Err(err) => {
+                failed += 1;
+                tracing::warn!(event = %e.event_id, error = %err, "publish failed; the sweeper will retry");
+            }
+        }
+    }
+    let label = target.label();
+    if failed > 0 {
+        inner.metrics.add(
+            "fraiseql_outbox_publish_failures_total",
+            &[("tenant_id", &label)],
+            failed as f64,
+        );
+        mark_dirty(inner, &target, failed);
+    }
+    if sent.is_empty() {
+        return;
+    }
+    let marked = async {
+        let held = connect(inner, &target).await?;
+        held.client()
+            .execute(MARK_SENT, &[&sent])
+            .await
+            .map_err(|e| e.to_string())?;
+        finish(held);
+        Ok::<(), String>(())
+    }
+    .await;
+    inner.metrics.add(
+        "fraiseql_outbox_published_total",
+        &[("tenant_id", &label)],
+        sent.len() as f64,
+    );
+    if let Err(e) = marked {
+        // Published but not marked: the sweeper publishes them again; JetStream drops the copies.
+        tracing::warn!(target = %label, error = %e, "events published but not marked sent");
+        mark_dirty(inner, &target, sent.len() as u64);
+    }
+}
+
+/// One sweep of `target`: publishes due unsent rows (locked, so instances do not collide) and
+/// returns how many remain unsent.
+async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, String> {
+    let held = connect(inner, target).await?;
+    let c = held.client();
+    let err = |e: tokio_postgres::Error| e.to_string();
+    c.batch_execute("BEGIN").await.map_err(err)?;
+    let rows = c
+        .query(
+            "SELECT event_id::text, subject, payload::text FROM fraiseql_outbox \
+             WHERE sent_at IS NULL AND next_attempt_at <= now() \
+             ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+    let events: Vec<OutboxEvent> = rows
+        .iter()
+        .map(|r| OutboxEvent {
+            event_id: r.get(0),
+            subject: r.get(1),
+            payload: r.get(2),
+        })
+        .collect();
+    let results = join_all(events.iter().map(|e| publish(inner, e))).await;
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    let mut last_error = String::new();
+    for (e, r) in events.iter().zip(results) {
+        match r {
+            Ok(()) => sent.push(e.event_id.clone()),
+            Err(m) => {
+                failed.push(e.event_id.clone());
+                last_error = m;
+            }
+        }
+    }
+    if !sent.is_empty() {
+        c.execute(MARK_SENT, &[&sent]).await.map_err(err)?;
+    }
+    if !failed.is_empty() {
+        c.execute(
+            "UPDATE fraiseql_outbox SET attempts = attempts + 1, last_error = $2, \
+             next_attempt_at = now() + least(interval '100 milliseconds' * power(2, least(attempts, 20)), interval '60 seconds') \
+             WHERE event_id = ANY($1::text[]::uuid[])",
+            &[&failed, &last_error],
+        )
+        .await
+        .map_err(err)?;
+    }
+    if prune {
+        c.execute(
+            "DELETE FROM fraiseql_outbox WHERE sent_at < now() - interval '1 day'",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+    }
+    c.batch_execute("COMMIT").await.map_err(err)?;
+    let remaining: i64 = c
+        .query_one(
+            "SELECT count(*) FROM fraiseql_outbox WHERE sent_at IS NULL",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .get(0);
+    finish(held);
+    let label = target.label();
+    if !sent.is_empty() {
+        inner.metrics.add(
+            "fraiseql_outbox_published_total",
+            &[("tenant_id", &label)],
+            sent.len() as f64,
+        );
+    }
+    if !failed.is_empty() {
+        inner.metrics.add(
+            "fraiseql_outbox_publish_failures_total",
+            &[("tenant_id", &label)],
+            failed.len() as f64,
+        );
+    }
+    Ok(remaining.max(0) as u64)
+}
+
+async fn all_targets(inner: &Inner) -> Vec<Target> {
+    match &inner.tenants {
+        Some(t) => match t.active().await {
+            Ok(recs) => recs.into_iter().map(Target::Tenant).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list tenants for the outbox sweep");
+                Vec::new()
+            }
+        },
+        None => vec![Target::Database(
+            fraiseql_config::TENANT_DATABASE.to_owned(),
+        )],
+    }
+}
+
+/// The sweeper loop.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let interval = Duration::from_millis(inner.config.sweep_interval_ms);
+    let full_every = Duration::from_secs(inner.config.full_sweep_secs);
+    let mut stream_ready = false;
+    let mut last_full: Option<Instant> = None;
+    loop {
+        if !stream_ready {
+            match ensure_stream(&inner).await {
+                Ok(_) => stream_ready = true,
+                Err(e) => tracing::warn!(error = %e, "JetStream stream not available yet"),
+            }
+        }
+        let full = last_full.is_none_or(|t| t.elapsed() >= full_every);
+        if stream_ready && full {
+            for t in all_targets(&inner).await {
+                mark_dirty(&inner, &t, 0);
+            }
+            last_full = Some(Instant::now());
+        }
+        if stream_ready {
+            let due: Vec<(String, Target)> = inner
+                .dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .map(|(k, (t, _))| (k.clone(), t.clone()))
+                .collect();
+            for (key, target) in due {
+                let result = sweep(&inner, &target, full).await;
+                let mut d = inner
+                    .dirty
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match result {
+                    Ok(0) => {
+                        d.remove(&key);
+                    }
+                    Ok(n) => {
+                        if let Some(e) = d.get_mut(&key) {
+                            e.1 = n;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(target = %target.label(), error = %e, "outbox sweep failed")
+                    }
+                }
+                update_backlog(&inner, &d);
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}

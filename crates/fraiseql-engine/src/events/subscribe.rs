@@ -1,0 +1,211 @@
+//! Subscribers: a consumer group is a durable JetStream pull consumer shared by every server
+//! instance. Each message runs the group's SQL in its database; the message is acknowledged only
+//! after that statement committed, redelivered with backoff on failure, and moved to the dead
+//! letters after `max_deliver` deliveries (or kept being retried if even that fails).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy};
+use async_nats::jetstream::AckKind;
+use fraiseql_config::SubscriberConfig;
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+
+use super::{dead_letter, ensure_stream, Inner};
+use crate::db::TextParam;
+
+/// Messages handled at once per consumer group and instance.
+const CONCURRENCY: usize = 16;
+
+fn backoff(s: &SubscriberConfig, delivered: i64) -> Duration {
+    let exp = u32::try_from(delivered.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    let ms = s
+        .backoff_ms
+        .saturating_mul(1u64 << exp)
+        .min(s.max_backoff_ms);
+    Duration::from_millis(ms)
+}
+
+/// Runs the group's statement for one message; `Err` is the reason (for logs and dead letters).
+async fn handle_sql(
+    inner: &Inner,
+    s: &SubscriberConfig,
+    sql: &str,
+    names: &[String],
+    subject: &str,
+    raw: &str,
+    body: &Value,
+) -> Result<(), String> {
+    let pool = inner
+        .pools
+        .get(&s.database)
+        .ok_or_else(|| format!("database `{}` is not configured", s.database))?;
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let values: Vec<Option<String>> = names
+        .iter()
+        .map(|n| match n.as_str() {
+            "data" => Some(raw.to_owned()),
+            "subject" => Some(subject.to_owned()),
+            other => body.get(other).and_then(fraiseql_plan::param_text),
+        })
+        .collect();
+    let params: Vec<Option<TextParam<'_>>> =
+        values.iter().map(|v| v.as_deref().map(TextParam)).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let stmt = client
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .execute(&stmt, &refs)
+        .await
+        .map(drop)
+        .map_err(|e| match e.as_db_error() {
+            Some(d) => format!("{}: {}", d.code().code(), d.message()),
+            None => e.to_string(),
+        })
+}
+
+async fn handle(
+    inner: &Inner,
+    s: &SubscriberConfig,
+    sql: &str,
+    names: &[String],
+    msg: async_nats::jetstream::Message,
+) {
+    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+    let subject = msg.subject.to_string();
+    let raw = String::from_utf8_lossy(&msg.payload).into_owned();
+    let body: Result<Value, String> =
+        serde_json::from_str(&raw).map_err(|e| format!("the message is not JSON: {e}"));
+    let result = match &body {
+        Ok(b @ Value::Object(_)) => handle_sql(inner, s, sql, names, &subject, &raw, b).await,
+        Ok(_) => Err("the message is not a JSON object".to_owned()),
+        Err(e) => Err(e.clone()),
+    };
+    let group = s.consumer_group.as_str();
+    match result {
+        Ok(()) => {
+            if let Err(e) = msg.double_ack().await {
+                // Not confirmed: JetStream redelivers after ack_wait; the handler must tolerate a
+                // second run (the example inserts once per event id).
+                tracing::warn!(consumer = group, error = %e, "acknowledgement not confirmed");
+            }
+            let tenant = body
+                .as_ref()
+                .ok()
+                .and_then(|b| b.get("tenant_id"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            inner.metrics.add(
+                "fraiseql_nats_events_processed",
+                &[("tenant_id", tenant), ("event_type", &subject)],
+                1.0,
+            );
+        }
+        Err(reason) => {
+            inner.metrics.add(
+                "fraiseql_nats_handler_failures_total",
+                &[("consumer", group)],
+                1.0,
+            );
+            if delivered >= s.max_deliver {
+                match dead_letter::insert(inner, group, &subject, &raw, &reason, delivered).await {
+                    Ok(()) => {
+                        tracing::error!(consumer = group, %subject, attempts = delivered, error = %reason, "message moved to the dead letters");
+                        inner.metrics.add(
+                            "fraiseql_nats_dead_letters_total",
+                            &[("consumer", group)],
+                            1.0,
+                        );
+                        if let Err(e) = msg.ack_with(AckKind::Term).await {
+                            tracing::warn!(consumer = group, error = %e, "term not sent");
+                        }
+                    }
+                    Err(e) => {
+                        // Not even the dead letters take it: keep it in JetStream.
+                        tracing::error!(consumer = group, error = %e, "dead letter not written; will retry");
+                        let _ = msg
+                            .ack_with(AckKind::Nak(Some(Duration::from_millis(s.max_backoff_ms))))
+                            .await;
+                    }
+                }
+            } else {
+                tracing::warn!(consumer = group, %subject, attempt = delivered, error = %reason, "handler failed; redelivering");
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(backoff(s, delivered))))
+                    .await;
+            }
+        }
+    }
+}
+
+async fn consume(
+    inner: &Arc<Inner>,
+    s: &SubscriberConfig,
+    sql: &str,
+    names: &[String],
+) -> Result<(), String> {
+    let stream = ensure_stream(inner).await?;
+    let consumer: pull::Stream = stream
+        .get_or_create_consumer(
+            &s.consumer_group,
+            pull::Config {
+                durable_name: Some(s.consumer_group.clone()),
+                filter_subject: s.subject.clone(),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(s.ack_wait_secs),
+                // Unlimited for JetStream: fraiseql counts deliveries itself, so a message
+                // leaves only for the dead letters.
+                max_deliver: -1,
+                max_ack_pending: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+    let lag = {
+        let inner = inner.clone();
+        let group = s.consumer_group.clone();
+        let mut c: async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer(&group)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            loop {
+                if let Ok(info) = c.info().await {
+                    inner.metrics.set(
+                        "fraiseql_nats_consumer_lag",
+                        &[("consumer", &group)],
+                        info.num_pending as f64,
+                    );
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    let result = consumer
+        .map_err(|e| e.to_string())
+        .try_for_each_concurrent(CONCURRENCY, |msg| async move {
+            handle(inner, s, sql, names, msg).await;
+            Ok(())
+        })
+        .await;
+    lag.abort();
+    result
+}
+
+/// One consumer group's loop: (re)attaches to the stream and consumes until stopped.
+pub(crate) async fn run(inner: Arc<Inner>, s: SubscriberConfig, sql: String, names: Vec<String>) {
+    loop {
+        if let Err(e) = consume(&inner, &s, &sql, &names).await {
+            tracing::warn!(consumer = %s.consumer_group, error = %e, "consumer stopped; reattaching");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,617 @@
+//! Events end to end against real PostgreSQL and a NATS server of each test's own: the seed's
+//! event and analytics tests, and the faults an outbox exists for (NATS down, the server killed,
+//! the analytics database refusing writes, a poison message, two instances in one group).
+
+use std::time::{Duration, Instant};
+
+use fraiseql::engine::events::dead_letter::{self, Retried};
+use fraiseql::testing::{NatsServer, TestClient, TestTenancy};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::harness::{example_dir, world_with};
+
+const SYNC_SQL: &str = "INSERT INTO tb_analytics_event (event_id, event_type, tenant_id, data, recorded_at) VALUES ($event_id, $subject, $tenant_id, $data, now()) ON CONFLICT (event_id) DO NOTHING";
+
+/// The example's observers and subscriber, pointed at `nats`, with quick retries.
+fn events_config(nats: &NatsServer, max_deliver: u32) -> String {
+    format!(
+        r#"
+[observers]
+enabled = true
+nats_url = "{url}"
+sweep_interval_ms = 200
+publish_timeout_ms = 1000
+full_sweep_secs = 3600
+[observers.stream]
+name = "EVENTS"
+subjects = ["analytics.>"]
+[[observers.rules]]
+entity = "Project"
+event = "CREATE"
+subject = "analytics.project_created"
+payload = {{ project_id = "id", name = "name" }}
+[[subscribers]]
+subject = "analytics.>"
+consumer_group = "analytics_sync"
+database = "shared"
+sql = "{SYNC_SQL}"
+max_deliver = {max_deliver}
+backoff_ms = 100
+max_backoff_ms = 400
+"#,
+        url = nats.url()
+    )
+}
+
+/// A world with events: tenants are provisioned by the caller; `tb_analytics_event` is created
+/// in the shared database.
+async fn events_world(nats: &NatsServer, max_deliver: u32) -> TestTenancy {
+    let t = world_with("database_per_tenant", &events_config(nats, max_deliver)).await;
+    let sql = std::fs::read_to_string(example_dir().join("migrations/shared/0001_analytics.sql"))
+        .expect("analytics migration");
+    t.shared
+        .connect()
+        .await
+        .expect("shared")
+        .batch_execute(&sql)
+        .await
+        .expect("analytics table");
+    t
+}
+
+async fn analytics_count(t: &TestTenancy, filter: &str) -> i64 {
+    let c = t.shared.connect().await.expect("shared");
+    c.query_one(
+        &format!("SELECT count(*) FROM tb_analytics_event WHERE {filter}"),
+        &[],
+    )
+    .await
+    .expect("count")
+    .get(0)
+}
+
+/// Waits until `count` reaches `n` (and stays there a moment, to catch duplicates).
+async fn wait_for_rows(t: &TestTenancy, n: i64, within: Duration) -> i64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = analytics_count(t, "true").await;
+        if got >= n || Instant::now() > deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return analytics_count(t, "true").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn org(client: &TestClient, name: &str) -> String {
+    let v = client
+        .execute_with(
+            "mutation($n: String!) { createOrganization(name: $n) { id } }",
+            json!({ "n": name }),
+        )
+        .await
+        .expect("execute")
+        .json;
+    v["data"]["createOrganization"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
+}
+
+async fn create_project(client: &TestClient, org: &str, name: &str) -> String {
+    let v = client
+        .execute_with(
+            "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id } }",
+            json!({ "o": org, "n": name }),
+        )
+        .await
+        .expect("execute")
+        .json;
+    v["data"]["createProject"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned()
+}
+
+/// The seed's `test_project_creation_event`: creating a project publishes
+/// `analytics.project_created` with the event's id, type, tenant key, project id and time.
+#[tokio::test]
+async fn test_project_creation_event() {
+    let nats = NatsServer::start().expect("nats");
+    let t = events_world(&nats, 5).await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    let watcher = async_nats::connect(nats.url()).await.expect("connect");
+    let mut sub = watcher
+        .subscribe("analytics.project_created")
+        .await
+        .expect("subscribe");
+    watcher.flush().await.expect("flush");
+
+    let org = org(&client, "Org").await;
+    let project = create_project(&client, &org, "Test").await;
+    let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("a message");
+    assert_eq!(msg.subject.as_str(), "analytics.project_created");
+    let body: Value = serde_json::from_slice(&msg.payload).expect("JSON");
+    assert_eq!(body["event_type"], "analytics.project_created");
+    assert_eq!(body["tenant_id"], "acme");
+    assert_eq!(body["project_id"], project.as_str());
+    assert_eq!(body["name"], "Test");
+    assert_eq!(body["operation"], "CREATE");
+    let event_id = body["event_id"].as_str().expect("event_id");
+    assert_eq!(event_id.len(), 36, "{body}");
+    assert_eq!(
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str()),
+        Some(event_id),
+        "the message id is the event id (JetStream de-duplicates on it): {:?}",
+        msg.headers
+    );
+    assert!(
+        body["timestamp"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("20")),
+        "{body}"
+    );
+}
+
+/// The seed's `test_analytics_sync`: the analytics_sync group writes the event once into
+/// `tb_analytics_event`, and the metrics count it.
+#[tokio::test]
+async fn test_analytics_sync() {
+    let nats = NatsServer::start().expect("nats");
+    let t = events_world(&nats, 5).await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    let org = org(&client, "Org").await;
+    let project = create_project(&client, &org, "Synced").await;
+
+    assert_eq!(wait_for_rows(&t, 1, Duration::from_secs(15)).await, 1);
+    let c = t.shared.connect().await.expect("shared");
+    let row = c
+        .query_one(
+            "SELECT event_type, tenant_id, data->>'project_id', event_id::text = data->>'event_id' FROM tb_analytics_event",
+            &[],
+        )
+        .await
+        .expect("row");
+    assert_eq!(row.get::<_, String>(0), "analytics.project_created");
+    assert_eq!(row.get::<_, String>(1), "acme");
+    assert_eq!(row.get::<_, String>(2), project);
+    assert!(row.get::<_, bool>(3));
+
+    let m = client.engine().metrics();
+    assert_eq!(
+        m.get(
+            "fraiseql_nats_events_processed",
+            &[
+                ("tenant_id", "acme"),
+                ("event_type", "analytics.project_created")
+            ]
+        ),
+        1.0
+    );
+    let text = client.get("/metrics", None).await.expect("metrics").text;
+    assert!(
+        text.contains(r#"fraiseql_nats_events_processed{tenant_id="acme",event_type="analytics.project_created"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("fraiseql_tenant_requests_total{tenant_id=\"acme\",endpoint=\"/graphql\"}"),
+        "{text}"
+    );
+    // The outbox row was marked sent.
+    let admin = t
+        .admin_client(&t.create_tenant("acme").await.expect("tenant"))
+        .await
+        .expect("admin");
+    let unsent: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fraiseql_outbox WHERE sent_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("outbox")
+        .get(0);
+    assert_eq!(unsent, 0);
+}
+
+/// NATS is down while 500 mutations commit across two tenants: once it is back, exactly 500
+/// analytics rows, no duplicates, none missing.
+#[tokio::test]
+async fn nats_down_while_500_mutations_commit_loses_nothing() {
+    let mut nats = NatsServer::start().expect("nats");
+    let t = events_world(&nats, 5).await;
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    let b = t.create_tenant("tenant_b").await.expect("b");
+    let mut ca = t.client().await.expect("client");
+    ca.set_tenant("tenant_a");
+    let mut cb = t.client().await.expect("client");
+    cb.set_tenant("tenant_b");
+    let (oa, ob) = (org(&ca, "A").await, org(&cb, "B").await);
+    assert!(
+        ca.engine()
+            .events()
+            .expect("events")
+            .wait_connected(Duration::from_secs(5))
+            .await
+    );
+
+    nats.stop();
+    for chunk in 0..25 {
+        let batch = (0..10).map(|i| {
+            let n = chunk * 10 + i;
+            let (c, o) = if n % 2 == 0 { (&ca, &oa) } else { (&cb, &ob) };
+            let name = format!("P{n:03}");
+            async move { create_project(c, o, &name).await }
+        });
+        futures_util::future::join_all(batch).await;
+    }
+    for chunk in 0..25 {
+        let batch = (0..10).map(|i| {
+            let n = 250 + chunk * 10 + i;
+            let (c, o) = if n % 2 == 0 { (&ca, &oa) } else { (&cb, &ob) };
+            let name = format!("P{n:03}");
+            async move { create_project(c, o, &name).await }
+        });
+        futures_util::future::join_all(batch).await;
+    }
+    assert_eq!(
+        analytics_count(&t, "true").await,
+        0,
+        "nothing can arrive while NATS is down"
+    );
+
+    nats.resume().expect("nats again");
+    assert_eq!(wait_for_rows(&t, 500, Duration::from_secs(90)).await, 500);
+    let c = t.shared.connect().await.expect("shared");
+    let row = c
+        .query_one(
+            "SELECT count(DISTINCT event_id), count(*) FILTER (WHERE tenant_id = 'tenant_a'), count(*) FILTER (WHERE tenant_id = 'tenant_b') FROM tb_analytics_event",
+            &[],
+        )
+        .await
+        .expect("counts");
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (500, 250, 250)
+    );
+    // Every outbox event is in analytics, and each outbox is fully sent.
+    for rec in [&a, &b] {
+        let admin = t.admin_client(rec).await.expect("admin");
+        let ids: Vec<String> = admin
+            .query("SELECT event_id::text FROM fraiseql_outbox ORDER BY 1", &[])
+            .await
+            .expect("outbox")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(ids.len(), 250);
+        let found: i64 = c
+            .query_one(
+                "SELECT count(*) FROM tb_analytics_event WHERE event_id::text = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .expect("match")
+            .get(0);
+        assert_eq!(found, 250);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let unsent: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM fraiseql_outbox WHERE sent_at IS NULL",
+                    &[],
+                )
+                .await
+                .expect("unsent")
+                .get(0);
+            if unsent == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{unsent} outbox rows never marked sent"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The analytics database refuses writes for a while: the messages are redelivered and land
+/// once. A poison message ends in the dead letters after max_deliver while others keep flowing;
+/// `retry` runs it again once it is fixed.
+#[tokio::test]
+async fn refused_writes_are_redelivered_and_poison_goes_to_dead_letters() {
+    let nats = NatsServer::start().expect("nats");
+    let t = events_world(&nats, 6).await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    let o = org(&client, "Org").await;
+    let shared = t.shared.connect().await.expect("shared");
+    shared
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'analytics is read-only for now'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON tb_analytics_event FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .expect("trigger");
+    for i in 0..5 {
+        create_project(&client, &o, &format!("Refused {i}")).await;
+    }
+    let m = client.engine().metrics();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while m.total("fraiseql_nats_handler_failures_total") < 5.0 {
+        assert!(Instant::now() < deadline, "the handler never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shared
+        .batch_execute("DROP TRIGGER refuse ON tb_analytics_event")
+        .await
+        .expect("drop trigger");
+    assert_eq!(wait_for_rows(&t, 5, Duration::from_secs(30)).await, 5);
+
+    // A poison message: event_id is not a uuid, so every delivery fails.
+    let publisher =
+        async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    publisher
+        .publish(
+            "analytics.poison",
+            r#"{"event_id": "not-a-uuid", "tenant_id": "acme", "event_type": "analytics.poison"}"#
+                .into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    // Others keep flowing meanwhile.
+    create_project(&client, &o, "After poison").await;
+    assert_eq!(wait_for_rows(&t, 6, Duration::from_secs(30)).await, 6);
+
+    let config = t.config.clone();
+    let pools = fraiseql::engine::db::Pools::new(&config, Duration::from_secs(5), Some("tenant"))
+        .expect("pools");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let letters = loop {
+        let l = dead_letter::list(&config, &pools).await.expect("list");
+        if !l.is_empty() || Instant::now() > deadline {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let dl = &letters[0];
+    assert_eq!(
+        (dl.consumer.as_str(), dl.subject.as_str(), dl.attempts),
+        ("analytics_sync", "analytics.poison", 6)
+    );
+    assert!(dl.error.contains("22P02"), "{}", dl.error);
+    assert_eq!(m.total("fraiseql_nats_dead_letters_total"), 1.0);
+    assert_eq!(
+        analytics_count(&t, "true").await,
+        6,
+        "each event landed once"
+    );
+
+    // Retried as is: fails again, recorded.
+    let r = dead_letter::retry(&config, &pools, None)
+        .await
+        .expect("retry");
+    assert!(
+        matches!(r.as_slice(), [Retried::Failed(id, _)] if *id == dl.id),
+        "{r:?}"
+    );
+    // Fixed, then retried: it lands and leaves the dead letters.
+    let fixed = json!({"event_id": "6b3e1f9e-8d7c-4d1b-9a8e-3f2c1d0b9a87", "tenant_id": "acme", "event_type": "analytics.poison"}).to_string();
+    let db = t.shared.connect().await.expect("shared");
+    db.execute(
+        "UPDATE fraiseql_dead_letter SET payload = $1 WHERE id = $2",
+        &[&fixed, &dl.id],
+    )
+    .await
+    .expect("fix");
+    let r = dead_letter::retry(&config, &pools, Some(dl.id))
+        .await
+        .expect("retry");
+    assert_eq!(r, vec![Retried::Done(dl.id)]);
+    assert_eq!(
+        analytics_count(&t, "event_type = 'analytics.poison'").await,
+        1
+    );
+    assert!(dead_letter::list(&config, &pools)
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+/// Two server instances in one consumer group: every event is handled exactly once between them.
+#[tokio::test]
+async fn two_instances_share_one_consumer_group() {
+    let nats = NatsServer::start().expect("nats");
+    let t = events_world(&nats, 5).await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut one = t.client().await.expect("one");
+    let mut two = t.client().await.expect("two");
+    one.set_tenant("acme");
+    two.set_tenant("acme");
+    let o = org(&one, "Org").await;
+    let names: Vec<String> = (0..200).map(|i| format!("P{i:03}")).collect();
+    for chunk in names.chunks(50) {
+        let v = two
+            .execute_with(
+                "mutation($o: ID!, $n: [String!]!) { bulkCreateProjects(orgId: $o, names: $n) { id } }",
+                json!({ "o": o, "n": chunk }),
+            )
+            .await
+            .expect("bulk")
+            .json;
+        assert!(v.get("errors").is_none(), "{v}");
+    }
+    assert_eq!(wait_for_rows(&t, 200, Duration::from_secs(30)).await, 200);
+    let handled = |c: &TestClient| c.engine().metrics().total("fraiseql_nats_events_processed");
+    let (a, b) = (handled(&one), handled(&two));
+    assert_eq!(a + b, 200.0, "one: {a}, two: {b}");
+}
+
+/// A `saas-server` process of this test's own (the example's binary, Rust resolvers included).
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Server {
+    async fn start(config: &std::path::Path, port: u16) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_saas-server"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn saas-server");
+        let s = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while s.request("GET /health HTTP/1.1", "", "").await.is_none() {
+            assert!(Instant::now() < deadline, "saas-server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        s
+    }
+
+    /// One HTTP/1.1 request; the body of the answer (None if the server does not answer).
+    async fn request(&self, line: &str, tenant: &str, body: &str) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .ok()?;
+        let req = format!(
+            "{line}\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Tenant-ID: {tenant}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.ok()?;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+    }
+
+    async fn graphql(&self, tenant: &str, query: &str, variables: Value) -> Value {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let text = self
+            .request("POST /graphql HTTP/1.1", tenant, &body)
+            .await
+            .expect("answer");
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL: no shutdown code runs.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The server is killed with SIGKILL after its mutations committed and before their events were
+/// published (NATS is down, so publishing cannot happen first): after a restart every event
+/// arrives once.
+#[tokio::test]
+async fn events_survive_a_sigkill_between_commit_and_publish() {
+    let mut nats = NatsServer::start().expect("nats");
+    let t = events_world(&nats, 5).await;
+    let rec = t.create_tenant("acme").await.expect("tenant");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let text = format!(
+        r#"[server]
+port = {port}
+[schema]
+path = "{schema}"
+[multi_tenancy]
+enabled = true
+strategy = "database_per_tenant"
+name_prefix = "{prefix}"
+[databases.tenant]
+type = "postgresql"
+url = "{url}"
+pool_max = 4
+[databases.shared]
+type = "postgresql"
+url = "{url}"
+pool_max = 4
+[auth]
+required = false
+secret = "{secret}"
+issuer = "fraiseql"
+audience = "fraiseql"
+{events}"#,
+        schema = example_dir().join("schema.graphql").display(),
+        prefix = t.prefix,
+        url = t.shared.url,
+        secret = fraiseql::testing::TEST_JWT_SECRET,
+        events = events_config(&nats, 5),
+    );
+    let config = std::env::temp_dir().join(format!("fraiseql-sigkill-{port}.toml"));
+    std::fs::write(&config, text).expect("config");
+
+    nats.stop();
+    let mut server = Server::start(&config, port).await;
+    let v = server
+        .graphql(
+            "acme",
+            r#"mutation { createOrganization(name: "Org") { id } }"#,
+            json!({}),
+        )
+        .await;
+    let org = v["data"]["createOrganization"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    for i in 0..20 {
+        let v = server
+            .graphql(
+                "acme",
+                "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id } }",
+                json!({ "o": org, "n": format!("Killed {i}") }),
+            )
+            .await;
+        assert!(v["data"]["createProject"]["id"].is_string(), "{v}");
+    }
+    server.kill();
+    let admin = t.admin_client(&rec).await.expect("admin");
+    let unsent: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM fraiseql_outbox WHERE sent_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("outbox")
+        .get(0);
+    assert_eq!(unsent, 20, "committed, not published");
+
+    nats.resume().expect("nats again");
+    let _server = Server::start(&config, port).await;
+    assert_eq!(wait_for_rows(&t, 20, Duration::from_secs(30)).await, 20);
+    assert_eq!(analytics_count(&t, "tenant_id = 'acme'").await, 20);
+    let _ = std::fs::remove_file(&config);
+}
