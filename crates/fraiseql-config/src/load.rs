@@ -604,11 +604,17 @@ impl Cx<'_> {
     ) -> Result<SubscriberConfig, ConfigError> {
         let path = format!("subscribers.{i}");
         let big = i64::from(u32::MAX);
-        if !databases.contains_key(&r.database) {
-            return Err(self.invalid(
-                &format!("{path}.database"),
-                format!("no [databases.{}]", r.database),
-            ));
+        match (&r.sql, &r.database) {
+            (Some(_), None) => {
+                return Err(self.invalid(
+                    &format!("{path}.database"),
+                    "`sql` needs `database`: the [databases.<name>] it runs on",
+                ))
+            }
+            (_, Some(d)) if !databases.contains_key(d) => {
+                return Err(self.invalid(&format!("{path}.database"), format!("no [databases.{d}]")))
+            }
+            _ => {}
         }
         if r.consumer_group.is_empty()
             || !r

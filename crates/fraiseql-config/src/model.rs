@@ -261,10 +261,11 @@ pub struct SubscriberConfig {
     /// The durable consumer's name, shared by every server instance.
     pub consumer_group: String,
     /// The `[databases.<name>]` the SQL runs on.
-    pub database: String,
+    pub database: Option<String>,
     /// One statement; `$name` binds the message's top-level field `name` (`NULL` if absent),
-    /// `$data` the whole message, `$subject` its subject.
-    pub sql: String,
+    /// `$data` the whole message, `$subject` its subject. Without it, a Rust handler registered
+    /// for the consumer group handles the messages.
+    pub sql: Option<String>,
     /// Deliveries before a message goes to the dead letters.
     pub max_deliver: i64,
     /// Seconds before an unacknowledged delivery is redelivered.
@@ -459,8 +460,8 @@ pub(crate) struct RawRule {
 pub(crate) struct RawSubscriber {
     pub subject: String,
     pub consumer_group: String,
-    pub database: String,
-    pub sql: String,
+    pub database: Option<String>,
+    pub sql: Option<String>,
     pub max_deliver: Option<Num>,
     pub ack_wait_secs: Option<Num>,
     pub backoff_ms: Option<Num>,

@@ -276,6 +276,7 @@ impl Engine {
             self.tenants.clone(),
             self.pools.clone(),
             self.metrics.clone(),
+            &self.resolvers,
         )
         .await?;
         let _ = self.events.set(events);
@@ -542,6 +543,8 @@ impl Engine {
                 resolvers: &self.resolvers,
                 statements: &self.statements,
                 observers: &self.observers,
+                subjects: &self.config.observers.stream.subjects,
+                record_events: self.config.observers.enabled,
             };
             let done = work::run(&env, &plan, ctx, write).await;
             if !done.aborted && !done.events.is_empty() {

@@ -23,7 +23,10 @@ mod work;
 pub use engine::{Engine, EngineError, IdentifyError, RequestContext};
 pub use error::{ErrorCode, GraphqlError};
 pub use request::{GraphqlRequest, RequestParseError};
-pub use resolvers::{Args, Context, FieldBatch, ResolverError, Resolvers, Transaction};
+pub use resolvers::{
+    Args, Change, Context, Event, EventContext, EventMessage, FieldBatch, ResolverError, Resolvers,
+    Transaction,
+};
 pub use response::{Outcome, ResponseBody};
 pub mod auth;
 pub mod tenancy;

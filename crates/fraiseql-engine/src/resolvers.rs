@@ -48,17 +48,28 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type FieldFn =
     dyn Fn(Context, FieldBatch) -> BoxFuture<Result<Vec<Value>, ResolverError>> + Send + Sync;
 type RootFn = dyn Fn(Context, Args) -> BoxFuture<Result<Value, ResolverError>> + Send + Sync;
+type ObserverFn =
+    dyn Fn(Context, Change) -> BoxFuture<Result<Vec<Event>, ResolverError>> + Send + Sync;
+pub(crate) type SubscriberFn =
+    dyn Fn(EventContext, EventMessage) -> BoxFuture<Result<(), ResolverError>> + Send + Sync;
 
-/// The resolvers an engine serves, by coordinate.
+/// The Rust code an engine serves: resolvers by coordinate, observers by entity change, and
+/// subscriber handlers by consumer group.
 #[derive(Clone, Default)]
 pub struct Resolvers {
     fields: HashMap<String, Arc<FieldFn>>,
     roots: HashMap<String, Arc<RootFn>>,
+    observers: HashMap<(String, String), Vec<Arc<ObserverFn>>>,
+    subscribers: HashMap<String, Arc<SubscriberFn>>,
 }
 
 impl std::fmt::Debug for Resolvers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.coordinates()).finish()
+        f.debug_struct("Resolvers")
+            .field("coordinates", &self.coordinates())
+            .field("observers", &self.observers.keys().collect::<Vec<_>>())
+            .field("subscribers", &self.subscribers.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -109,6 +120,47 @@ impl Resolvers {
         self
     }
 
+    /// Registers a Rust observer of `entity` (a `@view` type) for `operation` (`CREATE`,
+    /// `UPDATE`, `DELETE`), i.e. for every mutation declaring that change
+    /// (`@mutation(operation:, entity:)`). It runs in the mutation's transaction with the changed
+    /// keys; the events it returns are written to the outbox there, so they commit with the
+    /// change (and `event_id`, `event_type`, `tenant_id`, `timestamp` are added to each payload).
+    pub fn observer<F, Fut>(mut self, entity: &str, operation: &str, f: F) -> Self
+    where
+        F: Fn(Context, Change) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Event>, ResolverError>> + Send + 'static,
+    {
+        let f: Arc<ObserverFn> = Arc::new(move |ctx, change| Box::pin(f(ctx, change)));
+        self.observers
+            .entry((entity.to_owned(), operation.to_owned()))
+            .or_default()
+            .push(f);
+        self
+    }
+
+    /// Registers the handler of `[[subscribers]]` entry `consumer_group` (one without `sql`).
+    /// The message is acknowledged once it returns `Ok` (commit your writes before returning);
+    /// an `Err` redelivers it with backoff, up to `max_deliver` times, then dead-letters it.
+    pub fn subscriber<F, Fut>(mut self, consumer_group: &str, f: F) -> Self
+    where
+        F: Fn(EventContext, EventMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ResolverError>> + Send + 'static,
+    {
+        let f: Arc<SubscriberFn> = Arc::new(move |ctx, msg| Box::pin(f(ctx, msg)));
+        self.subscribers.insert(consumer_group.to_owned(), f);
+        self
+    }
+
+    pub(crate) fn observers_of(&self, entity: &str, operation: &str) -> &[Arc<ObserverFn>] {
+        self.observers
+            .get(&(entity.to_owned(), operation.to_owned()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn subscriber_fn(&self, group: &str) -> Option<&Arc<SubscriberFn>> {
+        self.subscribers.get(group)
+    }
+
     /// Every registered coordinate (`Type.field`).
     pub fn coordinates(&self) -> BTreeSet<String> {
         self.fields
@@ -124,6 +176,64 @@ impl Resolvers {
 
     pub(crate) fn root_fn(&self, coordinate: &str) -> Option<&Arc<RootFn>> {
         self.roots.get(coordinate)
+    }
+}
+
+/// A change a Rust observer is told about.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The `@view` type.
+    pub entity: String,
+    /// `CREATE`, `UPDATE` or `DELETE`.
+    pub operation: String,
+    /// The keys of the changed rows (for DELETE, of rows that no longer exist).
+    pub keys: Vec<Value>,
+}
+
+/// An event a Rust observer asks to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The subject (must be captured by `[observers.stream] subjects`).
+    pub subject: String,
+    /// A JSON object.
+    pub payload: Value,
+}
+
+impl Event {
+    /// An event on `subject` with `payload` (a JSON object).
+    pub fn new(subject: impl Into<String>, payload: Value) -> Self {
+        Self {
+            subject: subject.into(),
+            payload,
+        }
+    }
+}
+
+/// A message a Rust subscriber handles.
+#[derive(Debug, Clone)]
+pub struct EventMessage {
+    /// Its subject.
+    pub subject: String,
+    /// Its JSON body.
+    pub payload: Value,
+    /// Which delivery this is (1 for the first).
+    pub delivered: i64,
+}
+
+/// What a Rust subscriber can reach: the configured databases.
+#[derive(Clone)]
+pub struct EventContext {
+    pub(crate) pools: Arc<Pools>,
+}
+
+impl EventContext {
+    /// A pooled connection to `[databases.<name>]` (run your writes in a transaction and commit
+    /// before returning).
+    pub async fn database(&self, name: &str) -> Result<deadpool_postgres::Object, ResolverError> {
+        let pool = self.pools.get(name).ok_or_else(|| {
+            ResolverError::internal(format!("database `{name}` is not configured"))
+        })?;
+        Ok(pool.get().await?)
     }
 }
 

@@ -36,6 +36,10 @@ pub(crate) struct Env<'e> {
     pub resolvers: &'e Resolvers,
     pub statements: &'e Arc<AtomicU64>,
     pub observers: &'e Observers,
+    /// `[observers.stream] subjects`: events of Rust observers must fall under them.
+    pub subjects: &'e [String],
+    /// `[observers] enabled`: without it no event is recorded.
+    pub record_events: bool,
 }
 
 /// The root fields' results, field errors found on the way, and whether `data` must be `null`.
@@ -311,7 +315,11 @@ async fn record(
         .env
         .observers
         .statements(&change.entity, &change.operation);
-    if statements.is_empty() {
+    let rust = txs
+        .env
+        .resolvers
+        .observers_of(&change.entity, &change.operation);
+    if !txs.env.record_events || (statements.is_empty() && rust.is_empty()) {
         return Ok(());
     }
     let keys: Vec<Value> = match keys {
@@ -322,7 +330,7 @@ async fn record(
     if keys.is_empty() {
         return Ok(());
     }
-    let array = param_text(&Value::Array(keys));
+    let array = param_text(&Value::Array(keys.clone()));
     let tenant = txs.context_value(ContextValue::TenantKey);
     // The outbox is in the tenant database: the event commits with the change or not at all.
     let tx = txs.get(TENANT_DATABASE).await?;
@@ -344,6 +352,66 @@ async fn record(
                 payload: row.try_get(2).map_err(err)?,
             });
         }
+    }
+    if rust.is_empty() {
+        return Ok(());
+    }
+    // Rust observers: their events go into the same outbox, in the same transaction.
+    let ctx = context(txs).await?;
+    let mut subjects = Vec::new();
+    let mut payloads = Vec::new();
+    for f in rust {
+        let change = crate::resolvers::Change {
+            entity: change.entity.clone(),
+            operation: change.operation.clone(),
+            keys: keys.clone(),
+        };
+        for e in f(ctx.clone(), change).await.map_err(|e| e.into_graphql())? {
+            if !txs
+                .env
+                .subjects
+                .iter()
+                .any(|p| fraiseql_config::subject_matches(p, &e.subject))
+            {
+                tracing::error!(subject = %e.subject, "observer event outside the stream's subjects");
+                return Err(GraphqlError::new(
+                    ErrorCode::InternalServerError,
+                    "an observer produced an event the stream does not capture (see server log)",
+                ));
+            }
+            if !e.payload.is_object() {
+                return Err(GraphqlError::new(
+                    ErrorCode::InternalServerError,
+                    "an observer produced an event whose payload is not a JSON object",
+                ));
+            }
+            subjects.push(e.subject);
+            payloads.push(e.payload.to_string());
+        }
+    }
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    txs.env.statements.fetch_add(1, Ordering::Relaxed);
+    let rows = ctx
+        .tx
+        .held
+        .client()
+        .query(
+            "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
+             SELECT e.eid, $1, e.subject, e.payload::jsonb || jsonb_build_object('event_id', e.eid, 'event_type', e.subject, 'tenant_id', $1::text, 'timestamp', to_jsonb(statement_timestamp())) \
+             FROM (SELECT gen_random_uuid() AS eid, u.s AS subject, u.p AS payload FROM unnest($2::text[], $3::text[]) AS u(s, p)) e \
+             RETURNING event_id::text, subject, payload::text",
+            &[&tenant, &subjects, &payloads],
+        )
+        .await
+        .map_err(err)?;
+    for row in rows {
+        out.push(OutboxEvent {
+            event_id: row.try_get(0).map_err(err)?,
+            subject: row.try_get(1).map_err(err)?,
+            payload: row.try_get(2).map_err(err)?,
+        });
     }
     Ok(())
 }

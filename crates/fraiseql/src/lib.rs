@@ -13,7 +13,9 @@ pub use fraiseql_plan as plan;
 pub use fraiseql_schema as schema;
 pub use fraiseql_server as server;
 
-pub use fraiseql_engine::resolvers::{Args, Context, FieldBatch, ResolverError, Resolvers};
+pub use fraiseql_engine::resolvers::{
+    Args, Change, Context, Event, EventContext, EventMessage, FieldBatch, ResolverError, Resolvers,
+};
 pub use fraiseql_engine::Engine;
 
 /// Why [`run`] stopped with an error.

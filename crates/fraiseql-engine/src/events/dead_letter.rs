@@ -3,10 +3,10 @@
 
 use fraiseql_config::Config;
 use serde::Serialize;
-use tokio_postgres::types::ToSql;
 
 use super::{EventsError, Inner};
-use crate::db::{Pools, TextParam};
+use crate::db::Pools;
+use crate::resolvers::Resolvers;
 
 /// The table, created when the event runtime starts.
 pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_dead_letter (
@@ -150,19 +150,31 @@ pub enum Retried {
 }
 
 /// Runs each dead letter's consumer-group statement again (`id`: only that one). A success
-/// deletes the dead letter; a failure records the new error.
+/// deletes the dead letter; a failure records the new error. Groups handled by Rust code need
+/// [`retry_with`] and the application's resolvers.
 pub async fn retry(
     config: &Config,
     pools: &Pools,
     id: Option<i64>,
 ) -> Result<Vec<Retried>, DeadLetterError> {
+    retry_with(config, pools, &Resolvers::new(), id).await
+}
+
+/// [`retry`] with the application's Rust subscriber handlers.
+pub async fn retry_with(
+    config: &Config,
+    pools: &Pools,
+    resolvers: &Resolvers,
+    id: Option<i64>,
+) -> Result<Vec<Retried>, DeadLetterError> {
     let c = client(config, pools).await?;
+    let shared = std::sync::Arc::new(pools.clone());
     let mut out = Vec::new();
     for dl in list(config, pools).await? {
         if id.is_some_and(|i| i != dl.id) {
             continue;
         }
-        let outcome = retry_one(config, pools, &dl).await;
+        let outcome = retry_one(config, &shared, resolvers, &dl).await;
         match outcome {
             Ok(()) => {
                 c.execute("DELETE FROM fraiseql_dead_letter WHERE id = $1", &[&dl.id])
@@ -184,39 +196,30 @@ pub async fn retry(
     Ok(out)
 }
 
-async fn retry_one(config: &Config, pools: &Pools, dl: &DeadLetter) -> Result<(), String> {
+async fn retry_one(
+    config: &Config,
+    pools: &std::sync::Arc<Pools>,
+    resolvers: &Resolvers,
+    dl: &DeadLetter,
+) -> Result<(), String> {
     let s = config
         .subscribers
         .iter()
         .find(|s| s.consumer_group == dl.consumer)
         .ok_or_else(|| format!("consumer group `{}` is no longer configured", dl.consumer))?;
-    let (sql, names) = fraiseql_schema::compile_open(&s.sql)?;
+    let handler = super::handler(s, resolvers).map_err(|e| e.to_string())?;
     let body: serde_json::Value =
         serde_json::from_str(&dl.payload).map_err(|e| format!("the message is not JSON: {e}"))?;
     if !body.is_object() {
         return Err("the message is not a JSON object".to_owned());
     }
-    let pool = pools
-        .get(&s.database)
-        .ok_or_else(|| format!("database `{}` is not configured", s.database))?;
-    let client = pool.get().await.map_err(|e| e.to_string())?;
-    let values: Vec<Option<String>> = names
-        .iter()
-        .map(|n| match n.as_str() {
-            "data" => Some(dl.payload.clone()),
-            "subject" => Some(dl.subject.clone()),
-            other => body.get(other).and_then(fraiseql_plan::param_text),
-        })
-        .collect();
-    let params: Vec<Option<TextParam<'_>>> =
-        values.iter().map(|v| v.as_deref().map(TextParam)).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    client
-        .execute(sql.as_str(), &refs)
-        .await
-        .map(drop)
-        .map_err(|e| match e.as_db_error() {
-            Some(d) => format!("{}: {}", d.code().code(), d.message()),
-            None => e.to_string(),
-        })
+    super::subscribe::run_handler(
+        pools,
+        &handler,
+        &dl.subject,
+        &dl.payload,
+        &body,
+        dl.attempts + 1,
+    )
+    .await
 }

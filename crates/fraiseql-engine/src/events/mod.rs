@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::Pools;
 use crate::metrics::Metrics;
+use crate::resolvers::Resolvers;
 use crate::tenancy::{TenantRecord, Tenants};
 
 pub use outbox::{ObserverStatement, Observers, OutboxEvent};
@@ -127,6 +128,7 @@ impl Events {
         tenants: Option<Tenants>,
         pools: Arc<Pools>,
         metrics: Arc<Metrics>,
+        resolvers: &Resolvers,
     ) -> Result<Self, EventsError> {
         let o = config.observers.clone();
         let url = o.nats_url.clone().ok_or(EventsError::NoUrl)?;
@@ -153,12 +155,7 @@ impl Events {
         }
         let mut compiled = Vec::new();
         for s in &config.subscribers {
-            let (sql, names) =
-                fraiseql_schema::compile_open(&s.sql).map_err(|message| EventsError::Template {
-                    group: s.consumer_group.clone(),
-                    message,
-                })?;
-            compiled.push((s.clone(), sql, names));
+            compiled.push((s.clone(), handler(s, resolvers)?));
         }
         let inner = Arc::new(Inner {
             config: o,
@@ -171,8 +168,8 @@ impl Events {
             dirty: Mutex::new(HashMap::new()),
         });
         let mut tasks = vec![tokio::spawn(relay::run(inner.clone()))];
-        for (s, sql, names) in compiled {
-            tasks.push(tokio::spawn(subscribe::run(inner.clone(), s, sql, names)));
+        for (s, h) in compiled {
+            tasks.push(tokio::spawn(subscribe::run(inner.clone(), s, h)));
         }
         Ok(Self {
             inner,
@@ -204,6 +201,38 @@ impl Events {
         }
         let inner = self.inner.clone();
         tokio::spawn(async move { relay::publish_committed(&inner, target, events).await });
+    }
+}
+
+/// The handler of a `[[subscribers]]` entry: its SQL, or the Rust handler registered for it.
+pub(crate) fn handler(
+    s: &fraiseql_config::SubscriberConfig,
+    resolvers: &Resolvers,
+) -> Result<subscribe::Handler, EventsError> {
+    let template = |message: String| EventsError::Template {
+        group: s.consumer_group.clone(),
+        message,
+    };
+    match (
+        &s.sql,
+        &s.database,
+        resolvers.subscriber_fn(&s.consumer_group),
+    ) {
+        (Some(_), _, Some(_)) => Err(template(
+            "is set and a Rust handler is registered too: keep one".to_owned(),
+        )),
+        (Some(sql), Some(database), None) => {
+            let (sql, names) = fraiseql_schema::compile_open(sql).map_err(template)?;
+            Ok(subscribe::Handler::Sql {
+                sql,
+                names,
+                database: database.clone(),
+            })
+        }
+        (None, _, Some(f)) => Ok(subscribe::Handler::Rust(f.clone())),
+        _ => Err(template(
+            "is missing and no Rust handler is registered for this consumer group".to_owned(),
+        )),
     }
 }
 

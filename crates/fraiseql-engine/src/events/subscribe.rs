@@ -14,7 +14,8 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
 use super::{dead_letter, ensure_stream, Inner};
-use crate::db::TextParam;
+use crate::db::{Pools, TextParam};
+use crate::resolvers::{EventContext, EventMessage, SubscriberFn};
 
 /// Messages handled at once per consumer group and instance.
 const CONCURRENCY: usize = 16;
@@ -28,20 +29,61 @@ fn backoff(s: &SubscriberConfig, delivered: i64) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// Runs the group's statement for one message; `Err` is the reason (for logs and dead letters).
+/// How a consumer group handles a message.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    /// `[[subscribers]] sql`, compiled: the statement, its parameter names, its database.
+    Sql {
+        sql: String,
+        names: Vec<String>,
+        database: String,
+    },
+    /// A Rust handler registered for the group.
+    Rust(Arc<SubscriberFn>),
+}
+
+/// Runs the group's handler for one message; `Err` is the reason (for logs and dead letters).
+pub(crate) async fn run_handler(
+    pools: &Arc<Pools>,
+    handler: &Handler,
+    subject: &str,
+    raw: &str,
+    body: &Value,
+    delivered: i64,
+) -> Result<(), String> {
+    match handler {
+        Handler::Sql {
+            sql,
+            names,
+            database,
+        } => handle_sql(pools, database, sql, names, subject, raw, body).await,
+        Handler::Rust(f) => f(
+            EventContext {
+                pools: pools.clone(),
+            },
+            EventMessage {
+                subject: subject.to_owned(),
+                payload: body.clone(),
+                delivered,
+            },
+        )
+        .await
+        .map_err(|e| e.message),
+    }
+}
+
 async fn handle_sql(
-    inner: &Inner,
-    s: &SubscriberConfig,
+    pools: &Pools,
+    database: &str,
     sql: &str,
     names: &[String],
     subject: &str,
     raw: &str,
     body: &Value,
 ) -> Result<(), String> {
-    let pool = inner
-        .pools
-        .get(&s.database)
-        .ok_or_else(|| format!("database `{}` is not configured", s.database))?;
+    let pool = pools
+        .get(database)
+        .ok_or_else(|| format!("database `{database}` is not configured"))?;
     let client = pool.get().await.map_err(|e| e.to_string())?;
     let values: Vec<Option<String>> = names
         .iter()
@@ -71,8 +113,7 @@ async fn handle_sql(
 async fn handle(
     inner: &Inner,
     s: &SubscriberConfig,
-    sql: &str,
-    names: &[String],
+    handler: &Handler,
     msg: async_nats::jetstream::Message,
 ) {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
@@ -81,7 +122,9 @@ async fn handle(
     let body: Result<Value, String> =
         serde_json::from_str(&raw).map_err(|e| format!("the message is not JSON: {e}"));
     let result = match &body {
-        Ok(b @ Value::Object(_)) => handle_sql(inner, s, sql, names, &subject, &raw, b).await,
+        Ok(b @ Value::Object(_)) => {
+            run_handler(&inner.pools, handler, &subject, &raw, b, delivered).await
+        }
         Ok(_) => Err("the message is not a JSON object".to_owned()),
         Err(e) => Err(e.clone()),
     };
@@ -145,8 +188,7 @@ async fn handle(
 async fn consume(
     inner: &Arc<Inner>,
     s: &SubscriberConfig,
-    sql: &str,
-    names: &[String],
+    handler: &Handler,
 ) -> Result<(), String> {
     let stream = ensure_stream(inner).await?;
     let consumer: pull::Stream = stream
@@ -192,7 +234,7 @@ async fn consume(
     let result = consumer
         .map_err(|e| e.to_string())
         .try_for_each_concurrent(CONCURRENCY, |msg| async move {
-            handle(inner, s, sql, names, msg).await;
+            handle(inner, s, handler, msg).await;
             Ok(())
         })
         .await;
@@ -201,9 +243,9 @@ async fn consume(
 }
 
 /// One consumer group's loop: (re)attaches to the stream and consumes until stopped.
-pub(crate) async fn run(inner: Arc<Inner>, s: SubscriberConfig, sql: String, names: Vec<String>) {
+pub(crate) async fn run(inner: Arc<Inner>, s: SubscriberConfig, handler: Handler) {
     loop {
-        if let Err(e) = consume(&inner, &s, &sql, &names).await {
+        if let Err(e) = consume(&inner, &s, &handler).await {
             tracing::warn!(consumer = %s.consumer_group, error = %e, "consumer stopped; reattaching");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

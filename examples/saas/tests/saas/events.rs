@@ -615,3 +615,122 @@ audience = "fraiseql"
     assert_eq!(analytics_count(&t, "tenant_id = 'acme'").await, 20);
     let _ = std::fs::remove_file(&config);
 }
+
+/// Observers and subscribers written in Rust: an observer of task updates adds an event in the
+/// mutation's transaction; a Rust handler of consumer group `audit` writes it down.
+#[tokio::test]
+async fn rust_observers_and_subscribers() {
+    use fraiseql::{Event, Resolvers};
+    let nats = NatsServer::start().expect("nats");
+    let extra = format!(
+        "{}\n[[subscribers]]\nsubject = \"analytics.task_changed\"\nconsumer_group = \"audit\"\nmax_deliver = 3\nbackoff_ms = 50\n",
+        events_config(&nats, 5)
+    );
+    let t = world_with("database_per_tenant", &extra).await;
+    let sql = std::fs::read_to_string(example_dir().join("migrations/shared/0001_analytics.sql"))
+        .expect("analytics migration");
+    let shared = t.shared.connect().await.expect("shared");
+    shared
+        .batch_execute(&format!(
+            "{sql}; CREATE TABLE audit_log (event_id uuid PRIMARY KEY, task_id text, status text)"
+        ))
+        .await
+        .expect("tables");
+    let rec = t.create_tenant("acme").await.expect("tenant");
+    let resolvers = Resolvers::new()
+        .observer("Task", "UPDATE", |ctx, change| async move {
+            let ids: Vec<String> = change
+                .keys
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
+            let rows = ctx
+                .db()
+                .query(
+                    "SELECT id::text, status FROM tb_task WHERE id::text = ANY($1) ORDER BY id",
+                    &[&ids],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    Event::new(
+                        "analytics.task_changed",
+                        json!({ "task_id": r.get::<_, String>(0), "status": r.get::<_, String>(1), "event_id": "forged" }),
+                    )
+                })
+                .collect())
+        })
+        .subscriber("audit", |ctx, msg| async move {
+            let db = ctx.database("shared").await?;
+            db.execute(
+                "INSERT INTO audit_log (event_id, task_id, status) VALUES ($1::text::uuid, $2, $3) ON CONFLICT DO NOTHING",
+                &[
+                    &msg.payload["event_id"].as_str().unwrap_or_default(),
+                    &msg.payload["task_id"].as_str().unwrap_or_default(),
+                    &msg.payload["status"].as_str().unwrap_or_default(),
+                ],
+            )
+            .await?;
+            Ok(())
+        });
+    let mut client = t.client_with(resolvers).await.expect("client");
+    client.set_tenant("acme");
+    let o = org(&client, "Org").await;
+    let p = create_project(&client, &o, "P").await;
+    let admin = t.admin_client(&rec).await.expect("admin");
+    let task: String = admin
+        .query_one(
+            "INSERT INTO tb_task (tenant_id, fk_project, title, identifier) SELECT $1, pk_project, 'T', 't' FROM tb_project WHERE id = $2::text::uuid RETURNING id::text",
+            &[&rec.id, &p],
+        )
+        .await
+        .expect("task")
+        .get(0);
+    let v = client
+        .execute_with(
+            "mutation($id: ID!) { updateTaskStatus(id: $id, status: DONE) { status } }",
+            json!({ "id": task }),
+        )
+        .await
+        .expect("update")
+        .json;
+    assert_eq!(v, json!({"data": {"updateTaskStatus": {"status": "done"}}}));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let rows = shared
+            .query("SELECT event_id::text, task_id, status FROM audit_log", &[])
+            .await
+            .expect("audit");
+        if let Some(r) = rows.first() {
+            break (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+            );
+        }
+        assert!(Instant::now() < deadline, "the Rust subscriber never wrote");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((row.1.as_str(), row.2.as_str()), (task.as_str(), "done"));
+    assert_eq!(
+        row.0.len(),
+        36,
+        "the engine's event id, not the observer's: {}",
+        row.0
+    );
+    // The same event reached analytics_sync too (subject analytics.>), with the same id.
+    assert_eq!(wait_for_rows(&t, 2, Duration::from_secs(20)).await, 2);
+    assert_eq!(
+        analytics_count(
+            &t,
+            &format!(
+                "event_type = 'analytics.task_changed' AND event_id::text = '{}'",
+                row.0
+            )
+        )
+        .await,
+        1
+    );
+}
