@@ -202,7 +202,25 @@ async fn execute(
     match req {
         Ok(req) => {
             let started = std::time::Instant::now();
-            let outcome = state.engine.execute(&req, method, &ctx).await;
+            // In a task of its own: a client that disconnects (or the request timeout) must not
+            // cancel a mutation between its COMMIT and handing its events to the relay.
+            let engine = state.engine.clone();
+            let task_ctx = ctx.clone();
+            let outcome =
+                match tokio::spawn(async move { engine.execute(&req, method, &task_ctx).await })
+                    .await
+                {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::error!(error = %e, "request task failed");
+                        return error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            media,
+                            ErrorCode::InternalServerError,
+                            "internal error (see server log)",
+                        );
+                    }
+                };
             record(&state.engine, &ctx, &outcome, started.elapsed());
             respond(outcome, media)
         }
