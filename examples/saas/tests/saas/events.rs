@@ -47,7 +47,11 @@ max_backoff_ms = 400
 /// A world with events: tenants are provisioned by the caller; `tb_analytics_event` is created
 /// in the shared database.
 async fn events_world(nats: &NatsServer, max_deliver: u32) -> TestTenancy {
-    let t = world_with("database_per_tenant", &events_config(nats, max_deliver)).await;
+    events_world_with("database_per_tenant", nats, max_deliver).await
+}
+
+async fn events_world_with(strategy: &str, nats: &NatsServer, max_deliver: u32) -> TestTenancy {
+    let t = world_with(strategy, &events_config(nats, max_deliver)).await;
     let sql = std::fs::read_to_string(example_dir().join("migrations/shared/0001_analytics.sql"))
         .expect("analytics migration");
     t.shared
@@ -162,12 +166,14 @@ async fn test_project_creation_event() {
     );
 }
 
+each_strategy!(test_analytics_sync);
+
 /// The seed's `test_analytics_sync`: the analytics_sync group writes the event once into
-/// `tb_analytics_event`, and the metrics count it.
-#[tokio::test]
-async fn test_analytics_sync() {
+/// `tb_analytics_event`, and the metrics count it (the outbox lives in the tenant's database, its
+/// schema, or the shared tables).
+async fn test_analytics_sync(strategy: &str) {
     let nats = NatsServer::start().expect("nats");
-    let t = events_world(&nats, 5).await;
+    let t = events_world_with(strategy, &nats, 5).await;
     t.create_tenant("acme").await.expect("tenant");
     let mut client = t.client().await.expect("client");
     client.set_tenant("acme");
