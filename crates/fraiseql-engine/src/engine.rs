@@ -154,6 +154,7 @@ pub struct Engine {
     observers: Observers,
     metrics: Arc<Metrics>,
     events: std::sync::OnceLock<Events>,
+    marker_nonce: u64,
 }
 
 /// What a plan depends on besides the schema.
@@ -262,6 +263,7 @@ impl Engine {
             observers,
             metrics: Arc::new(Metrics::default()),
             events: std::sync::OnceLock::new(),
+            marker_nonce: rand::random(),
         })
     }
 
@@ -659,6 +661,7 @@ impl Engine {
             max_limit: self.config.limits.max_limit,
             max_string_length: self.config.limits.max_string_length,
             max_list_length: self.config.limits.max_list_length,
+            marker_nonce: self.marker_nonce,
         };
         let access = Rbac {
             rules: &self.config.rbac,

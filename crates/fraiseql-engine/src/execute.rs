@@ -66,6 +66,19 @@ pub fn db_error(e: &tokio_postgres::Error, field: &str) -> GraphqlError {
                     format!("`{field}`: conflicted with a concurrent change; retry the request"),
                 )
             }
+            "25P02" => {
+                return known(
+                    ErrorCode::InternalServerError,
+                    format!("`{field}`: not run, an earlier statement of the operation failed"),
+                )
+            }
+            c if c.starts_with("08") || matches!(c, "53300" | "57P01" | "57P02" | "57P03") => {
+                tracing::error!(field, error = %e, "database unavailable");
+                return GraphqlError::new(
+                    ErrorCode::DatabaseUnavailable,
+                    "the database is unavailable; try again shortly",
+                );
+            }
             "25006" => {
                 return known(
                     ErrorCode::OperationNotSupported,
@@ -96,6 +109,13 @@ pub fn db_error(e: &tokio_postgres::Error, field: &str) -> GraphqlError {
                 "the query took too long and was cancelled",
             );
         }
+    }
+    if e.is_closed() {
+        tracing::error!(field, error = %e, "database connection lost");
+        return GraphqlError::new(
+            ErrorCode::DatabaseUnavailable,
+            "the database connection was lost; try again shortly",
+        );
     }
     tracing::error!(field, error = %e, "statement failed");
     GraphqlError::new(

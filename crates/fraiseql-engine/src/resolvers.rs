@@ -342,19 +342,68 @@ impl From<deadpool_postgres::PoolError> for ResolverError {
     }
 }
 
-/// A connection held for one request's transaction.
-pub(crate) enum Held {
+/// Where a held connection comes from.
+pub(crate) enum HeldKind {
     /// A tenant connection.
     Lease(Lease),
     /// A connection of a `[databases.<name>]` pool.
     Pooled(deadpool_postgres::Object),
 }
 
+/// A connection held for one request's transaction (or a background job). Unless its transaction
+/// was seen to end ([`Held::set_clean`]), it is closed when dropped, never returned to a pool with
+/// a transaction still open.
+pub(crate) struct Held {
+    kind: Option<HeldKind>,
+    clean: std::sync::atomic::AtomicBool,
+}
+
 impl Held {
+    pub(crate) fn new(kind: HeldKind) -> Self {
+        Self {
+            kind: Some(kind),
+            clean: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &HeldKind {
+        // Present until drop.
+        self.kind
+            .as_ref()
+            .expect("held connection present until drop")
+    }
+
     pub(crate) fn client(&self) -> &Client {
-        match self {
-            Held::Lease(l) => l.client(),
-            Held::Pooled(o) => o,
+        match self.kind() {
+            HeldKind::Lease(l) => l.client(),
+            HeldKind::Pooled(o) => o,
+        }
+    }
+
+    /// A transaction was begun: until [`Held::set_clean`], the connection is not reusable.
+    pub(crate) fn set_dirty(&self) {
+        self.clean.store(false, Ordering::Relaxed);
+    }
+
+    /// The transaction ended (COMMIT or ROLLBACK answered): the connection is reusable.
+    pub(crate) fn set_clean(&self) {
+        self.clean.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let clean = self.clean.load(Ordering::Relaxed);
+        match self.kind.take() {
+            Some(HeldKind::Lease(mut l)) if clean => l.finish(),
+            // A lease that is not finished closes its connection when dropped.
+            Some(HeldKind::Lease(_)) | None => {}
+            Some(HeldKind::Pooled(o)) => {
+                if !clean {
+                    // Detached from the pool: dropping the client closes the connection.
+                    drop(deadpool_postgres::Object::take(o));
+                }
+            }
         }
     }
 }

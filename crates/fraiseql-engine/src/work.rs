@@ -13,7 +13,6 @@ use std::sync::Arc;
 use fraiseql_config::TENANT_DATABASE;
 use fraiseql_plan::{
     param_text, BoundParam, FieldCall, OutputPlan, Plan, Projected, Projection, RootKind, SqlPlan,
-    MARKER_KEY,
 };
 use fraiseql_schema::ContextValue;
 use serde_json::Value;
@@ -24,7 +23,7 @@ use crate::engine::RequestContext;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::events::{Observers, OutboxEvent};
 use crate::execute::{db_error, pool_error, FieldResult};
-use crate::resolvers::{Args, Context, FieldBatch, Held, Resolvers, Transaction};
+use crate::resolvers::{Args, Context, FieldBatch, Held, HeldKind, Resolvers, Transaction};
 use crate::tenancy::Tenants;
 
 const SET_CONTEXT: &str = "SELECT set_config('app.tenant_id', $1, true), set_config('app.tenant_key', $2, true), set_config('app.user_id', $3, true), set_config('app.roles', $4, true)";
@@ -85,7 +84,9 @@ impl Txs<'_, '_> {
             &self.ctx.tenant,
             self.env.tenants,
         ) {
-            (true, Some(rec), Some(tenants)) => Held::Lease(tenants.connection(rec).await?),
+            (true, Some(rec), Some(tenants)) => {
+                Held::new(HeldKind::Lease(tenants.connection(rec).await?))
+            }
             _ => {
                 let pool = self.env.pools.get(database).ok_or_else(|| {
                     GraphqlError::new(
@@ -93,7 +94,9 @@ impl Txs<'_, '_> {
                         format!("database `{database}` is not configured"),
                     )
                 })?;
-                Held::Pooled(pool.get().await.map_err(|e| pool_error(&e, database))?)
+                Held::new(HeldKind::Pooled(
+                    pool.get().await.map_err(|e| pool_error(&e, database))?,
+                ))
             }
         };
         let begin = if self.write {
@@ -109,6 +112,7 @@ impl Txs<'_, '_> {
         let params = crate::execute::text_params(&texts);
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        held.set_dirty();
         let begun = async {
             // Prepared first, then sent together: BEGIN must reach the server before the
             // settings, which are local to the transaction.
@@ -133,21 +137,44 @@ impl Txs<'_, '_> {
         Ok(tx)
     }
 
-    /// COMMIT (or ROLLBACK) every transaction, returning reusable connections to their pools.
+    /// COMMIT (or ROLLBACK) every transaction; connections whose transaction ended go back to
+    /// their pools. COMMIT goes with a probe: PostgreSQL answers COMMIT of a transaction in which
+    /// a statement failed with a silent ROLLBACK, and the probe is what tells. After the first
+    /// failure the remaining transactions are rolled back, not committed.
     async fn end(self, commit: bool) -> Result<(), GraphqlError> {
-        let mut failure = None;
+        let mut failure: Option<GraphqlError> = None;
         for (db, tx) in self.open {
-            let sql = if commit { "COMMIT" } else { "ROLLBACK" };
-            match tx.held.execute_prepared(sql, &[]).await {
-                Ok(_) => {
-                    // A resolver that kept its context keeps the connection: it is closed then.
-                    if let Ok(Held::Lease(mut lease)) = Arc::try_unwrap(tx.held) {
-                        lease.finish();
+            let held = &tx.held;
+            let result = if commit && failure.is_none() {
+                let (probe, committed) = futures_util::future::join(
+                    held.execute_prepared("SELECT 1", &[]),
+                    held.execute_prepared("COMMIT", &[]),
+                )
+                .await;
+                match (probe, committed) {
+                    (Ok(_), Ok(_)) => Ok(()),
+                    (Err(e), Ok(_)) => {
+                        // The COMMIT was a ROLLBACK: the connection is fine, the writes are gone.
+                        held.set_clean();
+                        tracing::warn!(database = %db, error = %e, "a statement failed earlier: the transaction was rolled back");
+                        Err(GraphqlError::new(
+                            ErrorCode::InternalServerError,
+                            "the operation was rolled back because a statement in it failed (see server log)",
+                        ))
                     }
+                    (_, Err(e)) => Err(db_error(&e, "transaction")),
                 }
+            } else {
+                held.execute_prepared("ROLLBACK", &[])
+                    .await
+                    .map(drop)
+                    .map_err(|e| db_error(&e, "transaction"))
+            };
+            match result {
+                Ok(()) => held.set_clean(),
                 Err(e) => {
-                    tracing::error!(database = %db, error = %e, "transaction did not end");
-                    failure.get_or_insert(db_error(&e, "transaction"));
+                    tracing::error!(database = %db, error = %e.message, "transaction did not commit");
+                    failure.get_or_insert(e);
                 }
             }
         }
@@ -166,9 +193,9 @@ impl Held {
     }
 
     async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        match self {
-            Held::Lease(l) => l.shared().prepare(sql).await,
-            Held::Pooled(o) => o.prepare_cached(sql).await,
+        match self.kind() {
+            HeldKind::Lease(l) => l.shared().prepare(sql).await,
+            HeldKind::Pooled(o) => o.prepare_cached(sql).await,
         }
     }
 
@@ -456,7 +483,8 @@ async fn run_sql(
         Some(t) if !p.calls.is_empty() => {
             let context = context(txs).await?;
             Ok(Some(
-                resolve_markers(txs.env.resolvers, &context, &t, &p.calls, errors).await?,
+                resolve_markers(txs.env.resolvers, &context, &t, &p.calls, &p.marker, errors)
+                    .await?,
             ))
         }
         other => Ok(other),
@@ -547,6 +575,7 @@ fn project(value: &Value, p: &Projection) -> Value {
             for f in &p.fields {
                 let v = match &f.source {
                     Projected::Typename(t) => Value::String(t.clone()),
+                    Projected::Denied => Value::Null,
                     Projected::Field { name, projection } => {
                         let v = map.get(name).cloned().unwrap_or(Value::Null);
                         match projection {
@@ -563,16 +592,16 @@ fn project(value: &Value, p: &Projection) -> Value {
     }
 }
 
-fn is_marker(v: &Value) -> Option<usize> {
+fn is_marker(v: &Value, key: &str) -> Option<usize> {
     let obj = v.as_object()?;
     if obj.len() != 2 {
         return None;
     }
-    obj.get(MARKER_KEY)?.as_u64().map(|n| n as usize)
+    obj.get(key)?.as_u64().map(|n| n as usize)
 }
 
-fn collect_markers(v: &mut Value, rows: &mut [Vec<Value>]) {
-    if let Some(i) = is_marker(v) {
+fn collect_markers(v: &mut Value, key: &str, rows: &mut [Vec<Value>]) {
+    if let Some(i) = is_marker(v, key) {
         if let Some(slot) = rows.get_mut(i) {
             let row = v.get_mut("row").map(Value::take).unwrap_or(Value::Null);
             slot.push(row);
@@ -580,14 +609,14 @@ fn collect_markers(v: &mut Value, rows: &mut [Vec<Value>]) {
         return;
     }
     match v {
-        Value::Array(items) => items.iter_mut().for_each(|i| collect_markers(i, rows)),
-        Value::Object(map) => map.values_mut().for_each(|i| collect_markers(i, rows)),
+        Value::Array(items) => items.iter_mut().for_each(|i| collect_markers(i, key, rows)),
+        Value::Object(map) => map.values_mut().for_each(|i| collect_markers(i, key, rows)),
         _ => {}
     }
 }
 
-fn replace_markers(v: &mut Value, values: &mut [std::vec::IntoIter<Value>]) {
-    if let Some(i) = is_marker(v) {
+fn replace_markers(v: &mut Value, key: &str, values: &mut [std::vec::IntoIter<Value>]) {
+    if let Some(i) = is_marker(v, key) {
         *v = values
             .get_mut(i)
             .and_then(Iterator::next)
@@ -595,8 +624,12 @@ fn replace_markers(v: &mut Value, values: &mut [std::vec::IntoIter<Value>]) {
         return;
     }
     match v {
-        Value::Array(items) => items.iter_mut().for_each(|i| replace_markers(i, values)),
-        Value::Object(map) => map.values_mut().for_each(|i| replace_markers(i, values)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| replace_markers(i, key, values)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|i| replace_markers(i, key, values)),
         _ => {}
     }
 }
@@ -608,6 +641,7 @@ async fn resolve_markers(
     ctx: &Context,
     text: &str,
     calls: &[FieldCall],
+    key: &str,
     errors: &mut Vec<GraphqlError>,
 ) -> Result<String, GraphqlError> {
     let mut json: Value = serde_json::from_str(text).map_err(|e| {
@@ -615,7 +649,7 @@ async fn resolve_markers(
         GraphqlError::new(ErrorCode::InternalServerError, "internal error")
     })?;
     let mut rows: Vec<Vec<Value>> = calls.iter().map(|_| Vec::new()).collect();
-    collect_markers(&mut json, &mut rows);
+    collect_markers(&mut json, key, &mut rows);
     let batches = calls.iter().zip(rows).map(|(call, parents)| async move {
         let coordinate = format!("{}.{}", call.type_name, call.field);
         let n = parents.len();
@@ -660,7 +694,7 @@ async fn resolve_markers(
             }
         }
     }
-    replace_markers(&mut json, &mut values);
+    replace_markers(&mut json, key, &mut values);
     Ok(json.to_string())
 }
 
@@ -706,14 +740,14 @@ mod tests {
             {"x": {"__fraiseql": 0, "row": {"id": "b"}}, "y": {"__fraiseql": 1, "row": {"id": "c"}}}
         ]);
         let mut rows = vec![Vec::new(), Vec::new()];
-        collect_markers(&mut v, &mut rows);
+        collect_markers(&mut v, "__fraiseql", &mut rows);
         assert_eq!(rows[0].len(), 2);
         assert_eq!(rows[1], vec![serde_json::json!({"id": "c"})]);
         let mut values = vec![
             vec![Value::from(1), Value::from(2)].into_iter(),
             vec![Value::from(3)].into_iter(),
         ];
-        replace_markers(&mut v, &mut values);
+        replace_markers(&mut v, "__fraiseql", &mut values);
         assert_eq!(v.to_string(), r#"[{"x":1},{"x":2,"y":3}]"#);
     }
 }

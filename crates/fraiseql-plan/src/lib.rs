@@ -28,6 +28,9 @@ pub struct PlanLimits {
     pub max_string_length: usize,
     /// Longest list accepted in an argument value.
     pub max_list_length: usize,
+    /// Makes field-resolver markers unguessable (`__fraiseql_<nonce>`), so JSON stored by users
+    /// can never pass for one. The engine draws it at random once.
+    pub marker_nonce: u64,
 }
 
 impl Default for PlanLimits {
@@ -36,6 +39,7 @@ impl Default for PlanLimits {
             max_limit: 1000,
             max_string_length: 65_536,
             max_list_length: 10_000,
+            marker_nonce: 0,
         }
     }
 }
@@ -172,6 +176,8 @@ pub struct ProjectedField {
 pub enum Projected {
     /// `__typename`: this type name.
     Typename(String),
+    /// A field the caller may not read (`[rbac]`): `null`.
+    Denied,
     /// A key of the object, projected further if it is an object.
     Field {
         /// The field name (the key read from the object).
@@ -197,8 +203,13 @@ pub struct FieldCall {
     pub path: Vec<String>,
 }
 
-/// The key of a field-resolver marker object in a statement's JSON.
+/// The prefix of a field-resolver marker object's key in a statement's JSON.
 pub const MARKER_KEY: &str = "__fraiseql";
+
+/// The marker key for `nonce`.
+pub fn marker_key(nonce: u64) -> String {
+    format!("{MARKER_KEY}_{nonce:016x}")
+}
 
 /// One statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +224,8 @@ pub struct SqlPlan {
     pub nullable: bool,
     /// Rust field resolvers whose markers the JSON holds (empty: the JSON is final).
     pub calls: Vec<FieldCall>,
+    /// The markers' key (see [`PlanLimits::marker_nonce`]).
+    pub marker: String,
 }
 
 impl Plan {

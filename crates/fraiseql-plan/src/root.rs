@@ -15,7 +15,7 @@ type Planned = (RootKind, Vec<Vec<String>>);
 
 /// The output plan: a read-back statement for view types, a (projected) value otherwise.
 fn output<'a>(
-    b: Builder<'_, 'a>,
+    mut b: Builder<'_, 'a>,
     catalog: &Catalog,
     output: &Output,
     group: &[&'a Node<Field>],
@@ -92,7 +92,7 @@ pub(crate) fn mutation<'a>(
             // A data-modifying statement can only be read from in a WITH; json_each keeps the
             // columns' order, so the first column is found whatever its name.
             let wrapped = format!(
-                "WITH m AS ({sql}) SELECT coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text FROM m"
+                "WITH m AS ({sql}\n) SELECT coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text FROM m"
             );
             Ok((
                 RootKind::Mutation(MutationPlan {

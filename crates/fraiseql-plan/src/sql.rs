@@ -12,7 +12,6 @@ use crate::error::PlanError;
 use crate::values::{check_sizes, enum_list, scalar_text, to_json};
 use crate::{
     Access, FieldCall, PlanLimits, Projected, ProjectedField, Projection, RootKind, SqlPlan,
-    MARKER_KEY,
 };
 
 /// `json_build_object` takes at most 100 arguments: 50 key/value pairs.
@@ -151,7 +150,7 @@ impl<'c, 'a> Builder<'c, 'a> {
 
     /// The selection of an object type whose values come from Rust code (`None` for leaves).
     pub(crate) fn projection(
-        &self,
+        &mut self,
         type_name: &str,
         group: &[&'a Node<Field>],
     ) -> Result<Option<Projection>, PlanError> {
@@ -170,8 +169,13 @@ impl<'c, 'a> Builder<'c, 'a> {
         let mut fields = Vec::with_capacity(grouped.len());
         for (key, nodes) in grouped {
             let name = nodes[0].name.as_str();
+            self.path.push(key.clone());
             let source = if name == "__typename" {
                 Projected::Typename(type_name.to_owned())
+            } else if !self.access.allows(type_name, name) {
+                // [rbac] holds for values computed in Rust as for SQL: null and FORBIDDEN.
+                self.denied.push(self.path.clone());
+                Projected::Denied
             } else {
                 let inner = nodes[0].definition.ty.inner_named_type().as_str();
                 Projected::Field {
@@ -179,6 +183,7 @@ impl<'c, 'a> Builder<'c, 'a> {
                     projection: self.projection(inner, &nodes)?,
                 }
             };
+            self.path.pop();
             fields.push(ProjectedField { key, source });
         }
         Ok(Some(Projection { fields }))
@@ -220,6 +225,7 @@ impl<'c, 'a> Builder<'c, 'a> {
                 params: self.params,
                 nullable: !non_null,
                 calls: self.calls,
+                marker: crate::marker_key(self.limits.marker_nonce),
             },
             self.denied,
         ))
@@ -260,6 +266,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             params: self.params,
             nullable: true,
             calls: self.calls,
+            marker: crate::marker_key(self.limits.marker_nonce),
         });
         (kind, self.denied)
     }
@@ -287,6 +294,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             params: self.params,
             nullable: !c.non_null,
             calls: self.calls,
+            marker: crate::marker_key(self.limits.marker_nonce),
         });
         Ok((kind, self.denied))
     }
@@ -462,7 +470,7 @@ impl<'c, 'a> Builder<'c, 'a> {
                 self.calls.push(call);
                 format!(
                     "json_build_object({}, {}, 'row', to_jsonb({alias}))",
-                    quote_literal(MARKER_KEY),
+                    quote_literal(&crate::marker_key(self.limits.marker_nonce)),
                     self.calls.len() - 1
                 )
             }

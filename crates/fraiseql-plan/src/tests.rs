@@ -308,3 +308,42 @@ fn denied_fields_are_null_and_reported() {
         s.sql
     );
 }
+
+#[test]
+fn rbac_applies_to_objects_computed_by_resolvers() {
+    struct NoSecrets;
+    impl Access for NoSecrets {
+        fn allows(&self, type_name: &str, field: &str) -> bool {
+            (type_name, field) != ("Me", "secret")
+        }
+    }
+    let sdl = "type Query { me: Me } type Me { name: String secret: String }";
+    let b =
+        fraiseql_schema::build_with_resolvers(sdl, "s.graphql", &["Query.me".to_owned()].into())
+            .expect("schema");
+    let doc = ExecutableDocument::parse_and_validate(&b.api, "{ me { name secret } }", "q.graphql")
+        .expect("valid");
+    let op = doc.operations.get(None).expect("op");
+    let p = plan(
+        &b.api,
+        &b.catalog,
+        &doc,
+        op,
+        &JsonMap::new(),
+        PlanLimits::default(),
+        &NoSecrets,
+    )
+    .expect("plan");
+    assert_eq!(p.denied, vec![vec!["me".to_owned(), "secret".to_owned()]]);
+    let RootKind::Resolver(r) = &p.fields[0].kind else {
+        panic!("resolver")
+    };
+    let OutputPlan::Value {
+        projection: Some(proj),
+        ..
+    } = &r.output
+    else {
+        panic!("projection")
+    };
+    assert_eq!(proj.fields[1].source, Projected::Denied);
+}

@@ -81,6 +81,10 @@ fn compile_with(template: &str, args: Option<&[&str]>) -> Result<Compiled, Strin
                     .map_or(bytes.len(), |n| i + n + 4);
             }
             b';' => return Err("must be one statement (no `;`)".to_owned()),
+            // `$` inside an identifier (`foo$bar`) is part of it.
+            b'$' if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_') => {
+                i += 1;
+            }
             b'$' => {
                 let rest = &bytes[i + 1..];
                 if rest.first().is_some_and(u8::is_ascii_digit) {
@@ -175,13 +179,13 @@ mod tests {
     #[test]
     fn dollars_inside_literals_comments_and_dollar_quotes_are_text() {
         let c = compile(
-            "SELECT '$x', \"$y\", $q$ $z $q$, $$ $w $$ -- $v\n, $a /* $b */",
+            "SELECT '$x', \"$y\", $q$ $z $q$, $$ $w $$ -- $v\n, $a /* $b */, foo$bar",
             &["a"],
         )
         .expect("compiles");
         assert_eq!(
             c.sql,
-            "SELECT '$x', \"$y\", $q$ $z $q$, $$ $w $$ -- $v\n, $1 /* $b */"
+            "SELECT '$x', \"$y\", $q$ $z $q$, $$ $w $$ -- $v\n, $1 /* $b */, foo$bar"
         );
     }
 

@@ -97,8 +97,17 @@ pub(crate) struct Inner {
     pub pools: Arc<Pools>,
     pub metrics: Arc<Metrics>,
     pub dead_letter_db: String,
-    /// Targets with events that may still be unpublished, and their last known backlog.
-    pub dirty: Mutex<HashMap<String, (Target, u64)>>,
+    /// Targets with events that may still be unpublished, by target key.
+    pub dirty: Mutex<HashMap<String, Dirty>>,
+}
+
+/// A target that may have unpublished events.
+pub(crate) struct Dirty {
+    pub target: Target,
+    /// Unsent rows, as last counted.
+    pub backlog: u64,
+    /// Bumped by every new mark, so a sweep does not clear a mark it did not see.
+    pub generation: u64,
 }
 
 /// The running event machinery of one server instance.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::{ensure_stream, Inner, OutboxEvent, Target};
-use crate::resolvers::Held;
+use crate::resolvers::{Held, HeldKind};
 
 /// Publishes one event and waits for JetStream's acknowledgement.
 pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<(), String> {
@@ -31,20 +31,16 @@ async fn connect(inner: &Inner, target: &Target) -> Result<Held, String> {
     match target {
         Target::Tenant(rec) => {
             let tenants = inner.tenants.as_ref().ok_or("no tenancy")?;
-            Ok(Held::Lease(
+            Ok(Held::new(HeldKind::Lease(
                 tenants.connection(rec).await.map_err(|e| e.message)?,
-            ))
+            )))
         }
         Target::Database(d) => {
             let pool = inner.pools.get(d).ok_or("database not configured")?;
-            Ok(Held::Pooled(pool.get().await.map_err(|e| e.to_string())?))
+            Ok(Held::new(HeldKind::Pooled(
+                pool.get().await.map_err(|e| e.to_string())?,
+            )))
         }
-    }
-}
-
-fn finish(held: Held) {
-    if let Held::Lease(mut l) = held {
-        l.finish();
     }
 }
 
@@ -53,13 +49,18 @@ fn mark_dirty(inner: &Inner, target: &Target, backlog: u64) {
         .dirty
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let entry = d.entry(target.key()).or_insert_with(|| (target.clone(), 0));
-    entry.1 += backlog;
+    let entry = d.entry(target.key()).or_insert_with(|| super::Dirty {
+        target: target.clone(),
+        backlog: 0,
+        generation: 0,
+    });
+    entry.backlog += backlog;
+    entry.generation += 1;
     update_backlog(inner, &d);
 }
 
-fn update_backlog(inner: &Inner, d: &std::collections::HashMap<String, (Target, u64)>) {
-    let total: u64 = d.values().map(|(_, n)| *n).sum();
+fn update_backlog(inner: &Inner, d: &std::collections::HashMap<String, super::Dirty>) {
+    let total: u64 = d.values().map(|e| e.backlog).sum();
     inner
         .metrics
         .set("fraiseql_outbox_backlog", &[], total as f64);
@@ -100,7 +101,6 @@ pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec
             .execute(MARK_SENT, &[&sent])
             .await
             .map_err(|e| e.to_string())?;
-        finish(held);
         Ok::<(), String>(())
     }
     .await;
@@ -122,6 +122,7 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
     let held = connect(inner, target).await?;
     let c = held.client();
     let err = |e: tokio_postgres::Error| e.to_string();
+    held.set_dirty();
     c.batch_execute("BEGIN").await.map_err(err)?;
     let rows = c
         .query(
@@ -175,6 +176,7 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
         .map_err(err)?;
     }
     c.batch_execute("COMMIT").await.map_err(err)?;
+    held.set_clean();
     let remaining: i64 = c
         .query_one(
             "SELECT count(*) FROM fraiseql_outbox WHERE sent_at IS NULL",
@@ -183,7 +185,7 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
         .await
         .map_err(err)?
         .get(0);
-    finish(held);
+    drop(held);
     let label = target.label();
     if !sent.is_empty() {
         inner.metrics.add(
@@ -238,26 +240,27 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             last_full = Some(Instant::now());
         }
         if stream_ready {
-            let due: Vec<(String, Target)> = inner
+            let due: Vec<(String, Target, u64)> = inner
                 .dirty
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .iter()
-                .map(|(k, (t, _))| (k.clone(), t.clone()))
+                .map(|(k, e)| (k.clone(), e.target.clone(), e.generation))
                 .collect();
-            for (key, target) in due {
+            for (key, target, generation) in due {
                 let result = sweep(&inner, &target, full).await;
                 let mut d = inner
                     .dirty
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 match result {
-                    Ok(0) => {
+                    // Clean, unless new failures were marked while it was being swept.
+                    Ok(0) if d.get(&key).is_some_and(|e| e.generation == generation) => {
                         d.remove(&key);
                     }
                     Ok(n) => {
                         if let Some(e) = d.get_mut(&key) {
-                            e.1 = n;
+                            e.backlog = n;
                         }
                     }
                     Err(e) => {

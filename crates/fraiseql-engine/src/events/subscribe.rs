@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::AckKind;
 use fraiseql_config::SubscriberConfig;
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
@@ -231,15 +231,36 @@ async fn consume(
             }
         })
     };
-    let result = consumer
-        .map_err(|e| e.to_string())
-        .try_for_each_concurrent(CONCURRENCY, |msg| async move {
+    let _lag = AbortOnDrop(lag);
+    // Errors such as a missed heartbeat are skipped (in-flight handlers keep running); a run of
+    // them ends the stream, and the caller attaches again.
+    let mut failures = 0u32;
+    consumer
+        .take_while(move |m| {
+            match m {
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, failures, "consumer stream error");
+                }
+            }
+            std::future::ready(failures < 10)
+        })
+        .filter_map(|m| std::future::ready(m.ok()))
+        .for_each_concurrent(CONCURRENCY, |msg| async move {
             handle(inner, s, handler, msg).await;
-            Ok(())
         })
         .await;
-    lag.abort();
-    result
+    Err("the consumer's message stream ended".to_owned())
+}
+
+/// Aborts a background task when its owner goes away (cancelled included).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One consumer group's loop: (re)attaches to the stream and consumes until stopped.

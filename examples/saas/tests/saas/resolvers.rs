@@ -312,3 +312,46 @@ async fn resolvers_must_match_the_schema() {
         "{e}"
     );
 }
+
+/// A mutation resolver that swallows a failed statement and returns Ok: PostgreSQL turns the
+/// COMMIT into a ROLLBACK, and the client must hear it, not a success.
+#[tokio::test]
+async fn a_swallowed_statement_failure_is_not_reported_as_success() {
+    let t = world("database_per_tenant").await;
+    let (rec, _org) = arrange(&t, 1).await;
+    let resolvers = Resolvers::new().mutation("deleteProject", |ctx, _args| async move {
+        ctx.db()
+            .execute(
+                "INSERT INTO tb_organization (name, identifier) VALUES ('Ghost', 'ghost')",
+                &[],
+            )
+            .await?;
+        // Fails (division by zero); the error is ignored on purpose.
+        let _ = ctx.db().execute("SELECT 1 / 0", &[]).await;
+        Ok(Value::Null)
+    });
+    let mut client = t.client_with(resolvers).await.expect("client");
+    client.set_tenant("acme");
+    let v = client
+        .execute(r#"mutation { deleteProject(id: "00000000-0000-4000-8000-000000000000") }"#)
+        .await
+        .expect("execute");
+    assert_eq!(v["data"], Value::Null, "{v}");
+    assert_eq!(code(&v), "INTERNAL_SERVER_ERROR", "{v}");
+    let c = t.admin_client(&rec).await.expect("admin");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM tb_organization WHERE name = 'Ghost'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 0);
+    // The connection is still good for the next request.
+    let v = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("execute");
+    assert!(v.get("errors").is_none(), "{v}");
+}
