@@ -18,7 +18,8 @@ cargo build --release -p fraiseql --quiet
 BIN=target/release/fraiseql
 
 # A world of its own: registry database fraiseql_bench, tenants named bench_*.
-export FRAISEQL_CONFIG=examples/saas/fraiseql.toml TENANT_PREFIX=bench_ PORT
+# Events off: this measures the request path (bench/events.sh measures events, on its own NATS).
+export FRAISEQL_CONFIG=examples/saas/fraiseql.toml TENANT_PREFIX=bench_ PORT OBSERVERS_ENABLED=false
 export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench" SHARED_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench"
 "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS fraiseql_bench WITH (FORCE)"
 "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench_acme_corp WITH (FORCE)"

@@ -16,7 +16,7 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 
 scripts/services.sh
 cargo build --release -p fraiseql --quiet
 BIN=target/release/fraiseql
-export FRAISEQL_CONFIG=examples/saas/fraiseql.toml CONNECTION_BUDGET=$BUDGET PORT
+export FRAISEQL_CONFIG=examples/saas/fraiseql.toml CONNECTION_BUDGET=$BUDGET PORT OBSERVERS_ENABLED=false
 export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_many"
 
 cleanup_world() {
