@@ -259,6 +259,20 @@ async fn validate(path: &Path) -> anyhow::Result<()> {
     for name in engine.config().databases.keys() {
         println!("✓ database `{name}` answers and matches the schema");
     }
+    let o = &engine.config().observers;
+    if o.enabled {
+        let url = o
+            .nats_url
+            .as_deref()
+            .context("[observers] enabled needs nats_url")?;
+        let connected =
+            tokio::time::timeout(std::time::Duration::from_secs(3), async_nats::connect(url)).await;
+        match connected {
+            Ok(Ok(_)) => println!("✓ NATS answers"),
+            Ok(Err(e)) => bail!("NATS does not answer: {e}"),
+            Err(_) => bail!("NATS does not answer (3 s)"),
+        }
+    }
     Ok(())
 }
 

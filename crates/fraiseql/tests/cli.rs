@@ -312,3 +312,24 @@ async fn events_dead_letters_list_and_retry() {
         out(&o)
     );
 }
+
+#[tokio::test]
+async fn config_validate_checks_nats_when_events_are_on() {
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    let o = cmd(&w, &config, &["config", "validate"])
+        .env("OBSERVERS_ENABLED", "true")
+        .env("NATS_URL", "nats://127.0.0.1:1")
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    assert!(out(&o).contains("NATS does not answer"), "{}", out(&o));
+    let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let o = cmd(&w, &config, &["config", "validate"])
+        .env("OBSERVERS_ENABLED", "true")
+        .env("NATS_URL", nats.url())
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("✓ NATS answers"), "{}", out(&o));
+}
