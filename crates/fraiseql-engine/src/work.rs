@@ -137,6 +137,15 @@ impl Txs<'_, '_> {
         Ok(tx)
     }
 
+    /// Rolls back and forgets every open transaction (the next use begins a new one).
+    async fn reset(&mut self) {
+        for (_, tx) in self.open.drain(..) {
+            if tx.held.execute_prepared("ROLLBACK", &[]).await.is_ok() {
+                tx.held.set_clean();
+            }
+        }
+    }
+
     /// COMMIT (or ROLLBACK) every transaction; connections whose transaction ended go back to
     /// their pools. COMMIT goes with a probe: PostgreSQL answers COMMIT of a transaction in which
     /// a statement failed with a silent ROLLBACK, and the probe is what tells. After the first
@@ -233,6 +242,7 @@ pub(crate) async fn run(env: &Env<'_>, plan: &Plan, ctx: &RequestContext, write:
     };
     for (i, field) in plan.fields.iter().enumerate() {
         let key = field.response_key.as_str();
+        let errors_before = done.errors.len();
         let result = match &field.kind {
             RootKind::Sql(p) => Some(sql_field(&mut txs, p, key, &mut done.errors).await),
             RootKind::Mutation(m) => {
@@ -318,6 +328,11 @@ pub(crate) async fn run(env: &Env<'_>, plan: &Plan, ctx: &RequestContext, write:
             // Later mutations must not run on top of a failed one; everything is rolled back.
             done.aborted = true;
             break;
+        }
+        if !write && (failed || done.errors.len() > errors_before) {
+            // A failed statement leaves a transaction unusable; a read has nothing to keep, so
+            // later fields get fresh ones instead of "current transaction is aborted".
+            txs.reset().await;
         }
     }
     if let Err(e) = txs.end(!done.aborted).await {

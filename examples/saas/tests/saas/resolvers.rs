@@ -268,8 +268,17 @@ async fn resolver_results_and_failures_become_graphql_answers() {
     let mut admin = t.client_with(test_resolvers()).await.expect("client");
     admin.set_tenant("acme");
     admin.set_token(Some(t.token("acme", &["admin"]).expect("token")));
-    let v = admin.execute("{ tenantConfig }").await.expect("rust");
+    let v = admin
+        .execute("{ tenantConfig organizations(limit: 1) { name } }")
+        .await
+        .expect("rust");
     assert_eq!(code(&v), "OPERATION_NOT_SUPPORTED", "{v}");
+    // The failed write did not take the next field down with it.
+    assert_eq!(
+        v["data"]["organizations"],
+        json!([{"name": "Org 1"}]),
+        "{v}"
+    );
 
     // A mutation resolver that writes, then fails: its write is rolled back.
     let v = rust
