@@ -531,13 +531,12 @@ async fn output(
                 }
             } else {
                 let array = param_text(&Value::Array(keys));
-                let placeholders = if list { 2 } else { 1 };
                 let params: Vec<Option<&str>> = p
                     .params
                     .iter()
                     .enumerate()
                     .map(|(i, own)| {
-                        if i < placeholders {
+                        if i == 0 {
                             array.as_deref()
                         } else {
                             Some(own.as_str())

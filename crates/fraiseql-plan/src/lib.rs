@@ -135,13 +135,12 @@ pub struct ResolverPlan {
 /// How the value a mutation or resolver returns becomes the response value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputPlan {
-    /// The returned keys are read back through the view: `$1` is the keys as an array, and for
-    /// lists `$2` is the same keys as `text[]` (to keep their order); the statement's own
-    /// parameters follow.
+    /// The returned keys are read back through the view (in the order returned, for lists):
+    /// `$1` is the keys as an array; the statement's own parameters follow.
     Readback {
-        /// The statement (its first one or two parameters are placeholders for the keys).
+        /// The statement (its first parameter is the placeholder for the keys).
         plan: SqlPlan,
-        /// `[T]` (two key parameters) or `T` (one).
+        /// `[T]` or `T`.
         list: bool,
     },
     /// The returned value is the answer, projected onto the selection when it is an object.

@@ -190,8 +190,7 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// The statement reading back rows of `ty` by their keys, with the client's selection:
-    /// `$1` is the keys as an array of the key column's type; for lists `$2` is the same keys as
-    /// `text[]`, to keep the order the mutation returned them in.
+    /// `$1` is the keys as an array of the key column's type (lists keep their order).
     pub(crate) fn readback(
         mut self,
         ty: &TypeMapping,
@@ -202,18 +201,15 @@ impl<'c, 'a> Builder<'c, 'a> {
         let alias = self.alias();
         let keys = self.param(String::new());
         let key_col = format!("{alias}.{}", quote_ident(&ty.key_column));
-        let order = if list {
-            Some(self.param(String::new()))
-        } else {
-            None
-        };
         let obj = self.object(ty, &alias, group)?;
-        let sql = match order {
-            Some(order) => format!(
-                "SELECT coalesce(json_agg({obj} ORDER BY array_position({order}::text[], {key_col}::text)), '[]'::json)::text FROM {} {alias} WHERE {key_col} = ANY({keys})",
+        // array_position on the typed keys: the order they were returned in, whatever their
+        // text form (PostgreSQL infers the array's type from the key column).
+        let sql = match list {
+            true => format!(
+                "SELECT coalesce(json_agg({obj} ORDER BY array_position({keys}, {key_col})), '[]'::json)::text FROM {} {alias} WHERE {key_col} = ANY({keys})",
                 ty.view
             ),
-            None => format!(
+            false => format!(
                 "SELECT {obj}::text FROM {} {alias} WHERE {key_col} = ANY({keys}) LIMIT 1",
                 ty.view
             ),
