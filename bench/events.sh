@@ -8,33 +8,18 @@
 # the benchmark's alone. Not a test: the figures depend on the machine.
 #   bench/events.sh [seconds-per-run]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 SECS=${1:-10}
-PORT=${BENCH_PORT:-18080}
 NATS_PORT=${BENCH_NATS_PORT:-14222}
-PSQL=(psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt)
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+source "$(dirname "$0")/lib.sh"
 NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
-scripts/services.sh
-cargo build --release -p fraiseql --quiet
-BIN=target/release/fraiseql
 TMP=$(mktemp -d)
 "$NATS_BIN" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$TMP/nats" >/dev/null 2>&1 &
 NATS=$!
-
-export FRAISEQL_CONFIG=examples/saas/fraiseql.toml TENANT_PREFIX=bench_ PORT NATS_URL="nats://127.0.0.1:$NATS_PORT"
-export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench" SHARED_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench"
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS fraiseql_bench WITH (FORCE)"
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench_acme_corp WITH (FORCE)"
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench"
-"$BIN" tenant create acme_corp >/dev/null
+export NATS_URL="nats://127.0.0.1:$NATS_PORT"
+bench_world
 "$BIN" migrate >/dev/null   # the shared database's tb_analytics_event
-TOKEN=$("$BIN" token --tenant acme_corp --role admin)
-
-"$BIN" run >/tmp/fraiseql-bench.log 2>&1 &
-SERVER=$!
+start_server
 trap 'kill $SERVER $NATS 2>/dev/null || true; rm -rf "$TMP"' EXIT
-for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
 URL="http://127.0.0.1:$PORT/graphql"
 ORG=$(curl -s -H 'Content-Type: application/json' -H 'X-Tenant-ID: acme_corp' -H "Authorization: Bearer $TOKEN" \
   -d '{"query": "mutation { createOrganization(name: \"Bench Org\") { id } }"}' "$URL" | sed -E 's/.*"id" ?: ?"([^"]+)".*/\1/')

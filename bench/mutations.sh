@@ -8,37 +8,20 @@
 #     names per request), and the time 1,000 take at that rate
 # Not a test: the figures depend on the machine.   bench/mutations.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
-PORT=${BENCH_PORT:-18080}
-PSQL=(psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt)
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-scripts/services.sh
-cargo build --release -p fraiseql --quiet
-BIN=target/release/fraiseql
-
-# A world of its own: registry database fraiseql_bench, tenants named bench_*.
+source "$(dirname "$0")/lib.sh"
 # Events off: this measures the request path (bench/events.sh measures events, on its own NATS).
-export FRAISEQL_CONFIG=examples/saas/fraiseql.toml TENANT_PREFIX=bench_ PORT OBSERVERS_ENABLED=false
-export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench" SHARED_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench"
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS fraiseql_bench WITH (FORCE)"
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench_acme_corp WITH (FORCE)"
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench"
-"$BIN" tenant create acme_corp >/dev/null
-TOKEN=$("$BIN" token --tenant acme_corp --role admin)
-
-"$BIN" run >/tmp/fraiseql-bench.log 2>&1 &
-SERVER=$!
+export OBSERVERS_ENABLED=false
+bench_world
+start_server
 TMP=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$TMP"' EXIT
-for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
 URL="http://127.0.0.1:$PORT/graphql"
 post() {
   curl -s -H 'Content-Type: application/json' -H 'X-Tenant-ID: acme_corp' -H "Authorization: Bearer $TOKEN" "$@" "$URL"
 }
 ORG=$(post -d '{"query": "mutation { createOrganization(name: \"Bench Org\") { id } }"}' | sed -E 's/.*"id" ?: ?"([^"]+)".*/\1/')
 [ "${#ORG}" = 36 ] || { echo "could not create the organization" >&2; exit 1; }
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 count() { "${PSQL[@]}" -d bench_acme_corp -c "SELECT count(*) FROM tb_project"; }
 
 # Warm-up (pool connections, prepared statements).

@@ -6,34 +6,18 @@
 # at 1, 16 and 32 connections. Prints requests/s, p50/p99, the ratio and the server's memory.
 # Not a test: the figures depend on the machine.   bench/organizations.sh [seconds-per-run]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 SECS=${1:-6}
 ROUNDS=${ROUNDS:-3}
-PORT=${BENCH_PORT:-18080}
-PSQL=(psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt)
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-scripts/services.sh
-cargo build --release -p fraiseql --quiet
-BIN=target/release/fraiseql
-
-# A world of its own: registry database fraiseql_bench, tenants named bench_*.
+source "$(dirname "$0")/lib.sh"
 # Events off: this measures the request path (bench/events.sh measures events, on its own NATS).
-export FRAISEQL_CONFIG=examples/saas/fraiseql.toml TENANT_PREFIX=bench_ PORT OBSERVERS_ENABLED=false
-export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench" SHARED_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench"
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS fraiseql_bench WITH (FORCE)"
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench_acme_corp WITH (FORCE)"
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench"
-"$BIN" tenant create acme_corp >/dev/null
+export OBSERVERS_ENABLED=false
+bench_world
 read -r ID ROLE PASSWORD < <("${PSQL[@]}" -F ' ' -d fraiseql_bench \
   -c "SELECT id, role_name, role_password FROM fraiseql_tenant WHERE key = 'acme_corp'")
 "${PSQL[@]}" -d bench_acme_corp -v tenant_id="$ID" -f examples/saas/seed.sql
 "${PSQL[@]}" -d bench_acme_corp -c "VACUUM ANALYZE"
-TOKEN=$("$BIN" token --tenant acme_corp --role admin)
-
-"$BIN" run >/tmp/fraiseql-bench.log 2>&1 &
-SERVER=$!
+start_server
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
 
 ORG=$(psql -h 127.0.0.1 -U postgres -qAt -d bench_acme_corp -c "SELECT id FROM tb_organization WHERE identifier = 'acme-labs'")
 # Each query, and the statement fraiseql generates for it (see the planner's snapshots) with the
@@ -83,7 +67,6 @@ LUA
       [ "$errs" = "0" ] || echo "warning: $errs HTTP errors"
       FR+=("$rps") P50+=("$p50") P99+=("$p99")
     done
-    median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
     pg_tps=$(median "${PG[@]}") rps=$(median "${FR[@]}") p50=$(median "${P50[@]}") p99=$(median "${P99[@]}")
     printf '%-6s %-9s %10s %9s %9s\n' "$c" "pgbench" "$pg_tps" "-" "-"
     awk -v a="$rps" -v b="$pg_tps" -v c="$c" -v p50="$p50" -v p99="$p99" \

@@ -6,17 +6,12 @@
 # database_per_tenant tenants are provisioned too, to time that strategy. The budget defaults to
 # 80: PostgreSQL's default max_connections is 100 and the registry and pgbench need a few.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 N=${1:-1000}
 SECS=${2:-20}
 BUDGET=${CONNECTION_BUDGET:-80}
-PORT=${BENCH_PORT:-18090}
-PSQL=(psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt)
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-scripts/services.sh
-cargo build --release -p fraiseql --quiet
-BIN=target/release/fraiseql
-export FRAISEQL_CONFIG=examples/saas/fraiseql.toml CONNECTION_BUDGET=$BUDGET PORT OBSERVERS_ENABLED=false
+BENCH_PORT=${BENCH_PORT:-18090}
+source "$(dirname "$0")/lib.sh"
+export CONNECTION_BUDGET=$BUDGET OBSERVERS_ENABLED=false
 export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_many"
 
 cleanup_world() {

@@ -364,11 +364,7 @@ async fn record(
     if !txs.env.record_events || (statements.is_empty() && rust.is_empty()) {
         return Ok(());
     }
-    let keys: Vec<Value> = match keys {
-        Value::Array(items) => items.iter().filter(|v| !v.is_null()).cloned().collect(),
-        Value::Null => Vec::new(),
-        one => vec![one.clone()],
-    };
+    let keys = key_list(keys.clone());
     if keys.is_empty() {
         return Ok(());
     }
@@ -518,11 +514,7 @@ async fn output(
     let result = match out {
         OutputPlan::Readback { plan: p, list } => {
             let list = *list;
-            let keys: Vec<Value> = match value {
-                Value::Array(items) => items.into_iter().filter(|v| !v.is_null()).collect(),
-                Value::Null => Vec::new(),
-                one => vec![one],
-            };
+            let keys = key_list(value);
             if keys.is_empty() {
                 if list {
                     Some("[]".to_owned())
@@ -578,6 +570,15 @@ async fn output(
         ));
     }
     Ok(result)
+}
+
+/// The keys a mutation or resolver returned: a list, one key, or none (`null`s dropped).
+fn key_list(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.into_iter().filter(|v| !v.is_null()).collect(),
+        Value::Null => Vec::new(),
+        one => vec![one],
+    }
 }
 
 /// Keeps the selected keys of an object value (recursively), in selection order.

@@ -99,8 +99,8 @@ pub enum RootKind {
 pub struct MutationPlan {
     /// The `[databases.<name>]` to run it on.
     pub database: String,
-    /// The statement wrapped so that it returns one text column: the JSON array of the first
-    /// column of its rows.
+    /// The statement (wrapped at start-up so that it returns one text column: the JSON array of
+    /// the first column of its rows).
     pub sql: String,
     /// Its bind parameters, `$1..$n`.
     pub params: Vec<BoundParam>,
@@ -290,7 +290,7 @@ pub fn plan(
                     RootField::Rows(c) => b.root_rows(c, &group)?,
                     RootField::Sql { expr, .. } => b.root_sql(expr),
                     RootField::Resolver(output) => root::resolver(
-                        &cx, catalog, limits, access, &key, root_type, output, &group,
+                        &cx, catalog, limits, access, &key, root_type, output, None, &group,
                     )?,
                 };
                 denied.extend(d);

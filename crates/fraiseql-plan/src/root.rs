@@ -59,26 +59,30 @@ pub(crate) fn mutation<'a>(
     m: &MutationField,
     group: &[&'a Node<Field>],
 ) -> Result<Planned, PlanError> {
-    let b = Builder::new(cx, catalog, limits, access, vec![key.to_owned()]);
-    let args = b.args_json(group[0])?;
-    match &m.action {
+    let (database, sql, params) = match &m.action {
         MutationAction::Resolver => {
-            let (output, denied) = output(b, catalog, &m.output, group)?;
-            Ok((
-                RootKind::Resolver(ResolverPlan {
-                    coordinate: format!("{root_type}.{}", group[0].name),
-                    args,
-                    output,
-                    change: m.change.clone(),
-                }),
-                denied,
-            ))
+            return resolver(
+                cx,
+                catalog,
+                limits,
+                access,
+                key,
+                root_type,
+                &m.output,
+                m.change.clone(),
+                group,
+            )
         }
         MutationAction::Sql {
             database,
             sql,
             params,
-        } => {
+        } => (database, sql, params),
+    };
+    let b = Builder::new(cx, catalog, limits, access, vec![key.to_owned()]);
+    let args = b.args_json(group[0])?;
+    {
+        {
             let bound = params
                 .iter()
                 .map(|p| match p {
@@ -89,15 +93,10 @@ pub(crate) fn mutation<'a>(
                 })
                 .collect();
             let (output, denied) = output(b, catalog, &m.output, group)?;
-            // A data-modifying statement can only be read from in a WITH; json_each keeps the
-            // columns' order, so the first column is found whatever its name.
-            let wrapped = format!(
-                "WITH m AS ({sql}\n) SELECT coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text FROM m"
-            );
             Ok((
                 RootKind::Mutation(MutationPlan {
                     database: database.clone(),
-                    sql: wrapped,
+                    sql: sql.clone(),
                     params: bound,
                     output,
                     change: m.change.clone(),
@@ -108,7 +107,7 @@ pub(crate) fn mutation<'a>(
     }
 }
 
-/// Plans one root `Query` field answered by a Rust query resolver.
+/// Plans one root field answered by a Rust query or mutation resolver.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn resolver<'a>(
     cx: &Cx<'a>,
@@ -118,6 +117,7 @@ pub(crate) fn resolver<'a>(
     key: &str,
     root_type: &str,
     out: &Output,
+    change: Option<fraiseql_schema::Change>,
     group: &[&'a Node<Field>],
 ) -> Result<Planned, PlanError> {
     let b = Builder::new(cx, catalog, limits, access, vec![key.to_owned()]);
@@ -128,7 +128,7 @@ pub(crate) fn resolver<'a>(
             coordinate: format!("{root_type}.{}", group[0].name),
             args,
             output,
-            change: None,
+            change,
         }),
         denied,
     ))

@@ -14,21 +14,23 @@ fn bundle() -> SchemaBundle {
 }
 
 fn plan_of(query: &str, vars: serde_json::Value) -> Result<Plan, PlanError> {
-    let b = bundle();
+    plan_in(&bundle(), query, vars, PlanLimits::default(), &AllowAll)
+}
+
+/// Plans `query` against `b` with `limits` and `access`.
+fn plan_in(
+    b: &SchemaBundle,
+    query: &str,
+    vars: serde_json::Value,
+    limits: PlanLimits,
+    access: &dyn Access,
+) -> Result<Plan, PlanError> {
     let doc =
         ExecutableDocument::parse_and_validate(&b.api, query, "q.graphql").expect("valid query");
     let op = doc.operations.get(None).expect("one operation");
     let vars: JsonMap = serde_json::from_value(vars).expect("vars");
     let vars = coerce_variable_values(&b.api, op, &vars).expect("coerced");
-    plan(
-        &b.api,
-        &b.catalog,
-        &doc,
-        op,
-        &vars,
-        PlanLimits::default(),
-        &AllowAll,
-    )
+    plan(&b.api, &b.catalog, &doc, op, &vars, limits, access)
 }
 
 /// The statements of a plan, one per line block, for snapshots.
@@ -98,19 +100,10 @@ fn resolver_fields_become_markers_with_their_selection() {
         .into(),
     )
     .expect("schema");
-    let doc = ExecutableDocument::parse_and_validate(
-        &b.api,
+    let p = plan_in(
+        &b,
         "{ projectsByOrg(orgId: \"o\") { name n: taskCount } tenantConfig }",
-        "q.graphql",
-    )
-    .expect("valid");
-    let op = doc.operations.get(None).expect("op");
-    let p = plan(
-        &b.api,
-        &b.catalog,
-        &doc,
-        op,
-        &JsonMap::new(),
+        serde_json::json!({}),
         PlanLimits::default(),
         &AllowAll,
     )
@@ -126,22 +119,18 @@ fn resolver_fields_become_markers_with_their_selection() {
 
 #[test]
 fn argument_sizes_are_limited() {
-    let b = bundle();
-    let doc = ExecutableDocument::parse_and_validate(
-        &b.api,
-        "mutation($n: [String!]!) { bulkCreateProjects(orgId: \"o\", names: $n) { id } }",
-        "q.graphql",
-    )
-    .expect("valid");
-    let op = doc.operations.get(None).expect("op");
-    let vars: JsonMap =
-        serde_json::from_value(serde_json::json!({"n": ["a", "b", "ccc"]})).expect("vars");
-    let vars = coerce_variable_values(&b.api, op, &vars).expect("coerced");
     let limits = PlanLimits {
         max_string_length: 2,
         ..PlanLimits::default()
     };
-    let e = plan(&b.api, &b.catalog, &doc, op, &vars, limits, &AllowAll).expect_err("too long");
+    let e = plan_in(
+        &bundle(),
+        "mutation($n: [String!]!) { bulkCreateProjects(orgId: \"o\", names: $n) { id } }",
+        serde_json::json!({"n": ["a", "b", "ccc"]}),
+        limits,
+        &AllowAll,
+    )
+    .expect_err("too long");
     assert_eq!(
         e,
         PlanError::BadArgument {
@@ -321,15 +310,10 @@ fn rbac_applies_to_objects_computed_by_resolvers() {
     let b =
         fraiseql_schema::build_with_resolvers(sdl, "s.graphql", &["Query.me".to_owned()].into())
             .expect("schema");
-    let doc = ExecutableDocument::parse_and_validate(&b.api, "{ me { name secret } }", "q.graphql")
-        .expect("valid");
-    let op = doc.operations.get(None).expect("op");
-    let p = plan(
-        &b.api,
-        &b.catalog,
-        &doc,
-        op,
-        &JsonMap::new(),
+    let p = plan_in(
+        &b,
+        "{ me { name secret } }",
+        serde_json::json!({}),
         PlanLimits::default(),
         &NoSecrets,
     )

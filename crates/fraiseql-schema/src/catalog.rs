@@ -86,7 +86,8 @@ pub enum MutationAction {
     Sql {
         /// The `[databases.<name>]` it runs on.
         database: String,
-        /// The statement with `$1..$n` placeholders.
+        /// The statement with `$1..$n` placeholders, wrapped so that its one text column is the
+        /// JSON array of the first column of the rows it returns.
         sql: String,
         /// What each placeholder is bound to, in order.
         params: Vec<ParamSource>,

@@ -206,10 +206,16 @@ fn lower_mutation(
         }
     }
     let change = change(catalog, coord, d, &output)?;
+    // A data-modifying statement can only be read from in a WITH; json_each keeps the columns'
+    // order, so the first column is found whatever its name. The newline ends a trailing `--`.
+    let sql = format!(
+        "WITH m AS ({}\n) SELECT coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text FROM m",
+        compiled.sql
+    );
     Ok(MutationField {
         action: MutationAction::Sql {
             database,
-            sql: compiled.sql,
+            sql,
             params: compiled.params,
         },
         output,

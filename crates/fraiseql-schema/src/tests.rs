@@ -169,6 +169,11 @@ fn mapping_mistakes_are_reported_with_their_coordinate() {
     );
 }
 
+/// A mutation statement as the catalog holds it: wrapped to return the first column as JSON.
+fn wrapped(sql: &str) -> String {
+    format!("WITH m AS ({sql}\n) SELECT coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text FROM m")
+}
+
 #[test]
 fn mutations_and_resolvers_are_lowered() {
     let sdl = format!(
@@ -191,8 +196,9 @@ fn mutations_and_resolvers_are_lowered() {
         m["createOrganization"].action,
         MutationAction::Sql {
             database: "tenant".into(),
-            sql: "INSERT INTO tb_organization (tenant_id, name) VALUES ($1, $2) RETURNING id"
-                .into(),
+            sql: wrapped(
+                "INSERT INTO tb_organization (tenant_id, name) VALUES ($1, $2) RETURNING id"
+            ),
             params: vec![
                 ParamSource::Context(ContextValue::TenantId),
                 ParamSource::Arg("name".into())
@@ -211,8 +217,8 @@ fn mutations_and_resolvers_are_lowered() {
         panic!("sql")
     };
     assert_eq!(
-        sql,
-        r#"SELECT * FROM "app"."fn_bulk"("org_id" => $1, "names" => $2)"#
+        *sql,
+        wrapped(r#"SELECT * FROM "app"."fn_bulk"("org_id" => $1, "names" => $2)"#)
     );
     assert_eq!(
         m["remove"].output,

@@ -18,6 +18,19 @@ pub use fraiseql_engine::resolvers::{
 };
 pub use fraiseql_engine::Engine;
 
+/// Logs to stderr, filtered by `RUST_LOG` (default: `info`, with the database and NATS clients
+/// at `warn`). For binaries; call once.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,async_nats=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Why [`run`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -125,14 +125,7 @@ enum ConfigAction {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,async_nats=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    fraiseql::init_tracing();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -157,6 +157,8 @@ pub struct TestTenancy {
     pub prefix: String,
     /// The config tenants are provisioned and served with.
     pub config: fraiseql_config::Config,
+    /// That config as TOML (for a server process of the test's own).
+    pub config_text: String,
 }
 
 impl TestTenancy {
@@ -202,6 +204,7 @@ audience = "fraiseql"
             shared,
             prefix,
             config,
+            config_text: text,
         })
     }
 

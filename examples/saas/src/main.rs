@@ -7,14 +7,7 @@ use anyhow::Context as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,async_nats=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    fraiseql::init_tracing();
     let mut args = std::env::args().skip(1);
     let path = match (args.next().as_deref(), args.next()) {
         (Some("--config"), Some(p)) => p,

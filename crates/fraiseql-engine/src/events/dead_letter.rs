@@ -4,7 +4,7 @@
 use fraiseql_config::Config;
 use serde::Serialize;
 
-use super::{EventsError, Inner};
+use super::Inner;
 use crate::db::Pools;
 use crate::resolvers::Resolvers;
 
@@ -18,21 +18,6 @@ pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_dead_letter (
     attempts bigint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 )";
-
-pub(crate) async fn ensure_table(pools: &Pools, database: &str) -> Result<(), EventsError> {
-    let fail = |reason: String| EventsError::DeadLetters {
-        database: database.to_owned(),
-        reason,
-    };
-    let pool = pools
-        .get(database)
-        .ok_or_else(|| fail("not configured".to_owned()))?;
-    let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
-    client
-        .batch_execute(DDL)
-        .await
-        .map_err(|e| fail(e.to_string()))
-}
 
 pub(crate) async fn insert(
     inner: &Inner,
@@ -84,7 +69,9 @@ pub enum DeadLetterError {
     Database(String, String),
 }
 
-fn database(config: &Config) -> String {
+/// The database holding the dead letters: `[observers] dead_letter_database`, else the registry
+/// (multi-tenant) or `tenant`.
+pub fn database(config: &Config) -> String {
     config
         .observers
         .dead_letter_database

@@ -46,17 +46,9 @@ pub enum EventsError {
         /// What is wrong.
         message: String,
     },
-    /// The outbox table cannot be created.
-    #[error("outbox in database `{database}`: {reason}")]
-    Outbox {
-        /// The database.
-        database: String,
-        /// Why.
-        reason: String,
-    },
-    /// The dead letter table cannot be created.
-    #[error("dead letters in database `{database}`: {reason}")]
-    DeadLetters {
+    /// The outbox or dead letter table cannot be created.
+    #[error("creating fraiseql's event tables in database `{database}`: {reason}")]
+    Tables {
         /// The database.
         database: String,
         /// Why.
@@ -150,17 +142,11 @@ impl Events {
             .map_err(|e| EventsError::BadUrl(e.to_string()))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_millis(o.publish_timeout_ms));
-        let dead_letter_db = o.dead_letter_database.clone().unwrap_or_else(|| {
-            if config.multi_tenancy.enabled {
-                config.multi_tenancy.registry.clone()
-            } else {
-                fraiseql_config::TENANT_DATABASE.to_owned()
-            }
-        });
-        dead_letter::ensure_table(&pools, &dead_letter_db).await?;
+        let dead_letter_db = dead_letter::database(config);
+        ensure_table(&pools, &dead_letter_db, dead_letter::DDL).await?;
         if !config.multi_tenancy.enabled {
             // A single database gets its outbox here; tenants get theirs when provisioned.
-            outbox::ensure_table(&pools, fraiseql_config::TENANT_DATABASE).await?;
+            ensure_table(&pools, fraiseql_config::TENANT_DATABASE, outbox::DDL).await?;
         }
         let mut compiled = Vec::new();
         for s in &config.subscribers {
@@ -222,6 +208,22 @@ impl Events {
         let inner = self.inner.clone();
         tokio::spawn(async move { relay::publish_committed(&inner, target, events).await });
     }
+}
+
+/// Runs `ddl` (idempotent `CREATE … IF NOT EXISTS`) on `[databases.<database>]`.
+async fn ensure_table(pools: &Pools, database: &str, ddl: &str) -> Result<(), EventsError> {
+    let fail = |reason: String| EventsError::Tables {
+        database: database.to_owned(),
+        reason,
+    };
+    let pool = pools
+        .get(database)
+        .ok_or_else(|| fail("not configured".to_owned()))?;
+    let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
+    client
+        .batch_execute(ddl)
+        .await
+        .map_err(|e| fail(e.to_string()))
 }
 
 /// The handler of a `[[subscribers]]` entry: its SQL, or the Rust handler registered for it.

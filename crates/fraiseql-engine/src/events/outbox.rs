@@ -21,24 +21,6 @@ pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_outbox (
 );
 CREATE INDEX IF NOT EXISTS fraiseql_outbox_unsent ON fraiseql_outbox (next_attempt_at) WHERE sent_at IS NULL;";
 
-pub(crate) async fn ensure_table(
-    pools: &crate::db::Pools,
-    database: &str,
-) -> Result<(), super::EventsError> {
-    let fail = |reason: String| super::EventsError::Outbox {
-        database: database.to_owned(),
-        reason,
-    };
-    let pool = pools
-        .get(database)
-        .ok_or_else(|| fail("not configured".to_owned()))?;
-    let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
-    client
-        .batch_execute(DDL)
-        .await
-        .map_err(|e| fail(e.to_string()))
-}
-
 /// One event written by a mutation, as returned by the outbox INSERT.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {

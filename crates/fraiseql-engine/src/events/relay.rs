@@ -69,28 +69,47 @@ fn update_backlog(inner: &Inner, d: &std::collections::HashMap<String, super::Di
 const MARK_SENT: &str =
     "UPDATE fraiseql_outbox SET sent_at = now() WHERE event_id = ANY($1::text[]::uuid[])";
 
-/// Publishes the events one request just committed, then marks them sent.
-pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec<OutboxEvent>) {
+/// What publishing a batch gave: the event ids acknowledged, those not, and the last error.
+struct Published {
+    sent: Vec<String>,
+    failed: Vec<String>,
+    last_error: String,
+}
+
+/// Publishes `events` concurrently and counts the failures in the metrics.
+async fn publish_all(inner: &Inner, target: &Target, events: &[OutboxEvent]) -> Published {
     let results = join_all(events.iter().map(|e| publish(inner, e))).await;
-    let mut sent = Vec::new();
-    let mut failed = 0u64;
+    let mut out = Published {
+        sent: Vec::new(),
+        failed: Vec::new(),
+        last_error: String::new(),
+    };
     for (e, r) in events.iter().zip(results) {
         match r {
-            Ok(()) => sent.push(e.event_id.clone()),
+            Ok(()) => out.sent.push(e.event_id.clone()),
             Err(err) => {
-                failed += 1;
                 tracing::warn!(event = %e.event_id, error = %err, "publish failed; the sweeper will retry");
+                out.failed.push(e.event_id.clone());
+                out.last_error = err;
             }
         }
     }
-    let label = target.label();
-    if failed > 0 {
+    if !out.failed.is_empty() {
         inner.metrics.add(
             "fraiseql_outbox_publish_failures_total",
-            &[("tenant_id", &label)],
-            failed as f64,
+            &[("tenant_id", &target.label())],
+            out.failed.len() as f64,
         );
-        mark_dirty(inner, &target, failed);
+    }
+    out
+}
+
+/// Publishes the events one request just committed, then marks them sent.
+pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec<OutboxEvent>) {
+    let Published { sent, failed, .. } = publish_all(inner, &target, &events).await;
+    let label = target.label();
+    if !failed.is_empty() {
+        mark_dirty(inner, &target, failed.len() as u64);
     }
     if sent.is_empty() {
         return;
@@ -141,19 +160,11 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
             payload: r.get(2),
         })
         .collect();
-    let results = join_all(events.iter().map(|e| publish(inner, e))).await;
-    let mut sent = Vec::new();
-    let mut failed = Vec::new();
-    let mut last_error = String::new();
-    for (e, r) in events.iter().zip(results) {
-        match r {
-            Ok(()) => sent.push(e.event_id.clone()),
-            Err(m) => {
-                failed.push(e.event_id.clone());
-                last_error = m;
-            }
-        }
-    }
+    let Published {
+        sent,
+        failed,
+        last_error,
+    } = publish_all(inner, target, &events).await;
     if !sent.is_empty() {
         c.execute(MARK_SENT, &[&sent]).await.map_err(err)?;
     }
@@ -192,13 +203,6 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
             "fraiseql_outbox_published_total",
             &[("tenant_id", &label)],
             sent.len() as f64,
-        );
-    }
-    if !failed.is_empty() {
-        inner.metrics.add(
-            "fraiseql_outbox_publish_failures_total",
-            &[("tenant_id", &label)],
-            failed.len() as f64,
         );
     }
     Ok(remaining.max(0) as u64)

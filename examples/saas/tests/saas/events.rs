@@ -9,7 +9,7 @@ use fraiseql::testing::{NatsServer, TestClient, TestTenancy};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::harness::{example_dir, world_with};
+use crate::harness::{create_org, create_project, example_dir, world_with};
 
 const SYNC_SQL: &str = "INSERT INTO tb_analytics_event (event_id, event_type, tenant_id, data, recorded_at) VALUES ($event_id, $subject, $tenant_id, $data, now()) ON CONFLICT (event_id) DO NOTHING";
 
@@ -52,6 +52,12 @@ async fn events_world(nats: &NatsServer, max_deliver: u32) -> TestTenancy {
 
 async fn events_world_with(strategy: &str, nats: &NatsServer, max_deliver: u32) -> TestTenancy {
     let t = world_with(strategy, &events_config(nats, max_deliver)).await;
+    analytics_table(&t).await;
+    t
+}
+
+/// The example's `tb_analytics_event` (migrations/shared), in the world's shared database.
+async fn analytics_table(t: &TestTenancy) {
     let sql = std::fs::read_to_string(example_dir().join("migrations/shared/0001_analytics.sql"))
         .expect("analytics migration");
     t.shared
@@ -61,7 +67,6 @@ async fn events_world_with(strategy: &str, nats: &NatsServer, max_deliver: u32) 
         .batch_execute(&sql)
         .await
         .expect("analytics table");
-    t
 }
 
 async fn analytics_count(t: &TestTenancy, filter: &str) -> i64 {
@@ -88,36 +93,6 @@ async fn wait_for_rows(t: &TestTenancy, n: i64, within: Duration) -> i64 {
     }
 }
 
-async fn org(client: &TestClient, name: &str) -> String {
-    let v = client
-        .execute_with(
-            "mutation($n: String!) { createOrganization(name: $n) { id } }",
-            json!({ "n": name }),
-        )
-        .await
-        .expect("execute")
-        .json;
-    v["data"]["createOrganization"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v}"))
-        .to_owned()
-}
-
-async fn create_project(client: &TestClient, org: &str, name: &str) -> String {
-    let v = client
-        .execute_with(
-            "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id } }",
-            json!({ "o": org, "n": name }),
-        )
-        .await
-        .expect("execute")
-        .json;
-    v["data"]["createProject"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v}"))
-        .to_owned()
-}
-
 /// The seed's `test_project_creation_event`: creating a project publishes
 /// `analytics.project_created` with the event's id, type, tenant key, project id and time.
 #[tokio::test]
@@ -134,7 +109,7 @@ async fn test_project_creation_event() {
         .expect("subscribe");
     watcher.flush().await.expect("flush");
 
-    let org = org(&client, "Org").await;
+    let org = create_org(&client, "Org").await;
     let project = create_project(&client, &org, "Test").await;
     let msg = tokio::time::timeout(Duration::from_secs(10), sub.next())
         .await
@@ -177,7 +152,7 @@ async fn test_analytics_sync(strategy: &str) {
     t.create_tenant("acme").await.expect("tenant");
     let mut client = t.client().await.expect("client");
     client.set_tenant("acme");
-    let org = org(&client, "Org").await;
+    let org = create_org(&client, "Org").await;
     let project = create_project(&client, &org, "Synced").await;
 
     assert_eq!(wait_for_rows(&t, 1, Duration::from_secs(15)).await, 1);
@@ -242,7 +217,7 @@ async fn nats_down_while_500_mutations_commit_loses_nothing() {
     ca.set_tenant("tenant_a");
     let mut cb = t.client().await.expect("client");
     cb.set_tenant("tenant_b");
-    let (oa, ob) = (org(&ca, "A").await, org(&cb, "B").await);
+    let (oa, ob) = (create_org(&ca, "A").await, create_org(&cb, "B").await);
     assert!(
         ca.engine()
             .events()
@@ -346,7 +321,7 @@ async fn refused_writes_are_redelivered_and_poison_goes_to_dead_letters() {
     t.create_tenant("acme").await.expect("tenant");
     let mut client = t.client().await.expect("client");
     client.set_tenant("acme");
-    let o = org(&client, "Org").await;
+    let o = create_org(&client, "Org").await;
     let shared = t.shared.connect().await.expect("shared");
     shared
         .batch_execute(
@@ -453,7 +428,7 @@ async fn two_instances_share_one_consumer_group() {
     let mut two = t.client().await.expect("two");
     one.set_tenant("acme");
     two.set_tenant("acme");
-    let o = org(&one, "Org").await;
+    let o = create_org(&one, "Org").await;
     let names: Vec<String> = (0..200).map(|i| format!("P{i:03}")).collect();
     for chunk in names.chunks(50) {
         let v = two
@@ -548,35 +523,8 @@ async fn events_survive_a_sigkill_between_commit_and_publish() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let text = format!(
-        r#"[server]
-port = {port}
-[schema]
-path = "{schema}"
-[multi_tenancy]
-enabled = true
-strategy = "database_per_tenant"
-name_prefix = "{prefix}"
-[databases.tenant]
-type = "postgresql"
-url = "{url}"
-pool_max = 4
-[databases.shared]
-type = "postgresql"
-url = "{url}"
-pool_max = 4
-[auth]
-required = false
-secret = "{secret}"
-issuer = "fraiseql"
-audience = "fraiseql"
-{events}"#,
-        schema = example_dir().join("schema.graphql").display(),
-        prefix = t.prefix,
-        url = t.shared.url,
-        secret = fraiseql::testing::TEST_JWT_SECRET,
-        events = events_config(&nats, 5),
-    );
+    // The world's own config (events included), served on a port of this test's.
+    let text = format!("[server]\nport = {port}\n{}", t.config_text);
     let config = std::env::temp_dir().join(format!("fraiseql-sigkill-{port}.toml"));
     std::fs::write(&config, text).expect("config");
 
@@ -633,15 +581,14 @@ async fn rust_observers_and_subscribers() {
         events_config(&nats, 5)
     );
     let t = world_with("database_per_tenant", &extra).await;
-    let sql = std::fs::read_to_string(example_dir().join("migrations/shared/0001_analytics.sql"))
-        .expect("analytics migration");
+    analytics_table(&t).await;
     let shared = t.shared.connect().await.expect("shared");
     shared
-        .batch_execute(&format!(
-            "{sql}; CREATE TABLE audit_log (event_id uuid PRIMARY KEY, task_id text, status text)"
-        ))
+        .batch_execute(
+            "CREATE TABLE audit_log (event_id uuid PRIMARY KEY, task_id text, status text)",
+        )
         .await
-        .expect("tables");
+        .expect("audit table");
     let rec = t.create_tenant("acme").await.expect("tenant");
     let resolvers = Resolvers::new()
         .observer("Task", "UPDATE", |ctx, change| async move {
@@ -682,7 +629,7 @@ async fn rust_observers_and_subscribers() {
         });
     let mut client = t.client_with(resolvers).await.expect("client");
     client.set_tenant("acme");
-    let o = org(&client, "Org").await;
+    let o = create_org(&client, "Org").await;
     let p = create_project(&client, &o, "P").await;
     let admin = t.admin_client(&rec).await.expect("admin");
     let task: String = admin

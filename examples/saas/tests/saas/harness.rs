@@ -123,3 +123,39 @@ macro_rules! each_strategy {
         }
     };
 }
+
+/// Runs a mutation through `client` and returns `data.<field>.id`, panicking with the answer if
+/// there is none.
+async fn created_id(client: &TestClient, query: &str, vars: Value, field: &str) -> String {
+    let v = client
+        .execute_with(query, vars)
+        .await
+        .expect("execute")
+        .json;
+    v["data"][field]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field}: {v}"))
+        .to_owned()
+}
+
+/// `createOrganization(name:)`: the new organization's id.
+pub async fn create_org(client: &TestClient, name: &str) -> String {
+    created_id(
+        client,
+        "mutation($n: String!) { createOrganization(name: $n) { id } }",
+        serde_json::json!({ "n": name }),
+        "createOrganization",
+    )
+    .await
+}
+
+/// `createProject(orgId:, name:)`: the new project's id.
+pub async fn create_project(client: &TestClient, org: &str, name: &str) -> String {
+    created_id(
+        client,
+        "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id } }",
+        serde_json::json!({ "o": org, "n": name }),
+        "createProject",
+    )
+    .await
+}

@@ -6,7 +6,7 @@ use fraiseql::engine::tenancy::TenantRecord;
 use fraiseql::testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::{code, world, world_with};
+use crate::harness::{code, create_org, world, world_with};
 
 /// A tenant `acme` with a client set to it.
 async fn acme(t: &TestTenancy) -> (TenantRecord, TestClient) {
@@ -14,21 +14,6 @@ async fn acme(t: &TestTenancy) -> (TenantRecord, TestClient) {
     let mut client = t.client().await.expect("client");
     client.set_tenant("acme");
     (rec, client)
-}
-
-async fn create_org(client: &TestClient, name: &str) -> String {
-    let v = client
-        .execute_with(
-            "mutation($n: String!) { createOrganization(name: $n) { id } }",
-            json!({ "n": name }),
-        )
-        .await
-        .expect("execute")
-        .json;
-    v["data"]["createOrganization"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("createOrganization: {v}"))
-        .to_owned()
 }
 
 async fn project_names(t: &TestTenancy, rec: &TenantRecord) -> Vec<String> {
