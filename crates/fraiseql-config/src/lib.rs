@@ -9,9 +9,10 @@ mod load;
 mod model;
 
 pub use error::ConfigError;
-pub use load::{load_file, parse_str, subject_matches};
+pub use load::{load_file, parse_str, subject_matches, RESERVED_PAYLOAD_KEYS};
 pub use model::{
-    AuthConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, JwtAlgorithm, LimitsConfig,
-    MultiTenancyConfig, ObserverRule, ObserversConfig, Retention, SchemaConfig, ServerConfig,
-    StreamConfig, SubscriberConfig, TenancyStrategy, TENANT_DATABASE,
+    AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, JwtAlgorithm,
+    LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig, NatsConfig,
+    ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, ServerConfig, StreamConfig,
+    SubscriberConfig, TenancyStrategy, TENANT_DATABASE,
 };

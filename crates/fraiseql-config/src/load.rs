@@ -225,9 +225,20 @@ impl Cx<'_> {
     }
 
     fn build(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let profile = match raw.server.profile.as_deref().map(str::trim) {
+            None | Some("production") => Profile::Production,
+            Some("development") => Profile::Development,
+            Some(other) => {
+                return Err(self.invalid(
+                    "server.profile",
+                    format!("{other:?} is not \"production\" or \"development\""),
+                ))
+            }
+        };
         let server = ServerConfig {
             host: raw.server.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
             port: self.int("server.port", raw.server.port, 8080, 0, 65535)? as u16,
+            profile,
         };
         let schema_path = raw
             .schema
@@ -297,6 +308,11 @@ impl Cx<'_> {
                 1,
                 86_400,
             )? as u64,
+            trust_tenant_header: self.flag(
+                "multi_tenancy.trust_tenant_header",
+                mt.trust_tenant_header,
+                false,
+            )?,
         };
 
         let mut databases = BTreeMap::new();
@@ -367,6 +383,7 @@ impl Cx<'_> {
                 format!("unsupported backend {backend:?}; expected \"nats\""),
             ));
         }
+        let nats = self.nats(raw.nats, raw.observers.nats_url.clone(), base)?;
         let observers = self.observers(raw.observers, backend, &databases)?;
         let subscribers = raw
             .subscribers
@@ -441,6 +458,82 @@ impl Cx<'_> {
                 big,
             )? as u64,
             introspection: self.flag("limits.introspection", l.introspection, d.introspection)?,
+            max_fields: self.int(
+                "limits.max_fields",
+                l.max_fields,
+                d.max_fields as i64,
+                1,
+                big,
+            )? as usize,
+            max_rows: self.int(
+                "limits.max_rows",
+                l.max_rows,
+                d.max_rows as i64,
+                1,
+                i64::MAX,
+            )? as u64,
+            max_in_flight: self.int(
+                "limits.max_in_flight",
+                l.max_in_flight,
+                d.max_in_flight as i64,
+                1,
+                1_000_000,
+            )? as usize,
+            document_cache_bytes: self.int(
+                "limits.document_cache_bytes",
+                l.document_cache_bytes,
+                d.document_cache_bytes as i64,
+                0,
+                i64::MAX,
+            )? as u64,
+            plan_cache_bytes: self.int(
+                "limits.plan_cache_bytes",
+                l.plan_cache_bytes,
+                d.plan_cache_bytes as i64,
+                0,
+                i64::MAX,
+            )? as u64,
+            prepared_statements: self.int(
+                "limits.prepared_statements",
+                l.prepared_statements,
+                d.prepared_statements as i64,
+                1,
+                100_000,
+            )? as usize,
+        };
+        let metrics = self.metrics(raw.metrics)?;
+        let logging = LoggingConfig {
+            format: match raw.logging.format.as_deref().map(str::trim) {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(self.invalid(
+                        "logging.format",
+                        format!("{other:?} is not \"text\" or \"json\""),
+                    ))
+                }
+            },
+        };
+        let cd = CacheConfig::default();
+        let cache = CacheConfig {
+            enabled: self.flag("cache.enabled", raw.cache.enabled, cd.enabled)?,
+            max_bytes: self.int(
+                "cache.max_bytes",
+                raw.cache.max_bytes,
+                cd.max_bytes as i64,
+                0,
+                i64::MAX,
+            )? as u64,
+            subject: match raw.cache.subject {
+                None => cd.subject,
+                Some(s) if valid_subject_prefix(&s) => s,
+                Some(_) => {
+                    return Err(self.invalid(
+                        "cache.subject",
+                        "a subject prefix is dot-separated tokens of letters, digits, `_` and `-` (no wildcards)",
+                    ))
+                }
+            },
         };
 
         if multi_tenancy.enabled && !databases.contains_key(&multi_tenancy.registry) {
@@ -465,9 +558,19 @@ impl Cx<'_> {
             }
         }
 
+        if observers.enabled && nats.servers.is_empty() {
+            return Err(self.invalid(
+                "observers.enabled",
+                "events need NATS: set [nats] servers = [\"nats://...\"] (or [observers] nats_url)",
+            ));
+        }
         Ok(Config {
             auth,
             rbac: raw.rbac,
+            metrics,
+            logging,
+            cache,
+            nats,
             server,
             schema,
             multi_tenancy,
@@ -550,6 +653,23 @@ impl Cx<'_> {
                     ),
                 ));
             }
+            if let Some(k) = r
+                .payload
+                .keys()
+                .find(|k| RESERVED_PAYLOAD_KEYS.contains(&k.as_str()))
+            {
+                return Err(self.invalid(
+                    &format!("{path}.payload"),
+                    format!(
+                        "rule #{} ({} {} -> {}): payload key `{k}` is reserved (every event carries {}); rename it",
+                        i + 1,
+                        r.entity,
+                        r.event,
+                        r.subject,
+                        RESERVED_PAYLOAD_KEYS.join(", ")
+                    ),
+                ));
+            }
             rules.push(ObserverRule {
                 entity: r.entity,
                 event,
@@ -568,7 +688,6 @@ impl Cx<'_> {
         Ok(ObserversConfig {
             enabled: self.flag("observers.enabled", o.enabled, false)?,
             backend,
-            nats_url: o.nats_url.filter(|u| !u.trim().is_empty()),
             stream,
             publish_timeout_ms: self.int(
                 "observers.publish_timeout_ms",
@@ -652,6 +771,143 @@ impl Cx<'_> {
     }
 }
 
+/// Keys every event payload carries; `[[observers.rules]] payload` may not set them.
+pub const RESERVED_PAYLOAD_KEYS: [&str; 7] = [
+    "event_id",
+    "event_type",
+    "tenant_id",
+    "entity",
+    "operation",
+    "key",
+    "timestamp",
+];
+
+fn valid_subject_prefix(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+fn valid_listen(s: &str) -> bool {
+    s.parse::<std::net::SocketAddr>().is_ok()
+        || s.rsplit_once(':').is_some_and(|(h, p)| {
+            !h.is_empty() && p.parse::<u16>().is_ok() && !h.contains(char::is_whitespace)
+        })
+}
+
+impl Cx<'_> {
+    fn metrics(&self, m: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+        let d = MetricsConfig::default();
+        let listen = m
+            .listen
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        if let Some(l) = &listen {
+            if !valid_listen(l) {
+                return Err(self.invalid(
+                    "metrics.listen",
+                    format!("{l:?} is not host:port (e.g. \"127.0.0.1:9100\")"),
+                ));
+            }
+        }
+        Ok(MetricsConfig {
+            enabled: self.flag("metrics.enabled", m.enabled, d.enabled)?,
+            listen,
+            max_tenant_labels: self.int(
+                "metrics.max_tenant_labels",
+                m.max_tenant_labels,
+                d.max_tenant_labels as i64,
+                0,
+                1_000_000,
+            )? as usize,
+        })
+    }
+
+    /// `[nats]`, or `[observers] nats_url` as its one-server form (both at once is an error).
+    fn nats(
+        &self,
+        n: Option<RawNats>,
+        observers_url: Option<String>,
+        base: &Path,
+    ) -> Result<NatsConfig, ConfigError> {
+        let observers_url = observers_url.filter(|u| !u.trim().is_empty());
+        let path = |p: Option<String>| p.filter(|s| !s.is_empty()).map(|s| resolve(base, &s));
+        let raw_servers = n.as_ref().and_then(|n| n.servers.clone());
+        let servers = match (raw_servers, observers_url) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "nats.servers",
+                    "both [nats] servers and [observers] nats_url are set; keep [nats] servers (nats_url is its one-server form)",
+                ))
+            }
+            (Some(list), None) => list,
+            (None, Some(url)) => vec![url],
+            (None, None) => Vec::new(),
+        };
+        let servers: Vec<String> = servers
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for s in &servers {
+            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+                .iter()
+                .any(|p| s.starts_with(p))
+                || !s.contains("://");
+            if !scheme_ok {
+                return Err(self.invalid(
+                    "nats.servers",
+                    "a NATS server is nats://host:port or tls://host:port",
+                ));
+            }
+        }
+        let n = n.unwrap_or_default();
+        let nats = NatsConfig {
+            servers,
+            token: n.token.filter(|s| !s.is_empty()),
+            user: n.user.filter(|s| !s.is_empty()),
+            password: n.password.filter(|s| !s.is_empty()),
+            tls_ca: path(n.tls_ca),
+            tls_cert: path(n.tls_cert),
+            tls_key: path(n.tls_key),
+            require_tls: self.flag("nats.require_tls", n.require_tls, false)?,
+            name: n
+                .name
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "fraiseql".to_owned()),
+            max_reconnects: self.int("nats.max_reconnects", n.max_reconnects, 0, 0, 1_000_000)?
+                as usize,
+            reconnect_delay_ms: self.int(
+                "nats.reconnect_delay_ms",
+                n.reconnect_delay_ms,
+                2000,
+                1,
+                600_000,
+            )? as u64,
+            connect_timeout_ms: self.int(
+                "nats.connect_timeout_ms",
+                n.connect_timeout_ms,
+                2000,
+                1,
+                600_000,
+            )? as u64,
+        };
+        if nats.user.is_some() != nats.password.is_some() {
+            return Err(self.invalid("nats.user", "`user` and `password` go together"));
+        }
+        if nats.tls_cert.is_some() != nats.tls_key.is_some() {
+            return Err(self.invalid("nats.tls_cert", "`tls_cert` and `tls_key` go together"));
+        }
+        if nats.token.is_some() && nats.user.is_some() {
+            return Err(self.invalid("nats", "give one of `token` or `user`/`password`"));
+        }
+        Ok(nats)
+    }
+}
+
 /// Whether NATS subject `pattern` (with `*` and `>` wildcards) matches `subject`.
 pub fn subject_matches(pattern: &str, subject: &str) -> bool {
     let mut p = pattern.split('.');
@@ -715,6 +971,7 @@ impl Cx<'_> {
             audience: a.audience.filter(|s| !s.is_empty()),
             tenant_claim: a.tenant_claim.unwrap_or_else(|| "tenant_id".to_owned()),
             roles_claim: a.roles_claim.unwrap_or_else(|| "roles".to_owned()),
+            tenants_claim: a.tenants_claim.filter(|s| !s.is_empty()),
             leeway_secs: self.int("auth.leeway_secs", a.leeway_secs, 30, 0, 3600)? as u64,
             token_ttl_secs: self.int(
                 "auth.token_ttl_secs",

@@ -30,6 +30,102 @@ pub struct Config {
     /// `[rbac]`: schema coordinate (`Query.tenantConfig`, `Organization.memberCount`) -> roles
     /// allowed to read it. Coordinates not listed are open to every authenticated caller.
     pub rbac: BTreeMap<String, Vec<String>>,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
+    /// `[logging]`
+    pub logging: LoggingConfig,
+    /// `[cache]`: the result cache of `@cache` root fields.
+    pub cache: CacheConfig,
+    /// NATS connection settings: `[nats]` (or the one-server form `[observers] nats_url`).
+    pub nats: NatsConfig,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// Whether metrics are recorded at all (`GET /metrics` answers 404 when off).
+    pub enabled: bool,
+    /// Serve `/metrics` on this `host:port` instead of the `[server]` port (so it can be kept
+    /// off the public interface). `None`: served beside `/graphql`.
+    pub listen: Option<String>,
+    /// Tenants that keep a `tenant_id` label of their own; later ones report as `other`.
+    pub max_tenant_labels: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: None,
+            max_tenant_labels: 100,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[logging]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggingConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Whether `@cache` fields are cached (off: always read from the database).
+    pub enabled: bool,
+    /// Most bytes the cached answers may take (keys and values).
+    pub max_bytes: u64,
+    /// NATS subject prefix invalidations travel on between server instances.
+    pub subject: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 64 * 1024 * 1024,
+            subject: "fraiseql.cache".to_owned(),
+        }
+    }
+}
+
+/// How NATS is reached: `[nats]`, or `[observers] nats_url` as a one-server list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://` or `tls://`); empty: no NATS configured.
+    pub servers: Vec<String>,
+    /// Token authentication.
+    pub token: Option<String>,
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password (with `user`).
+    pub password: Option<String>,
+    /// PEM file of the CA(s) that signed the servers' certificates.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse a connection that is not TLS.
+    pub require_tls: bool,
+    /// Connection name shown by `nats server report connections`.
+    pub name: String,
+    /// Reconnect attempts before giving up (0: forever).
+    pub max_reconnects: usize,
+    /// Longest delay between reconnect attempts, in milliseconds.
+    pub reconnect_delay_ms: u64,
+    /// Time to establish a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
 }
 
 /// `[server]`: where the HTTP server listens.
@@ -39,6 +135,17 @@ pub struct ServerConfig {
     pub host: String,
     /// Port (default 8080).
     pub port: u16,
+    /// `production` (default) or `development`.
+    pub profile: Profile,
+}
+
+/// What kind of deployment this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Nothing is given away.
+    Production,
+    /// `fraiseql run` prints a GraphiQL link carrying a development token.
+    Development,
 }
 
 /// `[schema]`: the GraphQL SDL file.
@@ -88,6 +195,10 @@ pub struct MultiTenancyConfig {
     pub connection_budget: usize,
     /// A tenant pool unused this long is closed, in seconds (default 60).
     pub idle_pool_secs: u64,
+    /// Let the tenant header alone pick the tenant for callers without a token (development,
+    /// or behind a gateway that authenticates). Off by default: a tenant must be named by a
+    /// verified token.
+    pub trust_tenant_header: bool,
 }
 
 /// JWT signature algorithm, fixed by config (a token's own `alg` header is never trusted).
@@ -126,6 +237,9 @@ pub struct AuthConfig {
     pub tenant_claim: String,
     /// Claim listing the roles.
     pub roles_claim: String,
+    /// Claim listing every tenant key the token may act for (machine-to-machine tokens); the
+    /// tenant header then picks one of them. `None`: only the single `tenant_claim` is honoured.
+    pub tenants_claim: Option<String>,
     /// Clock skew allowed for `exp`/`nbf`, in seconds.
     pub leeway_secs: u64,
     /// Lifetime of tokens issued by `fraiseql token`, in seconds.
@@ -160,10 +274,8 @@ pub struct DatabaseConfig {
 pub struct ObserversConfig {
     /// Whether events are published.
     pub enabled: bool,
-    /// Event backend (only `nats`).
+    /// Event backend (only `nats`; the servers are `Config::nats`).
     pub backend: String,
-    /// NATS server URL.
-    pub nats_url: Option<String>,
     /// The JetStream stream events are published to (created at start-up if missing).
     pub stream: StreamConfig,
     /// How long a publish waits for JetStream's acknowledgement.
@@ -299,6 +411,18 @@ pub struct LimitsConfig {
     pub request_timeout_ms: u64,
     /// Whether introspection (`__schema`, `__type`) is allowed.
     pub introspection: bool,
+    /// Most fields in one operation once fragments are expanded (the selection budget).
+    pub max_fields: usize,
+    /// Most rows one operation may produce: the product of the limits of nested lists.
+    pub max_rows: u64,
+    /// Most `/graphql` requests in flight at once; more are answered 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// Bytes of parsed documents kept in the document cache.
+    pub document_cache_bytes: u64,
+    /// Bytes of plans kept in the plan cache.
+    pub plan_cache_bytes: u64,
+    /// Prepared statements kept per database connection (least recently used are closed).
+    pub prepared_statements: usize,
 }
 
 impl Default for LimitsConfig {
@@ -314,6 +438,12 @@ impl Default for LimitsConfig {
             max_list_length: 10_000,
             request_timeout_ms: 30_000,
             introspection: true,
+            max_fields: 1000,
+            max_rows: 100_000,
+            max_in_flight: 512,
+            document_cache_bytes: 16 * 1024 * 1024,
+            plan_cache_bytes: 16 * 1024 * 1024,
+            prepared_statements: 256,
         }
     }
 }
@@ -362,6 +492,52 @@ pub(crate) struct RawConfig {
     pub auth: Option<RawAuth>,
     #[serde(default)]
     pub rbac: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub logging: RawLogging,
+    #[serde(default)]
+    pub cache: RawCache,
+    pub nats: Option<RawNats>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub enabled: Option<Flag>,
+    pub listen: Option<String>,
+    pub max_tenant_labels: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogging {
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub enabled: Option<Flag>,
+    pub max_bytes: Option<Num>,
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNats {
+    pub servers: Option<Vec<String>>,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub tls_ca: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub require_tls: Option<Flag>,
+    pub name: Option<String>,
+    pub max_reconnects: Option<Num>,
+    pub reconnect_delay_ms: Option<Num>,
+    pub connect_timeout_ms: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -369,6 +545,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawServer {
     pub host: Option<String>,
     pub port: Option<Num>,
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -387,6 +564,7 @@ pub(crate) struct RawMultiTenancy {
     pub name_prefix: Option<String>,
     pub connection_budget: Option<Num>,
     pub idle_pool_secs: Option<Num>,
+    pub trust_tenant_header: Option<Flag>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -403,6 +581,7 @@ pub(crate) struct RawAuth {
     pub audience: Option<String>,
     pub tenant_claim: Option<String>,
     pub roles_claim: Option<String>,
+    pub tenants_claim: Option<String>,
     pub leeway_secs: Option<Num>,
     pub token_ttl_secs: Option<Num>,
 }
@@ -481,4 +660,10 @@ pub(crate) struct RawLimits {
     pub max_list_length: Option<Num>,
     pub request_timeout_ms: Option<Num>,
     pub introspection: Option<Flag>,
+    pub max_fields: Option<Num>,
+    pub max_rows: Option<Num>,
+    pub max_in_flight: Option<Num>,
+    pub document_cache_bytes: Option<Num>,
+    pub plan_cache_bytes: Option<Num>,
+    pub prepared_statements: Option<Num>,
 }

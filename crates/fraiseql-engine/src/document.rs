@@ -11,19 +11,38 @@ use fraiseql_config::LimitsConfig;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::limits;
 
-/// A parsed, limit-checked and validated document, or why it is not one.
-pub type Prepared = Arc<Result<Valid<ExecutableDocument>, Vec<GraphqlError>>>;
+/// A parsed, limit-checked and validated document, or why it is not one, with its text.
+#[derive(Debug)]
+pub struct PreparedDocument {
+    /// The query text (shared with the cache's key; plan keys point at it too).
+    pub text: Arc<str>,
+    /// The document or its errors.
+    pub document: Result<Valid<ExecutableDocument>, Vec<GraphqlError>>,
+}
 
-/// Cache of [`Prepared`] documents keyed by query text.
+/// A cached [`PreparedDocument`].
+pub type Prepared = Arc<PreparedDocument>;
+
+/// Cache of [`Prepared`] documents keyed by query text, bounded by bytes (the text and an
+/// estimate of the parsed document), not by count: a few huge queries cannot fill memory.
 pub struct DocumentCache {
     cache: moka::sync::Cache<Arc<str>, Prepared>,
 }
 
+/// Parsed documents take several times their text; this bounds the estimate generously.
+const DOCUMENT_BYTES_PER_TEXT_BYTE: usize = 12;
+
 impl DocumentCache {
-    /// A cache holding up to `capacity` documents.
-    pub fn new(capacity: u64) -> Self {
+    /// A cache holding up to `max_bytes` of documents.
+    pub fn new(max_bytes: u64) -> Self {
         Self {
-            cache: moka::sync::Cache::new(capacity),
+            cache: moka::sync::Cache::builder()
+                .weigher(|k: &Arc<str>, _: &Prepared| {
+                    u32::try_from(k.len().saturating_mul(DOCUMENT_BYTES_PER_TEXT_BYTE + 1) + 512)
+                        .unwrap_or(u32::MAX)
+                })
+                .max_capacity(max_bytes)
+                .build(),
         }
     }
 
@@ -32,9 +51,19 @@ impl DocumentCache {
         if let Some(p) = self.cache.get(query) {
             return p;
         }
-        let p = Arc::new(prepare(schema, limits, query));
-        self.cache.insert(Arc::from(query), p.clone());
+        let text: Arc<str> = Arc::from(query);
+        let p = Arc::new(PreparedDocument {
+            text: text.clone(),
+            document: prepare(schema, limits, query),
+        });
+        self.cache.insert(text, p.clone());
         p
+    }
+
+    /// Bytes the cache holds now (after pending evictions).
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
     }
 }
 

@@ -1,39 +1,34 @@
-//! [`Engine`]: the configured schema, pools and caches, and `execute` for one request.
+//! [`Engine`]: the configured schema, connections and caches, and [`Engine::execute`], which
+//! runs one request through the pipeline's steps in order (see ARCHITECTURE.md): document
+//! (parse, limits, validate; cached) -> planning (variables, plan; cached) -> execution -> response.
+//! Identity comes first, in [`Engine::identify`].
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use apollo_compiler::collections::HashMap;
-use apollo_compiler::executable::Operation;
-use apollo_compiler::introspection;
-use apollo_compiler::request::coerce_variable_values;
-use apollo_compiler::response::JsonMap;
 use apollo_compiler::schema::Implementers;
-use apollo_compiler::validation::Valid;
-use apollo_compiler::ExecutableDocument;
 use apollo_compiler::Name;
-use fraiseql_config::Config;
-use fraiseql_plan::{OutputPlan, Plan, PlanError, PlanLimits, RootKind, SqlPlan};
+use fraiseql_config::{Config, TENANT_DATABASE};
+use fraiseql_plan::{OutputPlan, RootKind};
 use fraiseql_schema::SchemaBundle;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use fraiseql_config::TENANT_DATABASE;
-use fraiseql_plan::Access;
-
-use crate::auth::{AuthError, Identity, Verifier};
 use crate::catalog_check::{self, CatalogProblem};
-use crate::db::{DbError, Pools};
+use crate::connections::{DbError, Pools};
 use crate::document::DocumentCache;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::events::{Events, EventsError, Observers, Target};
-use crate::execute::{self, FieldResult};
+use crate::execution::session::{self, SessionContext};
+use crate::execution::{read, transaction, CommitGate, Env};
+use crate::identity::rbac::RbacRules;
+use crate::identity::{self, AuthError, IdentifyError, RequestContext, TenantHeader, Verifier};
 use crate::metrics::Metrics;
+use crate::planning::{PlanCache, PlanKey, Planner};
 use crate::request::GraphqlRequest;
 use crate::resolvers::Resolvers;
 use crate::response::{Outcome, OutcomeKind, ResponseBody};
-use crate::tenancy::{TenantError, TenantRecord, Tenants};
-use crate::work;
+use crate::tenancy::Tenants;
 
 /// Why an engine cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +50,9 @@ pub enum EngineError {
     /// The `[auth]` keys cannot be loaded.
     #[error(transparent)]
     Auth(AuthError),
+    /// The configuration would let callers past the tenant wall.
+    #[error("{0}")]
+    Unsafe(String),
     /// An `[[observers.rules]]` entry does not fit the schema.
     #[error("{0}")]
     Observers(String),
@@ -94,51 +92,6 @@ pub enum Method {
     Post,
 }
 
-/// Who is asking, resolved from the request's headers before anything else.
-#[derive(Debug, Clone, Default)]
-pub struct RequestContext {
-    /// The tenant (multi-tenancy on), routed to its own database/schema/rows.
-    pub tenant: Option<Arc<TenantRecord>>,
-    /// The verified token's identity (default: anonymous, no roles).
-    pub identity: Identity,
-}
-
-/// Why a request was refused before execution, with the HTTP status to answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IdentifyError {
-    /// 400, 401, 403 or 503.
-    pub status: u16,
-    /// The error to show.
-    pub error: GraphqlError,
-}
-
-impl IdentifyError {
-    fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            error: GraphqlError::new(code, message),
-        }
-    }
-}
-
-/// `[rbac]` applied to one caller's roles.
-struct Rbac<'a> {
-    rules: &'a BTreeMap<String, Vec<String>>,
-    roles: &'a [String],
-}
-
-impl Access for Rbac<'_> {
-    fn allows(&self, type_name: &str, field: &str) -> bool {
-        if self.rules.is_empty() {
-            return true;
-        }
-        match self.rules.get(&format!("{type_name}.{field}")) {
-            None => true,
-            Some(allowed) => self.roles.iter().any(|r| allowed.contains(r)),
-        }
-    }
-}
-
 /// A running GraphQL engine.
 pub struct Engine {
     config: Config,
@@ -147,23 +100,15 @@ pub struct Engine {
     pools: Arc<Pools>,
     tenants: Option<Tenants>,
     verifier: Option<Verifier>,
+    rbac: RbacRules,
     documents: DocumentCache,
-    plans: moka::sync::Cache<PlanKey, Arc<Plan>>,
-    statements: Arc<std::sync::atomic::AtomicU64>,
+    plans: PlanCache,
+    statements: Arc<AtomicU64>,
     resolvers: Resolvers,
     observers: Observers,
     metrics: Arc<Metrics>,
     events: std::sync::OnceLock<Events>,
     marker_nonce: u64,
-}
-
-/// What a plan depends on besides the schema.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct PlanKey {
-    query: String,
-    operation: Option<String>,
-    variables: Option<String>,
-    roles: Vec<String>,
 }
 
 impl Engine {
@@ -200,6 +145,7 @@ impl Engine {
         schema: SchemaBundle,
         resolvers: Resolvers,
     ) -> Result<Self, EngineError> {
+        identity::check_config(&config).map_err(EngineError::Unsafe)?;
         let expected = resolver_coordinates(&schema);
         let registered = resolvers.coordinates();
         if expected != registered {
@@ -250,15 +196,16 @@ impl Engine {
         };
         let implementers = schema.api.implementers_map();
         Ok(Self {
+            rbac: RbacRules::new(&config.rbac),
+            documents: DocumentCache::new(config.limits.document_cache_bytes),
+            plans: PlanCache::new(config.limits.plan_cache_bytes),
             config,
             schema,
             implementers,
             pools,
             tenants,
             verifier,
-            documents: DocumentCache::new(1000),
-            plans: moka::sync::Cache::new(1000),
-            statements: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            statements: Arc::new(AtomicU64::new(0)),
             resolvers,
             observers,
             metrics: Arc::new(Metrics::default()),
@@ -300,6 +247,11 @@ impl Engine {
         self.statements.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Bytes held by the document cache and the plan cache.
+    pub fn cache_bytes(&self) -> (u64, u64) {
+        (self.documents.weighted_size(), self.plans.weighted_size())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -315,78 +267,25 @@ impl Engine {
         self.tenants.as_ref()
     }
 
-    /// Resolves the caller: verifies the bearer token (if any, or if required) and the tenant
-    /// (header and token claim must agree; either alone names it).
+    /// The configured databases.
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    /// Resolves the caller (see [`identity::identify`]).
     pub async fn identify(
         &self,
-        tenant_header: Option<&str>,
+        tenant_header: TenantHeader<'_>,
         authorization: Option<&str>,
     ) -> Result<RequestContext, IdentifyError> {
-        let unauthenticated = |m: String| IdentifyError::new(401, ErrorCode::Unauthenticated, m);
-        let identity = match (&self.verifier, authorization) {
-            (None, _) => Identity::default(),
-            (Some(v), None) if v.required() => {
-                return Err(unauthenticated(AuthError::Missing.to_string()))
-            }
-            (Some(_), None) => Identity::default(),
-            (Some(v), Some(h)) => {
-                let token = h
-                    .strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-                    .ok_or_else(|| {
-                        unauthenticated("the Authorization header must be `Bearer <jwt>`".into())
-                    })?;
-                v.verify(token.trim())
-                    .map_err(|e| unauthenticated(e.to_string()))?
-            }
-        };
-        let Some(tenants) = &self.tenants else {
-            return Ok(RequestContext {
-                tenant: None,
-                identity,
-            });
-        };
-        let header = self.config.multi_tenancy.auth_header.as_str();
-        let key = match (tenant_header, identity.tenant.as_deref()) {
-            (Some(h), Some(c)) if h != c => {
-                return Err(IdentifyError::new(
-                    403,
-                    ErrorCode::Forbidden,
-                    format!("the {header} header does not match the token's tenant"),
-                ))
-            }
-            (Some(h), _) => h.to_owned(),
-            (None, Some(c)) => c.to_owned(),
-            (None, None) => {
-                return Err(IdentifyError::new(
-                    400,
-                    ErrorCode::BadRequest,
-                    format!("missing {header} header (or a token with a tenant claim)"),
-                ))
-            }
-        };
-        let tenant = tenants.resolve(&key).await.map_err(|e| match e {
-            TenantError::Invalid(m) => {
-                IdentifyError::new(400, ErrorCode::BadRequest, format!("invalid {header}: {m}"))
-            }
-            TenantError::Unknown => IdentifyError::new(
-                403,
-                ErrorCode::UnknownTenant,
-                format!("unknown tenant in {header}"),
-            ),
-            TenantError::Suspended => {
-                IdentifyError::new(503, ErrorCode::TenantSuspended, "this tenant is suspended")
-            }
-            TenantError::RegistryUnavailable => IdentifyError::new(
-                503,
-                ErrorCode::DatabaseUnavailable,
-                "the tenant registry is unavailable; try again shortly",
-            ),
-        })?;
-        Ok(RequestContext {
-            tenant: Some(tenant),
-            identity,
-        })
+        identity::identify(
+            &self.config,
+            self.verifier.as_ref(),
+            self.tenants.as_ref(),
+            tenant_header,
+            authorization,
+        )
+        .await
     }
 
     /// Connects to every database and checks the schema against it: the start-up gate.
@@ -402,43 +301,43 @@ impl Engine {
                 .await
                 .map_err(|e| unreachable(e.to_string()))?
             {
-                let mut conn =
-                    tenants
-                        .connection(&rec)
+                let name = format!("tenant `{}`", rec.key);
+                let bad = |reason: String| EngineError::Unreachable {
+                    name: name.clone(),
+                    reason,
+                };
+                let lease = tenants.connection(&rec).await.map_err(|e| bad(e.message))?;
+                // As the tenant sees it: its role, its schema.
+                let ctx = RequestContext {
+                    tenant: Some(rec.clone()),
+                    ..RequestContext::default()
+                };
+                session::begin(&lease, &SessionContext::new(&ctx, TENANT_DATABASE), false)
+                    .await
+                    .map_err(|e| bad(e.to_string()))?;
+                let problems =
+                    catalog_check::check(lease.client(), &self.schema.catalog, TENANT_DATABASE)
                         .await
-                        .map_err(|e| EngineError::Unreachable {
-                            name: format!("tenant `{}`", rec.key),
-                            reason: e.message,
-                        })?;
-                let problems = catalog_check::check(
-                    conn.conn().client(),
-                    &self.schema.catalog,
-                    TENANT_DATABASE,
-                )
-                .await
-                .map_err(|e| EngineError::Unreachable {
-                    name: format!("tenant `{}`", rec.key),
-                    reason: e.to_string(),
-                })?;
+                        .map_err(|e| bad(e.to_string()));
+                let _ = session::end(&lease, false).await;
+                let problems = problems?;
                 if !problems.is_empty() {
                     return Err(EngineError::Catalog {
-                        database: format!("tenant `{}`", rec.key),
+                        database: name,
                         problems,
                     });
                 }
             }
         }
-        for (name, pool) in self.pools.iter() {
-            let client = pool.get().await.map_err(|e| EngineError::Unreachable {
+        for (name, db) in self.pools.iter() {
+            let unreachable = |reason: String| EngineError::Unreachable {
                 name: name.clone(),
-                reason: e.to_string(),
-            })?;
-            let problems = catalog_check::check(&**client, &self.schema.catalog, name)
+                reason,
+            };
+            let client = db.lease().await.map_err(|e| unreachable(e.to_string()))?;
+            let problems = catalog_check::check(client.client(), &self.schema.catalog, name)
                 .await
-                .map_err(|e| EngineError::Unreachable {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| unreachable(e.to_string()))?;
             if !problems.is_empty() {
                 return Err(EngineError::Catalog {
                     database: name.clone(),
@@ -457,9 +356,9 @@ impl Engine {
                 return Err("NATS is not connected".to_owned());
             }
         }
-        for (name, pool) in self.pools.iter() {
-            let client = pool
-                .get()
+        for (name, db) in self.pools.iter() {
+            let client = db
+                .lease()
                 .await
                 .map_err(|_| format!("database `{name}` unavailable"))?;
             client
@@ -470,17 +369,32 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs one GraphQL request to completion.
+    fn env(&self) -> Env<'_> {
+        Env {
+            pools: &self.pools,
+            tenants: self.tenants.as_ref(),
+            resolvers: &self.resolvers,
+            statements: &self.statements,
+            observers: &self.observers,
+            subjects: &self.config.observers.stream.subjects,
+            record_events: self.config.observers.enabled,
+        }
+    }
+
+    /// Runs one GraphQL request to completion. `gate` decides whether its writes may still
+    /// commit (see [`CommitGate`]).
     pub async fn execute(
         &self,
         req: &GraphqlRequest,
         method: Method,
         ctx: &RequestContext,
+        gate: &CommitGate,
     ) -> Outcome {
+        // Document: parsed, limit-checked and validated once per distinct text.
         let prepared = self
             .documents
             .get(&self.schema.api, &self.config.limits, &req.query);
-        let doc = match &*prepared {
+        let doc = match &prepared.document {
             Ok(doc) => doc,
             Err(errors) => return Outcome::request_error(errors.clone()),
         };
@@ -512,43 +426,46 @@ impl Engine {
                 vec![GraphqlError::new(ErrorCode::OperationNotSupported, message)],
             );
         }
-        // Same text, operation, variables and roles: the same plan (the tenant is not part of
-        // it: tenant context is set per transaction, never written into SQL).
+        // Planning: same text, operation, variables and roles, the same plan.
         let key = PlanKey {
-            query: req.query.clone(),
-            operation: req.operation_name.clone(),
+            query: prepared.text.clone(),
+            operation: req.operation_name.as_deref().map(Box::from),
             variables: req
                 .variables
                 .as_ref()
-                .map(|v| serde_json::to_string(v).unwrap_or_default()),
+                .map(|v| serde_json::to_string(v).unwrap_or_default())
+                .unwrap_or_default()
+                .into(),
             roles: ctx.identity.roles.clone(),
         };
         let (plan, introspection) = match self.plans.get(&key) {
             Some(plan) => (plan, None),
-            None => match self.plan_request(req, doc, op, ctx) {
-                Err(outcome) => return outcome,
-                Ok((plan, introspection)) => {
-                    // Introspection answers are computed per request, so only plans without
-                    // them are kept.
-                    if introspection.is_none() {
-                        self.plans.insert(key, plan.clone());
+            None => {
+                let planner = Planner {
+                    schema: &self.schema,
+                    implementers: &self.implementers,
+                    limits: &self.config.limits,
+                    rbac: &self.rbac,
+                    marker_nonce: self.marker_nonce,
+                };
+                match planner.plan(req, doc, op, &ctx.identity.roles) {
+                    Err(outcome) => return outcome,
+                    Ok((plan, introspection)) => {
+                        // Introspection answers are computed per request, so only plans
+                        // without them are kept.
+                        if introspection.is_none() {
+                            self.plans.insert(key, plan.clone());
+                        }
+                        (plan, introspection)
                     }
-                    (plan, introspection)
                 }
-            },
+            }
         };
 
+        // Execution.
+        let env = self.env();
         let (results, extra_errors, aborted) = if plan.needs_transaction_work() {
-            let env = work::Env {
-                pools: &self.pools,
-                tenants: self.tenants.as_ref(),
-                resolvers: &self.resolvers,
-                statements: &self.statements,
-                observers: &self.observers,
-                subjects: &self.config.observers.stream.subjects,
-                record_events: self.config.observers.enabled,
-            };
-            let done = work::run(&env, &plan, ctx, write).await;
+            let done = transaction::run(&env, &plan, ctx, write, gate).await;
             if !done.aborted && !done.events.is_empty() {
                 self.metrics.add(
                     "fraiseql_outbox_events_total",
@@ -568,8 +485,10 @@ impl Engine {
             }
             (done.results, done.errors, done.aborted)
         } else {
-            (self.run_sql(&plan.fields, ctx).await, Vec::new(), false)
+            (read::run(&env, &plan.fields, ctx).await, Vec::new(), false)
         };
+
+        // Response: PostgreSQL's JSON text spliced in.
         let mut body = ResponseBody::with_capacity(
             results
                 .iter()
@@ -631,178 +550,6 @@ impl Engine {
             error_codes,
             operation: Some(if write { "mutation" } else { "query" }),
         }
-    }
-
-    /// Coerces variables, plans, and answers introspection; `Err` is the finished error response.
-    fn plan_request(
-        &self,
-        req: &GraphqlRequest,
-        doc: &Valid<ExecutableDocument>,
-        op: &Operation,
-        ctx: &RequestContext,
-    ) -> Result<(Arc<Plan>, Option<JsonMap>), Outcome> {
-        let raw_vars: JsonMap = match &req.variables {
-            None => JsonMap::new(),
-            Some(v) => v
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
-                .collect(),
-        };
-        let vars = match coerce_variable_values(&self.schema.api, op, &raw_vars) {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
-                    e.to_graphql_error(&doc.sources),
-                    ErrorCode::BadUserInput,
-                )]))
-            }
-        };
-        let limits = PlanLimits {
-            max_limit: self.config.limits.max_limit,
-            max_string_length: self.config.limits.max_string_length,
-            max_list_length: self.config.limits.max_list_length,
-            marker_nonce: self.marker_nonce,
-        };
-        let access = Rbac {
-            rules: &self.config.rbac,
-            roles: &ctx.identity.roles,
-        };
-        let plan = match fraiseql_plan::plan(
-            &self.schema.api,
-            &self.schema.catalog,
-            doc,
-            op,
-            &vars,
-            limits,
-            &access,
-        ) {
-            Ok(p) => p,
-            Err(PlanError::BadArgument { message, path }) => {
-                return Err(Outcome::request_error(vec![GraphqlError::new(
-                    ErrorCode::BadUserInput,
-                    message,
-                )
-                .with_path(path)]))
-            }
-            Err(PlanError::Unsupported(m)) => {
-                return Err(Outcome::request_error(vec![GraphqlError::new(
-                    ErrorCode::OperationNotSupported,
-                    m,
-                )]))
-            }
-        };
-
-        let introspection = if plan
-            .fields
-            .iter()
-            .any(|f| f.kind == RootKind::Introspection)
-        {
-            if !self.config.limits.introspection {
-                return Err(Outcome::request_error(vec![GraphqlError::new(
-                    ErrorCode::GraphqlValidationFailed,
-                    "introspection is disabled on this server",
-                )]));
-            }
-            if let Err(e) = introspection::check_max_depth(doc, op) {
-                return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
-                    e.to_graphql_error(&doc.sources),
-                    ErrorCode::QueryTooComplex,
-                )]));
-            }
-            match introspection::partial_execute(
-                &self.schema.api,
-                &self.implementers,
-                doc,
-                op,
-                &vars,
-            ) {
-                Ok(r) => r.data,
-                Err(e) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
-                        e.to_graphql_error(&doc.sources),
-                        ErrorCode::GraphqlValidationFailed,
-                    )]))
-                }
-            }
-        } else {
-            None
-        };
-
-        Ok((Arc::new(plan), introspection))
-    }
-
-    /// Runs every SQL root field, grouped by database; result `i` belongs to `fields[i]`.
-    async fn run_sql(
-        &self,
-        fields: &[fraiseql_plan::RootPlan],
-        ctx: &RequestContext,
-    ) -> Vec<Option<FieldResult>> {
-        let mut out: Vec<Option<FieldResult>> = fields.iter().map(|_| None).collect();
-        // (database, [(field index, response key, statement)])
-        type Batch<'p> = (&'p str, Vec<(usize, &'p str, &'p SqlPlan)>);
-        let mut by_db: Vec<Batch<'_>> = Vec::new();
-        for (i, f) in fields.iter().enumerate() {
-            if let RootKind::Sql(p) = &f.kind {
-                match by_db.iter_mut().find(|(db, _)| *db == p.database) {
-                    Some((_, v)) => v.push((i, f.response_key.as_str(), p)),
-                    None => {
-                        by_db.push((p.database.as_str(), vec![(i, f.response_key.as_str(), p)]))
-                    }
-                }
-            }
-        }
-        for (db, items) in by_db {
-            let plans: Vec<(&str, &SqlPlan)> = items.iter().map(|(_, k, p)| (*k, *p)).collect();
-            self.statements
-                .fetch_add(plans.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            let tenant = ctx.tenant.as_ref().filter(|_| db == TENANT_DATABASE);
-            let results: Vec<FieldResult> = match (tenant, &self.tenants, self.pools.get(db)) {
-                (Some(rec), Some(tenants), _) => match tenants.connection(rec).await {
-                    Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
-                    Ok(mut lease) => {
-                        let sqls = execute::statements_needed(true, &plans);
-                        match lease.conn().prepare_all(&sqls).await {
-                            Err(e) => plans
-                                .iter()
-                                .map(|(f, _)| Err(execute::db_error(&e, f)))
-                                .collect(),
-                            Ok(stmts) => {
-                                let id = rec.id.to_string();
-                                let r = execute::run_prepared(
-                                    lease.conn().client(),
-                                    Some(&id),
-                                    &plans,
-                                    &stmts,
-                                )
-                                .await;
-                                // Reached only when the whole pipeline (through COMMIT) ran.
-                                lease.finish();
-                                r
-                            }
-                        }
-                    }
-                },
-                (_, _, pool) => match pool {
-                    None => items
-                        .iter()
-                        .map(|_| {
-                            Err(GraphqlError::new(
-                                ErrorCode::InternalServerError,
-                                format!("database `{db}` is not configured"),
-                            ))
-                        })
-                        .collect(),
-                    Some(pool) => match execute::connection(pool, db).await {
-                        Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
-                        Ok(client) => execute::run(&client, &plans).await,
-                    },
-                },
-            };
-            for ((i, _, _), r) in items.iter().zip(results) {
-                out[*i] = Some(r);
-            }
-        }
-        out
     }
 }
 

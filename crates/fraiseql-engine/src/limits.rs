@@ -1,6 +1,11 @@
-//! Cost limits checked on the parsed document, before validation and before any SQL.
+//! Cost limits checked on the parsed document, before validation and before any SQL: depth,
+//! aliases, root fields and the selection budget (fields once fragments are expanded).
+//!
+//! One walk, linear in the document: each fragment's cost is computed once and reused wherever
+//! it is spread, and a fragment spread twice in one selection set counts once (as CollectFields
+//! merges it). A chain of fragments each spreading the next twice costs its length, not 2^n.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use apollo_compiler::executable::{Selection, SelectionSet};
 use apollo_compiler::ExecutableDocument;
@@ -8,42 +13,66 @@ use fraiseql_config::LimitsConfig;
 
 use crate::error::{ErrorCode, GraphqlError};
 
-/// Depth, alias and root-field counts of one selection set (fragments expanded).
+/// What one selection set costs (fragments expanded).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Cost {
     /// Deepest field nesting (a root field alone is depth 1).
     pub depth: usize,
-    /// Aliased fields, counting each fragment every time it is spread.
+    /// Aliased fields.
     pub aliases: usize,
+    /// Fields in all.
+    pub fields: usize,
+    /// Fields directly in this set (after inline fragments and spreads).
+    pub level_fields: usize,
+}
+
+impl Cost {
+    fn add(&mut self, other: Cost) {
+        self.depth = self.depth.max(other.depth);
+        self.aliases = self.aliases.saturating_add(other.aliases);
+        self.fields = self.fields.saturating_add(other.fields);
+        self.level_fields = self.level_fields.saturating_add(other.level_fields);
+    }
 }
 
 struct Walker<'a> {
     doc: &'a ExecutableDocument,
     memo: HashMap<&'a str, Cost>,
-    visiting: Vec<&'a str>,
+    visiting: HashSet<&'a str>,
 }
 
 impl<'a> Walker<'a> {
-    fn set(&mut self, set: &'a SelectionSet) -> Cost {
+    /// The cost of `set`; `seen` holds the fragments already spread in this selection set.
+    fn set(&mut self, set: &'a SelectionSet, seen: &mut HashSet<&'a str>) -> Cost {
         let mut c = Cost::default();
         for sel in &set.selections {
-            let inner = match sel {
+            match sel {
                 // Introspection is bounded by apollo-compiler's own check (its schema is recursive).
                 Selection::Field(f) if matches!(f.name.as_str(), "__schema" | "__type") => {
-                    Cost::default()
+                    c.level_fields = c.level_fields.saturating_add(1);
+                    c.fields = c.fields.saturating_add(1);
+                    c.depth = c.depth.max(1);
                 }
                 Selection::Field(f) => {
-                    let sub = self.set(&f.selection_set);
-                    Cost {
+                    let sub = self.set(&f.selection_set, &mut HashSet::new());
+                    c.add(Cost {
                         depth: sub.depth + 1,
-                        aliases: sub.aliases + usize::from(f.alias.is_some()),
+                        aliases: sub.aliases.saturating_add(usize::from(f.alias.is_some())),
+                        fields: sub.fields.saturating_add(1),
+                        level_fields: 1,
+                    });
+                }
+                Selection::InlineFragment(i) => {
+                    let inner = self.set(&i.selection_set, seen);
+                    c.add(inner);
+                }
+                Selection::FragmentSpread(s) => {
+                    let name = s.fragment_name.as_str();
+                    if seen.insert(name) {
+                        c.add(self.fragment(name));
                     }
                 }
-                Selection::InlineFragment(i) => self.set(&i.selection_set),
-                Selection::FragmentSpread(s) => self.fragment(s.fragment_name.as_str()),
-            };
-            c.depth = c.depth.max(inner.depth);
-            c.aliases = c.aliases.saturating_add(inner.aliases);
+            }
         }
         c
     }
@@ -53,82 +82,87 @@ impl<'a> Walker<'a> {
             return *c;
         }
         // A cycle is a validation error reported later; it adds nothing here.
-        if self.visiting.contains(&name) {
+        if !self.visiting.insert(name) {
             return Cost::default();
         }
         let Some(frag) = self.doc.fragments.get(name) else {
+            self.visiting.remove(name);
             return Cost::default();
         };
-        self.visiting.push(name);
-        let c = self.set(&frag.selection_set);
-        self.visiting.pop();
+        let c = self.set(&frag.selection_set, &mut HashSet::new());
+        self.visiting.remove(name);
         self.memo.insert(name, c);
         c
     }
 }
 
-/// Rejects any operation of `doc` that exceeds `limits`, with a message naming the limit.
-pub fn check(doc: &ExecutableDocument, limits: &LimitsConfig) -> Result<(), GraphqlError> {
+/// The cost of every operation of `doc`, by operation.
+pub fn costs(doc: &ExecutableDocument) -> Vec<(String, Cost)> {
     let mut w = Walker {
         doc,
         memo: HashMap::new(),
-        visiting: Vec::new(),
+        visiting: HashSet::new(),
     };
-    for op in doc.operations.iter() {
-        let name = op.name.as_ref().map_or("(anonymous)", |n| n.as_str());
-        let cost = w.set(&op.selection_set);
-        let too = |what: &str, got: usize, max: usize| {
+    doc.operations
+        .iter()
+        .map(|op| {
+            let name = op
+                .name
+                .as_ref()
+                .map_or_else(|| "(anonymous)".to_owned(), |n| n.to_string());
+            (name, w.set(&op.selection_set, &mut HashSet::new()))
+        })
+        .collect()
+}
+
+/// Rejects any operation of `doc` that exceeds `limits`, with a message naming the limit.
+pub fn check(doc: &ExecutableDocument, limits: &LimitsConfig) -> Result<(), GraphqlError> {
+    for (name, cost) in costs(doc) {
+        let too = |what: &str, got: usize, max: usize, key: &str| {
             GraphqlError::new(
                 ErrorCode::QueryTooComplex,
-                format!("operation {name}: {what} is {got}, above the limit of {max}"),
+                format!(
+                    "operation {name}: {what} is {}, above the limit of {max} ([limits] {key})",
+                    if got == usize::MAX {
+                        "beyond counting".to_owned()
+                    } else {
+                        got.to_string()
+                    }
+                ),
             )
         };
         if cost.depth > limits.max_depth {
-            return Err(too("query depth", cost.depth, limits.max_depth));
+            return Err(too(
+                "query depth",
+                cost.depth,
+                limits.max_depth,
+                "max_depth",
+            ));
         }
         if cost.aliases > limits.max_aliases {
             return Err(too(
                 "the number of aliases",
                 cost.aliases,
                 limits.max_aliases,
+                "max_aliases",
             ));
         }
-        let mut roots = Walker {
-            doc,
-            memo: HashMap::new(),
-            visiting: Vec::new(),
-        };
-        let root_fields = count_root_fields(&mut roots, &op.selection_set);
-        if root_fields > limits.max_root_fields {
+        if cost.level_fields > limits.max_root_fields {
             return Err(too(
                 "the number of root fields",
-                root_fields,
+                cost.level_fields,
                 limits.max_root_fields,
+                "max_root_fields",
+            ));
+        }
+        if cost.fields > limits.max_fields {
+            return Err(too(
+                "the number of fields once fragments are expanded",
+                cost.fields,
+                limits.max_fields,
+                "max_fields",
             ));
         }
     }
     Ok(())
-}
-
-fn count_root_fields<'a>(w: &mut Walker<'a>, set: &'a SelectionSet) -> usize {
-    set.selections
-        .iter()
-        .map(|s| match s {
-            Selection::Field(_) => 1,
-            Selection::InlineFragment(i) => count_root_fields(w, &i.selection_set),
-            Selection::FragmentSpread(s) => {
-                let name = s.fragment_name.as_str();
-                if w.visiting.contains(&name) {
-                    return 0;
-                }
-                let Some(frag) = w.doc.fragments.get(name) else {
-                    return 0;
-                };
-                w.visiting.push(name);
-                let n = count_root_fields(w, &frag.selection_set);
-                w.visiting.pop();
-                n
-            }
-        })
-        .sum()
 }

@@ -37,10 +37,10 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
-use crate::db::Pools;
+use crate::connections::{Lease, Pools};
 use crate::error::{ErrorCode, GraphqlError};
-use crate::execute::db_error;
-use crate::tenancy::{Lease, TenantRecord};
+use crate::execution::db_error;
+use crate::tenancy::TenantRecord;
 
 /// A boxed future, as resolvers return them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -229,11 +229,11 @@ pub struct EventContext {
 impl EventContext {
     /// A pooled connection to `[databases.<name>]` (run your writes in a transaction and commit
     /// before returning).
-    pub async fn database(&self, name: &str) -> Result<deadpool_postgres::Object, ResolverError> {
-        let pool = self.pools.get(name).ok_or_else(|| {
+    pub async fn database(&self, name: &str) -> Result<Lease, ResolverError> {
+        let db = self.pools.get(name).ok_or_else(|| {
             ResolverError::internal(format!("database `{name}` is not configured"))
         })?;
-        Ok(pool.get().await?)
+        Ok(db.lease().await?)
     }
 }
 
@@ -335,76 +335,10 @@ impl From<tokio_postgres::Error> for ResolverError {
     }
 }
 
-impl From<deadpool_postgres::PoolError> for ResolverError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        let g = crate::execute::pool_error(&e, "database");
+impl From<crate::connections::PoolError> for ResolverError {
+    fn from(e: crate::connections::PoolError) -> Self {
+        let g = crate::execution::pool_error(&e, "database");
         Self::new(g.extensions.code, g.message)
-    }
-}
-
-/// Where a held connection comes from.
-pub(crate) enum HeldKind {
-    /// A tenant connection.
-    Lease(Lease),
-    /// A connection of a `[databases.<name>]` pool.
-    Pooled(deadpool_postgres::Object),
-}
-
-/// A connection held for one request's transaction (or a background job). Unless its transaction
-/// was seen to end ([`Held::set_clean`]), it is closed when dropped, never returned to a pool with
-/// a transaction still open.
-pub(crate) struct Held {
-    kind: Option<HeldKind>,
-    clean: std::sync::atomic::AtomicBool,
-}
-
-impl Held {
-    pub(crate) fn new(kind: HeldKind) -> Self {
-        Self {
-            kind: Some(kind),
-            clean: std::sync::atomic::AtomicBool::new(true),
-        }
-    }
-
-    pub(crate) fn kind(&self) -> &HeldKind {
-        // Present until drop.
-        self.kind
-            .as_ref()
-            .expect("held connection present until drop")
-    }
-
-    pub(crate) fn client(&self) -> &Client {
-        match self.kind() {
-            HeldKind::Lease(l) => l.client(),
-            HeldKind::Pooled(o) => o,
-        }
-    }
-
-    /// A transaction was begun: until [`Held::set_clean`], the connection is not reusable.
-    pub(crate) fn set_dirty(&self) {
-        self.clean.store(false, Ordering::Relaxed);
-    }
-
-    /// The transaction ended (COMMIT or ROLLBACK answered): the connection is reusable.
-    pub(crate) fn set_clean(&self) {
-        self.clean.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let clean = self.clean.load(Ordering::Relaxed);
-        match self.kind.take() {
-            Some(HeldKind::Lease(mut l)) if clean => l.finish(),
-            // A lease that is not finished closes its connection when dropped.
-            Some(HeldKind::Lease(_)) | None => {}
-            Some(HeldKind::Pooled(o)) => {
-                if !clean {
-                    // Detached from the pool: dropping the client closes the connection.
-                    drop(deadpool_postgres::Object::take(o));
-                }
-            }
-        }
     }
 }
 
@@ -412,14 +346,14 @@ impl Drop for Held {
 /// (`app.tenant_id`, row-level security) and its earlier writes.
 #[derive(Clone)]
 pub struct Transaction {
-    pub(crate) held: Arc<Held>,
+    pub(crate) lease: Arc<Lease>,
     pub(crate) statements: Arc<AtomicU64>,
 }
 
 impl Transaction {
     fn client(&self) -> &Client {
         self.statements.fetch_add(1, Ordering::Relaxed);
-        self.held.client()
+        self.lease.client()
     }
 
     /// Runs a statement and returns its rows.
@@ -501,10 +435,10 @@ impl Context {
     }
 
     /// A connection (outside the request's transaction) to `[databases.<name>]`, e.g. `shared`.
-    pub async fn database(&self, name: &str) -> Result<deadpool_postgres::Object, ResolverError> {
-        let pool = self.pools.get(name).ok_or_else(|| {
+    pub async fn database(&self, name: &str) -> Result<Lease, ResolverError> {
+        let db = self.pools.get(name).ok_or_else(|| {
             ResolverError::internal(format!("database `{name}` is not configured"))
         })?;
-        Ok(pool.get().await?)
+        Ok(db.lease().await?)
     }
 }

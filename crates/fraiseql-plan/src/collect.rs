@@ -19,6 +19,8 @@ pub(crate) struct Cx<'a> {
     pub schema: &'a Valid<Schema>,
     pub document: &'a Valid<ExecutableDocument>,
     pub variables: &'a JsonMap,
+    /// Rows the operation may produce, counted while planning (see `[limits] max_rows`).
+    pub rows: std::cell::Cell<u64>,
 }
 
 impl<'a> Cx<'a> {

@@ -13,6 +13,17 @@ pub enum PlanError {
     /// A construct the server does not support.
     #[error("{0}")]
     Unsupported(String),
+    /// The operation would cost more than `[limits]` allow (rows it may produce).
+    #[error("{0}")]
+    TooComplex(String),
+    /// The caller may not use an argument (it filters or orders on a field it may not read).
+    #[error("{message}")]
+    Forbidden {
+        /// What is refused.
+        message: String,
+        /// Response path of the field.
+        path: Vec<String>,
+    },
 }
 
 impl PlanError {

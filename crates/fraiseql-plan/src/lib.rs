@@ -28,6 +28,8 @@ pub struct PlanLimits {
     pub max_string_length: usize,
     /// Longest list accepted in an argument value.
     pub max_list_length: usize,
+    /// Most rows an operation may produce (the product of nested list limits, summed).
+    pub max_rows: u64,
     /// Makes field-resolver markers unguessable (`__fraiseql_<nonce>`), so JSON stored by users
     /// can never pass for one. The engine draws it at random once.
     pub marker_nonce: u64,
@@ -39,6 +41,7 @@ impl Default for PlanLimits {
             max_limit: 1000,
             max_string_length: 65_536,
             max_list_length: 10_000,
+            max_rows: 100_000,
             marker_nonce: 0,
         }
     }
@@ -254,6 +257,7 @@ pub fn plan(
         schema,
         document,
         variables,
+        rows: std::cell::Cell::new(0),
     };
     let root_type = operation.object_type().as_str();
     let mutation = operation.is_mutation();

@@ -9,7 +9,9 @@ use fraiseql_schema::{
 
 use crate::collect::Cx;
 use crate::error::PlanError;
-use crate::values::{check_sizes, enum_list, scalar_text, to_json};
+use crate::values::{
+    arg, arg_enums, arg_json, arg_text, check_sizes, given_by_client, scalar_text,
+};
 use crate::{
     Access, FieldCall, PlanLimits, Projected, ProjectedField, Projection, RootKind, SqlPlan,
 };
@@ -25,6 +27,8 @@ struct Source {
     order: Vec<String>,
     limit: Option<String>,
     offset: Option<String>,
+    /// Most rows it yields per parent row.
+    rows: u64,
 }
 
 impl Source {
@@ -85,6 +89,8 @@ pub(crate) struct Builder<'c, 'a> {
     access: &'c dyn Access,
     denied: Vec<Vec<String>>,
     calls: Vec<FieldCall>,
+    /// Rows the enclosing levels may produce (the product of their limits).
+    scale: u64,
 }
 
 fn target_expr(alias: &str, ty: &TypeMapping, t: &Target, as_text: bool) -> String {
@@ -117,7 +123,51 @@ impl<'c, 'a> Builder<'c, 'a> {
             access,
             denied: Vec::new(),
             calls: Vec::new(),
+            scale: 1,
         }
+    }
+
+    /// Counts `per_parent` rows for each row of the enclosing levels, against `[limits] max_rows`.
+    fn count_rows(&mut self, per_parent: u64) -> Result<(), PlanError> {
+        // Shared by every root field of the operation.
+        let rows = self
+            .cx
+            .rows
+            .get()
+            .saturating_add(self.scale.saturating_mul(per_parent));
+        self.cx.rows.set(rows);
+        if rows > self.limits.max_rows {
+            return Err(PlanError::TooComplex(format!(
+                "the operation may return more than {} rows (the product of nested list limits), above [limits] max_rows; ask for fewer rows with smaller `limit` arguments",
+                self.limits.max_rows
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a filter or ordering on data the caller may not read: a field of `ty` reading the
+    /// same column or JSON key (or the argument's namesake field) is denied by `[rbac]`.
+    fn guard(&self, ty: &TypeMapping, t: &Target, argument: &str) -> Result<(), PlanError> {
+        let wanted = match t {
+            Target::Column(c) | Target::Key(c) => c.as_str(),
+        };
+        for (fname, src) in &ty.fields {
+            let reads = match src {
+                FieldSource::Json { key } => key == wanted,
+                FieldSource::Column { name } => name == wanted,
+                _ => false,
+            } || fname == argument;
+            if reads && !self.access.allows(&ty.name, fname) {
+                return Err(PlanError::Forbidden {
+                    message: format!(
+                        "argument `{argument}` filters or orders on `{}.{fname}`, which you are not allowed to read",
+                        ty.name
+                    ),
+                    path: self.path.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Every argument of `field` as JSON: defaults applied, a single value given for a list
@@ -129,10 +179,11 @@ impl<'c, 'a> Builder<'c, 'a> {
         let mut out = serde_json::Map::new();
         for def in &field.definition.arguments {
             let name = def.name.as_str();
-            let Ok(value) = field.argument_by_name(name) else {
+            let a = arg(field, name, self.cx.variables);
+            if matches!(a, crate::values::Arg::Absent) {
                 continue;
-            };
-            let mut json = to_json(value, self.cx.variables);
+            }
+            let mut json = arg_json(a, self.cx.variables);
             if def.ty.is_list() && !json.is_array() && !json.is_null() {
                 json = serde_json::Value::Array(vec![json]);
             }
@@ -275,7 +326,9 @@ impl<'c, 'a> Builder<'c, 'a> {
         let ty = self.mapping(&c.target)?;
         let alias = self.alias();
         let source = self.source(c, ty, alias, group[0], None)?;
+        self.scale = source.rows;
         let obj = self.object(ty, &source.alias, group)?;
+        self.scale = 1;
         let sql = if c.list {
             format!(
                 "SELECT coalesce(json_agg({obj}), '[]'::json)::text FROM {}",
@@ -328,6 +381,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             order: Vec::new(),
             limit: None,
             offset: None,
+            rows: 1,
         };
         if let (Some(j), Some(p)) = (&c.join, parent) {
             s.conditions.push(format!(
@@ -337,31 +391,65 @@ impl<'c, 'a> Builder<'c, 'a> {
                 quote_ident(&j.column)
             ));
         }
+        let vars = self.cx.variables;
+        // A list is always bounded: its `limit` (defaults applied, `null` refused), else
+        // `[limits] max_limit`.
+        let mut limit = self.limits.max_limit;
         for (name, role) in &c.args {
-            let Ok(value) = field.argument_by_name(name) else {
-                continue;
-            };
-            let vars = self.cx.variables;
+            let a = arg(field, name, vars);
+            let client = given_by_client(field, name, vars);
             match role {
                 ArgRole::Limit => {
-                    if let Some(n) =
-                        self.int_arg(name, scalar_text(value, vars), self.limits.max_limit)?
+                    if a.is_null() {
+                        let default = field
+                            .definition
+                            .argument_by_name(name)
+                            .and_then(|d| d.default_value.as_deref())
+                            .filter(|v| !v.is_null());
+                        let Some(d) = default else {
+                            return Err(self.bad(format!(
+                                "argument `{name}` cannot be null; give a number from 0 to {}",
+                                self.limits.max_limit
+                            )));
+                        };
+                        if let Some(n) =
+                            self.int_arg(name, scalar_text(d, vars), self.limits.max_limit)?
+                        {
+                            limit = n;
+                        }
+                    } else if let Some(n) =
+                        self.int_arg(name, arg_text(a, vars), self.limits.max_limit)?
                     {
-                        s.limit = Some(self.param(n.to_string()));
+                        limit = n;
+                    }
+                    if c.list {
+                        s.limit = Some(self.param(limit.to_string()));
                     }
                 }
                 ArgRole::Offset => {
-                    if let Some(n) =
-                        self.int_arg(name, scalar_text(value, vars), i64::from(i32::MAX))?
-                    {
+                    if let Some(n) = self.int_arg(name, arg_text(a, vars), i64::from(i32::MAX))? {
                         s.offset = Some(self.param(n.to_string()));
                     }
                 }
                 ArgRole::OrderBy(keys) => {
-                    for v in enum_list(value, vars) {
+                    let chosen = if a.is_null() {
+                        // `null` asks for no particular order: the schema's default applies.
+                        field
+                            .definition
+                            .argument_by_name(name)
+                            .and_then(|d| d.default_value.as_deref())
+                            .map(|d| arg_enums(crate::values::Arg::Literal(d), vars))
+                            .unwrap_or_default()
+                    } else {
+                        arg_enums(a, vars)
+                    };
+                    for v in chosen {
                         let key = keys.get(&v).ok_or_else(|| {
                             self.bad(format!("unknown ordering `{v}` for `{name}`"))
                         })?;
+                        if client {
+                            self.guard(ty, &key.target, name)?;
+                        }
                         let dir = if key.desc { " DESC" } else { "" };
                         s.order.push(format!(
                             "{}{dir}",
@@ -370,7 +458,10 @@ impl<'c, 'a> Builder<'c, 'a> {
                     }
                 }
                 ArgRole::Filter(t) => {
-                    if let Some(text) = scalar_text(value, vars) {
+                    if let Some(text) = arg_text(a, vars) {
+                        if client {
+                            self.guard(ty, t, name)?;
+                        }
                         if text.len() > self.limits.max_string_length
                             && text.chars().count() > self.limits.max_string_length
                         {
@@ -386,6 +477,13 @@ impl<'c, 'a> Builder<'c, 'a> {
                 }
             }
         }
+        if c.list {
+            if s.limit.is_none() {
+                s.limit = Some(self.param(limit.to_string()));
+            }
+            s.rows = u64::try_from(limit).unwrap_or(0);
+        }
+        self.count_rows(s.rows)?;
         Ok(s)
     }
 
@@ -474,7 +572,11 @@ impl<'c, 'a> Builder<'c, 'a> {
                 let target = self.mapping(&c.target)?;
                 let a = self.alias();
                 let source = self.source(c, target, a, fields[0], Some(alias))?;
-                let obj = self.object(target, &source.alias, fields)?;
+                let outer = self.scale;
+                self.scale = outer.saturating_mul(source.rows);
+                let obj = self.object(target, &source.alias, fields);
+                self.scale = outer;
+                let obj = obj?;
                 if c.list {
                     format!(
                         "(SELECT coalesce(json_agg({obj}), '[]'::json) FROM {})",

@@ -225,7 +225,7 @@ fn limit_out_of_range_is_a_bad_argument_with_a_path() {
 #[test]
 fn each_root_field_is_one_statement_however_deep() {
     let p = plan_of(
-        "{ organizations { projects { tasks { title } organization { members { name } projects { name } } } } a: organizations { id } }",
+        "{ organizations(limit: 5) { projects(limit: 10) { tasks(limit: 10) { title } organization { members(limit: 10) { name } projects(limit: 10) { name } } } } a: organizations { id } }",
         serde_json::json!({}),
     )
     .expect("plan");
@@ -330,4 +330,154 @@ fn rbac_applies_to_objects_computed_by_resolvers() {
         panic!("projection")
     };
     assert_eq!(proj.fields[1].source, Projected::Denied);
+}
+
+#[test]
+fn null_and_unset_limits_keep_a_limit() {
+    // `limit: null` takes the argument's default; an unset variable too (GraphQL's
+    // CoerceArgumentValues), never "no LIMIT".
+    for (q, vars) in [
+        (
+            "{ organizations(limit: null) { id } }",
+            serde_json::json!({}),
+        ),
+        (
+            "query($l: Int) { organizations(limit: $l) { id } }",
+            serde_json::json!({}),
+        ),
+        (
+            "query($l: Int) { organizations(limit: $l) { id } }",
+            serde_json::json!({"l": null}),
+        ),
+    ] {
+        let p = plan_of(q, vars).expect("plan");
+        let RootKind::Sql(s) = &p.fields[0].kind else {
+            panic!("sql")
+        };
+        assert!(s.sql.contains("LIMIT $"), "{q}: {}", s.sql);
+        assert!(s.params.contains(&"50".to_owned()), "{q}: {:?}", s.params);
+    }
+    // Nested lists too.
+    let p = plan_of(
+        "{ organizations { projects(limit: null) { id } } }",
+        serde_json::json!({}),
+    )
+    .expect("plan");
+    let RootKind::Sql(s) = &p.fields[0].kind else {
+        panic!("sql")
+    };
+    assert_eq!(s.sql.matches("LIMIT $").count(), 2, "{}", s.sql);
+    // A list without a `limit` argument and without a default is bounded by [limits] max_limit.
+    let sdl = "type Query { all: [T!]! } type T @view(name: \"v\") { id: ID! }";
+    let b = fraiseql_schema::build(sdl, "s.graphql").expect("schema");
+    let p = plan_in(
+        &b,
+        "{ all { id } }",
+        serde_json::json!({}),
+        PlanLimits::default(),
+        &AllowAll,
+    )
+    .expect("plan");
+    let RootKind::Sql(s) = &p.fields[0].kind else {
+        panic!("sql")
+    };
+    assert!(
+        s.sql.contains("LIMIT $1") && s.params == ["1000"],
+        "{}",
+        s.sql
+    );
+    // No default to fall back on: refused.
+    let sdl = "type Query { all(limit: Int): [T!]! } type T @view(name: \"v\") { id: ID! }";
+    let b = fraiseql_schema::build(sdl, "s.graphql").expect("schema");
+    let e = plan_in(
+        &b,
+        "{ all(limit: null) { id } }",
+        serde_json::json!({}),
+        PlanLimits::default(),
+        &AllowAll,
+    )
+    .expect_err("null without default");
+    assert!(
+        matches!(e, PlanError::BadArgument { ref message, .. } if message.contains("cannot be null")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn the_rows_an_operation_may_produce_are_capped() {
+    let limits = PlanLimits {
+        max_rows: 1_000,
+        ..PlanLimits::default()
+    };
+    let ok = plan_in(
+        &bundle(),
+        "{ organizations(limit: 10) { projects(limit: 10) { tasks(limit: 8) { id } } } }",
+        serde_json::json!({}),
+        limits,
+        &AllowAll,
+    );
+    assert!(ok.is_ok(), "10 + 100 + 800 rows: {ok:?}");
+    let e = plan_in(
+        &bundle(),
+        "{ organizations(limit: 10) { projects(limit: 10) { tasks(limit: 9) { id } } } }",
+        serde_json::json!({}),
+        limits,
+        &AllowAll,
+    )
+    .expect_err("1010 rows");
+    assert!(matches!(e, PlanError::TooComplex(_)), "{e:?}");
+    // Every root field of the operation counts.
+    let e = plan_in(
+        &bundle(),
+        "{ a: organizations(limit: 600) { id } b: organizations(limit: 600) { id } }",
+        serde_json::json!({}),
+        limits,
+        &AllowAll,
+    )
+    .expect_err("1200 rows");
+    assert!(matches!(e, PlanError::TooComplex(_)), "{e:?}");
+}
+
+#[test]
+fn filtering_or_ordering_on_a_denied_field_is_forbidden() {
+    struct NoTier;
+    impl Access for NoTier {
+        fn allows(&self, ty: &str, field: &str) -> bool {
+            !matches!(
+                (ty, field),
+                ("Organization", "subscriptionTier") | ("Organization", "createdAt")
+            )
+        }
+    }
+    for q in [
+        r#"{ organizations(subscriptionTier: "pro") { name } }"#,
+        "{ organizations(orderBy: [CREATED_AT_DESC]) { name } }",
+        r#"query($t: String) { organizations(subscriptionTier: $t) { name } }"#,
+    ] {
+        let e = plan_in(
+            &bundle(),
+            q,
+            serde_json::json!({"t": "pro"}),
+            PlanLimits::default(),
+            &NoTier,
+        )
+        .expect_err(q);
+        assert!(
+            matches!(e, PlanError::Forbidden { ref message, ref path } if message.contains("Organization.") && path == &["organizations"]),
+            "{q}: {e:?}"
+        );
+    }
+    // The schema's default ordering and unset variables are not the caller's choice.
+    for (q, vars) in [
+        ("{ organizations { name } }", serde_json::json!({})),
+        (
+            "query($t: String) { organizations(subscriptionTier: $t) { name } }",
+            serde_json::json!({}),
+        ),
+    ] {
+        assert!(
+            plan_in(&bundle(), q, vars, PlanLimits::default(), &NoTier).is_ok(),
+            "{q}"
+        );
+    }
 }

@@ -1,7 +1,100 @@
 //! Argument values: literals or variables, turned into the text that is bound as a parameter.
 
 use apollo_compiler::ast::Value;
+use apollo_compiler::executable::Field;
 use apollo_compiler::response::{JsonMap, JsonValue};
+use apollo_compiler::Node;
+
+/// An argument's value after GraphQL's CoerceArgumentValues: what the client wrote (a literal
+/// or a variable it provided), else the argument definition's default, else nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    /// Neither given nor defaulted.
+    Absent,
+    /// A literal of the document or of the schema's default.
+    Literal(&'a Value),
+    /// A variable's (coerced) value.
+    Var(&'a JsonValue),
+}
+
+impl<'a> Arg<'a> {
+    /// Whether the value is `null` (given as such, or a variable holding `null`).
+    pub(crate) fn is_null(&self) -> bool {
+        match self {
+            Arg::Absent => false,
+            Arg::Literal(v) => matches!(v, Value::Null),
+            Arg::Var(j) => j.is_null(),
+        }
+    }
+}
+
+/// The value of argument `name` of `field`. A variable the client did not provide is treated
+/// as if the argument were not given, so the argument's default applies (GraphQL spec §6.4.1):
+/// `limit: $l` with `$l` unset is `limit`'s default, never "no limit".
+pub(crate) fn arg<'a>(field: &'a Node<Field>, name: &str, vars: &'a JsonMap) -> Arg<'a> {
+    let default = || {
+        field
+            .definition
+            .argument_by_name(name)
+            .and_then(|d| d.default_value.as_deref())
+            .map_or(Arg::Absent, Arg::Literal)
+    };
+    match field.arguments.iter().find(|a| a.name == name) {
+        None => default(),
+        Some(a) => match a.value.as_ref() {
+            Value::Variable(v) => match vars.get(v.as_str()) {
+                Some(j) => Arg::Var(j),
+                None => default(),
+            },
+            other => Arg::Literal(other),
+        },
+    }
+}
+
+/// Whether the client itself chose argument `name` (a literal, or a variable it provided);
+/// schema defaults are not the client's choice.
+pub(crate) fn given_by_client(field: &Node<Field>, name: &str, vars: &JsonMap) -> bool {
+    field
+        .arguments
+        .iter()
+        .find(|a| a.name == name)
+        .is_some_and(|a| match a.value.as_ref() {
+            Value::Variable(v) => vars.contains_key(v.as_str()),
+            _ => true,
+        })
+}
+
+/// The text of a scalar argument (`None` for absent or `null`).
+pub(crate) fn arg_text(a: Arg<'_>, vars: &JsonMap) -> Option<String> {
+    match a {
+        Arg::Absent => None,
+        Arg::Literal(v) => scalar_text(v, vars),
+        Arg::Var(j) => json_text(j),
+    }
+}
+
+/// The enum names of an enum (or list of enums) argument.
+pub(crate) fn arg_enums(a: Arg<'_>, vars: &JsonMap) -> Vec<String> {
+    match a {
+        Arg::Absent => Vec::new(),
+        Arg::Literal(v) => enum_list(v, vars),
+        Arg::Var(JsonValue::String(s)) => vec![s.as_str().to_owned()],
+        Arg::Var(JsonValue::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        Arg::Var(_) => Vec::new(),
+    }
+}
+
+/// The argument as JSON (`null` for absent).
+pub(crate) fn arg_json(a: Arg<'_>, vars: &JsonMap) -> serde_json::Value {
+    match a {
+        Arg::Absent => serde_json::Value::Null,
+        Arg::Literal(v) => to_json(v, vars),
+        Arg::Var(j) => from_apollo_json(j),
+    }
+}
 
 /// A scalar argument value, as PostgreSQL will parse it. `None` is GraphQL `null`.
 pub(crate) fn scalar_text(value: &Value, vars: &JsonMap) -> Option<String> {

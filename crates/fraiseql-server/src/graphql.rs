@@ -5,7 +5,9 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use fraiseql_engine::engine::Method;
 use fraiseql_engine::response::OutcomeKind;
-use fraiseql_engine::{ErrorCode, GraphqlError, GraphqlRequest, Outcome, RequestParseError};
+use fraiseql_engine::{
+    CommitGate, ErrorCode, GraphqlError, GraphqlRequest, Outcome, RequestParseError, TenantHeader,
+};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 
@@ -57,6 +59,11 @@ fn negotiate(headers: &HeaderMap) -> Result<Media, Box<Response>> {
 fn error_response(status: StatusCode, media: Media, code: ErrorCode, message: &str) -> Response {
     let body = Outcome::request_error(vec![GraphqlError::new(code, message)]).body;
     with_media(status, media, body)
+}
+
+/// An error response in `application/json` (for middleware that knows no media type).
+pub(crate) fn error_response_json(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    error_response(status, Media::Json, code, message)
 }
 
 fn with_media(status: StatusCode, media: Media, body: Bytes) -> Response {
@@ -136,13 +143,18 @@ pub(crate) async fn get(
     execute(&state, &headers, req, Method::Get, media).await
 }
 
-/// Per-tenant request, error and latency metrics (the seed's names).
+/// Per-tenant request, error and latency metrics (the seed's names). `None`: timed out.
 fn record(
     engine: &fraiseql_engine::Engine,
     ctx: &fraiseql_engine::RequestContext,
-    outcome: &Outcome,
+    outcome: Option<&Outcome>,
     took: std::time::Duration,
 ) {
+    let timed_out = [fraiseql_engine::ErrorCode::InternalServerError];
+    let (codes, operation) = match outcome {
+        Some(o) => (o.error_codes.as_slice(), o.operation),
+        None => (&timed_out[..], None),
+    };
     let m = engine.metrics();
     let tenant = ctx.tenant.as_ref().map_or("", |t| t.key.as_str());
     m.add(
@@ -150,7 +162,7 @@ fn record(
         &[("tenant_id", tenant), ("endpoint", "/graphql")],
         1.0,
     );
-    for code in &outcome.error_codes {
+    for code in codes {
         let code = serde_json::to_value(code)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -165,10 +177,23 @@ fn record(
         "fraiseql_tenant_latency_seconds",
         &[
             ("tenant_id", tenant),
-            ("operation", outcome.operation.unwrap_or("invalid")),
+            ("operation", operation.unwrap_or("invalid")),
         ],
         took.as_secs_f64(),
     );
+}
+
+/// The tenant header: absent, one visible-ASCII value, or malformed (never ignored).
+fn tenant_header<'h>(headers: &'h HeaderMap, name: &str) -> TenantHeader<'h> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => TenantHeader::Absent,
+        (Some(v), None) => match v.to_str() {
+            Ok(s) => TenantHeader::Value(s),
+            Err(_) => TenantHeader::Malformed,
+        },
+        (Some(_), Some(_)) => TenantHeader::Malformed,
+    }
 }
 
 /// Resolves the caller (token, tenant), then runs a parsed request, or answers 400 for one that
@@ -180,13 +205,24 @@ async fn execute(
     method: Method,
     media: Media,
 ) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let tenant = header(&state.engine.config().multi_tenancy.auth_header);
-    let ctx = match state
-        .engine
-        .identify(tenant, header(header::AUTHORIZATION.as_str()))
-        .await
-    {
+    let engine = &state.engine;
+    let tenant = tenant_header(headers, &engine.config().multi_tenancy.auth_header);
+    let authorization = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            let mut r = error_response(
+                StatusCode::UNAUTHORIZED,
+                media,
+                ErrorCode::Unauthenticated,
+                "the Authorization header must be `Bearer <jwt>` in ASCII",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    };
+    let ctx = match engine.identify(tenant, authorization).await {
         Ok(ctx) => ctx,
         Err(e) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -196,41 +232,69 @@ async fn execute(
                 r.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            if let Some(secs) = e.retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
             return r;
         }
     };
-    match req {
-        Ok(req) => {
-            let started = std::time::Instant::now();
-            // In a task of its own: a client that disconnects (or the request timeout) must not
-            // cancel a mutation between its COMMIT and handing its events to the relay.
-            let engine = state.engine.clone();
-            let task_ctx = ctx.clone();
-            let outcome =
-                match tokio::spawn(async move { engine.execute(&req, method, &task_ctx).await })
-                    .await
-                {
-                    Ok(o) => o,
-                    Err(e) => {
-                        tracing::error!(error = %e, "request task failed");
-                        return error_response(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            media,
-                            ErrorCode::InternalServerError,
-                            "internal error (see server log)",
-                        );
-                    }
-                };
-            record(&state.engine, &ctx, &outcome, started.elapsed());
-            respond(outcome, media)
+    let req = match req {
+        Ok(req) => req,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                media,
+                ErrorCode::BadRequest,
+                &e.to_string(),
+            )
         }
-        Err(e) => error_response(
-            StatusCode::BAD_REQUEST,
-            media,
-            ErrorCode::BadRequest,
-            &e.to_string(),
-        ),
-    }
+    };
+    let started = std::time::Instant::now();
+    let timeout = std::time::Duration::from_millis(engine.config().limits.request_timeout_ms);
+    let gate = CommitGate::new();
+    // In a task of its own: a client that disconnects must not cancel a mutation between its
+    // COMMIT and handing its events to the relay. The deadline is ours, not a middleware's, so
+    // that a write either commits (and the answer says so) or the client gets 408 and nothing
+    // was changed (see CommitGate).
+    // A client that disconnects drops this handler, not the task: it may be between COMMIT and
+    // publishing its events, and ends on its own.
+    let mut task = {
+        let engine = engine.clone();
+        let ctx = ctx.clone();
+        let gate = gate.clone();
+        tokio::spawn(async move { engine.execute(&req, method, &ctx, &gate).await })
+    };
+    let joined = match tokio::time::timeout(timeout, &mut task).await {
+        Ok(joined) => joined,
+        Err(_) if gate.try_time_out() => {
+            // Nothing has committed and nothing will: stop the work now.
+            task.abort();
+            record(engine, &ctx, None, started.elapsed());
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                media,
+                ErrorCode::InternalServerError,
+                "the request took longer than the server's time limit; nothing was changed",
+            );
+        }
+        // A COMMIT is under way: its outcome is the answer.
+        Err(_) => task.await,
+    };
+    let outcome = match joined {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                media,
+                ErrorCode::InternalServerError,
+                "internal error (see server log)",
+            );
+        }
+    };
+    record(engine, &ctx, Some(&outcome), started.elapsed());
+    respond(outcome, media)
 }
 
 pub(crate) async fn post(

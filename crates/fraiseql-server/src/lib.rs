@@ -1,5 +1,10 @@
 //! HTTP: the axum router. `POST /graphql` and `GET /graphql` per GraphQL over HTTP, GraphiQL for
-//! browsers (served from the binary), `/health` and `/ready`.
+//! browsers (served from the binary), `/health` and `/ready`, and `/metrics` (here, or on its own
+//! listener with `[metrics] listen`).
+//!
+//! `/graphql` sheds load beyond `[limits] max_in_flight` requests (503 with `Retry-After`), so a
+//! flood queues nowhere and `/health` keeps answering; each request has a deadline
+//! (`[limits] request_timeout_ms`, 408) that never lets a write commit behind the client's back.
 
 mod graphiql;
 mod graphql;
@@ -8,10 +13,13 @@ mod probes;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use fraiseql_engine::Engine;
-use http::StatusCode;
+use http::{header, HeaderValue, StatusCode};
+use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -22,20 +30,55 @@ pub struct AppState {
     pub engine: Arc<Engine>,
 }
 
+async fn shed(err: tower::BoxError) -> Response {
+    if err.is::<tower::load_shed::error::Overloaded>() {
+        let mut r = graphql::error_response_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            fraiseql_engine::ErrorCode::InternalServerError,
+            "the server is at its limit of requests in flight; retry shortly",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    tracing::error!(error = %err, "request failed in a middleware");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
 /// The complete router for `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
-    let timeout = Duration::from_millis(engine.config().limits.request_timeout_ms);
+    let c = engine.config();
+    let in_flight = c.limits.max_in_flight;
+    let metrics_here = c.metrics.enabled && c.metrics.listen.is_none();
     let state = AppState { engine };
-    Router::new()
+    let graphql = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(shed))
+                .load_shed()
+                .concurrency_limit(in_flight),
+        );
+    let mut router = Router::new()
+        .merge(graphql)
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/health", get(probes::health))
-        .route("/ready", get(probes::ready))
+        .route(
+            "/ready",
+            get(probes::ready).route_layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(10),
+            )),
+        );
+    if metrics_here {
+        router = router.route("/metrics", get(probes::metrics));
+    }
+    router.with_state(state).layer(CompressionLayer::new())
+}
+
+/// The router of a separate `/metrics` listener (`[metrics] listen`).
+pub fn metrics_router(engine: Arc<Engine>) -> Router {
+    Router::new()
         .route("/metrics", get(probes::metrics))
-        .with_state(state)
-        .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .with_state(AppState { engine })
 }

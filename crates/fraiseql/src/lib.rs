@@ -65,6 +65,17 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
         })?;
     let local = listener.local_addr()?;
     let shutdown = shutdown_signal();
+    let metrics_listener = match c.metrics.listen.as_deref().filter(|_| c.metrics.enabled) {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind {
+                    addr: addr.to_owned(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let shown_host = match c.server.host.as_str() {
         "0.0.0.0" | "127.0.0.1" | "::" | "::1" => "localhost".to_owned(),
         h => h.to_owned(),
@@ -96,7 +107,27 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
             c.databases.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
     }
+    if c.multi_tenancy.enabled && c.multi_tenancy.trust_tenant_header {
+        println!(
+            "WARNING: [multi_tenancy] trust_tenant_header = true: callers without a token pick their tenant with {}; only run this behind a gateway that authenticates",
+            c.multi_tenancy.auth_header
+        );
+    }
+    let metrics_task = metrics_listener.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            println!("Metrics: http://{a}/metrics");
+        }
+        let router = fraiseql_server::metrics_router(engine.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        })
+    });
     serve(engine, listener, shutdown).await?;
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     println!("fraiseql stopped");
     Ok(())
 }

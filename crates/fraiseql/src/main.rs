@@ -9,7 +9,6 @@ use fraiseql::config::Config;
 use fraiseql::engine::tenancy::provision;
 use fraiseql::engine::tenancy::TenantStatus;
 use fraiseql::Engine;
-use tokio_postgres::NoTls;
 
 #[derive(Parser)]
 #[command(
@@ -83,11 +82,15 @@ enum EventsAction {
 enum DeadLetterAction {
     /// Every dead letter: id, consumer group, subject, attempts, last error, payload.
     List,
-    /// Runs each dead letter's consumer-group statement again; a success removes it.
+    /// Runs each dead letter's consumer-group statement again; a success removes it. Each row is
+    /// claimed first, so two operators never run one handler twice.
     Retry {
         /// Only this dead letter.
         #[arg(long)]
         id: Option<i64>,
+        /// Also take rows whose earlier retry was interrupted (outcome unknown).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -167,7 +170,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .auth
                 .as_ref()
                 .context("no [auth] section in the config: tokens are not used")?;
-            let token = fraiseql::engine::auth::issue(auth, &tenant, &roles, subject.as_deref())?;
+            let token =
+                fraiseql::engine::identity::jwt::issue(auth, &tenant, &roles, subject.as_deref())?;
             println!("{token}");
             Ok(())
         }
@@ -182,7 +186,7 @@ async fn dead_letters(path: &Path, action: DeadLetterAction) -> anyhow::Result<(
         .multi_tenancy
         .enabled
         .then_some(fraiseql::config::TENANT_DATABASE);
-    let pools = fraiseql::engine::db::Pools::new(&config, timeout, skip)?;
+    let pools = fraiseql::engine::connections::Pools::new(&config, timeout, skip)?;
     match action {
         DeadLetterAction::List => {
             let letters = dead_letter::list(&config, &pools).await?;
@@ -191,14 +195,24 @@ async fn dead_letters(path: &Path, action: DeadLetterAction) -> anyhow::Result<(
             }
             for d in letters {
                 println!(
-                    "#{} {} {} attempts={} at {}\n  error: {}\n  payload: {}",
-                    d.id, d.consumer, d.subject, d.attempts, d.created_at, d.error, d.payload
+                    "#{} {} {} attempts={} at {}{}\n  error: {}\n  payload: {}",
+                    d.id,
+                    d.consumer,
+                    d.subject,
+                    d.attempts,
+                    d.created_at,
+                    d.retry_started_at
+                        .as_deref()
+                        .map(|t| format!(" (retry started {t}, outcome unknown)"))
+                        .unwrap_or_default(),
+                    d.error,
+                    d.payload
                 );
             }
             Ok(())
         }
-        DeadLetterAction::Retry { id } => {
-            let results = dead_letter::retry(&config, &pools, id).await?;
+        DeadLetterAction::Retry { id, force } => {
+            let results = dead_letter::retry(&config, &pools, id, force).await?;
             let mut failed = 0;
             for r in &results {
                 match r {
@@ -206,6 +220,13 @@ async fn dead_letters(path: &Path, action: DeadLetterAction) -> anyhow::Result<(
                     Retried::Failed(id, e) => {
                         failed += 1;
                         println!("#{id} failed again: {e}");
+                    }
+                    Retried::Claimed(id) => println!(
+                        "#{id} skipped: another retry holds it (or one was interrupted; --force takes it over)"
+                    ),
+                    Retried::Unconfirmed(id, e) => {
+                        failed += 1;
+                        println!("#{id} was handled but could not be removed ({e}); it stays claimed and will not run again unless forced");
                     }
                 }
             }
@@ -252,18 +273,11 @@ async fn validate(path: &Path) -> anyhow::Result<()> {
     for name in engine.config().databases.keys() {
         println!("✓ database `{name}` answers and matches the schema");
     }
-    let o = &engine.config().observers;
-    if o.enabled {
-        let url = o
-            .nats_url
-            .as_deref()
-            .context("[observers] enabled needs nats_url")?;
-        let connected =
-            tokio::time::timeout(std::time::Duration::from_secs(3), async_nats::connect(url)).await;
-        match connected {
-            Ok(Ok(_)) => println!("✓ NATS answers"),
-            Ok(Err(e)) => bail!("NATS does not answer: {e}"),
-            Err(_) => bail!("NATS does not answer (3 s)"),
+    let c = engine.config();
+    if c.observers.enabled {
+        match fraiseql::engine::nats::probe(&c.nats, std::time::Duration::from_secs(3)).await {
+            Ok(_) => println!("✓ NATS answers ({})", c.nats.servers.join(", ")),
+            Err(e) => bail!("NATS does not answer: {e}"),
         }
     }
     Ok(())
@@ -280,13 +294,9 @@ async fn migrate(path: &Path, only: Option<&str>) -> anyhow::Result<()> {
         let (Some(url), Some(dir)) = (&db.url, &db.migrations) else {
             continue;
         };
-        let pg = fraiseql::engine::db::pg_config(name, url)?;
         let result = async {
-            let (mut client, conn) = pg.connect(NoTls).await?;
-            let task = tokio::spawn(conn);
+            let mut client = fraiseql::engine::connections::connect(url, None, None).await?;
             let applied = fraiseql::engine::migrate::apply(&mut client, dir).await?;
-            drop(client);
-            let _ = task.await;
             anyhow::Ok(applied)
         }
         .await;

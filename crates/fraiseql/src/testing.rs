@@ -9,7 +9,6 @@ use fraiseql_engine::resolvers::Resolvers;
 
 use axum::body::Body;
 use http_body_util::BodyExt;
-use tokio_postgres::NoTls;
 use tower::ServiceExt;
 
 use crate::Engine;
@@ -20,25 +19,30 @@ pub type TestError = Box<dyn std::error::Error + Send + Sync>;
 /// The maintenance database URL tests use to create and drop databases:
 /// `$FRAISEQL_TEST_PG`, else the local superuser.
 pub fn admin_url() -> String {
-    std::env::var("FRAISEQL_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("FRAISEQL_TEST_PG").unwrap_or_else(|_| {
+        "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_owned()
+    })
 }
 
-/// `admin_url()` with another database name.
+/// `admin_url()` with another database name (its query string, e.g. `sslmode`, kept).
 pub fn url_for(database: &str) -> String {
     let admin = admin_url();
-    match admin.rfind('/') {
-        Some(i) => format!("{}/{database}", &admin[..i]),
-        None => admin,
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin.as_str(), String::new()),
+    };
+    match base.rfind('/') {
+        Some(i) => format!("{}/{database}{query}", &base[..i]),
+        None => admin.clone(),
     }
 }
 
+async fn connect_url(url: &str) -> Result<tokio_postgres::Client, TestError> {
+    Ok(fraiseql_engine::connections::connect(url, None, None).await?)
+}
+
 async fn admin() -> Result<tokio_postgres::Client, TestError> {
-    let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    connect_url(&admin_url()).await
 }
 
 /// A database of its own for one test, dropped when the value is dropped.
@@ -102,13 +106,8 @@ impl TestDatabase {
             .batch_execute(&format!("CREATE DATABASE \"{building}\""))
             .await?;
         {
-            let (mut client, conn) = tokio_postgres::connect(&url_for(&building), NoTls).await?;
-            let task = tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            let mut client = connect_url(&url_for(&building)).await?;
             fraiseql_engine::migrate::apply(&mut client, dir).await?;
-            drop(client);
-            let _ = task.await;
         }
         // Renamed only once complete, so a crash mid-way never leaves a half-migrated template.
         admin
@@ -121,11 +120,7 @@ impl TestDatabase {
 
     /// A client connected to this database as the superuser.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, TestError> {
-        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+        connect_url(&self.url).await
     }
 }
 
@@ -147,12 +142,16 @@ impl TestDatabase {
 /// The HS256 secret [`TestTenancy`] configures.
 pub const TEST_JWT_SECRET: &str = "fraiseql-test-secret-0123456789";
 
-/// A multi-tenant world for one test: a registry (and host) database of its own, and a unique name
-/// prefix so tenant databases, schemas and roles never collide with other tests. Everything it
-/// provisioned is dropped with it.
+/// A multi-tenant world for one test: a registry database and a host database (of
+/// `schema_per_tenant` and `row_level` tenants) of its own, and a unique name prefix so tenant
+/// databases, schemas and roles never collide with other tests. Everything it provisioned is
+/// dropped with it.
 pub struct TestTenancy {
-    /// The registry database (also the host of schema_per_tenant and row_level tenants).
+    /// The registry database (`[databases.shared]`).
     pub shared: TestDatabase,
+    /// The database tenants are provisioned through (`[databases.tenant] url`), and the home of
+    /// `schema_per_tenant` and `row_level` tenants.
+    pub host: TestDatabase,
     /// Prefix of every database, schema and role this world creates.
     pub prefix: String,
     /// The config tenants are provisioned and served with.
@@ -164,13 +163,38 @@ pub struct TestTenancy {
 impl TestTenancy {
     /// A world with `strategy` (`database_per_tenant`, `schema_per_tenant`, `row_level`) whose
     /// tenant migrations are `migrations`, the schema `schema`; `extra` is appended to the config.
+    /// Tokens are optional and the tenant header alone picks the tenant
+    /// (`trust_tenant_header`), as behind an authenticating gateway; [`TestTenancy::secured`]
+    /// is the production default.
     pub async fn new(
         strategy: &str,
         migrations: &Path,
         schema: &Path,
         extra: &str,
     ) -> Result<Self, TestError> {
+        Self::build(strategy, migrations, schema, extra, false).await
+    }
+
+    /// A world where every request needs a token bound to its tenant (`[auth] required`, no
+    /// trusted header).
+    pub async fn secured(
+        strategy: &str,
+        migrations: &Path,
+        schema: &Path,
+        extra: &str,
+    ) -> Result<Self, TestError> {
+        Self::build(strategy, migrations, schema, extra, true).await
+    }
+
+    async fn build(
+        strategy: &str,
+        migrations: &Path,
+        schema: &Path,
+        extra: &str,
+        secured: bool,
+    ) -> Result<Self, TestError> {
         let shared = TestDatabase::empty().await?;
+        let host = TestDatabase::empty().await?;
         let prefix = format!("t{}_", &uuid_like()[..8]);
         let text = format!(
             r#"[schema]
@@ -179,29 +203,33 @@ path = "{schema}"
 enabled = true
 strategy = "{strategy}"
 name_prefix = "{prefix}"
+trust_tenant_header = {trust}
 [databases.tenant]
 type = "postgresql"
-url = "{url}"
+url = "{host}"
 pool_max = 4
 pool_timeout_secs = 5
 migrations = "{migrations}"
 [databases.shared]
 type = "postgresql"
-url = "{url}"
+url = "{registry}"
 pool_max = 4
 [auth]
-required = false
+required = {secured}
 secret = "{TEST_JWT_SECRET}"
 issuer = "fraiseql"
 audience = "fraiseql"
 {extra}"#,
             schema = schema.display(),
             migrations = migrations.display(),
-            url = shared.url,
+            host = host.url,
+            registry = shared.url,
+            trust = !secured,
         );
         let config = fraiseql_config::parse_str(&text, "test.toml", Path::new("/"), &|_| None)?;
         Ok(Self {
             shared,
+            host,
             prefix,
             config,
             config_text: text,
@@ -237,18 +265,16 @@ audience = "fraiseql"
         &self,
         rec: &fraiseql_engine::tenancy::TenantRecord,
     ) -> Result<tokio_postgres::Client, TestError> {
-        let mut cfg = fraiseql_engine::db::pg_config("tenant", &rec.server)?;
-        cfg.dbname(&rec.database)
-            .user(&rec.role)
-            .password(rec.password.as_bytes());
-        if rec.schema != "public" {
-            cfg.options(format!("-c search_path={}", rec.schema));
-        }
-        let (client, conn) = cfg.connect(NoTls).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+        let target =
+            fraiseql_engine::connections::parse_url("tenant", &rec.server)?.derive("role", |cfg| {
+                cfg.dbname(&rec.database)
+                    .user(&rec.role)
+                    .password(rec.password.as_bytes());
+                if rec.schema != "public" {
+                    cfg.options(format!("-c search_path={}", rec.schema));
+                }
+            });
+        Ok(target.connect().await?)
     }
 
     /// A test client serving this world.
@@ -265,7 +291,9 @@ audience = "fraiseql"
     pub fn token(&self, tenant: &str, roles: &[&str]) -> Result<String, TestError> {
         let auth = self.config.auth.as_ref().ok_or("no [auth]")?;
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-        Ok(fraiseql_engine::auth::issue(auth, tenant, &roles, None)?)
+        Ok(fraiseql_engine::identity::jwt::issue(
+            auth, tenant, &roles, None,
+        )?)
     }
 }
 
@@ -273,6 +301,7 @@ impl Drop for TestTenancy {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
         let shared = self.shared.name.clone();
+        let host = self.host.name.clone();
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -296,11 +325,11 @@ impl Drop for TestTenancy {
                         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .await;
                 }
-                let _ = admin
-                    .batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS \"{shared}\" WITH (FORCE)"
-                    ))
-                    .await;
+                for db in [&shared, &host] {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                        .await;
+                }
                 let roles = admin
                     .query(
                         "SELECT rolname FROM pg_roles WHERE rolname LIKE $1",

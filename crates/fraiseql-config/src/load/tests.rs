@@ -47,10 +47,7 @@ fn the_seeds_config_parses_and_expands() {
         c.databases["shared"].url.as_deref(),
         Some("postgres://postgres@127.0.0.1/shared")
     );
-    assert_eq!(
-        c.observers.nats_url.as_deref(),
-        Some("nats://127.0.0.1:4222")
-    );
+    assert_eq!(c.nats.servers, ["nats://127.0.0.1:4222"]);
     assert_eq!(c.schema.path, Path::new("/etc/app/schema.graphql"));
     assert_eq!(c.server.port, 8080);
     assert_eq!(c.limits, LimitsConfig::default());
@@ -144,4 +141,62 @@ fn semantic_errors_are_clear() {
 fn syntax_errors_give_the_line() {
     let err = parse("[server]\nport = \n").expect_err("syntax");
     assert!(matches!(err, ConfigError::Syntax { line: 2, .. }), "{err}");
+}
+
+#[test]
+fn nats_servers_and_the_one_server_form() {
+    let c = parse(SEED).expect("seed");
+    assert_eq!(c.nats.servers, vec!["nats://127.0.0.1:4222".to_owned()]);
+    let cluster = SEED.replace(
+        "nats_url = \"${NATS_URL}\"\n",
+        "[nats]\nservers = [\"nats://a:4222\", \"tls://b:4222\"]\nname = \"api-1\"\nmax_reconnects = 10\n",
+    );
+    let c = parse(&cluster).expect("cluster");
+    assert_eq!(c.nats.servers, ["nats://a:4222", "tls://b:4222"]);
+    assert_eq!((c.nats.name.as_str(), c.nats.max_reconnects), ("api-1", 10));
+    let both = format!("{SEED}[nats]\nservers = [\"nats://nats:4222\"]\n");
+    let err = parse(&both).expect_err("both").to_string();
+    assert!(
+        err.contains("both [nats] servers and [observers] nats_url are set"),
+        "{err}"
+    );
+    let none = SEED.replace("nats_url = \"${NATS_URL}\"\n", "");
+    let err = parse(&none).expect_err("events without NATS").to_string();
+    assert!(err.contains("events need NATS"), "{err}");
+    let bad = format!(
+        "{}[nats]\nservers = [\"http://x\"]\n",
+        none.replace("enabled = true\nbackend", "enabled = false\nbackend")
+    );
+    assert!(parse(&bad).is_err());
+}
+
+#[test]
+fn reserved_payload_keys_are_refused_naming_the_rule() {
+    let src = format!(
+        "{SEED}[observers.stream]\nsubjects = [\"analytics.>\"]\n[[observers.rules]]\nentity = \"Project\"\nevent = \"CREATE\"\nsubject = \"analytics.project_created\"\npayload = {{ tenant_id = \"org_id\" }}\n"
+    );
+    let err = parse(&src).expect_err("reserved").to_string();
+    assert!(
+        err.contains("`observers.rules.0.payload`")
+            && err.contains("rule #1 (Project CREATE -> analytics.project_created): payload key `tenant_id` is reserved"),
+        "{err}"
+    );
+}
+
+#[test]
+fn metrics_logging_cache_and_limits_sections() {
+    let src = format!(
+        "{SEED}[metrics]\nlisten = \"127.0.0.1:9100\"\nmax_tenant_labels = 5\n[logging]\nformat = \"json\"\n[cache]\nmax_bytes = 1024\n[limits]\nmax_rows = 10\nmax_fields = 7\n[server]\nprofile = \"development\"\n"
+    );
+    let c = parse(&src).expect("sections");
+    assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9100"));
+    assert_eq!(c.metrics.max_tenant_labels, 5);
+    assert_eq!(c.logging.format, LogFormat::Json);
+    assert_eq!(c.cache.max_bytes, 1024);
+    assert_eq!((c.limits.max_rows, c.limits.max_fields), (10, 7));
+    assert_eq!(c.server.profile, Profile::Development);
+    let err = parse(&format!("{SEED}[metrics]\nlisten = \"9100\"\n")).expect_err("listen");
+    assert!(err.to_string().contains("is not host:port"), "{err}");
+    let err = parse(&format!("{SEED}[logging]\nformat = \"xml\"\n")).expect_err("format");
+    assert!(err.to_string().contains("\"xml\" is not"), "{err}");
 }

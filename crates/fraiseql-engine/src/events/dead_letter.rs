@@ -5,10 +5,13 @@ use fraiseql_config::Config;
 use serde::Serialize;
 
 use super::Inner;
-use crate::db::Pools;
+use crate::connections::{Lease, Pools};
 use crate::resolvers::Resolvers;
 
-/// The table, created when the event runtime starts.
+/// The table, created when the event runtime starts. A message is dead-lettered once per
+/// consumer group: by its stream sequence and by its event id (a redelivery, a second instance
+/// or a retried insert adds nothing). `retry_started_at` marks a row an operator's retry has
+/// claimed.
 pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_dead_letter (
     id bigserial PRIMARY KEY,
     consumer text NOT NULL,
@@ -17,28 +20,41 @@ pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_dead_letter (
     error text NOT NULL,
     attempts bigint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
-)";
+);
+ALTER TABLE fraiseql_dead_letter ADD COLUMN IF NOT EXISTS stream text;
+ALTER TABLE fraiseql_dead_letter ADD COLUMN IF NOT EXISTS stream_sequence bigint;
+ALTER TABLE fraiseql_dead_letter ADD COLUMN IF NOT EXISTS event_id text;
+ALTER TABLE fraiseql_dead_letter ADD COLUMN IF NOT EXISTS retry_started_at timestamptz;
+CREATE UNIQUE INDEX IF NOT EXISTS fraiseql_dead_letter_message ON fraiseql_dead_letter (consumer, stream, stream_sequence);
+CREATE UNIQUE INDEX IF NOT EXISTS fraiseql_dead_letter_event ON fraiseql_dead_letter (consumer, event_id);";
 
-pub(crate) async fn insert(
-    inner: &Inner,
-    consumer: &str,
-    subject: &str,
-    payload: &str,
-    error: &str,
-    attempts: i64,
-) -> Result<(), String> {
-    let pool = inner
+/// What identifies a dead-lettered message.
+pub(crate) struct Letter<'a> {
+    pub consumer: &'a str,
+    pub subject: &'a str,
+    pub payload: &'a str,
+    pub error: &'a str,
+    pub attempts: i64,
+    pub stream: &'a str,
+    pub sequence: Option<i64>,
+    pub event_id: Option<&'a str>,
+}
+
+/// Records a dead letter once (`ON CONFLICT DO NOTHING`); true if this call recorded it.
+pub(crate) async fn insert(inner: &Inner, l: &Letter<'_>) -> Result<bool, String> {
+    let client = inner
         .pools
-        .get(&inner.dead_letter_db)
-        .ok_or("dead letter database not configured")?;
-    let client = pool.get().await.map_err(|e| e.to_string())?;
+        .lease(&inner.dead_letter_db)
+        .await
+        .map_err(|e| e.message)?;
     client
         .execute(
-            "INSERT INTO fraiseql_dead_letter (consumer, subject, payload, error, attempts) VALUES ($1, $2, $3, $4, $5)",
-            &[&consumer, &subject, &payload, &error, &attempts],
+            "INSERT INTO fraiseql_dead_letter (consumer, subject, payload, error, attempts, stream, stream_sequence, event_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            &[&l.consumer, &l.subject, &l.payload, &l.error, &l.attempts, &l.stream, &l.sequence, &l.event_id],
         )
         .await
-        .map(drop)
+        .map(|n| n == 1)
         .map_err(|e| e.to_string())
 }
 
@@ -59,6 +75,9 @@ pub struct DeadLetter {
     pub attempts: i64,
     /// When it arrived here (RFC 3339).
     pub created_at: String,
+    /// When an operator's retry claimed it, if one did and did not finish (outcome unknown:
+    /// `retry --id N --force` runs it again).
+    pub retry_started_at: Option<String>,
 }
 
 /// Why a dead-letter command failed.
@@ -85,18 +104,12 @@ pub fn database(config: &Config) -> String {
         })
 }
 
-async fn client(
-    config: &Config,
-    pools: &Pools,
-) -> Result<deadpool_postgres::Object, DeadLetterError> {
+async fn client(config: &Config, pools: &Pools) -> Result<Lease, DeadLetterError> {
     let db = database(config);
-    let pool = pools
-        .get(&db)
-        .ok_or_else(|| DeadLetterError::Database(db.clone(), "not configured".to_owned()))?;
-    let c = pool
-        .get()
+    let c = pools
+        .lease(&db)
         .await
-        .map_err(|e| DeadLetterError::Database(db.clone(), e.to_string()))?;
+        .map_err(|e| DeadLetterError::Database(db.clone(), e.message))?;
     c.batch_execute(DDL)
         .await
         .map_err(|e| DeadLetterError::Database(db, e.to_string()))?;
@@ -108,7 +121,7 @@ pub async fn list(config: &Config, pools: &Pools) -> Result<Vec<DeadLetter>, Dea
     let c = client(config, pools).await?;
     let rows = c
         .query(
-            "SELECT id, consumer, subject, payload, error, attempts, created_at::text FROM fraiseql_dead_letter ORDER BY id",
+            "SELECT id, consumer, subject, payload, error, attempts, created_at::text, retry_started_at::text FROM fraiseql_dead_letter ORDER BY id",
             &[],
         )
         .await
@@ -123,6 +136,7 @@ pub async fn list(config: &Config, pools: &Pools) -> Result<Vec<DeadLetter>, Dea
             error: r.get(4),
             attempts: r.get(5),
             created_at: r.get(6),
+            retry_started_at: r.get(7),
         })
         .collect())
 }
@@ -134,17 +148,25 @@ pub enum Retried {
     Done(i64),
     /// It failed again (the error is recorded, attempts counted).
     Failed(i64, String),
+    /// Another retry holds it (or one was interrupted: `--force` takes it over).
+    Claimed(i64),
+    /// The handler ran but the dead letter could not be removed: it stays claimed, and is not
+    /// run again unless forced.
+    Unconfirmed(i64, String),
 }
 
 /// Runs each dead letter's consumer-group statement again (`id`: only that one). A success
-/// deletes the dead letter; a failure records the new error. Groups handled by Rust code need
-/// [`retry_with`] and the application's resolvers.
+/// deletes the dead letter; a failure records the new error. Each row is claimed first (under
+/// `FOR UPDATE SKIP LOCKED`, marked `retry_started_at` and committed) so two operators never run
+/// one handler twice; `force` also takes rows whose claim was interrupted. Groups handled by
+/// Rust code need [`retry_with`] and the application's resolvers.
 pub async fn retry(
     config: &Config,
     pools: &Pools,
     id: Option<i64>,
+    force: bool,
 ) -> Result<Vec<Retried>, DeadLetterError> {
-    retry_with(config, pools, &Resolvers::new(), id).await
+    retry_with(config, pools, &Resolvers::new(), id, force).await
 }
 
 /// [`retry`] with the application's Rust subscriber handlers.
@@ -153,29 +175,49 @@ pub async fn retry_with(
     pools: &Pools,
     resolvers: &Resolvers,
     id: Option<i64>,
+    force: bool,
 ) -> Result<Vec<Retried>, DeadLetterError> {
     let c = client(config, pools).await?;
+    let fail =
+        |e: tokio_postgres::Error| DeadLetterError::Database(database(config), e.to_string());
     let shared = std::sync::Arc::new(pools.clone());
     let mut out = Vec::new();
     for dl in list(config, pools).await? {
         if id.is_some_and(|i| i != dl.id) {
             continue;
         }
-        let outcome = retry_one(config, &shared, resolvers, &dl).await;
-        match outcome {
-            Ok(()) => {
-                c.execute("DELETE FROM fraiseql_dead_letter WHERE id = $1", &[&dl.id])
-                    .await
-                    .map_err(|e| DeadLetterError::Database(database(config), e.to_string()))?;
-                out.push(Retried::Done(dl.id));
-            }
+        let claimed = c
+            .query_opt(
+                "UPDATE fraiseql_dead_letter SET retry_started_at = now() WHERE id = \
+                 (SELECT id FROM fraiseql_dead_letter WHERE id = $1 AND (retry_started_at IS NULL OR $2) FOR UPDATE SKIP LOCKED) \
+                 RETURNING attempts",
+                &[&dl.id, &force],
+            )
+            .await
+            .map_err(fail)?;
+        let Some(row) = claimed else {
+            out.push(Retried::Claimed(dl.id));
+            continue;
+        };
+        let dl = DeadLetter {
+            attempts: row.get(0),
+            ..dl
+        };
+        match retry_one(config, &shared, resolvers, &dl).await {
+            Ok(()) => match c
+                .execute("DELETE FROM fraiseql_dead_letter WHERE id = $1", &[&dl.id])
+                .await
+            {
+                Ok(_) => out.push(Retried::Done(dl.id)),
+                Err(e) => out.push(Retried::Unconfirmed(dl.id, e.to_string())),
+            },
             Err(e) => {
                 c.execute(
-                    "UPDATE fraiseql_dead_letter SET error = $2, attempts = attempts + 1 WHERE id = $1",
+                    "UPDATE fraiseql_dead_letter SET error = $2, attempts = attempts + 1, retry_started_at = NULL WHERE id = $1",
                     &[&dl.id, &e],
                 )
                 .await
-                .map_err(|e| DeadLetterError::Database(database(config), e.to_string()))?;
+                .map_err(fail)?;
                 out.push(Retried::Failed(dl.id, e));
             }
         }

@@ -22,7 +22,7 @@ use async_nats::jetstream;
 use fraiseql_config::{Config, ObserversConfig, Retention};
 use tokio::task::JoinHandle;
 
-use crate::db::Pools;
+use crate::connections::Pools;
 use crate::metrics::Metrics;
 use crate::resolvers::Resolvers;
 use crate::tenancy::{TenantRecord, Tenants};
@@ -32,12 +32,9 @@ pub use outbox::{ObserverStatement, Observers, OutboxEvent};
 /// Why the event runtime cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum EventsError {
-    /// `[observers] nats_url` is missing.
-    #[error("[observers] enabled needs nats_url")]
-    NoUrl,
-    /// The URL is not a NATS URL.
-    #[error("[observers] nats_url is not a NATS URL: {0}")]
-    BadUrl(String),
+    /// NATS cannot be set up.
+    #[error(transparent)]
+    Nats(#[from] crate::nats::NatsError),
     /// A subscriber's SQL is not a valid template.
     #[error("[[subscribers]] {group}: sql {message}")]
     Template {
@@ -66,9 +63,10 @@ pub enum Target {
 }
 
 impl Target {
+    /// Where the outbox is: targets with equal keys share one outbox table.
     fn key(&self) -> String {
         match self {
-            Target::Tenant(t) => Tenants::target_key(t),
+            Target::Tenant(t) => format!("{}\u{0}{}\u{0}{}", t.server, t.database, t.schema),
             Target::Database(d) => format!("db:{d}"),
         }
     }
@@ -132,14 +130,8 @@ impl Events {
         resolvers: &Resolvers,
     ) -> Result<Self, EventsError> {
         let o = config.observers.clone();
-        let url = o.nats_url.clone().ok_or(EventsError::NoUrl)?;
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(2))
-            .request_timeout(Some(Duration::from_millis(o.publish_timeout_ms)))
-            .connect(url.as_str())
-            .await
-            .map_err(|e| EventsError::BadUrl(e.to_string()))?;
+        let client =
+            crate::nats::connect(&config.nats, Duration::from_millis(o.publish_timeout_ms)).await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_millis(o.publish_timeout_ms));
         let dead_letter_db = dead_letter::database(config);
@@ -216,10 +208,10 @@ async fn ensure_table(pools: &Pools, database: &str, ddl: &str) -> Result<(), Ev
         database: database.to_owned(),
         reason,
     };
-    let pool = pools
+    let db = pools
         .get(database)
         .ok_or_else(|| fail("not configured".to_owned()))?;
-    let client = pool.get().await.map_err(|e| fail(e.to_string()))?;
+    let client = db.lease().await.map_err(|e| fail(e.to_string()))?;
     client
         .batch_execute(ddl)
         .await

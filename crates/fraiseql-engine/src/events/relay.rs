@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::{ensure_stream, Inner, OutboxEvent, Target};
-use crate::resolvers::{Held, HeldKind};
+use crate::connections::Lease;
+use crate::execution::session::{self, SessionContext};
+use crate::identity::RequestContext;
 
 /// Publishes one event and waits for JetStream's acknowledgement.
 pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<(), String> {
@@ -27,21 +29,32 @@ pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<(), Strin
     }
 }
 
-async fn connect(inner: &Inner, target: &Target) -> Result<Held, String> {
-    match target {
+/// A connection to `target`'s outbox, in a transaction that sees it (the tenant's role and
+/// schema set, as for requests).
+async fn begin(inner: &Inner, target: &Target) -> Result<Lease, String> {
+    let (lease, ctx) = match target {
         Target::Tenant(rec) => {
             let tenants = inner.tenants.as_ref().ok_or("no tenancy")?;
-            Ok(Held::new(HeldKind::Lease(
-                tenants.connection(rec).await.map_err(|e| e.message)?,
-            )))
+            let lease = tenants.connection(rec).await.map_err(|e| e.message)?;
+            let ctx = RequestContext {
+                tenant: Some(rec.clone()),
+                ..RequestContext::default()
+            };
+            (
+                lease,
+                SessionContext::new(&ctx, fraiseql_config::TENANT_DATABASE),
+            )
         }
         Target::Database(d) => {
-            let pool = inner.pools.get(d).ok_or("database not configured")?;
-            Ok(Held::new(HeldKind::Pooled(
-                pool.get().await.map_err(|e| e.to_string())?,
-            )))
+            let db = inner.pools.get(d).ok_or("database not configured")?;
+            let lease = db.lease().await.map_err(|e| e.to_string())?;
+            (lease, SessionContext::default())
         }
-    }
+    };
+    session::begin(&lease, &ctx, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(lease)
 }
 
 fn mark_dirty(inner: &Inner, target: &Target, backlog: u64) {
@@ -115,9 +128,13 @@ pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec
         return;
     }
     let marked = async {
-        let held = connect(inner, &target).await?;
-        held.client()
+        let lease = begin(inner, &target).await?;
+        lease
+            .client()
             .execute(MARK_SENT, &[&sent])
+            .await
+            .map_err(|e| e.to_string())?;
+        session::end(&lease, true)
             .await
             .map_err(|e| e.to_string())?;
         Ok::<(), String>(())
@@ -138,11 +155,9 @@ pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec
 /// One sweep of `target`: publishes due unsent rows (locked, so instances do not collide) and
 /// returns how many remain unsent.
 async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, String> {
-    let held = connect(inner, target).await?;
-    let c = held.client();
+    let lease = begin(inner, target).await?;
+    let c = lease.client();
     let err = |e: tokio_postgres::Error| e.to_string();
-    held.set_dirty();
-    c.batch_execute("BEGIN").await.map_err(err)?;
     let rows = c
         .query(
             "SELECT event_id::text, subject, payload::text FROM fraiseql_outbox \
@@ -186,8 +201,6 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
         .await
         .map_err(err)?;
     }
-    c.batch_execute("COMMIT").await.map_err(err)?;
-    held.set_clean();
     let remaining: i64 = c
         .query_one(
             "SELECT count(*) FROM fraiseql_outbox WHERE sent_at IS NULL",
@@ -196,7 +209,8 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
         .await
         .map_err(err)?
         .get(0);
-    drop(held);
+    session::end(&lease, true).await.map_err(err)?;
+    drop(lease);
     let label = target.label();
     if !sent.is_empty() {
         inner.metrics.add(

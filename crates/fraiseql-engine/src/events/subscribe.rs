@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
 use super::{dead_letter, ensure_stream, Inner};
-use crate::db::{Pools, TextParam};
+use crate::connections::{Pools, TextParam};
 use crate::resolvers::{EventContext, EventMessage, SubscriberFn};
 
 /// Messages handled at once per consumer group and instance.
@@ -81,10 +81,7 @@ async fn handle_sql(
     raw: &str,
     body: &Value,
 ) -> Result<(), String> {
-    let pool = pools
-        .get(database)
-        .ok_or_else(|| format!("database `{database}` is not configured"))?;
-    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let client = pools.lease(database).await.map_err(|e| e.message)?;
     let values: Vec<Option<String>> = names
         .iter()
         .map(|n| match n.as_str() {
@@ -96,10 +93,7 @@ async fn handle_sql(
     let params: Vec<Option<TextParam<'_>>> =
         values.iter().map(|v| v.as_deref().map(TextParam)).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let stmt = client
-        .prepare_cached(sql)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stmt = client.prepare(sql).await.map_err(|e| e.to_string())?;
     client
         .execute(&stmt, &refs)
         .await
@@ -116,7 +110,10 @@ async fn handle(
     handler: &Handler,
     msg: async_nats::jetstream::Message,
 ) {
-    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+    let (delivered, sequence) = msg
+        .info()
+        .map(|i| (i.delivered, i64::try_from(i.stream_sequence).ok()))
+        .unwrap_or((1, None));
     let subject = msg.subject.to_string();
     let raw = String::from_utf8_lossy(&msg.payload).into_owned();
     let body: Result<Value, String> =
@@ -155,8 +152,23 @@ async fn handle(
                 1.0,
             );
             if delivered >= s.max_deliver {
-                match dead_letter::insert(inner, group, &subject, &raw, &reason, delivered).await {
-                    Ok(()) => {
+                let event_id = body
+                    .as_ref()
+                    .ok()
+                    .and_then(|b| b.get("event_id"))
+                    .and_then(Value::as_str);
+                let letter = dead_letter::Letter {
+                    consumer: group,
+                    subject: &subject,
+                    payload: &raw,
+                    error: &reason,
+                    attempts: delivered,
+                    stream: &inner.config.stream.name,
+                    sequence,
+                    event_id,
+                };
+                match dead_letter::insert(inner, &letter).await {
+                    Ok(_) => {
                         tracing::error!(consumer = group, %subject, attempts = delivered, error = %reason, "message moved to the dead letters");
                         inner.metrics.add(
                             "fraiseql_nats_dead_letters_total",

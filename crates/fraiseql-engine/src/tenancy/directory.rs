@@ -1,21 +1,29 @@
 //! Routing at run time: tenant key -> registry row (cached a few seconds, so new, suspended and
-//! resumed tenants are seen without a restart) -> a lazily built pool for its database, closed
-//! when idle, all pools together under one connection budget.
+//! resumed tenants are seen without a restart) -> a connection to its database from one pool
+//! under a global budget. Tenants whose login target is the same (one host database for
+//! `schema_per_tenant` and `row_level`) share connections; each transaction switches to the
+//! tenant's role and schema. Every tenant has its own share of the pool (`pool_max`), so one
+//! tenant's slow queries cannot take every connection.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
 use fraiseql_config::{Config, TENANT_DATABASE};
+use moka::Expiry;
+use tokio::sync::Semaphore;
 
 use super::keys;
-use super::pool::{Lease, PoolError, TenantPools};
 use super::registry::{self, TenantRecord, TenantStatus};
-use crate::db::pg_config;
+use crate::connections::{parse_url, Database, Lease, Pool, PoolError, PoolSize, Target};
 use crate::error::{ErrorCode, GraphqlError};
 
-/// How long a registry answer (including "no such tenant") is trusted.
+/// How long a registry answer about an existing tenant is trusted.
 const RECORD_TTL: Duration = Duration::from_secs(3);
+/// How long "no such tenant" is trusted: short, so a new tenant is served quickly, long enough
+/// that a flood of unknown keys costs the registry one query per key per second at most.
+const UNKNOWN_TTL: Duration = Duration::from_secs(1);
+/// Bytes of cached registry answers.
+const RECORDS_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why a request cannot be routed to a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,44 +42,87 @@ pub enum TenantError {
     RegistryUnavailable,
 }
 
+struct RecordExpiry;
+
+impl Expiry<String, Option<Arc<TenantRecord>>> for RecordExpiry {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        value: &Option<Arc<TenantRecord>>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_some() {
+            RECORD_TTL
+        } else {
+            UNKNOWN_TTL
+        })
+    }
+}
+
 /// The tenants a server routes to. Cloning shares the caches and pools.
 #[derive(Clone)]
 pub struct Tenants {
-    registry: Pool,
-    records: moka::sync::Cache<String, Option<Arc<TenantRecord>>>,
-    /// Connection settings per tenant target, built once from the registry row.
-    targets: moka::sync::Cache<String, Arc<tokio_postgres::Config>>,
-    pools: Arc<TenantPools>,
+    registry: Arc<Database>,
+    /// Registry answers: one look-up per key at a time (single flight), unknown keys cached too.
+    records: moka::future::Cache<String, Option<Arc<TenantRecord>>>,
+    /// Registry queries in flight at once: fewer than the registry pool holds, so a flood of
+    /// unknown keys leaves it room for everything else.
+    lookups: Arc<Semaphore>,
+    /// Connection settings per login target, built once from the registry row.
+    targets: moka::sync::Cache<Box<str>, Arc<Target>>,
+    pool: Arc<Pool>,
     idle: Duration,
     wait: Duration,
     statement_timeout: Duration,
 }
 
 impl Tenants {
-    /// Routing for `config`, reading the registry through `registry` (the registry database's pool).
-    pub fn new(config: &Config, registry: Pool, statement_timeout: Duration) -> Self {
+    /// Routing for `config`, reading the registry through `registry` (the registry database).
+    pub fn new(config: &Config, registry: Arc<Database>, statement_timeout: Duration) -> Self {
         let mt = &config.multi_tenancy;
         let tenant_db = config.databases.get(TENANT_DATABASE);
         let wait = Duration::from_secs(tenant_db.map_or(5, |d| d.pool_timeout_secs));
+        let registry_size = config.databases.get(&mt.registry).map_or(2, |d| d.pool_max);
         Self {
             registry,
-            records: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(RECORD_TTL)
+            records: moka::future::Cache::builder()
+                .weigher(|k: &String, v: &Option<Arc<TenantRecord>>| {
+                    u32::try_from(k.len() + if v.is_some() { 1024 } else { 64 }).unwrap_or(u32::MAX)
+                })
+                .max_capacity(RECORDS_BYTES)
+                .expire_after(RecordExpiry)
                 .build(),
+            lookups: Arc::new(Semaphore::new(registry_size.saturating_sub(1).max(1))),
             targets: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(mt.idle_pool_secs))
                 .build(),
-            pools: TenantPools::new(
-                mt.connection_budget,
-                tenant_db.map_or(10, |d| d.pool_max),
+            pool: Pool::new(PoolSize {
+                budget: mt.connection_budget,
+                per_share: tenant_db.map_or(10, |d| d.pool_max),
                 wait,
-            ),
+                statements: config.limits.prepared_statements,
+            }),
             idle: Duration::from_secs(mt.idle_pool_secs),
             wait,
             statement_timeout,
         }
+    }
+
+    async fn fetch(&self, key: &str) -> Result<Option<Arc<TenantRecord>>, TenantError> {
+        let _turn = tokio::time::timeout(self.wait, self.lookups.acquire())
+            .await
+            .map_err(|_| TenantError::RegistryUnavailable)?
+            .map_err(|_| TenantError::RegistryUnavailable)?;
+        let client = self.registry.lease().await.map_err(|e| {
+            tracing::error!(error = %e, "tenant registry unavailable");
+            TenantError::RegistryUnavailable
+        })?;
+        let r = registry::get(client.client(), key).await.map_err(|e| {
+            tracing::error!(error = %e, "tenant registry query failed");
+            TenantError::RegistryUnavailable
+        })?;
+        Ok(r.map(Arc::new))
     }
 
     /// The active tenant `key`, from the cache or the registry.
@@ -79,22 +130,11 @@ impl Tenants {
         if !keys::is_valid(key) {
             return Err(TenantError::Invalid(keys::why_invalid(key)));
         }
-        let rec = match self.records.get(key) {
-            Some(r) => r,
-            None => {
-                let client = self.registry.get().await.map_err(|e| {
-                    tracing::error!(error = %e, "tenant registry unavailable");
-                    TenantError::RegistryUnavailable
-                })?;
-                let r = registry::get(&**client, key).await.map_err(|e| {
-                    tracing::error!(error = %e, "tenant registry query failed");
-                    TenantError::RegistryUnavailable
-                })?;
-                let r = r.map(Arc::new);
-                self.records.insert(key.to_owned(), r.clone());
-                r
-            }
-        };
+        let rec = self
+            .records
+            .try_get_with_by_ref(key, self.fetch(key))
+            .await
+            .map_err(|e: Arc<TenantError>| (*e).clone())?;
         match rec {
             Some(r) if r.status == TenantStatus::Active => Ok(r),
             Some(r) if r.status == TenantStatus::Suspended => Err(TenantError::Suspended),
@@ -102,129 +142,109 @@ impl Tenants {
         }
     }
 
-    /// One key per connection target (tenants of one `row_level` host share it).
-    pub fn target_key(rec: &TenantRecord) -> String {
-        format!(
-            "{}\u{0}{}\u{0}{}\u{0}{}",
-            rec.server, rec.database, rec.schema, rec.role
-        )
+    /// Forgets what is cached about `key` (the next request reads the registry).
+    pub async fn forget(&self, key: &str) {
+        self.records.invalidate(key).await;
     }
 
-    fn target(&self, rec: &TenantRecord) -> Result<Arc<tokio_postgres::Config>, GraphqlError> {
+    /// The login target of `rec`: tenants of one `row_level` or `schema_per_tenant` host share it.
+    pub fn target_key(rec: &TenantRecord) -> String {
+        format!("{}\u{0}{}\u{0}{}", rec.server, rec.database, rec.login_role)
+    }
+
+    fn target(&self, rec: &TenantRecord) -> Result<Arc<Target>, GraphqlError> {
         let key = Self::target_key(rec);
-        if let Some(t) = self.targets.get(&key) {
+        if let Some(t) = self.targets.get(key.as_str()) {
             return Ok(t);
         }
-        let mut cfg = pg_config("tenant", &rec.server).map_err(|e| {
+        let base = parse_url("tenant", &rec.server).map_err(|e| {
             tracing::error!(tenant = %rec.key, reason = %e, "bad tenant server url");
             GraphqlError::new(
                 ErrorCode::DatabaseUnavailable,
                 "the tenant's database is unavailable",
             )
         })?;
-        cfg.dbname(&rec.database);
-        cfg.user(&rec.role);
-        cfg.password(rec.password.as_bytes());
-        cfg.application_name("fraiseql");
-        cfg.connect_timeout(self.wait);
-        // search_path is fixed at connection start-up, where no later statement can change it.
-        let mut options = format!(
-            "-c statement_timeout={}",
-            self.statement_timeout.as_millis()
-        );
-        if rec.schema != "public" {
-            options.push_str(&format!(" -c search_path={}", rec.schema));
-        }
-        cfg.options(&options);
-        let cfg = Arc::new(cfg);
-        self.targets.insert(key, cfg.clone());
-        Ok(cfg)
+        let timeout = self.statement_timeout.as_millis();
+        let target = base.derive(&format!("{}\u{0}{}", rec.database, rec.login_role), |cfg| {
+            cfg.dbname(&rec.database);
+            cfg.user(&rec.login_role);
+            cfg.password(rec.login_password.as_bytes());
+            cfg.application_name("fraiseql");
+            cfg.connect_timeout(self.wait);
+            cfg.options(format!("-c statement_timeout={timeout}"));
+        });
+        let target = Arc::new(target);
+        self.targets.insert(Box::from(key.as_str()), target.clone());
+        Ok(target)
     }
 
-    /// A connection to `rec`'s database, within the global budget.
+    /// A connection for `rec` (its login target), within the global budget and the tenant's share.
+    /// The caller switches to the tenant's role and schema in its transaction.
     pub async fn connection(&self, rec: &TenantRecord) -> Result<Lease, GraphqlError> {
         let target = self.target(rec)?;
-        self.pools
-            .get(&Self::target_key(rec), &target)
-            .await
-            .map_err(|e| {
-                tracing::error!(tenant = %rec.key, error = %e, "no tenant connection");
-                match e {
-                    PoolError::Timeout => GraphqlError::new(
-                        ErrorCode::DatabaseUnavailable,
-                        "all database connections are busy; try again shortly",
-                    ),
-                    PoolError::Connect(_) => GraphqlError::new(
-                        ErrorCode::DatabaseUnavailable,
-                        "the tenant's database is unavailable; try again shortly",
-                    ),
-                }
-            })
+        self.pool.get(&target, &rec.key).await.map_err(|e| {
+            tracing::error!(tenant = %rec.key, error = %e, "no tenant connection");
+            match e {
+                PoolError::Timeout => GraphqlError::new(
+                    ErrorCode::DatabaseUnavailable,
+                    "all database connections are busy; try again shortly",
+                ),
+                PoolError::Connect(_) => GraphqlError::new(
+                    ErrorCode::DatabaseUnavailable,
+                    "the tenant's database is unavailable; try again shortly",
+                ),
+            }
+        })
     }
 
     /// Every active tenant, read from the registry now.
     pub async fn active(&self) -> Result<Vec<Arc<TenantRecord>>, TenantError> {
-        let client = self.registry.get().await.map_err(|e| {
+        Ok(self
+            .all()
+            .await?
+            .into_iter()
+            .filter(|r| r.status == TenantStatus::Active)
+            .collect())
+    }
+
+    async fn all(&self) -> Result<Vec<Arc<TenantRecord>>, TenantError> {
+        let client = self.registry.lease().await.map_err(|e| {
             tracing::error!(error = %e, "tenant registry unavailable");
             TenantError::RegistryUnavailable
         })?;
-        let all = registry::list(&**client).await.map_err(|e| {
+        registry::ensure_table(client.client())
+            .await
+            .map_err(|_| TenantError::RegistryUnavailable)?;
+        let all = registry::list(client.client()).await.map_err(|e| {
             tracing::error!(error = %e, "tenant registry query failed");
             TenantError::RegistryUnavailable
         })?;
-        Ok(all
-            .into_iter()
-            .filter(|r| r.status == TenantStatus::Active)
-            .map(Arc::new)
-            .collect())
+        Ok(all.into_iter().map(Arc::new).collect())
+    }
+
+    /// The tenant pool (for metrics and tests).
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 
     /// Connections open to tenant databases now.
     pub fn open_connections(&self) -> usize {
-        self.pools.open_connections()
+        self.pool.open_connections()
     }
 
     /// Closes connections idle for longer than `idle_pool_secs` (called periodically).
     pub fn sweep(&self) {
-        self.pools.close_idle(self.idle);
+        self.pool.close_idle(self.idle);
         self.targets.run_pending_tasks();
     }
 
     /// The first active tenant, for start-up schema checks.
     pub async fn any_active(&self) -> Result<Option<Arc<TenantRecord>>, TenantError> {
-        let client = self
-            .registry
-            .get()
-            .await
-            .map_err(|_| TenantError::RegistryUnavailable)?;
-        registry::ensure_table(&**client)
-            .await
-            .map_err(|_| TenantError::RegistryUnavailable)?;
-        let all = registry::list(&**client)
-            .await
-            .map_err(|_| TenantError::RegistryUnavailable)?;
-        Ok(all
-            .into_iter()
-            .find(|r| r.status == TenantStatus::Active)
-            .map(Arc::new))
+        Ok(self.active().await?.into_iter().next())
     }
 
-    /// Number of tenants by status, for the banner.
+    /// Number of active tenants, for the banner.
     pub async fn count_active(&self) -> Result<usize, TenantError> {
-        let client = self
-            .registry
-            .get()
-            .await
-            .map_err(|_| TenantError::RegistryUnavailable)?;
-        registry::ensure_table(&**client)
-            .await
-            .map_err(|_| TenantError::RegistryUnavailable)?;
-        let all = registry::list(&**client)
-            .await
-            .map_err(|_| TenantError::RegistryUnavailable)?;
-        Ok(all
-            .iter()
-            .filter(|r| r.status == TenantStatus::Active)
-            .count())
+        Ok(self.active().await?.len())
     }
 }

@@ -8,12 +8,12 @@ use std::path::Path;
 use fraiseql_config::{Config, TenancyStrategy, TENANT_DATABASE};
 use fraiseql_schema::{quote_ident, quote_literal};
 use rand::distr::{Alphanumeric, SampleString};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::keys;
 use super::registry::{self, TenantRecord, TenantStatus};
-use crate::db::pg_config;
+use crate::connections::{self, parse_url};
 use crate::migrate::{self, MigrateError};
 
 /// Why provisioning (or a registry command) failed.
@@ -72,25 +72,32 @@ pub fn server_url(config: &Config) -> Result<String, ProvisionError> {
     }
 }
 
-/// Connects to `url` (optionally another database, optionally a fixed search_path).
+/// Connects to `url` (optionally another database, optionally a fixed search_path), with the
+/// URL's TLS mode.
 pub async fn connect(
     url: &str,
     database: Option<&str>,
     search_path: Option<&str>,
 ) -> Result<Client, ProvisionError> {
-    let mut cfg =
-        pg_config("tenant server", url).map_err(|e| ProvisionError::Config(e.to_string()))?;
-    if let Some(d) = database {
-        cfg.dbname(d);
-    }
-    if let Some(s) = search_path {
-        cfg.options(format!("-c search_path={s}"));
-    }
-    let (client, conn) = cfg.connect(NoTls).await.map_err(db("connect"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    connections::connect(url, database, search_path)
+        .await
+        .map_err(|e| match e {
+            connections::ConnectError::Url(u) => ProvisionError::Config(u.to_string()),
+            connections::ConnectError::Db(d) => db("connect")(d),
+        })
+}
+
+/// `host:port` of a server URL: login roles are per PostgreSQL cluster.
+fn cluster_key(url: &str) -> Result<String, ProvisionError> {
+    let t = parse_url("tenant server", url).map_err(|e| ProvisionError::Config(e.to_string()))?;
+    let host = match t.config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = t.config.get_ports().first().copied().unwrap_or(5432);
+    Ok(format!("{host}:{port}"))
 }
 
 /// A client on the registry database, with the registry table ensured.
@@ -129,8 +136,9 @@ pub async fn create_tenant(
         Some(s) => s.to_owned(),
         None => server_url(config)?,
     };
-    let host_db = pg_config("tenant server", &server)
+    let host_db = parse_url("tenant server", &server)
         .map_err(|e| ProvisionError::Config(e.to_string()))?
+        .config
         .get_dbname()
         .unwrap_or("postgres")
         .to_owned();
@@ -144,6 +152,24 @@ pub async fn create_tenant(
             format!("{}app", mt.name_prefix),
         ),
     };
+    if mt.strategy == TenancyStrategy::RowLevel {
+        // The shared role gets DML on every table of the host's `public`: if the registry
+        // lived there, every tenant could read the role passwords in it.
+        let host = connect(&server, None, None).await?;
+        let holds_registry: bool = host
+            .query_one(
+                "SELECT to_regclass('public.fraiseql_tenant') IS NOT NULL OR to_regclass('public.fraiseql_login_role') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(db("host database"))?
+            .get(0);
+        if holds_registry {
+            return Err(ProvisionError::Config(format!(
+                "row_level tenants cannot live in database `{host_db}`: it holds the tenant registry, and the shared tenant role would get DML on it; point [databases.tenant] url at another database"
+            )));
+        }
+    }
     let registry = registry_client(config).await?;
     registry
         .execute(
@@ -152,18 +178,28 @@ pub async fn create_tenant(
         )
         .await
         .map_err(db("lock"))?;
-    // Row-level tenants share one role; reuse its password if another tenant already has it.
-    let shared_password = if mt.strategy == TenancyStrategy::RowLevel {
-        registry
-            .query_opt(
-                "SELECT role_password FROM fraiseql_tenant WHERE role_name = $1 LIMIT 1",
-                &[&role],
-            )
-            .await
-            .map_err(db("registry"))?
-            .map(|r| r.get::<_, String>(0))
-    } else {
-        None
+    let cluster = cluster_key(&server)?;
+    let fresh = || Alphanumeric.sample_string(&mut rand::rng(), 32);
+    // Row-level tenants share one role (and its password); schema_per_tenant tenants each have a
+    // role and share one authenticator that logs in and switches to them per transaction.
+    let (password, login_role, login_password) = match mt.strategy {
+        TenancyStrategy::DatabasePerTenant => {
+            let p = fresh();
+            (p.clone(), role.clone(), p)
+        }
+        TenancyStrategy::RowLevel => {
+            let p = registry::shared_login_password(&registry, &cluster, &role, &fresh())
+                .await
+                .map_err(db("registry"))?;
+            (p.clone(), role.clone(), p)
+        }
+        TenancyStrategy::SchemaPerTenant => {
+            let login = format!("{}authenticator", mt.name_prefix);
+            let lp = registry::shared_login_password(&registry, &cluster, &login, &fresh())
+                .await
+                .map_err(db("registry"))?;
+            (fresh(), login, lp)
+        }
     };
     let wanted = TenantRecord {
         key: key.to_owned(),
@@ -173,10 +209,11 @@ pub async fn create_tenant(
         database,
         schema,
         role,
-        password: shared_password
-            .unwrap_or_else(|| Alphanumeric.sample_string(&mut rand::rng(), 32)),
+        password,
         status: TenantStatus::Provisioning,
         tier: tier.to_owned(),
+        login_role,
+        login_password,
     };
     let rec = registry::reserve(&registry, &wanted)
         .await
@@ -216,6 +253,40 @@ async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError
         ))
         .await
         .map_err(db("role"))?;
+    if rec.login_role != rec.role {
+        // The authenticator: logs in, owns nothing, inherits nothing (NOINHERIT), so on its
+        // own it reads no table; each transaction switches to the tenant's role.
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                &[&rec.login_role],
+            )
+            .await
+            .map_err(db("role"))?
+            .is_some();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let created = admin
+            .batch_execute(&format!(
+                "{verb} ROLE {} LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}",
+                quote_ident(&rec.login_role),
+                quote_literal(&rec.login_password)
+            ))
+            .await;
+        // Another provisioning may have created it meanwhile.
+        if let Err(e) = created {
+            if e.as_db_error().map(|d| d.code().code()) != Some("42710") {
+                return Err(db("role")(e));
+            }
+        }
+        admin
+            .batch_execute(&format!(
+                "GRANT {} TO {}",
+                quote_ident(&rec.role),
+                quote_ident(&rec.login_role)
+            ))
+            .await
+            .map_err(db("role"))?;
+    }
 
     let strategy = config.multi_tenancy.strategy;
     if strategy == TenancyStrategy::DatabasePerTenant {
@@ -244,9 +315,10 @@ async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError
     } else {
         admin
             .batch_execute(&format!(
-                "GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}",
-                quote_ident(&rec.database),
-                quote_ident(&rec.role)
+                "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}; GRANT CONNECT ON DATABASE {db} TO {login}",
+                db = quote_ident(&rec.database),
+                role = quote_ident(&rec.role),
+                login = quote_ident(&rec.login_role),
             ))
             .await
             .map_err(db("database grants"))?;

@@ -49,10 +49,17 @@ pub struct TenantRecord {
     pub database: String,
     /// Schema (schema_per_tenant), else `public`.
     pub schema: String,
-    /// Login role the server uses for it (never the tables' owner).
+    /// The tenant's role: every transaction runs as it (`SET LOCAL ROLE`); never the tables'
+    /// owner.
     pub role: String,
     /// That role's password. Never logged or returned (see the manual `Debug`).
     pub password: String,
+    /// The role the server logs in as: the tenant's own role (`database_per_tenant`, and the
+    /// shared role of `row_level`), or an authenticator that is a member of every tenant role of
+    /// a host database (`schema_per_tenant`), so tenants of one database share connections.
+    pub login_role: String,
+    /// Its password.
+    pub login_password: String,
     /// Lifecycle state.
     pub status: TenantStatus,
     /// Subscription tier.
@@ -68,6 +75,7 @@ impl std::fmt::Debug for TenantRecord {
             .field("database", &self.database)
             .field("schema", &self.schema)
             .field("role", &self.role)
+            .field("login_role", &self.login_role)
             .field("status", &self.status)
             .field("tier", &self.tier)
             .finish_non_exhaustive()
@@ -75,7 +83,8 @@ impl std::fmt::Debug for TenantRecord {
 }
 
 const COLUMNS: &str =
-    "key, id, strategy, server, database, schema_name, role_name, role_password, status, tier";
+    "key, id, strategy, server, database, schema_name, role_name, role_password, status, tier, \
+     coalesce(login_role, role_name), coalesce(login_password, role_password)";
 
 fn from_row(r: &tokio_postgres::Row) -> TenantRecord {
     TenantRecord {
@@ -89,6 +98,8 @@ fn from_row(r: &tokio_postgres::Row) -> TenantRecord {
         password: r.get(7),
         status: TenantStatus::parse(r.get::<_, &str>(8)),
         tier: r.get(9),
+        login_role: r.get(10),
+        login_password: r.get(11),
     }
 }
 
@@ -109,7 +120,18 @@ pub async fn ensure_table<C: GenericClient>(c: &C) -> Result<(), tokio_postgres:
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
-        REVOKE ALL ON fraiseql_tenant FROM PUBLIC;",
+        ALTER TABLE fraiseql_tenant ADD COLUMN IF NOT EXISTS login_role TEXT;
+        ALTER TABLE fraiseql_tenant ADD COLUMN IF NOT EXISTS login_password TEXT;
+        REVOKE ALL ON fraiseql_tenant FROM PUBLIC;
+        -- One password per shared login role (row_level's app role, schema_per_tenant's
+        -- authenticator): the first provisioning to insert it wins, every other one reads it.
+        CREATE TABLE IF NOT EXISTS fraiseql_login_role (
+            server TEXT NOT NULL,
+            role_name TEXT NOT NULL,
+            role_password TEXT NOT NULL,
+            PRIMARY KEY (server, role_name)
+        );
+        REVOKE ALL ON fraiseql_login_role FROM PUBLIC;",
     )
     .await
 }
@@ -136,9 +158,9 @@ pub async fn reserve<C: GenericClient>(
     rec: &TenantRecord,
 ) -> Result<TenantRecord, tokio_postgres::Error> {
     c.execute(
-        "INSERT INTO fraiseql_tenant (key, id, strategy, server, database, schema_name, role_name, role_password, status, tier)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9) ON CONFLICT (key) DO NOTHING",
-        &[&rec.key, &rec.id, &rec.strategy, &rec.server, &rec.database, &rec.schema, &rec.role, &rec.password, &rec.tier],
+        "INSERT INTO fraiseql_tenant (key, id, strategy, server, database, schema_name, role_name, role_password, status, tier, login_role, login_password)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9, $10, $11) ON CONFLICT (key) DO NOTHING",
+        &[&rec.key, &rec.id, &rec.strategy, &rec.server, &rec.database, &rec.schema, &rec.role, &rec.password, &rec.tier, &rec.login_role, &rec.login_password],
     )
     .await?;
     let sql = format!("SELECT {COLUMNS} FROM fraiseql_tenant WHERE key = $1");
@@ -155,6 +177,43 @@ pub async fn set_status<C: GenericClient>(
         .execute(
             "UPDATE fraiseql_tenant SET status = $2, updated_at = now() WHERE key = $1",
             &[&key, &status.as_str()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The password of shared login role `role` on `server` (the host's URL): the stored one, or
+/// `candidate` stored now if there is none yet. Concurrent provisionings agree on one.
+pub async fn shared_login_password<C: GenericClient>(
+    c: &C,
+    server_key: &str,
+    role: &str,
+    candidate: &str,
+) -> Result<String, tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO fraiseql_login_role (server, role_name, role_password) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&server_key, &role, &candidate],
+    )
+    .await?;
+    Ok(c.query_one(
+        "SELECT role_password FROM fraiseql_login_role WHERE server = $1 AND role_name = $2",
+        &[&server_key, &role],
+    )
+    .await?
+    .get(0))
+}
+
+/// Points tenant `key` at another server (a move), keeping everything else.
+pub async fn set_server<C: GenericClient>(
+    c: &C,
+    key: &str,
+    server: &str,
+    login_password: Option<&str>,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "UPDATE fraiseql_tenant SET server = $2, login_password = coalesce($3, login_password), updated_at = now() WHERE key = $1",
+            &[&key, &server, &login_password],
         )
         .await?;
     Ok(n == 1)

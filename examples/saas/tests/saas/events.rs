@@ -363,8 +363,9 @@ async fn refused_writes_are_redelivered_and_poison_goes_to_dead_letters() {
     assert_eq!(wait_for_rows(&t, 6, Duration::from_secs(30)).await, 6);
 
     let config = t.config.clone();
-    let pools = fraiseql::engine::db::Pools::new(&config, Duration::from_secs(5), Some("tenant"))
-        .expect("pools");
+    let pools =
+        fraiseql::engine::connections::Pools::new(&config, Duration::from_secs(5), Some("tenant"))
+            .expect("pools");
     let deadline = Instant::now() + Duration::from_secs(30);
     let letters = loop {
         let l = dead_letter::list(&config, &pools).await.expect("list");
@@ -388,7 +389,7 @@ async fn refused_writes_are_redelivered_and_poison_goes_to_dead_letters() {
     );
 
     // Retried as is: fails again, recorded.
-    let r = dead_letter::retry(&config, &pools, None)
+    let r = dead_letter::retry(&config, &pools, None, false)
         .await
         .expect("retry");
     assert!(
@@ -404,7 +405,7 @@ async fn refused_writes_are_redelivered_and_poison_goes_to_dead_letters() {
     )
     .await
     .expect("fix");
-    let r = dead_letter::retry(&config, &pools, Some(dl.id))
+    let r = dead_letter::retry(&config, &pools, Some(dl.id), false)
         .await
         .expect("retry");
     assert_eq!(r, vec![Retried::Done(dl.id)]);

@@ -89,7 +89,7 @@ async fn each_root_field_is_exactly_one_sql_statement() {
     let v = s
         .client
         .execute_with(
-            "query($org: ID!) { projectsByOrg(orgId: $org, limit: 1000) { name tasks { title } organization { memberCount members { name } projects(limit: 1000) { taskCount } } } }",
+            "query($org: ID!) { projectsByOrg(orgId: $org, limit: 150) { name tasks(limit: 5) { title } organization { memberCount members(limit: 5) { name } projects(limit: 150) { taskCount } } } }",
             json!({ "org": s.acme }),
         )
         .await

@@ -230,13 +230,15 @@ async fn rls_holds_on_its_own(strategy: &str) {
         .await
         .is_err());
     if strategy == "database_per_tenant" {
-        let mut other = fraiseql::engine::db::pg_config("t", &b.server).expect("cfg");
-        other
-            .dbname(&b.database)
-            .user(&a.role)
-            .password(a.password.as_bytes());
+        let other = fraiseql::engine::connections::parse_url("t", &b.server)
+            .expect("cfg")
+            .derive("other", |c| {
+                c.dbname(&b.database)
+                    .user(&a.role)
+                    .password(a.password.as_bytes());
+            });
         assert!(
-            other.connect(tokio_postgres::NoTls).await.is_err(),
+            other.connect().await.is_err(),
             "role A cannot connect to B's database"
         );
     }
@@ -274,7 +276,7 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     let mut other = config.auth.clone().expect("auth");
     other.secret = Some("another-secret-0123456789abcdef".into());
     client.set_token(Some(
-        fraiseql::engine::auth::issue(&other, "tenant_a", &[], None).expect("t"),
+        fraiseql::engine::identity::jwt::issue(&other, "tenant_a", &[], None).expect("t"),
     ));
     check(
         &client.execute_with(q, json!({})).await.expect("send"),
@@ -295,7 +297,8 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
 
     let mut short = config.auth.clone().expect("auth");
     short.token_ttl_secs = 1;
-    let expiring = fraiseql::engine::auth::issue(&short, "tenant_a", &[], None).expect("t");
+    let expiring =
+        fraiseql::engine::identity::jwt::issue(&short, "tenant_a", &[], None).expect("t");
     client.set_token(Some(t.token("tenant_b", &[]).expect("token")));
     check(
         &client.execute_with(q, json!({})).await.expect("send"),
@@ -343,11 +346,17 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     .await
     .expect("suspend");
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    // A caller without a token cannot tell a suspended tenant from an unknown one...
     check(
         &anon.execute_with(q, json!({})).await.expect("send"),
-        503,
-        "TENANT_SUSPENDED",
+        403,
+        "UNKNOWN_TENANT",
     );
+    // ...the tenant's own callers are told to come back later.
+    anon.set_token(Some(t.token("tenant_a", &[]).expect("token")));
+    let r = anon.execute_with(q, json!({})).await.expect("send");
+    check(&r, 503, "TENANT_SUSPENDED");
+    anon.set_token(None);
     fraiseql::engine::tenancy::provision::set_status(
         &t.config,
         "tenant_a",

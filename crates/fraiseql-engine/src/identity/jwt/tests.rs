@@ -17,6 +17,7 @@ fn hs() -> AuthConfig {
         audience: Some("fraiseql".into()),
         tenant_claim: "tenant_id".into(),
         roles_claim: "roles".into(),
+        tenants_claim: Some("tenants".into()),
         leeway_secs: 0,
         token_ttl_secs: 60,
     }
@@ -55,7 +56,7 @@ fn issued_tokens_verify_and_carry_tenant_and_roles() {
         .verify(&t)
         .expect("valid");
     assert_eq!(id.tenant.as_deref(), Some("acme_corp"));
-    assert_eq!(id.roles, vec!["admin".to_owned()]);
+    assert_eq!(&*id.roles, ["admin".to_owned()]);
 }
 
 #[test]
@@ -103,7 +104,7 @@ fn expired_wrong_issuer_and_audience_are_refused() {
 
 #[test]
 fn es256_with_pem_keys_and_no_hs_confusion() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/auth/testdata");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/identity/jwt/testdata");
     let es = AuthConfig {
         algorithm: JwtAlgorithm::Es256,
         secret: None,
@@ -113,10 +114,7 @@ fn es256_with_pem_keys_and_no_hs_confusion() {
     };
     let t = issue(&es, "acme_corp", &["viewer".into()], None).expect("issue");
     let v = Verifier::new(&es).expect("verifier");
-    assert_eq!(
-        v.verify(&t).expect("valid").roles,
-        vec!["viewer".to_owned()]
-    );
+    assert_eq!(&*v.verify(&t).expect("valid").roles, ["viewer".to_owned()]);
     // An HS256 token signed with the public key's bytes as the secret: the classic confusion.
     let public = std::fs::read_to_string(dir.join("es256-public.pem")).expect("pem");
     let confused = AuthConfig {
@@ -129,7 +127,7 @@ fn es256_with_pem_keys_and_no_hs_confusion() {
 
 #[test]
 fn rs256_with_pem_keys() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/auth/testdata");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/identity/jwt/testdata");
     let rs = AuthConfig {
         algorithm: JwtAlgorithm::Rs256,
         secret: None,
@@ -157,7 +155,7 @@ fn rs256_with_pem_keys() {
 
 #[test]
 fn jwks_keys_are_selected_by_kid() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/auth/testdata");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/identity/jwt/testdata");
     let signer = AuthConfig {
         algorithm: JwtAlgorithm::Es256,
         secret: None,
@@ -183,4 +181,70 @@ fn jwks_keys_are_selected_by_kid() {
     };
     let t = issue(&unknown, "acme_corp", &[], None).expect("issue");
     assert!(matches!(v.verify(&t), Err(AuthError::Invalid(m)) if m.contains("unknown key id")));
+}
+
+fn claims(extra: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    let now = now_secs();
+    let mut m = serde_json::json!({
+        "tenant_id": "acme_corp", "roles": ["admin"], "iss": "fraiseql", "aud": "fraiseql",
+        "exp": now + 60, "iat": now,
+    });
+    for (k, v) in extra.as_object().expect("object") {
+        if v.is_null() && k != "tenant_id" {
+            m.as_object_mut().expect("object").remove(k);
+        } else {
+            m[k] = v.clone();
+        }
+    }
+    m.as_object().expect("object").clone()
+}
+
+#[test]
+fn configured_issuer_and_audience_are_required_and_nbf_checked() {
+    let c = hs();
+    let v = Verifier::new(&c).expect("v");
+    let ok = sign(&c, &claims(serde_json::json!({}))).expect("sign");
+    assert!(v.verify(&ok).is_ok());
+    for (what, extra) in [
+        ("no iss", serde_json::json!({"iss": null})),
+        ("no aud", serde_json::json!({"aud": null})),
+        ("no exp", serde_json::json!({"exp": null})),
+        ("numeric iss", serde_json::json!({"iss": 42})),
+        ("iss list", serde_json::json!({"iss": ["fraiseql"]})),
+        (
+            "nbf in the future",
+            serde_json::json!({"nbf": now_secs() + 3600}),
+        ),
+        (
+            "tenants not a list",
+            serde_json::json!({"tenants": "acme_corp"}),
+        ),
+    ] {
+        let t = sign(&c, &claims(extra)).expect("sign");
+        assert!(
+            matches!(v.verify(&t), Err(AuthError::Invalid(_))),
+            "{what} must be refused"
+        );
+    }
+    // Without a configured audience, `aud` is not needed.
+    let mut open = hs();
+    open.audience = None;
+    let t = sign(&open, &claims(serde_json::json!({"aud": null}))).expect("sign");
+    assert!(Verifier::new(&open).expect("v").verify(&t).is_ok());
+}
+
+#[test]
+fn null_tenant_is_no_tenant_and_the_tenants_claim_is_read() {
+    let c = hs();
+    let v = Verifier::new(&c).expect("v");
+    let t = sign(&c, &claims(serde_json::json!({"tenant_id": null}))).expect("sign");
+    let id = v.verify(&t).expect("valid");
+    assert_eq!(id.tenant, None);
+    assert!(id.tenants.is_empty() && id.authenticated);
+    let t = sign(
+        &c,
+        &claims(serde_json::json!({"tenant_id": null, "tenants": ["a", "b"]})),
+    )
+    .expect("sign");
+    assert_eq!(v.verify(&t).expect("valid").tenants, ["a", "b"]);
 }

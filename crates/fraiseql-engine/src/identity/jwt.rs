@@ -1,5 +1,7 @@
 //! Bearer tokens: verification with the algorithm fixed by config (a token's `alg` header is
 //! never trusted, so `none` and HS/RS confusion are refused), and issuing development tokens.
+//! Configured `issuer` and `audience` are required claims, as is `exp`; `nbf` is checked when
+//! present.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,12 +29,16 @@ pub enum AuthError {
 /// What a verified token says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
-    /// The tenant key claim, if present.
+    /// The tenant key claim, if present (and not `null`).
     pub tenant: Option<String>,
+    /// The tenants a machine-to-machine token may act for (`[auth] tenants_claim`).
+    pub tenants: Vec<String>,
     /// Roles.
-    pub roles: Vec<String>,
+    pub roles: std::sync::Arc<[String]>,
     /// `sub`, if present.
     pub subject: Option<String>,
+    /// Whether a verified token stands behind this identity.
+    pub authenticated: bool,
 }
 
 /// Verifies tokens for one `[auth]` config.
@@ -42,9 +48,12 @@ pub struct Verifier {
     key: Option<DecodingKey>,
     jwks: HashMap<String, DecodingKey>,
     /// Verified tokens (by their full text) with their `exp`: clients resend the same token on
-    /// every request, and a signature check per request is pure overhead.
-    verified: moka::sync::Cache<String, (Identity, u64)>,
+    /// every request, and a signature check per request is pure overhead. Bounded by bytes.
+    verified: moka::sync::Cache<String, (std::sync::Arc<Identity>, u64)>,
 }
+
+/// Bytes the verified-token cache may hold.
+const VERIFIED_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 fn algorithm(a: JwtAlgorithm) -> Algorithm {
     match a {
@@ -61,18 +70,25 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, AuthError> {
 impl Verifier {
     /// Loads keys; fails at start-up, never at the first request.
     pub fn new(config: &AuthConfig) -> Result<Self, AuthError> {
+        super::crypto::install();
         let alg = algorithm(config.algorithm);
         let mut validation = Validation::new(alg);
         validation.leeway = config.leeway_secs;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience is required, not only compared when present.
+        let mut required = vec!["exp"];
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         let bad = |e: jsonwebtoken::errors::Error| AuthError::Keys(e.to_string());
         let key = match config.algorithm {
             JwtAlgorithm::Hs256 => config
@@ -107,7 +123,10 @@ impl Verifier {
             key,
             jwks,
             verified: moka::sync::Cache::builder()
-                .max_capacity(10_000)
+                .weigher(|k: &String, _: &(std::sync::Arc<Identity>, u64)| {
+                    u32::try_from(k.len() + 256).unwrap_or(u32::MAX)
+                })
+                .max_capacity(VERIFIED_CACHE_BYTES)
                 .time_to_live(std::time::Duration::from_secs(60))
                 .build(),
         })
@@ -119,7 +138,7 @@ impl Verifier {
     }
 
     /// Verifies `token` and extracts the identity.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<std::sync::Arc<Identity>, AuthError> {
         if let Some((identity, exp)) = self.verified.get(token) {
             if now_secs() < exp.saturating_add(self.config.leeway_secs) {
                 return Ok(identity);
@@ -127,6 +146,7 @@ impl Verifier {
             self.verified.invalidate(token);
         }
         let (identity, exp) = self.verify_uncached(token)?;
+        let identity = std::sync::Arc::new(identity);
         if token.len() <= 8192 {
             self.verified
                 .insert(token.to_owned(), (identity.clone(), exp));
@@ -148,6 +168,10 @@ impl Verifier {
             decode::<serde_json::Map<String, serde_json::Value>>(token, key, &self.validation)
                 .map_err(invalid)?;
         let claims = data.claims;
+        // jsonwebtoken accepts a list for `iss`; RFC 7519 makes it one string.
+        if self.config.issuer.is_some() && !claims.get("iss").is_some_and(|v| v.is_string()) {
+            return Err(AuthError::Invalid("claim `iss` must be a string".into()));
+        }
         let tenant = match claims.get(&self.config.tenant_claim) {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -172,6 +196,23 @@ impl Verifier {
                 )))
             }
         };
+        let tenants = match self
+            .config
+            .tenants_claim
+            .as_ref()
+            .map(|c| (c, claims.get(c)))
+        {
+            None | Some((_, None | Some(serde_json::Value::Null))) => Vec::new(),
+            Some((_, Some(serde_json::Value::Array(a)))) if a.iter().all(|v| v.is_string()) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some((c, Some(_))) => {
+                return Err(AuthError::Invalid(format!(
+                    "claim `{c}` must be a list of tenant keys"
+                )))
+            }
+        };
         let subject = claims
             .get("sub")
             .and_then(|v| v.as_str())
@@ -184,8 +225,10 @@ impl Verifier {
         Ok((
             Identity {
                 tenant,
-                roles,
+                tenants,
+                roles: roles.into(),
                 subject,
+                authenticated: true,
             },
             exp,
         ))
@@ -206,10 +249,7 @@ pub fn issue(
     roles: &[String],
     subject: Option<&str>,
 ) -> Result<String, AuthError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| AuthError::Keys(e.to_string()))?
-        .as_secs();
+    let now = now_secs();
     let mut claims = serde_json::Map::new();
     claims.insert(config.tenant_claim.clone(), tenant.into());
     claims.insert(config.roles_claim.clone(), roles.to_vec().into());
@@ -223,6 +263,16 @@ pub fn issue(
     if let Some(aud) = &config.audience {
         claims.insert("aud".into(), aud.clone().into());
     }
+    sign(config, &claims)
+}
+
+/// Signs `claims` as they are with the configured key (for `fraiseql token`, and for tests
+/// that need tokens missing a claim).
+pub fn sign(
+    config: &AuthConfig,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, AuthError> {
+    super::crypto::install();
     let bad = |e: jsonwebtoken::errors::Error| AuthError::Keys(e.to_string());
     let key = match config.algorithm {
         JwtAlgorithm::Hs256 => EncodingKey::from_secret(
@@ -246,7 +296,7 @@ pub fn issue(
     };
     let mut header = Header::new(algorithm(config.algorithm));
     header.kid = config.key_id.clone();
-    encode(&header, &claims, &key).map_err(bad)
+    encode(&header, claims, &key).map_err(bad)
 }
 
 #[cfg(test)]

@@ -1,0 +1,95 @@
+//! Execution (the pipeline's seventh step): a plan's statements on the right connections.
+//! Plain reads are pipelined ([`read`]); mutations, Rust resolvers and field markers run in the
+//! request's transactions ([`transaction`], [`markers`]). Every transaction first sets the
+//! tenant and caller context ([`session`]). Database errors become client errors that say what
+//! happened and never how ([`db_error`]).
+
+pub mod db_error;
+pub(crate) mod markers;
+pub(crate) mod read;
+pub mod session;
+pub(crate) mod transaction;
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use crate::connections::Pools;
+use crate::error::GraphqlError;
+use crate::events::Observers;
+use crate::resolvers::Resolvers;
+use crate::tenancy::Tenants;
+
+pub use db_error::{db_error, pool_error};
+
+/// What one statement produced: JSON text, or `None` for no row (`null`).
+pub type FieldResult = Result<Option<String>, GraphqlError>;
+
+/// What the engine lends the executor.
+pub(crate) struct Env<'e> {
+    pub pools: &'e Arc<Pools>,
+    pub tenants: Option<&'e Tenants>,
+    pub resolvers: &'e Resolvers,
+    pub statements: &'e Arc<AtomicU64>,
+    pub observers: &'e Observers,
+    /// `[observers.stream] subjects`: events of Rust observers must fall under them.
+    pub subjects: &'e [String],
+    /// `[observers] enabled`: without it no event is recorded.
+    pub record_events: bool,
+}
+
+impl Env<'_> {
+    /// Counts statements sent for requests.
+    pub(crate) fn count(&self, n: usize) {
+        self.statements.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Decides, once, whether a request's writes commit or its deadline passed first. The HTTP
+/// layer times the request out only if it wins [`CommitGate::try_time_out`]; the executor sends
+/// COMMIT only if it wins [`CommitGate::try_commit`]. So a client that got 408 changed nothing,
+/// and a COMMIT under way is awaited and its outcome reported.
+#[derive(Debug, Default)]
+pub struct CommitGate(AtomicU8);
+
+const RUNNING: u8 = 0;
+const COMMITTING: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+impl CommitGate {
+    /// A gate for a new request.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The executor is about to COMMIT: false if the request already timed out.
+    pub fn try_commit(&self) -> bool {
+        self.0
+            .compare_exchange(RUNNING, COMMITTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            || self.0.load(Ordering::Acquire) == COMMITTING
+    }
+
+    /// The deadline passed: false if a COMMIT is already under way (wait for it instead).
+    pub fn try_time_out(&self) -> bool {
+        self.0
+            .compare_exchange(RUNNING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            || self.0.load(Ordering::Acquire) == TIMED_OUT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_lets_one_side_win() {
+        let g = CommitGate::new();
+        assert!(g.try_commit());
+        assert!(g.try_commit(), "several transactions of one request commit");
+        assert!(!g.try_time_out());
+        let g = CommitGate::new();
+        assert!(g.try_time_out());
+        assert!(!g.try_commit());
+    }
+}

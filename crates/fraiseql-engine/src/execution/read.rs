@@ -1,0 +1,181 @@
+//! Plain reads: every SQL root field of a request, grouped by database, each group on one
+//! connection in one pipelined transaction: BEGIN, the context, the statements, COMMIT, all sent
+//! before any answer is awaited (one round trip once the statements are prepared on the
+//! connection). Each result's JSON text is copied straight into the response body.
+
+use fraiseql_config::TENANT_DATABASE;
+use fraiseql_plan::{RootPlan, SqlPlan};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+
+use super::db_error::db_error;
+use super::session::{begin_sql, SessionContext, SET_CONTEXT};
+use super::{Env, FieldResult};
+use crate::connections::{Lease, TextParam};
+use crate::error::GraphqlError;
+use crate::identity::RequestContext;
+
+async fn query(client: &Client, stmt: &Statement, params: &[String], field: &str) -> FieldResult {
+    let params: Vec<TextParam<'_>> = params.iter().map(|p| TextParam(p)).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let rows = client
+        .query(stmt, &refs)
+        .await
+        .map_err(|e| db_error(&e, field))?;
+    match rows.first() {
+        None => Ok(None),
+        Some(row) => row
+            .try_get::<_, Option<String>>(0)
+            .map_err(|e| db_error(&e, field)),
+    }
+}
+
+fn all_failed(plans: &[(&str, &SqlPlan)], e: &tokio_postgres::Error) -> Vec<FieldResult> {
+    plans.iter().map(|(f, _)| Err(db_error(e, f))).collect()
+}
+
+/// Runs every SQL root field of `fields`; result `i` belongs to `fields[i]`.
+pub(crate) async fn run(
+    env: &Env<'_>,
+    fields: &[RootPlan],
+    ctx: &RequestContext,
+) -> Vec<Option<FieldResult>> {
+    let mut out: Vec<Option<FieldResult>> = fields.iter().map(|_| None).collect();
+    // (database, [(field index, response key, statement)])
+    type Batch<'p> = (&'p str, Vec<(usize, &'p str, &'p SqlPlan)>);
+    let mut by_db: Vec<Batch<'_>> = Vec::new();
+    for (i, f) in fields.iter().enumerate() {
+        if let fraiseql_plan::RootKind::Sql(p) = &f.kind {
+            let item = (i, f.response_key.as_str(), p);
+            match by_db.iter_mut().find(|(db, _)| *db == p.database) {
+                Some((_, v)) => v.push(item),
+                None => by_db.push((p.database.as_str(), vec![item])),
+            }
+        }
+    }
+    // Databases are independent: their round trips overlap.
+    let runs = by_db.iter().map(|(db, items)| async move {
+        let plans: Vec<(&str, &SqlPlan)> = items.iter().map(|(_, k, p)| (*k, *p)).collect();
+        env.count(plans.len());
+        match lease(env, db, ctx).await {
+            Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+            Ok(lease) => run_on(&lease, &SessionContext::new(ctx, db), &plans).await,
+        }
+    });
+    let results = futures_util::future::join_all(runs).await;
+    for ((_, items), results) in by_db.iter().zip(results) {
+        for ((i, _, _), r) in items.iter().zip(results) {
+            out[*i] = Some(r);
+        }
+    }
+    out
+}
+
+/// A connection to `database` for `ctx`: the tenant's, or the shared database's pool.
+pub(crate) async fn lease(
+    env: &Env<'_>,
+    database: &str,
+    ctx: &RequestContext,
+) -> Result<Lease, GraphqlError> {
+    match (database == TENANT_DATABASE, &ctx.tenant, env.tenants) {
+        (true, Some(rec), Some(tenants)) => tenants.connection(rec).await,
+        _ => env.pools.lease(database).await,
+    }
+}
+
+/// Runs `plans` (all on one database) on `lease`.
+///
+/// With a context to set (a tenant, an authenticated caller) or several statements, they run in
+/// one read-only transaction that first sets the context (local to the transaction, so a
+/// connection never carries it into another request); several statements share one snapshot.
+/// Statements are prepared once per connection, inside the transaction on first use: name
+/// resolution follows the tenant's search_path there.
+pub(crate) async fn run_on(
+    lease: &Lease,
+    session: &SessionContext,
+    plans: &[(&str, &SqlPlan)],
+) -> Vec<FieldResult> {
+    let sqls: Vec<&str> = plans.iter().map(|(_, p)| p.sql.as_str()).collect();
+    let client = lease.client();
+    if session.is_empty() && plans.len() == 1 {
+        return match lease.prepare_all(&sqls).await {
+            Err(e) => all_failed(plans, &e),
+            Ok(stmts) => vec![query(client, &stmts[0], &plans[0].1.params, plans[0].0).await],
+        };
+    }
+    let fixed = match lease
+        .prepare_all(&[begin_sql(false, plans.len()), SET_CONTEXT, "COMMIT"])
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => return all_failed(plans, &e),
+    };
+    let ctx_params = session.params();
+    let ctx_refs: Vec<&(dyn ToSql + Sync)> = ctx_params
+        .iter()
+        .map(|p| p as &(dyn ToSql + Sync))
+        .collect();
+    let cached = lease.cached(&sqls);
+    lease.set_dirty();
+    let begin = client.execute(&fixed[0], &[]);
+    let set = client.execute(&fixed[1], &ctx_refs);
+    let (begun, set, results, committed) = if cached.iter().all(Option::is_some) {
+        let stmts: Vec<Statement> = cached.into_iter().flatten().collect();
+        let work = futures_util::future::join_all(
+            plans
+                .iter()
+                .zip(&stmts)
+                .map(|((f, p), s)| query(client, s, &p.params, f)),
+        );
+        // Polled in this order, so sent in this order, in one flush.
+        futures_util::future::join4(begin, set, work, client.execute(&fixed[2], &[])).await
+    } else {
+        // First use on this connection: parsed after the context is set.
+        let missing: Vec<usize> = (0..sqls.len()).filter(|i| cached[*i].is_none()).collect();
+        let prepare =
+            futures_util::future::join_all(missing.iter().map(|i| client.prepare(sqls[*i])));
+        let (begun, set, prepared) = futures_util::future::join3(begin, set, prepare).await;
+        let mut stmts = cached;
+        let mut failed = None;
+        for (i, p) in missing.into_iter().zip(prepared) {
+            match p {
+                Ok(s) => {
+                    lease.remember(sqls[i], &s);
+                    stmts[i] = Some(s);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        let commit = client.execute(&fixed[2], &[]);
+        match failed {
+            Some(e) => {
+                let committed = commit.await;
+                if begun.is_ok() && set.is_ok() && committed.is_ok() {
+                    lease.set_clean();
+                }
+                return all_failed(plans, &e);
+            }
+            None => {
+                let stmts: Vec<Statement> = stmts.into_iter().flatten().collect();
+                let work = futures_util::future::join_all(
+                    plans
+                        .iter()
+                        .zip(&stmts)
+                        .map(|((f, p), s)| query(client, s, &p.params, f)),
+                );
+                let (results, committed) = futures_util::future::join(work, commit).await;
+                (begun, set, results, committed)
+            }
+        }
+    };
+    match begun.map(drop).and(set.map(drop)).and(committed.map(drop)) {
+        Ok(()) => {
+            // Reached only when the whole pipeline (through COMMIT) was answered.
+            lease.set_clean();
+            results
+        }
+        // Without the tenant context no row is visible (RLS), so an error here must not pass
+        // for an empty answer.
+        Err(e) => all_failed(plans, &e),
+    }
+}

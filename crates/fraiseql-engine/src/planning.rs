@@ -1,0 +1,200 @@
+//! Planning (the pipeline's fifth and sixth steps): variables coerced, the operation planned
+//! against the catalog with the caller's `[rbac]`, introspection answered. Plans are cached by
+//! query, operation, variables and roles, never by tenant (the tenant is set per transaction,
+//! never written into SQL); the cache is bounded by bytes.
+
+use std::sync::Arc;
+
+use apollo_compiler::collections::HashMap;
+use apollo_compiler::executable::Operation;
+use apollo_compiler::introspection;
+use apollo_compiler::request::coerce_variable_values;
+use apollo_compiler::response::JsonMap;
+use apollo_compiler::schema::Implementers;
+use apollo_compiler::validation::Valid;
+use apollo_compiler::{ExecutableDocument, Name};
+use fraiseql_config::LimitsConfig;
+use fraiseql_plan::{Plan, PlanError, PlanLimits, RootKind};
+use fraiseql_schema::SchemaBundle;
+
+use crate::error::{ErrorCode, GraphqlError};
+use crate::identity::rbac::{Rbac, RbacRules};
+use crate::request::GraphqlRequest;
+use crate::response::Outcome;
+
+/// What a plan depends on besides the schema.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PlanKey {
+    /// The document's text, shared with the document cache.
+    pub query: Arc<str>,
+    pub operation: Option<Box<str>>,
+    pub variables: Box<str>,
+    pub roles: Arc<[String]>,
+}
+
+/// Plans by [`PlanKey`], bounded by bytes.
+pub(crate) struct PlanCache {
+    cache: moka::sync::Cache<PlanKey, Arc<Plan>>,
+}
+
+fn plan_bytes(p: &Plan) -> usize {
+    let sql = |s: &fraiseql_plan::SqlPlan| {
+        s.sql.len() + s.params.iter().map(String::len).sum::<usize>() + 64
+    };
+    p.fields
+        .iter()
+        .map(|f| {
+            64 + f.response_key.len()
+                + match &f.kind {
+                    RootKind::Sql(s) => sql(s),
+                    RootKind::Mutation(m) => {
+                        m.sql.len()
+                            + match &m.output {
+                                fraiseql_plan::OutputPlan::Readback { plan, .. } => sql(plan),
+                                fraiseql_plan::OutputPlan::Value { .. } => 64,
+                            }
+                    }
+                    _ => 128,
+                }
+        })
+        .sum()
+}
+
+impl PlanCache {
+    pub(crate) fn new(max_bytes: u64) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .weigher(|k: &PlanKey, v: &Arc<Plan>| {
+                    // The key's query text is shared with the document cache, but counted here too.
+                    let key = k.query.len() + k.variables.len() + 64;
+                    u32::try_from(key + plan_bytes(v)).unwrap_or(u32::MAX)
+                })
+                .max_capacity(max_bytes)
+                .build(),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &PlanKey) -> Option<Arc<Plan>> {
+        self.cache.get(key)
+    }
+
+    pub(crate) fn insert(&self, key: PlanKey, plan: Arc<Plan>) {
+        self.cache.insert(key, plan);
+    }
+
+    pub(crate) fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+}
+
+/// What planning needs from the engine.
+pub(crate) struct Planner<'e> {
+    pub schema: &'e SchemaBundle,
+    pub implementers: &'e HashMap<Name, Implementers>,
+    pub limits: &'e LimitsConfig,
+    pub rbac: &'e RbacRules,
+    pub marker_nonce: u64,
+}
+
+impl Planner<'_> {
+    /// Coerces variables, plans, and answers introspection; `Err` is the finished error
+    /// response.
+    pub(crate) fn plan(
+        &self,
+        req: &GraphqlRequest,
+        doc: &Valid<ExecutableDocument>,
+        op: &Operation,
+        roles: &[String],
+    ) -> Result<(Arc<Plan>, Option<JsonMap>), Outcome> {
+        let raw_vars: JsonMap = match &req.variables {
+            None => JsonMap::new(),
+            Some(v) => v
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+                .collect(),
+        };
+        let api = &self.schema.api;
+        let vars = match coerce_variable_values(api, op, &raw_vars) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
+                    e.to_graphql_error(&doc.sources),
+                    ErrorCode::BadUserInput,
+                )]))
+            }
+        };
+        let limits = PlanLimits {
+            max_limit: self.limits.max_limit,
+            max_string_length: self.limits.max_string_length,
+            max_list_length: self.limits.max_list_length,
+            max_rows: self.limits.max_rows,
+            marker_nonce: self.marker_nonce,
+        };
+        let access = Rbac {
+            rules: self.rbac,
+            roles,
+        };
+        let plan =
+            match fraiseql_plan::plan(api, &self.schema.catalog, doc, op, &vars, limits, &access) {
+                Ok(p) => p,
+                Err(PlanError::BadArgument { message, path }) => {
+                    return Err(Outcome::request_error(vec![GraphqlError::new(
+                        ErrorCode::BadUserInput,
+                        message,
+                    )
+                    .with_path(path)]))
+                }
+                Err(PlanError::Forbidden { message, path }) => {
+                    return Err(Outcome::request_error(vec![GraphqlError::new(
+                        ErrorCode::Forbidden,
+                        message,
+                    )
+                    .with_path(path)]))
+                }
+                Err(PlanError::TooComplex(m)) => {
+                    return Err(Outcome::request_error(vec![GraphqlError::new(
+                        ErrorCode::QueryTooComplex,
+                        m,
+                    )]))
+                }
+                Err(PlanError::Unsupported(m)) => {
+                    return Err(Outcome::request_error(vec![GraphqlError::new(
+                        ErrorCode::OperationNotSupported,
+                        m,
+                    )]))
+                }
+            };
+
+        let introspection = if plan
+            .fields
+            .iter()
+            .any(|f| f.kind == RootKind::Introspection)
+        {
+            if !self.limits.introspection {
+                return Err(Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::GraphqlValidationFailed,
+                    "introspection is disabled on this server",
+                )]));
+            }
+            if let Err(e) = introspection::check_max_depth(doc, op) {
+                return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
+                    e.to_graphql_error(&doc.sources),
+                    ErrorCode::QueryTooComplex,
+                )]));
+            }
+            match introspection::partial_execute(api, self.implementers, doc, op, &vars) {
+                Ok(r) => r.data,
+                Err(e) => {
+                    return Err(Outcome::request_error(vec![GraphqlError::from_apollo(
+                        e.to_graphql_error(&doc.sources),
+                        ErrorCode::GraphqlValidationFailed,
+                    )]))
+                }
+            }
+        } else {
+            None
+        };
+        Ok((Arc::new(plan), introspection))
+    }
+}
