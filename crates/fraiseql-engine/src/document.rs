@@ -27,22 +27,31 @@ pub type Prepared = Arc<PreparedDocument>;
 /// estimate of the parsed document), not by count: a few huge queries cannot fill memory.
 pub struct DocumentCache {
     cache: moka::sync::Cache<Arc<str>, Prepared>,
+    max_entry: u64,
 }
 
 /// Parsed documents take several times their text; this bounds the estimate generously.
 const DOCUMENT_BYTES_PER_TEXT_BYTE: usize = 12;
+
+/// moka applies evictions in batches of up to 64 writes, so a cache can briefly hold 64 entries
+/// more than its bound: entries heavier than 1/64 of the bound are not cached at all, and the
+/// cache never holds much more than twice its bound.
+pub(crate) const ADMISSION_FRACTION: u64 = 64;
+
+fn document_weight(text_len: usize) -> u32 {
+    u32::try_from(text_len.saturating_mul(DOCUMENT_BYTES_PER_TEXT_BYTE + 1) + 512)
+        .unwrap_or(u32::MAX)
+}
 
 impl DocumentCache {
     /// A cache holding up to `max_bytes` of documents.
     pub fn new(max_bytes: u64) -> Self {
         Self {
             cache: moka::sync::Cache::builder()
-                .weigher(|k: &Arc<str>, _: &Prepared| {
-                    u32::try_from(k.len().saturating_mul(DOCUMENT_BYTES_PER_TEXT_BYTE + 1) + 512)
-                        .unwrap_or(u32::MAX)
-                })
+                .weigher(|k: &Arc<str>, _: &Prepared| document_weight(k.len()))
                 .max_capacity(max_bytes)
                 .build(),
+            max_entry: max_bytes / ADMISSION_FRACTION,
         }
     }
 
@@ -56,7 +65,9 @@ impl DocumentCache {
             text: text.clone(),
             document: prepare(schema, limits, query),
         });
-        self.cache.insert(text, p.clone());
+        if u64::from(document_weight(query.len())) <= self.max_entry {
+            self.cache.insert(text, p.clone());
+        }
         p
     }
 

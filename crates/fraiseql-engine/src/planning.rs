@@ -35,6 +35,13 @@ pub(crate) struct PlanKey {
 /// Plans by [`PlanKey`], bounded by bytes.
 pub(crate) struct PlanCache {
     cache: moka::sync::Cache<PlanKey, Arc<Plan>>,
+    max_entry: u64,
+}
+
+fn weight(k: &PlanKey, v: &Plan) -> u32 {
+    // The key's query text is shared with the document cache, but counted here too.
+    let key = k.query.len() + k.variables.len() + 64;
+    u32::try_from(key + plan_bytes(v)).unwrap_or(u32::MAX)
 }
 
 fn plan_bytes(p: &Plan) -> usize {
@@ -64,13 +71,10 @@ impl PlanCache {
     pub(crate) fn new(max_bytes: u64) -> Self {
         Self {
             cache: moka::sync::Cache::builder()
-                .weigher(|k: &PlanKey, v: &Arc<Plan>| {
-                    // The key's query text is shared with the document cache, but counted here too.
-                    let key = k.query.len() + k.variables.len() + 64;
-                    u32::try_from(key + plan_bytes(v)).unwrap_or(u32::MAX)
-                })
+                .weigher(|k: &PlanKey, v: &Arc<Plan>| weight(k, v))
                 .max_capacity(max_bytes)
                 .build(),
+            max_entry: max_bytes / crate::document::ADMISSION_FRACTION,
         }
     }
 
@@ -78,8 +82,12 @@ impl PlanCache {
         self.cache.get(key)
     }
 
+    /// Keeps `plan` unless it is too heavy to be worth its share (see
+    /// `document::ADMISSION_FRACTION`).
     pub(crate) fn insert(&self, key: PlanKey, plan: Arc<Plan>) {
-        self.cache.insert(key, plan);
+        if u64::from(weight(&key, &plan)) <= self.max_entry {
+            self.cache.insert(key, plan);
+        }
     }
 
     pub(crate) fn weighted_size(&self) -> u64 {
@@ -198,3 +206,6 @@ impl Planner<'_> {
         Ok((Arc::new(plan), introspection))
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -556,24 +556,41 @@ pub struct NatsServer {
     /// The port it listens on.
     pub port: u16,
     store: std::path::PathBuf,
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts a server (`$NATS_SERVER_BIN`, else `nats-server` on the PATH, else
     /// `/usr/sbin/nats-server`) and waits until it accepts connections.
     pub fn start() -> Result<Self, TestError> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`NatsServer::start`] with more `nats-server` arguments (TLS, cluster routes...).
+    pub fn start_with(extra: &[&str]) -> Result<Self, TestError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        Self::start_on(port, extra)
+    }
+
+    /// Like [`NatsServer::start_with`] on a given port.
+    pub fn start_on(port: u16, extra: &[&str]) -> Result<Self, TestError> {
         let store = std::env::temp_dir().join(format!("fraiseql-nats-{}", uuid_like()));
         std::fs::create_dir_all(&store)?;
         let mut s = Self {
             child: None,
             port,
             store,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         s.resume()?;
         Ok(s)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
     }
 
     /// `nats://127.0.0.1:<port>`
@@ -617,6 +634,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(&self.store)
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
@@ -635,5 +653,358 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// A PostgreSQL cluster of a test's own (`initdb` into a temporary folder, a free port), stopped
+/// and removed on drop: a second server to move tenants to, or one with TLS. Run as the
+/// `postgres` OS user when the test runs as root (PostgreSQL refuses to run as root).
+pub struct PgCluster {
+    dir: std::path::PathBuf,
+    /// The port it listens on (127.0.0.1 and localhost).
+    pub port: u16,
+    bin: std::path::PathBuf,
+}
+
+/// Files of a TLS set-up made for a test: a CA and a server certificate it signed.
+pub struct TestCerts {
+    /// The CA certificate (PEM), for `sslrootcert` or `[nats] tls_ca`.
+    pub ca: std::path::PathBuf,
+    /// The server certificate (PEM), for `localhost` and `127.0.0.1`.
+    pub cert: std::path::PathBuf,
+    /// Its key (PEM).
+    pub key: std::path::PathBuf,
+}
+
+impl TestCerts {
+    /// Makes a CA and a server certificate (CN and SANs `localhost`, `127.0.0.1`) in `dir` with
+    /// the `openssl` command.
+    pub fn make(dir: &Path) -> Result<Self, TestError> {
+        std::fs::create_dir_all(dir)?;
+        let run = |args: &[&str]| -> Result<(), TestError> {
+            let o = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()?;
+            if !o.status.success() {
+                return Err(format!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+                .into());
+            }
+            Ok(())
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=fraiseql test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ])?;
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ])?;
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ])?;
+        Ok(Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        })
+    }
+}
+
+fn as_postgres(cmd: &Path) -> std::process::Command {
+    // PostgreSQL refuses to run as root: root runs its tools as `postgres`.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cmd);
+        c
+    } else {
+        std::process::Command::new(cmd)
+    }
+}
+
+impl PgCluster {
+    /// Starts a cluster with `settings` appended to its `postgresql.conf` (e.g. `ssl = on`) and
+    /// `hba` as its `pg_hba.conf` (trust for every local TCP connection when `None`).
+    pub fn start(settings: &str, hba: Option<&str>) -> Result<Self, TestError> {
+        let bin = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("fraiseql-pg-{}", uuid_like()));
+        std::fs::create_dir_all(&dir)?;
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let data = dir.join("data");
+        let o = as_postgres(&bin.join("initdb"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()?;
+        if !o.status.success() {
+            return Err(format!("initdb: {}", String::from_utf8_lossy(&o.stderr)).into());
+        }
+        let conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nmax_connections = 60\nfsync = off\nsynchronous_commit = off\n{settings}\n",
+            dir.display()
+        );
+        append(&data.join("postgresql.conf"), &conf)?;
+        if let Some(h) = hba {
+            std::fs::write(data.join("pg_hba.conf"), h)?;
+        }
+        let o = as_postgres(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-l"])
+            .arg(dir.join("log"))
+            .args(["-w", "-t", "30", "start"])
+            .output()?;
+        if !o.status.success() {
+            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+            return Err(
+                format!("pg_ctl start: {}{log}", String::from_utf8_lossy(&o.stderr)).into(),
+            );
+        }
+        Ok(Self { dir, port, bin })
+    }
+
+    /// A folder the cluster's user can read (for certificates).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The superuser URL of database `db` (plain TCP on 127.0.0.1).
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
+    }
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An HTTP answer read off the wire.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One HTTP/1.1 request to `127.0.0.1:port` over a connection of its own (no client library:
+/// what a test sees is what went over the socket). `None` if nothing answered.
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<HttpAnswer> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect::<Vec<_>>();
+    // Chunked bodies (streamed answers) are joined.
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        let mut joined = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            joined.push_str(&tail[..n]);
+            rest = tail[n..].trim_start_matches("\r\n");
+        }
+        joined
+    } else {
+        body.to_owned()
+    };
+    Some(HttpAnswer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A server process of a test's own (`fraiseql run` or an application's binary), ended by its
+/// pid when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// The port it serves `/graphql` on.
+    pub port: u16,
+}
+
+impl ServerProcess {
+    /// Spawns `cmd` (which must serve on `port`) and waits up to 30 s until `/health` answers.
+    pub async fn start(mut cmd: std::process::Command, port: u16) -> Result<Self, TestError> {
+        let child = cmd.spawn()?;
+        let mut s = Self { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if http(port, "GET", "/health", &[], "").await.is_some() {
+                return Ok(s);
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                return Err(format!("the server exited before answering: {status}").into());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("the server did not answer /health within 30 s".into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A free local port for a server to listen on.
+    pub fn free_port() -> Result<u16, TestError> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// POSTs a GraphQL request with these headers; the answer.
+    pub async fn graphql(
+        &self,
+        headers: &[(&str, &str)],
+        query: &str,
+        variables: serde_json::Value,
+    ) -> Option<HttpAnswer> {
+        let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
+        let mut all = vec![("Content-Type", "application/json")];
+        all.extend_from_slice(headers);
+        http(self.port, "POST", "/graphql", &all, &body).await
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit; its status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -333,3 +333,212 @@ async fn config_validate_checks_nats_when_events_are_on() {
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("✓ NATS answers"), "{}", out(&o));
 }
+
+/// The example's config and schema in a folder of the test's own, the schema with a slow root
+/// field (`slow`, half a second in PostgreSQL) and `extra` appended to the config.
+fn slow_example(extra: &str) -> PathBuf {
+    let dir = tempdir();
+    let sdl = std::fs::read_to_string(example().join("schema.graphql"))
+        .expect("read")
+        .replace(
+            "type Query {",
+            "type Query {\n  slow: Int @sql(expr: \"(SELECT 1 FROM pg_sleep(0.5))\")",
+        );
+    std::fs::write(dir.join("schema.graphql"), sdl).expect("write");
+    let text = std::fs::read_to_string(example().join("fraiseql.toml"))
+        .expect("read")
+        .replace(
+            "\"migrations/tenant\"",
+            &format!(
+                "{:?}",
+                example().join("migrations/tenant").display().to_string()
+            ),
+        );
+    std::fs::write(dir.join("fraiseql.toml"), format!("{text}\n{extra}")).expect("write");
+    dir.join("fraiseql.toml")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_in_flight_limit_are_shed_and_health_stays_fast() {
+    use fraiseql::testing::{http, ServerProcess};
+    let w = world().await;
+    let config = slow_example("");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let token = String::from_utf8_lossy(
+        &run(
+            &w,
+            &config,
+            &["token", "--tenant", "acme_corp", "--role", "admin"],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    let port = ServerProcess::free_port().expect("port");
+    let mut c = cmd(&w, &config, &["run"]);
+    c.env("PORT", port.to_string())
+        .env("MAX_IN_FLIGHT", "8")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let server = ServerProcess::start(c, port).await.expect("server");
+    let auth = format!("Bearer {token}");
+    // /health, every 20 ms from a thread of its own (plain blocking sockets, so the load's
+    // runtime cannot delay it) while 500 slow requests hit /graphql at once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut worst = std::time::Duration::ZERO;
+            let mut probes = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = std::time::Instant::now();
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .expect("write");
+                let mut out = String::new();
+                s.read_to_string(&mut out).expect("read");
+                assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+                worst = worst.max(started.elapsed());
+                probes += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            (worst, probes)
+        })
+    };
+    let body = r#"{"query": "{ slow }"}"#;
+    let requests = (0..500).map(|_| {
+        let auth = auth.clone();
+        async move {
+            let a = http(
+                port,
+                "POST",
+                "/graphql",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("X-Tenant-ID", "acme_corp"),
+                    ("Authorization", &auth),
+                ],
+                body,
+            )
+            .await
+            .expect("answer");
+            (a.status, a.header("retry-after").map(str::to_owned))
+        }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (worst, probes) = probe.join().expect("probe");
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let shed = answers
+        .iter()
+        .filter(|(s, r)| *s == 503 && r.as_deref() == Some("1"))
+        .count();
+    assert_eq!(
+        ok + shed,
+        500,
+        "only 200 or 503 with Retry-After: {answers:?}"
+    );
+    assert!(shed >= 400, "{shed} shed, {ok} served");
+    assert!(ok >= 8, "{ok} served");
+    assert!(probes >= 1);
+    assert!(
+        worst < std::time::Duration::from_millis(100),
+        "/health took {worst:?} at worst ({probes} probes)"
+    );
+    // The server still answers normally afterwards.
+    let a = server
+        .graphql(
+            &[("X-Tenant-ID", "acme_corp"), ("Authorization", &auth)],
+            "{ organizations { name } }",
+            serde_json::json!({}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(a.status, 200, "{}", a.body);
+    println!("500 requests, limit 8: {ok} served, {shed} shed; /health worst {worst:?} over {probes} probes");
+}
+
+#[tokio::test]
+async fn metrics_can_be_served_on_their_own_address() {
+    use fraiseql::testing::{http, ServerProcess};
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    let port = ServerProcess::free_port().expect("port");
+    let metrics_port = ServerProcess::free_port().expect("port");
+    let mut c = cmd(&w, &config, &["run"]);
+    c.env("PORT", port.to_string())
+        .env("METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = ServerProcess::start(c, port).await.expect("server");
+    let public = http(port, "GET", "/metrics", &[], "")
+        .await
+        .expect("answer");
+    assert_eq!(public.status, 404, "not on the public port");
+    let private = http(metrics_port, "GET", "/metrics", &[], "")
+        .await
+        .expect("answer");
+    assert_eq!(private.status, 200);
+    assert!(
+        private.header("content-type").is_some_and(
+            |c| c.starts_with("text/plain") || c.starts_with("application/openmetrics-text")
+        ),
+        "{:?}",
+        private.headers
+    );
+}
+
+#[tokio::test]
+async fn run_refuses_tenancy_without_auth_and_warns_when_the_header_is_trusted() {
+    let w = world().await;
+    let dir = tempdir();
+    let text = std::fs::read_to_string(example().join("fraiseql.toml"))
+        .expect("read")
+        .replace("required = true", "required = false")
+        .replace(
+            "\"migrations/tenant\"",
+            &format!(
+                "{:?}",
+                example().join("migrations/tenant").display().to_string()
+            ),
+        )
+        .replace(
+            "schema.graphql",
+            &example().join("schema.graphql").display().to_string(),
+        );
+    std::fs::write(dir.join("fraiseql.toml"), &text).expect("write");
+    let o = run(&w, &dir.join("fraiseql.toml"), &["run"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("[auth] required = false"), "{}", out(&o));
+    let trusted = text.replace(
+        "auth_header = \"X-Tenant-ID\"",
+        "auth_header = \"X-Tenant-ID\"\ntrust_tenant_header = true",
+    );
+    std::fs::write(dir.join("trusted.toml"), trusted).expect("write");
+    let mut child = cmd(&w, &dir.join("trusted.toml"), &["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut banner = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let done = line.starts_with("WARNING");
+        banner.push(line);
+        if done || banner.len() > 20 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = banner.join("\n");
+    assert!(
+        text.contains("WARNING: [multi_tenancy] trust_tenant_header = true"),
+        "{text}"
+    );
+}

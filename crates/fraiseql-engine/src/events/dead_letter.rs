@@ -4,7 +4,6 @@
 use fraiseql_config::Config;
 use serde::Serialize;
 
-use super::Inner;
 use crate::connections::{Lease, Pools};
 use crate::resolvers::Resolvers;
 
@@ -28,25 +27,33 @@ ALTER TABLE fraiseql_dead_letter ADD COLUMN IF NOT EXISTS retry_started_at times
 CREATE UNIQUE INDEX IF NOT EXISTS fraiseql_dead_letter_message ON fraiseql_dead_letter (consumer, stream, stream_sequence);
 CREATE UNIQUE INDEX IF NOT EXISTS fraiseql_dead_letter_event ON fraiseql_dead_letter (consumer, event_id);";
 
-/// What identifies a dead-lettered message.
-pub(crate) struct Letter<'a> {
+/// A message a consumer group gives up on.
+#[derive(Debug, Clone)]
+pub struct Letter<'a> {
+    /// The consumer group.
     pub consumer: &'a str,
+    /// The message's subject.
     pub subject: &'a str,
+    /// Its body.
     pub payload: &'a str,
+    /// The last error.
     pub error: &'a str,
+    /// Deliveries so far.
     pub attempts: i64,
+    /// The JetStream stream.
     pub stream: &'a str,
+    /// Its sequence in the stream.
     pub sequence: Option<i64>,
+    /// Its `event_id`, if it has one.
     pub event_id: Option<&'a str>,
 }
 
-/// Records a dead letter once (`ON CONFLICT DO NOTHING`); true if this call recorded it.
-pub(crate) async fn insert(inner: &Inner, l: &Letter<'_>) -> Result<bool, String> {
-    let client = inner
-        .pools
-        .lease(&inner.dead_letter_db)
-        .await
-        .map_err(|e| e.message)?;
+/// Records a dead letter in `[databases.<database>]`, once per message (`ON CONFLICT DO
+/// NOTHING`: a redelivery, a second instance or a repeated insert adds nothing); true if this
+/// call recorded it.
+pub async fn insert(pools: &Pools, database: &str, l: &Letter<'_>) -> Result<bool, String> {
+    // The table exists: the event runtime creates it at start-up (and `list` does).
+    let client = pools.lease(database).await.map_err(|e| e.message)?;
     client
         .execute(
             "INSERT INTO fraiseql_dead_letter (consumer, subject, payload, error, attempts, stream, stream_sequence, event_id) \

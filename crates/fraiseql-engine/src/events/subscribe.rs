@@ -167,7 +167,7 @@ async fn handle(
                     sequence,
                     event_id,
                 };
-                match dead_letter::insert(inner, &letter).await {
+                match dead_letter::insert(&inner.pools, &inner.dead_letter_db, &letter).await {
                     Ok(_) => {
                         tracing::error!(consumer = group, %subject, attempts = delivered, error = %reason, "message moved to the dead letters");
                         inner.metrics.add(

@@ -74,6 +74,7 @@ pub struct Tenants {
     idle: Duration,
     wait: Duration,
     statement_timeout: Duration,
+    lookups_done: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Tenants {
@@ -106,7 +107,13 @@ impl Tenants {
             idle: Duration::from_secs(mt.idle_pool_secs),
             wait,
             statement_timeout,
+            lookups_done: Arc::default(),
         }
+    }
+
+    /// Registry queries made so far for request routing.
+    pub fn registry_lookups(&self) -> u64 {
+        self.lookups_done.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn fetch(&self, key: &str) -> Result<Option<Arc<TenantRecord>>, TenantError> {
@@ -118,6 +125,8 @@ impl Tenants {
             tracing::error!(error = %e, "tenant registry unavailable");
             TenantError::RegistryUnavailable
         })?;
+        self.lookups_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let r = registry::get(client.client(), key).await.map_err(|e| {
             tracing::error!(error = %e, "tenant registry query failed");
             TenantError::RegistryUnavailable

@@ -152,6 +152,7 @@ pub async fn create_tenant(
             format!("{}app", mt.name_prefix),
         ),
     };
+    let registry = registry_client(config).await?;
     if mt.strategy == TenancyStrategy::RowLevel {
         // The shared role gets DML on every table of the host's `public`: if the registry
         // lived there, every tenant could read the role passwords in it.
@@ -170,7 +171,6 @@ pub async fn create_tenant(
             )));
         }
     }
-    let registry = registry_client(config).await?;
     registry
         .execute(
             "SELECT pg_advisory_lock(hashtext('fraiseql_tenant:' || $1))",

@@ -99,6 +99,18 @@ pub async fn world(strategy: &str) -> TestTenancy {
     world_with(strategy, "").await
 }
 
+/// A world where every request needs a token bound to its tenant (the production default).
+pub async fn secured_world_with(strategy: &str, extra: &str) -> TestTenancy {
+    TestTenancy::secured(
+        strategy,
+        &example_dir().join("migrations/tenant"),
+        &example_dir().join("schema.graphql"),
+        extra,
+    )
+    .await
+    .expect("tenancy world")
+}
+
 /// `extensions.code` of the first error.
 pub fn code(v: &Value) -> &str {
     v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")

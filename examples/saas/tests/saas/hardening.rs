@@ -1,0 +1,716 @@
+//! Hostile input, tried as an attacker would: the tenant wall (tokens bound to their tenant,
+//! malformed headers, RBAC over arguments), bounded work (LIMIT kept, deadlines that never
+//! commit behind the client's back, single-flight registry look-ups, a share per tenant) and
+//! bounded memory (prepared statements, caches). Each test failed before its fix.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fraiseql::engine::identity::jwt;
+use fraiseql::testing::{TestClient, TestTenancy};
+use fraiseql::Resolvers;
+use serde_json::{json, Value};
+
+use crate::harness::{code, secured_world_with, setup_with, world_with};
+
+async fn insert_org(t: &TestTenancy, rec: &fraiseql::engine::tenancy::TenantRecord, name: &str) {
+    let c = t.admin_client(rec).await.expect("admin");
+    c.execute(
+        "INSERT INTO tb_organization (identifier, tenant_id, name) VALUES ('o-' || gen_random_uuid(), $1, $2)",
+        &[&rec.id, &name],
+    )
+    .await
+    .expect("insert");
+}
+
+fn signed(t: &TestTenancy, claims: Value) -> String {
+    let auth = t.config.auth.as_ref().expect("auth");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mut base =
+        json!({"iss": "fraiseql", "aud": "fraiseql", "exp": now + 600, "roles": ["admin"]});
+    for (k, v) in claims.as_object().expect("object") {
+        base[k] = v.clone();
+    }
+    jwt::sign(auth, base.as_object().expect("object")).expect("sign")
+}
+
+#[tokio::test]
+async fn a_token_that_names_no_tenant_picks_none() {
+    let t = secured_world_with("database_per_tenant", "").await;
+    let mut t = t;
+    // Machine-to-machine tokens list the tenants they may act for, explicitly configured.
+    t.config.auth.as_mut().expect("auth").tenants_claim = Some("tenants".into());
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    let b = t.create_tenant("tenant_b").await.expect("b");
+    insert_org(&t, &a, "Org A").await;
+    insert_org(&t, &b, "Org B").await;
+    let mut client = t.client().await.expect("client");
+    let q = "{ organizations { name } }";
+
+    for claims in [json!({}), json!({"tenant_id": null})] {
+        client.set_token(Some(signed(&t, claims.clone())));
+        client.set_tenant("tenant_b");
+        let r = client.execute_with(q, json!({})).await.expect("send");
+        assert_eq!(
+            (r.status, code(&r.json)),
+            (403, "FORBIDDEN"),
+            "{claims}: {}",
+            r.text
+        );
+        assert!(r.json.get("data").is_none());
+    }
+    // No token at all: 401, whatever the header says.
+    client.set_token(None);
+    let r = client.execute_with(q, json!({})).await.expect("send");
+    assert_eq!(
+        (r.status, code(&r.json)),
+        (401, "UNAUTHENTICATED"),
+        "{}",
+        r.text
+    );
+
+    // A token listing tenants: the header picks one of them, and only one of them.
+    client.set_token(Some(signed(&t, json!({"tenants": ["tenant_a"]}))));
+    client.set_tenant("tenant_a");
+    let v = client.execute(q).await.expect("send");
+    assert_eq!(v, json!({"data": {"organizations": [{"name": "Org A"}]}}));
+    client.set_tenant("tenant_b");
+    let r = client.execute_with(q, json!({})).await.expect("send");
+    assert_eq!((r.status, code(&r.json)), (403, "FORBIDDEN"), "{}", r.text);
+    client.clear_tenant();
+    let r = client.execute_with(q, json!({})).await.expect("send");
+    assert_eq!(
+        (r.status, code(&r.json)),
+        (400, "BAD_REQUEST"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn multi_tenancy_without_auth_is_refused_unless_explicitly_trusted() {
+    let t = world_with("database_per_tenant", "").await;
+    let mut config = t.config.clone();
+    config.auth = None;
+    config.multi_tenancy.trust_tenant_header = false;
+    let e = fraiseql::Engine::from_config(config.clone())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("there is no [auth]"), "{e}");
+    config.auth = t.config.auth.clone();
+    config.auth.as_mut().expect("auth").required = false;
+    let e = fraiseql::Engine::from_config(config.clone())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("[auth] required = false"), "{e}");
+    config.multi_tenancy.trust_tenant_header = true;
+    assert!(fraiseql::Engine::from_config(config).is_ok());
+}
+
+#[tokio::test]
+async fn a_tenant_header_that_is_not_visible_ascii_is_refused() {
+    let t = secured_world_with("database_per_tenant", "").await;
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    insert_org(&t, &a, "Org A").await;
+    let mut client = t.client().await.expect("client");
+    client.set_token(Some(t.token("tenant_a", &["admin"]).expect("token")));
+    // UTF-8 bytes in the header: refused, never treated as absent (the token alone would
+    // otherwise have been served).
+    client.set_tenant("tenant_a\u{e9}");
+    let r = client
+        .execute_with("{ organizations { name } }", json!({}))
+        .await
+        .expect("send");
+    assert_eq!(
+        (r.status, code(&r.json)),
+        (400, "BAD_REQUEST"),
+        "{}",
+        r.text
+    );
+    client.set_tenant("tenant_a");
+    let r = client
+        .execute_with("{ organizations { name } }", json!({}))
+        .await
+        .expect("send");
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn filtering_or_ordering_on_a_denied_field_is_forbidden() {
+    let t = secured_world_with(
+        "database_per_tenant",
+        "[rbac]\n\"Organization.subscriptionTier\" = [\"admin\"]\n\"Organization.createdAt\" = [\"admin\"]\n",
+    )
+    .await;
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    insert_org(&t, &a, "Org A").await;
+    let mut client = t.client().await.expect("client");
+    client.set_token(Some(t.token("tenant_a", &["viewer"]).expect("token")));
+    for q in [
+        r#"{ organizations(subscriptionTier: "free") { name } }"#,
+        "{ organizations(orderBy: [CREATED_AT_DESC]) { name } }",
+    ] {
+        let r = client.execute_with(q, json!({})).await.expect("send");
+        assert_eq!(code(&r.json), "FORBIDDEN", "{q}: {}", r.text);
+        assert!(r.json.get("data").is_none(), "{q}: {}", r.text);
+    }
+    let v = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("send");
+    assert_eq!(v, json!({"data": {"organizations": [{"name": "Org A"}]}}));
+    client.set_token(Some(t.token("tenant_a", &["admin"]).expect("token")));
+    let v = client
+        .execute(
+            r#"{ organizations(subscriptionTier: "free", orderBy: [CREATED_AT_DESC]) { name } }"#,
+        )
+        .await
+        .expect("send");
+    assert_eq!(v, json!({"data": {"organizations": [{"name": "Org A"}]}}));
+}
+
+#[tokio::test]
+async fn limit_null_and_unset_limit_variables_return_at_most_the_default() {
+    let s = setup_with("").await;
+    let c = s._db.connect().await.expect("connect");
+    c.batch_execute(
+        "INSERT INTO tb_organization (identifier, tenant_id, name)
+         SELECT 'bulk' || i, '11111111-1111-4111-8111-111111111111', 'Bulk ' || i FROM generate_series(1, 80) i",
+    )
+    .await
+    .expect("orgs");
+    for (q, vars) in [
+        ("{ organizations(limit: null) { id } }", json!({})),
+        (
+            "query($l: Int) { organizations(limit: $l) { id } }",
+            json!({}),
+        ),
+        (
+            "query($l: Int) { organizations(limit: $l) { id } }",
+            json!({"l": null}),
+        ),
+    ] {
+        let v = s.client.execute_with(q, vars).await.expect("send").json;
+        let n = v["data"]["organizations"].as_array().map(Vec::len);
+        assert_eq!(n, Some(50), "{q}: the argument's default, not every row");
+    }
+    let v = s
+        .client
+        .execute("{ organizations(limit: 1) { projects(limit: null) { id } } }")
+        .await
+        .expect("send");
+    assert!(v.get("errors").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn a_write_whose_deadline_passed_does_not_commit() {
+    let t = world_with(
+        "database_per_tenant",
+        "[limits]\nrequest_timeout_ms = 400\n",
+    )
+    .await;
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    insert_org(&t, &a, "Org A").await;
+    // A mutation that writes, then takes longer than the deadline before it can commit.
+    let resolvers = Resolvers::new().mutation("createOrganization", |ctx, args| async move {
+        let name: String = args.get("name")?;
+        let row = ctx
+            .db()
+            .query_one(
+                "INSERT INTO tb_organization (name, identifier) VALUES ($1, fn_slug($1)) RETURNING id::text",
+                &[&name],
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        Ok(Value::String(row.get(0)))
+    });
+    let mut client = t.client_with(resolvers).await.expect("client");
+    client.set_tenant("tenant_a");
+    let r = client
+        .execute_with(
+            r#"mutation { createOrganization(name: "Too Late") { id } }"#,
+            json!({}),
+        )
+        .await
+        .expect("send");
+    assert_eq!(r.status, 408, "{}", r.text);
+    assert!(r.text.contains("nothing was changed"), "{}", r.text);
+    // Long after the resolver would have returned: nothing was committed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let admin = t.admin_client(&a).await.expect("admin");
+    let n: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM tb_organization WHERE name = 'Too Late'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 0, "the client got 408: the write must not commit");
+}
+
+#[tokio::test]
+async fn registry_lookups_are_single_flight_and_unknown_keys_are_cached() {
+    let t = world_with("database_per_tenant", "").await;
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    insert_org(&t, &a, "Org A").await;
+    let client = Arc::new(t.client().await.expect("client"));
+    let tenants = client.engine().tenants().expect("tenancy");
+    let body = br#"{"query": "{ organizations { name } }"}"#.to_vec();
+    let burst = |key: &'static str| {
+        let client = client.clone();
+        let body = body.clone();
+        async move {
+            let all = (0..50).map(|_| {
+                let client = client.clone();
+                let body = body.clone();
+                async move { client.post_as(key, body).await.expect("send").status }
+            });
+            futures_util::future::join_all(all).await
+        }
+    };
+    let before = tenants.registry_lookups();
+    let statuses = burst("tenant_a").await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        tenants.registry_lookups() - before,
+        1,
+        "50 requests, one look-up"
+    );
+    let before = tenants.registry_lookups();
+    let statuses = burst("nobody_here").await;
+    assert!(statuses.iter().all(|s| *s == 403), "{statuses:?}");
+    assert_eq!(
+        tenants.registry_lookups() - before,
+        1,
+        "unknown keys are cached too"
+    );
+    // A flood of distinct unknown keys leaves the registry room for real tenants.
+    t.create_tenant("tenant_b").await.expect("b");
+    let flood = (0..400).map(|i| {
+        let client = client.clone();
+        let body = body.clone();
+        async move {
+            client
+                .post_as(&format!("ghost_{i}"), body)
+                .await
+                .expect("send")
+                .status
+        }
+    });
+    let real = {
+        let client = client.clone();
+        let body = body.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.post_as("tenant_b", body).await.expect("send")
+        }
+    };
+    let (ghosts, real) =
+        futures_util::future::join(futures_util::future::join_all(flood), real).await;
+    assert!(ghosts.iter().all(|s| *s == 403), "{ghosts:?}");
+    assert_eq!(real.status, 200, "{}", real.text);
+    assert_eq!(real.json, json!({"data": {"organizations": []}}));
+}
+
+#[tokio::test]
+async fn under_row_level_each_tenant_has_its_own_share_of_connections() {
+    let t = world_with("row_level", "").await;
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    let b = t.create_tenant("tenant_b").await.expect("b");
+    insert_org(&t, &a, "Org A").await;
+    insert_org(&t, &b, "Org B").await;
+    // A slow query of tenant A holds its connection (the request's transaction) for a second.
+    let resolvers = Resolvers::new().query("tenantConfig", |ctx, _| async move {
+        ctx.db().query_one("SELECT pg_sleep(1)", &[]).await?;
+        Ok(Value::Null)
+    });
+    let client = Arc::new(t.client_with(resolvers).await.expect("client"));
+    let started = Instant::now();
+    // Twice A's share (pool_max = 4) of slow requests...
+    let slow = (0..8).map(|_| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post_as("tenant_a", br#"{"query": "{ tenantConfig }"}"#.to_vec())
+                .await
+                .expect("send");
+            (r.status, started.elapsed())
+        }
+    });
+    // ...and B, arriving while they run, is served from its own share.
+    let fast = {
+        let client = client.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let r = client
+                .post_as(
+                    "tenant_b",
+                    br#"{"query": "{ organizations { name } }"}"#.to_vec(),
+                )
+                .await
+                .expect("send");
+            (r, started.elapsed())
+        }
+    };
+    let (slow, (b_answer, b_done)) =
+        futures_util::future::join(futures_util::future::join_all(slow), fast).await;
+    assert_eq!(
+        b_answer.json,
+        json!({"data": {"organizations": [{"name": "Org B"}]}})
+    );
+    let first_a = slow.iter().map(|(_, t)| *t).min().expect("a");
+    assert!(slow.iter().all(|(s, _)| *s == 200), "{slow:?}");
+    assert!(
+        b_done < first_a,
+        "B ({b_done:?}) must not wait behind A's slow queries (first done {first_a:?})"
+    );
+}
+
+#[tokio::test]
+async fn prepared_statements_per_connection_are_bounded() {
+    let t = world_with("database_per_tenant", "[limits]\nprepared_statements = 8\n").await;
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    insert_org(&t, &a, "Org A").await;
+    let resolvers = Resolvers::new().query("tenantConfig", |ctx, _| async move {
+        let n: i64 = ctx
+            .db()
+            .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+            .await?
+            .get(0);
+        Ok(Value::from(n))
+    });
+    let mut config = t.config.clone();
+    // One connection for the tenant, so every statement lands on it.
+    config.databases.get_mut("tenant").expect("tenant").pool_max = 1;
+    config.multi_tenancy.connection_budget = 1;
+    let mut client = TestClient::with_resolvers(config, resolvers)
+        .await
+        .expect("client");
+    client.set_tenant("tenant_a");
+    // Every alias is a distinct SQL text.
+    for i in 0..200 {
+        let v = client
+            .execute(&format!("{{ organizations {{ n{i}: name }} }}"))
+            .await
+            .expect("send");
+        assert!(v.get("errors").is_none(), "{v}");
+    }
+    let v = client.execute("{ tenantConfig }").await.expect("send");
+    let n = v["data"]["tenantConfig"].as_i64().expect("count");
+    assert!(n <= 10, "{n} statements prepared on one connection (cap 8)");
+}
+
+#[tokio::test]
+async fn document_and_plan_caches_are_bounded_by_bytes() {
+    let s = setup_with(
+        "[limits]\nmax_body_bytes = 2097152\ndocument_cache_bytes = 4194304\nplan_cache_bytes = 1048576\n",
+    )
+    .await;
+    let comment = format!("#{}\n", "x".repeat(1024 * 1024));
+    let rss = || {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
+            })
+            .unwrap_or(0)
+    };
+    let run = |range: std::ops::Range<usize>| {
+        let client = &s.client;
+        let comment = &comment;
+        async move {
+            for i in range {
+                // Distinct texts: a 1 MiB comment and a distinct limit.
+                let q = format!("{comment}{{ organizations(limit: {}) {{ id }} }}", i % 1000);
+                let v = client.execute(&q).await.expect("send");
+                assert!(v.get("errors").is_none(), "{v}");
+            }
+        }
+    };
+    // Past the allocator's warm-up, memory stays flat while 100 MiB of query text goes through
+    // (a cache bounded by entry count kept every one of them, twice: document and plan keys).
+    run(0..40).await;
+    let before = rss();
+    run(40..140).await;
+    let grown = rss().saturating_sub(before) / 1024;
+    let (docs, plans) = s.client.engine().cache_bytes();
+    assert!(docs <= 4 * 1024 * 1024, "document cache holds {docs} bytes");
+    assert!(plans <= 1024 * 1024, "plan cache holds {plans} bytes");
+    assert!(grown < 40, "resident memory grew by {grown} MiB");
+}
+
+#[tokio::test]
+async fn row_level_tenants_cannot_live_in_the_registry_database() {
+    let t = world_with("row_level", "").await;
+    let mut config = t.config.clone();
+    let registry = config.databases["shared"].url.clone();
+    config.databases.get_mut("tenant").expect("tenant").url = registry;
+    let e = fraiseql::engine::tenancy::provision::create_tenant(&config, "tenant_a", "free", None)
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("holds the tenant registry"), "{e}");
+    assert!(
+        t.create_tenant("tenant_a").await.is_ok(),
+        "another host database works"
+    );
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let d = std::env::temp_dir().join(format!("fraiseql-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// A PostgreSQL cluster that only accepts TLS, with a certificate signed by a CA made here.
+fn tls_cluster() -> (fraiseql::testing::PgCluster, fraiseql::testing::TestCerts) {
+    let dir = scratch("tls");
+    let certs = fraiseql::testing::TestCerts::make(&dir).expect("certs");
+    // The server reads its key as the `postgres` user, and only if no one else can.
+    let _ = std::process::Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(&dir)
+        .status();
+    let _ = std::process::Command::new("chmod")
+        .arg("0600")
+        .arg(&certs.key)
+        .status();
+    let _ = std::process::Command::new("chmod")
+        .arg("0755")
+        .arg(&dir)
+        .status();
+    let cluster = fraiseql::testing::PgCluster::start(
+        &format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            certs.cert.display(),
+            certs.key.display()
+        ),
+        Some("local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n"),
+    )
+    .expect("cluster");
+    (cluster, certs)
+}
+
+#[tokio::test]
+async fn postgres_connections_use_tls_as_the_url_says_and_verify_the_server() {
+    let (cluster, certs) = tls_cluster();
+    let port = cluster.port;
+    let ca = certs.ca.display().to_string();
+    let url =
+        |host: &str, params: &str| format!("postgres://postgres@{host}:{port}/postgres?{params}");
+    let connect =
+        |u: String| async move { fraiseql::engine::connections::connect(&u, None, None).await };
+    let ssl_in_use = |c: tokio_postgres::Client| async move {
+        c.query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get::<_, bool>(0)
+    };
+    // verify-full: the chain and the name (localhost and 127.0.0.1 are in the certificate).
+    for host in ["localhost", "127.0.0.1"] {
+        let c = connect(url(host, &format!("sslmode=verify-full&sslrootcert={ca}")))
+            .await
+            .unwrap_or_else(|e| panic!("verify-full {host}: {e}"));
+        assert!(ssl_in_use(c).await);
+    }
+    // require: encrypted, not verified; the key=value form too.
+    let c = connect(url("localhost", "sslmode=require"))
+        .await
+        .expect("require");
+    assert!(ssl_in_use(c).await);
+    let kv = format!("host=localhost port={port} user=postgres dbname=postgres sslmode=verify-ca sslrootcert='{ca}'");
+    let c = connect(kv).await.expect("verify-ca, key=value form");
+    assert!(ssl_in_use(c).await);
+    // The server refuses plain TCP; a certificate from another CA is refused by us.
+    assert!(connect(url("localhost", "sslmode=disable")).await.is_err());
+    let other = fraiseql::testing::TestCerts::make(&scratch("other-ca")).expect("other CA");
+    let e = connect(url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={}", other.ca.display()),
+    ))
+    .await
+    .expect_err("wrong CA");
+    assert!(!e.to_string().is_empty());
+
+    // A tenant on that server, provisioned and served through a verify-full URL (the registry
+    // row keeps it).
+    let t = world_with("database_per_tenant", "").await;
+    let server = url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let rec = fraiseql::engine::tenancy::provision::create_tenant(
+        &t.config,
+        "tls_tenant",
+        "free",
+        Some(&server),
+    )
+    .await
+    .expect("provision over TLS");
+    assert!(rec.server.contains("sslmode=verify-full"));
+    insert_org(&t, &rec, "Org over TLS").await;
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("tls_tenant");
+    let v = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("send");
+    assert_eq!(
+        v,
+        json!({"data": {"organizations": [{"name": "Org over TLS"}]}})
+    );
+    let admin = connect(url("localhost", "sslmode=require"))
+        .await
+        .expect("admin");
+    let served: Vec<bool> = admin
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = $1",
+            &[&rec.login_role],
+        )
+        .await
+        .expect("sessions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !served.is_empty() && served.iter().all(|s| *s),
+        "{served:?}"
+    );
+}
+
+#[tokio::test]
+async fn nats_connections_use_tls_with_the_configured_ca() {
+    let dir = scratch("nats-tls");
+    let certs = fraiseql::testing::TestCerts::make(&dir).expect("certs");
+    let nats = fraiseql::testing::NatsServer::start_with(&[
+        "--tls",
+        "--tlscert",
+        &certs.cert.display().to_string(),
+        "--tlskey",
+        &certs.key.display().to_string(),
+    ])
+    .expect("nats-server with TLS");
+    let mut c = fraiseql::config::NatsConfig {
+        servers: vec![format!("tls://localhost:{}", nats.port)],
+        tls_ca: Some(certs.ca.clone()),
+        name: "test".into(),
+        reconnect_delay_ms: 100,
+        connect_timeout_ms: 2000,
+        ..Default::default()
+    };
+    let client = fraiseql::engine::nats::probe(&c, Duration::from_secs(5))
+        .await
+        .expect("TLS with the test CA");
+    client
+        .publish("fraiseql.tls.check", "ok".into())
+        .await
+        .expect("publish");
+    client.flush().await.expect("flush");
+    // Without the CA the server's certificate is not trusted.
+    c.tls_ca = None;
+    assert!(fraiseql::engine::nats::probe(&c, Duration::from_secs(3))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_recorded_once_and_two_retries_run_its_handler_once() {
+    use fraiseql::engine::events::dead_letter::{self, Letter, Retried};
+    let t = world_with(
+        "database_per_tenant",
+        r#"
+[[subscribers]]
+subject = "analytics.>"
+consumer_group = "retry_check"
+database = "shared"
+sql = "INSERT INTO tb_handled (event_id) SELECT $event_id FROM pg_sleep(0.3)"
+"#,
+    )
+    .await;
+    let shared = t.shared.connect().await.expect("shared");
+    shared
+        .batch_execute("CREATE TABLE tb_handled (event_id text)")
+        .await
+        .expect("table");
+    let config = t.config.clone();
+    let pools =
+        fraiseql::engine::connections::Pools::new(&config, Duration::from_secs(5), Some("tenant"))
+            .expect("pools");
+    assert!(dead_letter::list(&config, &pools)
+        .await
+        .expect("list")
+        .is_empty());
+    let letter = Letter {
+        consumer: "retry_check",
+        subject: "analytics.project_created",
+        payload: r#"{"event_id": "e-1"}"#,
+        error: "boom",
+        attempts: 5,
+        stream: "EVENTS",
+        sequence: Some(42),
+        event_id: Some("e-1"),
+    };
+    let db = dead_letter::database(&config);
+    assert!(dead_letter::insert(&pools, &db, &letter)
+        .await
+        .expect("first"));
+    // The same message again (a redelivery after a lost acknowledgement, another instance).
+    assert!(!dead_letter::insert(&pools, &db, &letter)
+        .await
+        .expect("again"));
+    assert!(!dead_letter::insert(
+        &pools,
+        &db,
+        &Letter {
+            sequence: Some(43),
+            ..letter.clone()
+        }
+    )
+    .await
+    .expect("same event id"));
+    assert_eq!(
+        dead_letter::list(&config, &pools)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    // Two operators retry at once: the handler runs once.
+    let (a, b) = futures_util::future::join(
+        dead_letter::retry(&config, &pools, None, false),
+        dead_letter::retry(&config, &pools, None, false),
+    )
+    .await;
+    let outcomes: Vec<Retried> = a.expect("a").into_iter().chain(b.expect("b")).collect();
+    let done = outcomes
+        .iter()
+        .filter(|r| matches!(r, Retried::Done(_)))
+        .count();
+    let others_skipped = outcomes
+        .iter()
+        .all(|r| matches!(r, Retried::Done(_) | Retried::Claimed(_)));
+    assert!(done == 1 && others_skipped, "{outcomes:?}");
+    let runs: i64 = shared
+        .query_one("SELECT count(*) FROM tb_handled", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(runs, 1, "the handler ran once");
+    assert!(dead_letter::list(&config, &pools)
+        .await
+        .expect("list")
+        .is_empty());
+}
