@@ -20,7 +20,7 @@ use crate::document::DocumentCache;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::events::{Events, EventsError, Observers, Target};
 use crate::execution::session::{self, SessionContext};
-use crate::execution::{read, transaction, CommitGate, Env};
+use crate::execution::{read, transaction, write, CommitGate, Env};
 use crate::identity::rbac::RbacRules;
 use crate::identity::{self, AuthError, IdentifyError, RequestContext, TenantHeader, Verifier};
 use crate::metrics::Metrics;
@@ -465,7 +465,11 @@ impl Engine {
         // Execution.
         let env = self.env();
         let (results, extra_errors, aborted) = if plan.needs_transaction_work() {
-            let done = transaction::run(&env, &plan, ctx, write, gate).await;
+            let done = if write && write::fits(&env, &plan) {
+                write::run(&env, &plan, ctx, gate).await
+            } else {
+                transaction::run(&env, &plan, ctx, write, gate).await
+            };
             if !done.aborted && !done.events.is_empty() {
                 self.metrics.add(
                     "fraiseql_outbox_events_total",

@@ -138,10 +138,10 @@ pub struct ResolverPlan {
 /// How the value a mutation or resolver returns becomes the response value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputPlan {
-    /// The returned keys are read back through the view (in the order returned, for lists):
-    /// `$1` is the keys as an array; the statement's own parameters follow.
+    /// The returned keys are read back through the view (in the order returned, for lists);
+    /// the statement finds them in the transaction's `fraiseql.keys` setting.
     Readback {
-        /// The statement (its first parameter is the placeholder for the keys).
+        /// The statement.
         plan: SqlPlan,
         /// `[T]` or `T`.
         list: bool,

@@ -240,8 +240,9 @@ impl<'c, 'a> Builder<'c, 'a> {
         Ok(Some(Projection { fields }))
     }
 
-    /// The statement reading back rows of `ty` by their keys, with the client's selection:
-    /// `$1` is the keys as an array of the key column's type (lists keep their order).
+    /// The statement reading back rows of `ty` by the keys the mutation just returned (kept in
+    /// the transaction's `fraiseql.keys`), with the client's selection, in the order returned.
+    /// It takes no key parameter, so it can be sent together with the mutation.
     pub(crate) fn readback(
         mut self,
         ty: &TypeMapping,
@@ -250,18 +251,16 @@ impl<'c, 'a> Builder<'c, 'a> {
         group: &[&'a Node<Field>],
     ) -> Result<(SqlPlan, Vec<Vec<String>>), PlanError> {
         let alias = self.alias();
-        let keys = self.param(String::new());
         let key_col = format!("{alias}.{}", quote_ident(&ty.key_column));
         let obj = self.object(ty, &alias, group)?;
-        // array_position on the typed keys: the order they were returned in, whatever their
-        // text form (PostgreSQL infers the array's type from the key column).
+        let keys = fraiseql_schema::returned_keys(&ty.view.to_string(), &ty.key_column);
         let sql = match list {
             true => format!(
-                "SELECT coalesce(json_agg({obj} ORDER BY array_position({keys}, {key_col})), '[]'::json)::text FROM {} {alias} WHERE {key_col} = ANY({keys})",
+                "SELECT coalesce(json_agg({obj} ORDER BY k.n), '[]'::json)::text FROM {keys} JOIN {} {alias} ON {key_col} = k.v",
                 ty.view
             ),
             false => format!(
-                "SELECT {obj}::text FROM {} {alias} WHERE {key_col} = ANY({keys}) LIMIT 1",
+                "SELECT {obj}::text FROM {keys} JOIN {} {alias} ON {key_col} = k.v ORDER BY k.n LIMIT 1",
                 ty.view
             ),
         };

@@ -7,6 +7,21 @@ use crate::ident::QualifiedName;
 /// The database a type lives in when `@view(database:)` is not given.
 pub const DEFAULT_DATABASE: &str = "tenant";
 
+/// The transaction-local setting holding the keys a mutation returned (a JSON array), read by
+/// the statements that follow it in the transaction (read-back, outbox).
+pub const KEYS_SETTING: &str = "fraiseql.keys";
+
+/// SQL for the keys in [`KEYS_SETTING`], typed as column `column` of relation `view` (through
+/// the relation's row type, so no type has to be known here), in order: `k.v` the key, `k.n`
+/// its position. `NULL` keys match nothing.
+pub fn returned_keys(view: &str, column: &str) -> String {
+    let col = crate::ident::quote_ident(column);
+    format!(
+        "(SELECT (json_populate_record(NULL::{view}, json_build_object({lit}, e.value))).{col} AS v, e.n FROM json_array_elements_text(coalesce(current_setting('{KEYS_SETTING}', true), '[]')::json) WITH ORDINALITY AS e(value, n)) k",
+        lit = crate::ident::quote_literal(column)
+    )
+}
+
 /// Every mapped type and root field of a schema.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {

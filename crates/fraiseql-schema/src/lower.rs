@@ -208,8 +208,10 @@ fn lower_mutation(
     let change = change(catalog, coord, d, &output)?;
     // A data-modifying statement can only be read from in a WITH; json_each keeps the columns'
     // order, so the first column is found whatever its name. The newline ends a trailing `--`.
+    // The keys are also kept in the transaction-local setting `fraiseql.keys`, where the
+    // read-back and the outbox statements find them: so all of them can be sent at once.
     let sql = format!(
-        "WITH m AS ({}\n) SELECT coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text FROM m",
+        "WITH m AS ({}\n) SELECT set_config('{KEYS_SETTING}', coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text, true) FROM m",
         compiled.sql
     );
     Ok(MutationField {

@@ -171,7 +171,7 @@ fn mapping_mistakes_are_reported_with_their_coordinate() {
 
 /// A mutation statement as the catalog holds it: wrapped to return the first column as JSON.
 fn wrapped(sql: &str) -> String {
-    format!("WITH m AS ({sql}\n) SELECT coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text FROM m")
+    format!("WITH m AS ({sql}\n) SELECT set_config('fraiseql.keys', coalesce(json_agg((SELECT e.value FROM json_each(row_to_json(m)) e LIMIT 1)), '[]'::json)::text, true) FROM m")
 }
 
 #[test]

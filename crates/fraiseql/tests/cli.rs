@@ -205,7 +205,7 @@ async fn config_validate_names_a_misspelt_key_and_its_line() {
     let w = world().await;
     let dir = tempdir();
     let text = std::fs::read_to_string(example().join("fraiseql.toml")).expect("read");
-    let text = text.replace("pool_max = 20", "pool_maxx = 20");
+    let text = text.replace("pool_max = \"${TENANT_POOL_MAX:-20}\"", "pool_maxx = 20");
     let line = text
         .lines()
         .position(|l| l.starts_with("pool_maxx"))

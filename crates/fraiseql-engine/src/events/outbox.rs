@@ -32,8 +32,9 @@ pub struct OutboxEvent {
     pub payload: String,
 }
 
-/// An observer rule as a statement: `$1` tenant key, `$2` subject, `$3` the changed keys (a
-/// PostgreSQL array literal). Returns `event_id, subject, payload` of each event written.
+/// An observer rule as a statement: `$1` tenant key, `$2` subject; the changed keys are the
+/// mutation's, in the transaction's `fraiseql.keys` setting (so it can be sent together with the
+/// mutation). Returns `event_id, subject, payload` of each event written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObserverStatement {
     /// The subject.
@@ -91,9 +92,10 @@ impl Observers {
                 format!(
                     "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
                      SELECT s.eid, $1, $2, jsonb_build_object({}) \
-                     FROM (SELECT gen_random_uuid() AS eid, k AS k FROM unnest($3::text[]) AS k) s \
+                     FROM (SELECT gen_random_uuid() AS eid, e.k FROM json_array_elements_text(coalesce(current_setting('{}', true), '[]')::json) AS e(k) WHERE e.k IS NOT NULL) s \
                      RETURNING event_id::text, subject, payload::text",
-                    pairs.join(", ")
+                    pairs.join(", "),
+                    fraiseql_schema::KEYS_SETTING
                 )
             } else {
                 pairs.push(format!("'key', s.{key}"));
@@ -108,10 +110,11 @@ impl Observers {
                 format!(
                     "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
                      SELECT s.eid, $1, $2, jsonb_build_object({}) \
-                     FROM (SELECT gen_random_uuid() AS eid, t.* FROM {} t WHERE t.{key} = ANY($3)) s \
+                     FROM (SELECT gen_random_uuid() AS eid, t.* FROM {keys} JOIN {view} t ON t.{key} = k.v ORDER BY k.n) s \
                      RETURNING event_id::text, subject, payload::text",
                     pairs.join(", "),
-                    ty.view
+                    keys = fraiseql_schema::returned_keys(&ty.view.to_string(), &ty.key_column),
+                    view = ty.view
                 )
             };
             by_change
@@ -162,8 +165,8 @@ mod tests {
             },
         ];
         let o = Observers::build(&rules, &b.catalog).expect("observers");
-        insta::assert_snapshot!(o.statements("Project", "CREATE")[0].sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'CREATE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s."id", 'project_id', s."data"->'id') FROM (SELECT gen_random_uuid() AS eid, t.* FROM "v_project" t WHERE t."id" = ANY($3)) s RETURNING event_id::text, subject, payload::text"#);
-        insta::assert_snapshot!(o.statements("Project", "DELETE")[0].sql, @"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'DELETE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s.k, 'project_id', s.k) FROM (SELECT gen_random_uuid() AS eid, k AS k FROM unnest($3::text[]) AS k) s RETURNING event_id::text, subject, payload::text");
+        insta::assert_snapshot!(o.statements("Project", "CREATE")[0].sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'CREATE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s."id", 'project_id', s."data"->'id') FROM (SELECT gen_random_uuid() AS eid, t.* FROM (SELECT (json_populate_record(NULL::"v_project", json_build_object('id', e.value)))."id" AS v, e.n FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n)) k JOIN "v_project" t ON t."id" = k.v ORDER BY k.n) s RETURNING event_id::text, subject, payload::text"#);
+        insta::assert_snapshot!(o.statements("Project", "DELETE")[0].sql, @"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'DELETE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s.k, 'project_id', s.k) FROM (SELECT gen_random_uuid() AS eid, e.k FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) AS e(k) WHERE e.k IS NOT NULL) s RETURNING event_id::text, subject, payload::text");
         assert!(o.statements("Project", "UPDATE").is_empty());
         let bad = vec![ObserverRule {
             entity: "Nope".into(),

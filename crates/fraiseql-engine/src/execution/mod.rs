@@ -9,6 +9,7 @@ pub(crate) mod markers;
 pub(crate) mod read;
 pub mod session;
 pub(crate) mod transaction;
+pub(crate) mod write;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;

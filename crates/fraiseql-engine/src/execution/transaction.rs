@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fraiseql_config::TENANT_DATABASE;
-use fraiseql_plan::{param_text, BoundParam, OutputPlan, Plan, RootKind, SqlPlan};
+use fraiseql_plan::{BoundParam, OutputPlan, Plan, RootKind, SqlPlan};
 use fraiseql_schema::ContextValue;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
@@ -210,7 +210,7 @@ pub(crate) async fn run(
                 .await;
                 let returned = match (returned, &m.change) {
                     (Ok(keys), Some(change)) => {
-                        record(&mut txs, change, &keys, &mut done.events, key)
+                        record(&mut txs, change, &keys, true, &mut done.events, key)
                             .await
                             .map(|()| keys)
                     }
@@ -249,9 +249,11 @@ pub(crate) async fn run(
                 }
                 .await;
                 let result = match (result, &r.change) {
-                    (Ok(v), Some(change)) => record(&mut txs, change, &v, &mut done.events, key)
-                        .await
-                        .map(|()| v),
+                    (Ok(v), Some(change)) => {
+                        record(&mut txs, change, &v, false, &mut done.events, key)
+                            .await
+                            .map(|()| v)
+                    }
                     (r, _) => r,
                 };
                 Some(match result {
@@ -283,12 +285,29 @@ pub(crate) async fn run(
     done
 }
 
+/// Keeps `keys` (returned by Rust code) in the transaction's `fraiseql.keys`, where the
+/// read-back and outbox statements read them (a SQL mutation's statement sets it itself).
+async fn remember_keys(tx: &Transaction, keys: &[Value], field: &str) -> Result<(), GraphqlError> {
+    let json = Value::Array(keys.to_vec()).to_string();
+    let sql = format!(
+        "SELECT set_config('{}', $1, true)",
+        fraiseql_schema::KEYS_SETTING
+    );
+    tx.lease
+        .execute_prepared(&sql, &[&json])
+        .await
+        .map(drop)
+        .map_err(|e| db_error(&e, field))
+}
+
 /// Writes the outbox events of the observers of `change` for the changed `keys`, in the
-/// mutation's transaction on the tenant database.
+/// mutation's transaction on the tenant database. `from_sql`: the keys were returned by the
+/// mutation's statement (and are in `fraiseql.keys` already).
 async fn record(
     txs: &mut Txs<'_, '_>,
     change: &fraiseql_schema::Change,
     keys: &Value,
+    from_sql: bool,
     out: &mut Vec<OutboxEvent>,
     field: &str,
 ) -> Result<(), GraphqlError> {
@@ -307,19 +326,17 @@ async fn record(
     if keys.is_empty() {
         return Ok(());
     }
-    let array = param_text(&Value::Array(keys.clone()));
     let tenant = txs.context_value(ContextValue::TenantKey);
     // The outbox is in the tenant database: the event commits with the change or not at all.
     let tx = txs.get(TENANT_DATABASE).await?;
+    if !from_sql {
+        remember_keys(&tx, &keys, field).await?;
+    }
     let err = |e: tokio_postgres::Error| db_error(&e, field);
     for st in statements {
         txs.env.statements.fetch_add(1, Ordering::Relaxed);
         let stmt = tx.lease.prepare(&st.sql).await.map_err(err)?;
-        let params = text_params(&[
-            tenant.as_deref(),
-            Some(st.subject.as_str()),
-            array.as_deref(),
-        ]);
+        let params = text_params(&[tenant.as_deref(), Some(st.subject.as_str())]);
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         for row in tx.lease.client().query(&stmt, &refs).await.map_err(err)? {
@@ -461,19 +478,11 @@ async fn output(
                     None
                 }
             } else {
-                let array = param_text(&Value::Array(keys));
-                let params: Vec<Option<&str>> = p
-                    .params
-                    .iter()
-                    .enumerate()
-                    .map(|(i, own)| {
-                        if i == 0 {
-                            array.as_deref()
-                        } else {
-                            Some(own.as_str())
-                        }
-                    })
-                    .collect();
+                if !from_sql {
+                    let tx = txs.get(&p.database).await?;
+                    remember_keys(&tx, &keys, key).await?;
+                }
+                let params: Vec<Option<&str>> = p.params.iter().map(|s| Some(s.as_str())).collect();
                 run_sql(txs, p, &params, key, errors).await?
             }
         }

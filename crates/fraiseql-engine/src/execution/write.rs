@@ -1,0 +1,364 @@
+//! Mutations in one round trip: when every root field is a SQL mutation whose result is read
+//! back through a view (or returned as is) and whose observers are SQL rules, the whole
+//! transaction is sent at once: BEGIN, the context, each mutation with its outbox inserts and its
+//! read-back (they find the returned keys in the transaction's `fraiseql.keys`), the COMMIT probe
+//! and COMMIT. A statement that fails aborts the transaction, so everything after it fails too and
+//! COMMIT becomes ROLLBACK: the first error is the answer. The commit gate is claimed before
+//! sending, so a request whose COMMIT went out is reported with its outcome, never as a timeout.
+
+use fraiseql_plan::{BoundParam, MutationPlan, OutputPlan, Plan, RootKind};
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
+
+use super::db_error::db_error;
+use super::session::{begin_sql, SessionContext, SET_CONTEXT};
+use super::transaction::Done;
+use super::{CommitGate, Env};
+use crate::connections::text_params;
+use crate::error::{ErrorCode, GraphqlError};
+use crate::events::OutboxEvent;
+use crate::identity::RequestContext;
+
+/// Whether `plan` can be sent in one round trip: SQL mutations only, all on one database, with
+/// outputs that need no Rust code, and observers that are SQL rules only.
+pub(crate) fn fits(env: &Env<'_>, plan: &Plan) -> bool {
+    let mut database: Option<&str> = None;
+    for f in &plan.fields {
+        match &f.kind {
+            RootKind::Mutation(m) => {
+                if database.is_some_and(|d| d != m.database) {
+                    return false;
+                }
+                database = Some(&m.database);
+                match &m.output {
+                    OutputPlan::Readback { plan, .. } if !plan.calls.is_empty() => return false,
+                    OutputPlan::Readback { .. } => {}
+                    OutputPlan::Value { projection, .. } if projection.is_some() => return false,
+                    OutputPlan::Value { .. } => {}
+                }
+                if let Some(c) = &m.change {
+                    let events = env.record_events
+                        && !env.observers.statements(&c.entity, &c.operation).is_empty();
+                    let rust = !env
+                        .resolvers
+                        .observers_of(&c.entity, &c.operation)
+                        .is_empty();
+                    if rust || (events && m.database != fraiseql_config::TENANT_DATABASE) {
+                        return false;
+                    }
+                }
+            }
+            RootKind::Typename(_) => {}
+            _ => return false,
+        }
+    }
+    database.is_some()
+}
+
+/// One statement of the pipeline and what its answer is for.
+enum Step<'p> {
+    /// BEGIN or the context failed (only then is it in the list).
+    Begin,
+    Mutation(usize, &'p MutationPlan),
+    Outbox(usize),
+    Readback(usize),
+    Probe,
+    Commit,
+}
+
+/// Runs `plan` (which [`fits`]) in one round trip.
+pub(crate) async fn run(
+    env: &Env<'_>,
+    plan: &Plan,
+    ctx: &RequestContext,
+    gate: &CommitGate,
+) -> Done {
+    let mut done = Done {
+        results: plan.fields.iter().map(|_| None).collect(),
+        errors: Vec::new(),
+        aborted: false,
+        events: Vec::new(),
+    };
+    let database = plan
+        .fields
+        .iter()
+        .find_map(|f| match &f.kind {
+            RootKind::Mutation(m) => Some(m.database.as_str()),
+            _ => None,
+        })
+        .unwrap_or(fraiseql_config::TENANT_DATABASE);
+    let fail_all = |done: &mut Done, e: GraphqlError| {
+        done.aborted = true;
+        for (i, f) in plan.fields.iter().enumerate() {
+            if matches!(f.kind, RootKind::Mutation(_)) {
+                done.results[i] = Some(Err(e.clone()));
+                break;
+            }
+        }
+    };
+    let lease = match super::read::lease(env, database, ctx).await {
+        Ok(l) => l,
+        Err(e) => {
+            fail_all(&mut done, e);
+            return done;
+        }
+    };
+    let session = SessionContext::new(ctx, database);
+    let tenant_key = session
+        .value(fraiseql_schema::ContextValue::TenantKey)
+        .map(str::to_owned);
+
+    // The statements after BEGIN and the context, in order, with their parameters.
+    let mut steps: Vec<Step<'_>> = Vec::new();
+    let mut sqls: Vec<&str> = Vec::new();
+    let mut params: Vec<Vec<Option<String>>> = Vec::new();
+    for (i, f) in plan.fields.iter().enumerate() {
+        let RootKind::Mutation(m) = &f.kind else {
+            continue;
+        };
+        steps.push(Step::Mutation(i, m));
+        sqls.push(&m.sql);
+        params.push(
+            m.params
+                .iter()
+                .map(|p| match p {
+                    BoundParam::Value(v) => v.clone(),
+                    BoundParam::Context(c) => session.value(*c).map(str::to_owned),
+                })
+                .collect(),
+        );
+        if let (Some(c), true) = (&m.change, env.record_events) {
+            for st in env.observers.statements(&c.entity, &c.operation) {
+                steps.push(Step::Outbox(i));
+                sqls.push(&st.sql);
+                params.push(vec![tenant_key.clone(), Some(st.subject.clone())]);
+            }
+        }
+        if let OutputPlan::Readback { plan: rb, .. } = &m.output {
+            steps.push(Step::Readback(i));
+            sqls.push(&rb.sql);
+            params.push(rb.params.iter().map(|s| Some(s.clone())).collect());
+        }
+    }
+    env.count(steps.len());
+    steps.push(Step::Probe);
+    steps.push(Step::Commit);
+
+    let fixed = match lease
+        .prepare_all(&[begin_sql(true, 2), SET_CONTEXT, "SELECT 1", "COMMIT"])
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            fail_all(&mut done, db_error(&e, "transaction"));
+            return done;
+        }
+    };
+    // Decided before COMMIT leaves: from here the outcome is reported, whatever the deadline.
+    if !gate.try_commit() {
+        fail_all(
+            &mut done,
+            GraphqlError::new(
+                ErrorCode::InternalServerError,
+                "the request timed out before it committed; nothing was changed",
+            ),
+        );
+        return done;
+    }
+    let client = lease.client();
+    let ctx_params = session.params();
+    let ctx_refs: Vec<&(dyn ToSql + Sync)> = ctx_params
+        .iter()
+        .map(|p| p as &(dyn ToSql + Sync))
+        .collect();
+    let bound: Vec<Vec<Option<crate::connections::TextParam<'_>>>> = params
+        .iter()
+        .map(|p| {
+            let v: Vec<Option<&str>> = p.iter().map(Option::as_deref).collect();
+            text_params(&v)
+        })
+        .collect();
+    let refs: Vec<Vec<&(dyn ToSql + Sync)>> = bound
+        .iter()
+        .map(|b| b.iter().map(|p| p as &(dyn ToSql + Sync)).collect())
+        .collect();
+    let cached = lease.cached(&sqls);
+    lease.set_dirty();
+    let begin = client.execute(&fixed[0], &[]);
+    let set = client.execute(&fixed[1], &ctx_refs);
+    let (begun, set, answers) = if cached.iter().all(Option::is_some) {
+        let stmts: Vec<Statement> = cached.into_iter().flatten().collect();
+        let rest = futures_util::future::join_all(
+            stmts
+                .iter()
+                .zip(&refs)
+                .map(|(s, r)| client.query(s, r.as_slice()))
+                .chain([client.query(&fixed[2], &[]), client.query(&fixed[3], &[])]),
+        );
+        // Polled in order, so sent in order, in one flush.
+        futures_util::future::join3(begin, set, rest).await
+    } else {
+        // First use on this connection: parsed after the context is set (names resolve in the
+        // tenant's schema), then the rest.
+        let missing: Vec<usize> = (0..sqls.len()).filter(|i| cached[*i].is_none()).collect();
+        let prepare =
+            futures_util::future::join_all(missing.iter().map(|i| client.prepare(sqls[*i])));
+        let (begun, set, prepared) = futures_util::future::join3(begin, set, prepare).await;
+        let mut stmts = cached;
+        let mut failed = None;
+        for (i, p) in missing.into_iter().zip(prepared) {
+            match p {
+                Ok(st) => {
+                    lease.remember(sqls[i], &st);
+                    stmts[i] = Some(st);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            if client.execute(&fixed[3], &[]).await.is_ok() && begun.is_ok() && set.is_ok() {
+                lease.set_clean();
+            }
+            fail_all(&mut done, db_error(&e, "transaction"));
+            return done;
+        }
+        let stmts: Vec<Statement> = stmts.into_iter().flatten().collect();
+        let rest = futures_util::future::join_all(
+            stmts
+                .iter()
+                .zip(&refs)
+                .map(|(s, r)| client.query(s, r.as_slice()))
+                .chain([client.query(&fixed[2], &[]), client.query(&fixed[3], &[])]),
+        )
+        .await;
+        (begun, set, rest)
+    };
+    let mut answers: Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> = answers;
+    let context_error = begun.and(set).err();
+    if let Some(e) = context_error {
+        answers.insert(0, Err(e));
+        steps.insert(0, Step::Begin);
+    }
+
+    let mut first_error: Option<(usize, GraphqlError)> = None;
+    let mut committed = false;
+    for (step, answer) in steps.iter().zip(answers) {
+        let field = |i: usize| plan.fields[i].response_key.as_str();
+        match (step, answer) {
+            (Step::Commit, Ok(_)) => committed = true,
+            (Step::Commit, Err(e)) => {
+                first_error.get_or_insert((usize::MAX, db_error(&e, "transaction")));
+            }
+            (_, Err(e)) => {
+                if first_error.is_none() {
+                    let (i, name) = match step {
+                        Step::Mutation(i, _) | Step::Outbox(i) | Step::Readback(i) => {
+                            (*i, field(*i).to_owned())
+                        }
+                        _ => (usize::MAX, "transaction".to_owned()),
+                    };
+                    first_error = Some((i, db_error(&e, &name)));
+                }
+            }
+            (Step::Mutation(i, m), Ok(rows)) => {
+                if let OutputPlan::Value { list, nullable, .. } = &m.output {
+                    let text: Option<String> = rows.first().and_then(|r| r.try_get(0).ok());
+                    done.results[*i] = Some(value_output(text, *list, *nullable, field(*i)));
+                }
+            }
+            (Step::Outbox(_), Ok(rows)) => {
+                for row in rows {
+                    if let (Ok(event_id), Ok(subject), Ok(payload)) =
+                        (row.try_get(0), row.try_get(1), row.try_get(2))
+                    {
+                        done.events.push(OutboxEvent {
+                            event_id,
+                            subject,
+                            payload,
+                        });
+                    }
+                }
+            }
+            (Step::Readback(i), Ok(rows)) => {
+                let RootKind::Mutation(m) = &plan.fields[*i].kind else {
+                    continue;
+                };
+                let text: Option<String> = rows.first().and_then(|r| r.try_get(0).ok());
+                let nullable = match &m.output {
+                    OutputPlan::Readback { plan, .. } => plan.nullable,
+                    OutputPlan::Value { nullable, .. } => *nullable,
+                };
+                done.results[*i] = Some(match text {
+                    None if !nullable => Err(GraphqlError::new(
+                        ErrorCode::NotFound,
+                        format!("`{}` found nothing to return", field(*i)),
+                    )),
+                    t => Ok(t),
+                });
+            }
+            (Step::Begin | Step::Probe, Ok(_)) => {}
+        }
+    }
+    match first_error {
+        None if committed => {
+            lease.set_clean();
+        }
+        None => {
+            done.aborted = true;
+            done.errors.push(GraphqlError::new(
+                ErrorCode::InternalServerError,
+                "the operation did not commit (see server log)",
+            ));
+        }
+        Some((i, e)) => {
+            // COMMIT answered (as a ROLLBACK): the connection is fine, nothing was written.
+            if committed {
+                lease.set_clean();
+            }
+            done.aborted = true;
+            done.events.clear();
+            for r in done.results.iter_mut() {
+                *r = None;
+            }
+            match plan.fields.get(i) {
+                Some(_) => done.results[i] = Some(Err(e)),
+                None => done.errors.push(e),
+            }
+        }
+    }
+    done
+}
+
+/// The answer of a mutation returning a scalar: the first of the values its statement returned.
+fn value_output(
+    text: Option<String>,
+    list: bool,
+    nullable: bool,
+    field: &str,
+) -> Result<Option<String>, GraphqlError> {
+    let keys: Value = serde_json::from_str(text.as_deref().unwrap_or("[]")).map_err(|e| {
+        tracing::error!(error = %e, "mutation result is not JSON");
+        GraphqlError::new(ErrorCode::InternalServerError, "internal error")
+    })?;
+    let value = match (list, keys) {
+        (false, Value::Array(mut items)) => {
+            if items.is_empty() {
+                Value::Null
+            } else {
+                items.swap_remove(0)
+            }
+        }
+        (_, v) => v,
+    };
+    if value.is_null() {
+        if nullable {
+            return Ok(None);
+        }
+        return Err(GraphqlError::new(
+            ErrorCode::NotFound,
+            format!("`{field}` found nothing to return"),
+        ));
+    }
+    Ok(Some(value.to_string()))
+}
