@@ -276,8 +276,10 @@ def queries(org, org2):
             "pick_pgl": lambda d: d["tbOrganizationByRowId"]["tbProjectsByFkOrg"]["nodes"],
         },
         "createProject": {
-            "fraiseql": 'mutation { createProject(orgId: "ORG", name: "__NAME__") { id name } }'.replace("ORG", org2),
-            "postgraphile": 'mutation { createProject(input: {orgId: "ORG", name: "__NAME__"}) { result { id: rowId name } } }'.replace("ORG", org2),
+            # Variables, as clients send them: one document, a new name each time.
+            "fraiseql": "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id name } }",
+            "postgraphile": "mutation($o: UUID!, $n: String!) { createProject(input: {orgId: $o, name: $n}) { result { id: rowId name } } }",
+            "variables": {"o": org2, "n": "__NAME__"},
             "pick": lambda d: {"name": d["createProject"]["name"]},
             "pick_pgl": lambda d: {"name": d["createProject"]["result"]["name"]},
             "mutation": True,
@@ -305,11 +307,10 @@ def capture(tenants, token, qs):
     answers = {}
     for name, q in qs.items():
         # Once to warm the connection and its prepared statements, then the captured one.
-        post(HTTP_PORT, {"query": q["fraiseql"].replace("__NAME__", "capture-warm-up")}, headers)
+        post(HTTP_PORT, request_body(q, "fraiseql", "capture-warm-up"), headers)
         time.sleep(0.2)
         psql("postgres", f"SELECT 'fraiseql-bench-mark {name}'")
-        body = q["fraiseql"].replace("__NAME__", "capture-unique-name")
-        answers[name] = post(HTTP_PORT, {"query": body}, headers)
+        answers[name] = post(HTTP_PORT, request_body(q, "fraiseql", "capture-unique-name"), headers)
         time.sleep(0.3)
         psql("postgres", "SELECT 'fraiseql-bench-mark end'")
     psql("postgres", "ALTER SYSTEM RESET log_statement")
@@ -452,9 +453,18 @@ def lua_string(s):
     return "[==[" + s + "]==]"
 
 
+def request_body(q, target, name=None):
+    """The JSON request for `target`; `__NAME__` in it becomes `name` (wrk replaces it itself)."""
+    body = {"query": q[target]}
+    if q.get("variables"):
+        body["variables"] = q["variables"]
+    text = json.dumps(body)
+    return json.loads(text.replace("__NAME__", name)) if name else body
+
+
 def run_wrk(port, body, headers, conns, secs, mutation):
     hdr = "\n".join(f'wrk.headers["{k}"] = {lua_string(v)}' for k, v in headers.items())
-    lua = (WRK_LUA.replace("HEADERS", hdr).replace("BODY", lua_string(json.dumps({"query": body})))
+    lua = (WRK_LUA.replace("HEADERS", hdr).replace("BODY", lua_string(json.dumps(body)))
            .replace("MUTATION", "true" if mutation else "false"))
     d = tempfile.mkdtemp(dir=WORK)
     path = os.path.join(d, "load.lua")
@@ -508,7 +518,7 @@ def check_answers(qs, captured, answers, tenants, token):
             raise SystemExit(f"{name}: fraiseql answered {ours}")
         mine = q["pick"](ours["data"])
         if "postgraphile" in TARGETS:
-            theirs = post(PGL_PORT, {"query": q["postgraphile"].replace("__NAME__", "pgl-check-name")}, pgl_headers)
+            theirs = post(PGL_PORT, request_body(q, "postgraphile", "pgl-check-name"), pgl_headers)
             if "errors" in theirs:
                 raise SystemExit(f"{name}: PostGraphile answered {theirs}")
             other = q["pick_pgl"](theirs["data"])
@@ -538,10 +548,11 @@ def measure(target, q, stmts, conns, servers, tenants, token):
         script, defines = pgbench_script(stmts, target == "pipelined", mutation)
         r = run_pgbench(script, defines, conns, SECS, tenants)
     elif target == "fraiseql":
-        r = run_wrk(HTTP_PORT, q["fraiseql"], {"X-Tenant-ID": "acme_corp", "Authorization": f"Bearer {token}"},
-                    conns, SECS, mutation)
+        r = run_wrk(HTTP_PORT, request_body(q, "fraiseql"),
+                    {"X-Tenant-ID": "acme_corp", "Authorization": f"Bearer {token}"}, conns, SECS, mutation)
     else:
-        r = run_wrk(PGL_PORT, q["postgraphile"], {"X-Tenant-ID": "acme_corp"}, conns, SECS, mutation)
+        r = run_wrk(PGL_PORT, request_body(q, "postgraphile"), {"X-Tenant-ID": "acme_corp"}, conns, SECS,
+                    mutation)
     n = max(r["requests"], 1)
     r["pg_cpu_per_1000"] = round((cpu_ticks(postgres_pids()) - pg_before) / CLK / n * 1000, 3)
     if server:
@@ -585,8 +596,8 @@ def main():
                         hdr = {"X-Tenant-ID": "acme_corp"}
                         if t == "fraiseql":
                             hdr["Authorization"] = f"Bearer {token}"
-                        run_wrk(HTTP_PORT if t == "fraiseql" else PGL_PORT, q[t], hdr, conns, 2,
-                                bool(q.get("mutation")))
+                        run_wrk(HTTP_PORT if t == "fraiseql" else PGL_PORT, request_body(q, t), hdr,
+                                conns, 2, bool(q.get("mutation")))
                 for _ in range(ROUNDS):
                     for t in TARGETS:
                         rows[t].append(measure(t, q, captured[name], conns, servers, tenants, token))
@@ -657,5 +668,23 @@ def print_table(results):
                 f"{fr.get('pg_cpu_per_1000')} |")
 
 
+def setup_only():
+    """`compare.py setup`: the cluster and the world, left running (for profiling by hand);
+    `compare.py teardown` stops it."""
+    start_cluster()
+    tenants, token, org, org2 = make_world()
+    env = {k: v for k, v in fraiseql_env().items() if k in (
+        "FRAISEQL_CONFIG", "TENANT_DB_URL", "MASTER_DB_URL", "SHARED_DB_URL", "TENANT_PREFIX",
+        "OBSERVERS_ENABLED", "PORT", "TENANT_POOL_MAX", "CONNECTION_BUDGET", "MAX_IN_FLIGHT", "PGSSLMODE")}
+    with open(os.path.join(WORK, "world.json"), "w") as f:
+        json.dump({"env": env, "token": token, "org": org, "org2": org2, "tenants": tenants}, f, indent=2)
+    log(f"cluster on {PGPORT}; world in {WORK}/world.json")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["setup"]:
+        setup_only()
+    elif sys.argv[1:] == ["teardown"]:
+        stop_cluster()
+    else:
+        main()

@@ -26,7 +26,7 @@ pub type Prepared = Arc<PreparedDocument>;
 /// Cache of [`Prepared`] documents keyed by query text, bounded by bytes (the text and an
 /// estimate of the parsed document), not by count: a few huge queries cannot fill memory.
 pub struct DocumentCache {
-    cache: moka::sync::Cache<Arc<str>, Prepared>,
+    cache: moka::sync::Cache<Arc<str>, Prepared, foldhash::fast::RandomState>,
     max_entry: u64,
 }
 
@@ -50,7 +50,7 @@ impl DocumentCache {
             cache: moka::sync::Cache::builder()
                 .weigher(|k: &Arc<str>, _: &Prepared| document_weight(k.len()))
                 .max_capacity(max_bytes)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             max_entry: max_bytes / ADMISSION_FRACTION,
         }
     }

@@ -23,7 +23,7 @@ use crate::execution::session::{self, SessionContext};
 use crate::execution::{read, transaction, write, CommitGate, Env};
 use crate::identity::rbac::RbacRules;
 use crate::identity::{self, AuthError, IdentifyError, RequestContext, TenantHeader, Verifier};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PoolSnapshot, TenantMetrics};
 use crate::planning::{PlanCache, PlanKey, Planner};
 use crate::request::GraphqlRequest;
 use crate::resolvers::Resolvers;
@@ -195,6 +195,10 @@ impl Engine {
             Observers::default()
         };
         let implementers = schema.api.implementers_map();
+        let metrics = Arc::new(Metrics::new(
+            config.metrics.enabled,
+            config.metrics.max_tenant_labels,
+        ));
         Ok(Self {
             rbac: RbacRules::new(&config.rbac),
             documents: DocumentCache::new(config.limits.document_cache_bytes),
@@ -208,7 +212,7 @@ impl Engine {
             statements: Arc::new(AtomicU64::new(0)),
             resolvers,
             observers,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             events: std::sync::OnceLock::new(),
             marker_nonce: rand::random(),
         })
@@ -240,6 +244,34 @@ impl Engine {
     /// The process's metrics (`GET /metrics`).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The metric series of the request's tenant (kept on the tenant's record).
+    pub fn tenant_metrics(&self, ctx: &RequestContext) -> Arc<TenantMetrics> {
+        match &ctx.tenant {
+            Some(t) => t
+                .derived
+                .metrics
+                .get_or_init(|| self.metrics.tenant(&t.key))
+                .clone(),
+            None => self.metrics.no_tenant(),
+        }
+    }
+
+    /// Reads the pools' sizes into the metrics (before `/metrics` renders).
+    pub fn observe_pools(&self) {
+        let snap = |p: &crate::connections::Pool| PoolSnapshot {
+            open: p.open_connections(),
+            idle: p.idle_connections(),
+            waiting: p.waiting(),
+            budget: p.budget(),
+        };
+        if let Some(t) = &self.tenants {
+            self.metrics.pool("tenants", snap(t.pool()));
+        }
+        for (name, db) in self.pools.iter() {
+            self.metrics.pool(name, snap(&db.pool));
+        }
     }
 
     /// How many SQL statements requests have sent so far (start-up checks not included).
@@ -381,14 +413,54 @@ impl Engine {
         }
     }
 
+    /// Runs a write plan to its end and hands its events to the relay: in a task of its own, so a
+    /// caller that goes away (a disconnected client) cannot stop it between COMMIT and the
+    /// hand-off. `gate` still decides whether it may commit.
+    fn spawn_writes(
+        self: &Arc<Self>,
+        plan: Arc<fraiseql_plan::Plan>,
+        ctx: RequestContext,
+        gate: Arc<CommitGate>,
+    ) -> tokio::task::JoinHandle<transaction::Done> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let env = engine.env();
+            let done = if write::fits(&env, &plan) {
+                write::run(&env, &plan, &ctx, &gate).await
+            } else {
+                transaction::run(&env, &plan, &ctx, true, &gate).await
+            };
+            engine.hand_off_events(&ctx, &done);
+            done
+        })
+    }
+
+    fn hand_off_events(&self, ctx: &RequestContext, done: &transaction::Done) {
+        if done.aborted || done.events.is_empty() {
+            return;
+        }
+        self.metrics.outbox_written(
+            ctx.tenant.as_ref().map_or("", |t| t.key.as_str()),
+            done.events.len() as u64,
+        );
+        if let Some(events) = self.events.get() {
+            let target = match &ctx.tenant {
+                Some(t) => Target::Tenant(t.clone()),
+                None => Target::Database(TENANT_DATABASE.to_owned()),
+            };
+            events.after_commit(target, done.events.clone());
+        }
+    }
+
     /// Runs one GraphQL request to completion. `gate` decides whether its writes may still
-    /// commit (see [`CommitGate`]).
+    /// commit (see [`CommitGate`]): a caller that times the request out wins the gate first, and
+    /// then nothing commits.
     pub async fn execute(
-        &self,
+        self: &Arc<Self>,
         req: &GraphqlRequest,
         method: Method,
         ctx: &RequestContext,
-        gate: &CommitGate,
+        gate: &Arc<CommitGate>,
     ) -> Outcome {
         // Document: parsed, limit-checked and validated once per distinct text.
         let prepared = self
@@ -427,17 +499,17 @@ impl Engine {
             );
         }
         // Planning: same text, operation, variables and roles, the same plan.
-        let key = PlanKey {
-            query: prepared.text.clone(),
-            operation: req.operation_name.as_deref().map(Box::from),
-            variables: req
-                .variables
+        let key = PlanKey::new(
+            &prepared,
+            req.operation_name.as_deref(),
+            req.variables
                 .as_ref()
+                .filter(|v| !v.is_empty())
                 .map(|v| serde_json::to_string(v).unwrap_or_default())
                 .unwrap_or_default()
                 .into(),
-            roles: ctx.identity.roles.clone(),
-        };
+            ctx.identity.roles.clone(),
+        );
         let (plan, introspection) = match self.plans.get(&key) {
             Some(plan) => (plan, None),
             None => {
@@ -454,7 +526,7 @@ impl Engine {
                         // Introspection answers are computed per request, so only plans
                         // without them are kept.
                         if introspection.is_none() {
-                            self.plans.insert(key, plan.clone());
+                            self.plans.insert(key, prepared.clone(), plan.clone());
                         }
                         (plan, introspection)
                     }
@@ -464,29 +536,22 @@ impl Engine {
 
         // Execution.
         let env = self.env();
-        let (results, extra_errors, aborted) = if plan.needs_transaction_work() {
-            let done = if write && write::fits(&env, &plan) {
-                write::run(&env, &plan, ctx, gate).await
-            } else {
-                transaction::run(&env, &plan, ctx, write, gate).await
-            };
-            if !done.aborted && !done.events.is_empty() {
-                self.metrics.add(
-                    "fraiseql_outbox_events_total",
-                    &[(
-                        "tenant_id",
-                        ctx.tenant.as_ref().map_or("", |t| t.key.as_str()),
-                    )],
-                    done.events.len() as f64,
-                );
-                if let Some(events) = self.events.get() {
-                    let target = match &ctx.tenant {
-                        Some(t) => Target::Tenant(t.clone()),
-                        None => Target::Database(TENANT_DATABASE.to_owned()),
-                    };
-                    events.after_commit(target, done.events);
+        let (results, extra_errors, aborted) = if write {
+            match self
+                .spawn_writes(plan.clone(), ctx.clone(), gate.clone())
+                .await
+            {
+                Ok(done) => (done.results, done.errors, done.aborted),
+                Err(e) => {
+                    tracing::error!(error = %e, "write task failed");
+                    return Outcome::request_error(vec![GraphqlError::new(
+                        ErrorCode::InternalServerError,
+                        "internal error (see server log)",
+                    )]);
                 }
             }
+        } else if plan.needs_transaction_work() {
+            let done = transaction::run(&env, &plan, ctx, false, gate).await;
             (done.results, done.errors, done.aborted)
         } else {
             (read::run(&env, &plan.fields, ctx).await, Vec::new(), false)

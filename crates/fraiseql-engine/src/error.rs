@@ -42,6 +42,31 @@ pub enum ErrorCode {
     InternalServerError,
 }
 
+impl ErrorCode {
+    /// The code as it appears in `extensions.code` and the `error_type` metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::OperationNotFound => "OPERATION_NOT_FOUND",
+            Self::OperationNotSupported => "OPERATION_NOT_SUPPORTED",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::UnknownTenant => "UNKNOWN_TENANT",
+            Self::TenantSuspended => "TENANT_SUSPENDED",
+            Self::NotFound => "NOT_FOUND",
+            Self::UniqueViolation => "UNIQUE_VIOLATION",
+            Self::ForeignKeyViolation => "FOREIGN_KEY_VIOLATION",
+            Self::TransactionConflict => "TRANSACTION_CONFLICT",
+            Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
 /// A line and column (1-based) in the query text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Location {

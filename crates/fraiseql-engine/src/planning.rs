@@ -17,31 +17,53 @@ use fraiseql_config::LimitsConfig;
 use fraiseql_plan::{Plan, PlanError, PlanLimits, RootKind};
 use fraiseql_schema::SchemaBundle;
 
+use crate::document::Prepared;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::identity::rbac::{Rbac, RbacRules};
 use crate::request::GraphqlRequest;
 use crate::response::Outcome;
 
-/// What a plan depends on besides the schema.
+/// What a plan depends on besides the schema. The document is identified by its address: the
+/// cached value holds the document, so the address cannot be reused while the entry lives (and
+/// the key costs no hashing of the query text, already hashed by the document cache).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PlanKey {
-    /// The document's text, shared with the document cache.
-    pub query: Arc<str>,
+    pub document: usize,
     pub operation: Option<Box<str>>,
     pub variables: Box<str>,
     pub roles: Arc<[String]>,
 }
 
+impl PlanKey {
+    /// The key of a plan of `document`.
+    pub(crate) fn new(
+        document: &Prepared,
+        operation: Option<&str>,
+        variables: Box<str>,
+        roles: Arc<[String]>,
+    ) -> Self {
+        Self {
+            document: Arc::as_ptr(document) as usize,
+            operation: operation.map(Box::from),
+            variables,
+            roles,
+        }
+    }
+}
+
+/// A cached plan and the document it belongs to (kept alive with it).
+type Cached = (Prepared, Arc<Plan>);
+
 /// Plans by [`PlanKey`], bounded by bytes.
 pub(crate) struct PlanCache {
-    cache: moka::sync::Cache<PlanKey, Arc<Plan>>,
+    cache: moka::sync::Cache<PlanKey, Cached, foldhash::fast::RandomState>,
     max_entry: u64,
 }
 
-fn weight(k: &PlanKey, v: &Plan) -> u32 {
-    // The key's query text is shared with the document cache, but counted here too.
-    let key = k.query.len() + k.variables.len() + 64;
-    u32::try_from(key + plan_bytes(v)).unwrap_or(u32::MAX)
+fn weight(k: &PlanKey, v: &Cached) -> u32 {
+    // The document's text is counted here too: the entry keeps it alive.
+    let key = v.0.text.len() + k.variables.len() + 64;
+    u32::try_from(key + plan_bytes(&v.1)).unwrap_or(u32::MAX)
 }
 
 fn plan_bytes(p: &Plan) -> usize {
@@ -71,22 +93,23 @@ impl PlanCache {
     pub(crate) fn new(max_bytes: u64) -> Self {
         Self {
             cache: moka::sync::Cache::builder()
-                .weigher(|k: &PlanKey, v: &Arc<Plan>| weight(k, v))
+                .weigher(|k: &PlanKey, v: &Cached| weight(k, v))
                 .max_capacity(max_bytes)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             max_entry: max_bytes / crate::document::ADMISSION_FRACTION,
         }
     }
 
     pub(crate) fn get(&self, key: &PlanKey) -> Option<Arc<Plan>> {
-        self.cache.get(key)
+        self.cache.get(key).map(|(_, p)| p)
     }
 
-    /// Keeps `plan` unless it is too heavy to be worth its share (see
+    /// Keeps `plan` of `document` unless it is too heavy to be worth its share (see
     /// `document::ADMISSION_FRACTION`).
-    pub(crate) fn insert(&self, key: PlanKey, plan: Arc<Plan>) {
-        if u64::from(weight(&key, &plan)) <= self.max_entry {
-            self.cache.insert(key, plan);
+    pub(crate) fn insert(&self, key: PlanKey, document: Prepared, plan: Arc<Plan>) {
+        let value = (document, plan);
+        if u64::from(weight(&key, &value)) <= self.max_entry {
+            self.cache.insert(key, value);
         }
     }
 

@@ -49,40 +49,55 @@ impl Outcome {
     }
 }
 
-/// Builds `{"data":{...},"errors":[...]}` from pre-serialised field values.
-#[derive(Debug, Default)]
+/// Builds `{"data":{...},"errors":[...]}` from pre-serialised field values, in one buffer: each
+/// field's JSON is copied once, straight from PostgreSQL's row.
+#[derive(Debug)]
 pub struct ResponseBody {
-    data: BytesMut,
+    buf: BytesMut,
     fields: usize,
     data_is_null: bool,
     /// Field errors collected so far.
     pub errors: Vec<GraphqlError>,
 }
 
+const DATA_OPEN: &[u8] = b"{\"data\":{";
+
+impl Default for ResponseBody {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
 impl ResponseBody {
     /// A body expecting about `capacity` bytes of data.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut data = BytesMut::with_capacity(capacity + 32);
-        data.put_slice(b"{");
+        let mut buf = BytesMut::with_capacity(capacity + 64);
+        buf.put_slice(DATA_OPEN);
         Self {
-            data,
-            ..Self::default()
+            buf,
+            fields: 0,
+            data_is_null: false,
+            errors: Vec::new(),
         }
     }
 
     /// Appends `"key": <json>`; `json` must be valid JSON text (PostgreSQL's output, or serde's).
     pub fn field(&mut self, key: &str, json: &[u8]) {
-        if self.data.is_empty() {
-            self.data.put_slice(b"{");
-        }
         if self.fields > 0 {
-            self.data.put_slice(b",");
+            self.buf.put_slice(b",");
         }
-        // A GraphQL name needs no escaping, but serde makes that a fact rather than an assumption.
-        let quoted = serde_json::to_string(key).unwrap_or_else(|_| "\"\"".to_owned());
-        self.data.put_slice(quoted.as_bytes());
-        self.data.put_slice(b":");
-        self.data.put_slice(json);
+        // Response keys are GraphQL names (validated), which need no escaping; anything else
+        // goes through serde.
+        if key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            self.buf.put_slice(b"\"");
+            self.buf.put_slice(key.as_bytes());
+            self.buf.put_slice(b"\":");
+        } else {
+            let quoted = serde_json::to_string(key).unwrap_or_else(|_| "\"\"".to_owned());
+            self.buf.put_slice(quoted.as_bytes());
+            self.buf.put_slice(b":");
+        }
+        self.buf.put_slice(json);
         self.fields += 1;
     }
 
@@ -91,25 +106,26 @@ impl ResponseBody {
         self.data_is_null = true;
     }
 
+    fn put_errors(out: &mut BytesMut, errors: &[GraphqlError]) {
+        if !errors.is_empty() {
+            out.put_slice(b",\"errors\":");
+            out.put_slice(&serde_json::to_vec(errors).unwrap_or_else(|_| b"[]".to_vec()));
+        }
+    }
+
     /// The finished body with `data`.
     pub fn finish(mut self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.data.len() + 64);
-        out.put_slice(b"{\"data\":");
         if self.data_is_null {
-            out.put_slice(b"null");
-        } else {
-            if self.data.is_empty() {
-                self.data.put_slice(b"{");
-            }
-            out.put_slice(&self.data);
+            let mut out = BytesMut::with_capacity(64);
+            out.put_slice(b"{\"data\":null");
+            Self::put_errors(&mut out, &self.errors);
             out.put_slice(b"}");
+            return out.freeze();
         }
-        if !self.errors.is_empty() {
-            out.put_slice(b",\"errors\":");
-            out.put_slice(&serde_json::to_vec(&self.errors).unwrap_or_else(|_| b"[]".to_vec()));
-        }
-        out.put_slice(b"}");
-        out.freeze()
+        self.buf.put_slice(b"}");
+        Self::put_errors(&mut self.buf, &self.errors);
+        self.buf.put_slice(b"}");
+        self.buf.freeze()
     }
 
     fn finish_without_data(self) -> Bytes {
@@ -119,5 +135,28 @@ impl ResponseBody {
         out.put_slice(&errors);
         out.put_slice(b"}");
         out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_spliced_json() {
+        let mut b = ResponseBody::with_capacity(16);
+        b.field("a", b"[1,2]");
+        b.field("b", b"null");
+        assert_eq!(&b.finish()[..], br#"{"data":{"a":[1,2],"b":null}}"#);
+        let mut b = ResponseBody::default();
+        b.field("a", b"1");
+        b.errors
+            .push(GraphqlError::new(crate::error::ErrorCode::NotFound, "x"));
+        b.null_data();
+        assert_eq!(
+            &b.finish()[..],
+            br#"{"data":null,"errors":[{"message":"x","extensions":{"code":"NOT_FOUND"}}]}"#
+        );
+        assert_eq!(&ResponseBody::default().finish()[..], br#"{"data":{}}"#);
     }
 }

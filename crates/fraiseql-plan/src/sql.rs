@@ -256,11 +256,11 @@ impl<'c, 'a> Builder<'c, 'a> {
         let keys = fraiseql_schema::returned_keys(&ty.view.to_string(), &ty.key_column);
         let sql = match list {
             true => format!(
-                "SELECT coalesce(json_agg({obj} ORDER BY k.n), '[]'::json)::text FROM {keys} JOIN {} {alias} ON {key_col} = k.v",
+                "SELECT coalesce(json_agg({obj} ORDER BY array_position({keys}, {key_col})), '[]'::json)::text FROM {} {alias} WHERE {key_col} = ANY({keys})",
                 ty.view
             ),
             false => format!(
-                "SELECT {obj}::text FROM {keys} JOIN {} {alias} ON {key_col} = k.v ORDER BY k.n LIMIT 1",
+                "SELECT {obj}::text FROM {} {alias} WHERE {key_col} = ANY({keys}) LIMIT 1",
                 ty.view
             ),
         };

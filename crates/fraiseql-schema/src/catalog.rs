@@ -11,13 +11,14 @@ pub const DEFAULT_DATABASE: &str = "tenant";
 /// the statements that follow it in the transaction (read-back, outbox).
 pub const KEYS_SETTING: &str = "fraiseql.keys";
 
-/// SQL for the keys in [`KEYS_SETTING`], typed as column `column` of relation `view` (through
-/// the relation's row type, so no type has to be known here), in order: `k.v` the key, `k.n`
-/// its position. `NULL` keys match nothing.
+/// SQL for the keys in [`KEYS_SETTING`] as an array of the type of column `column` of relation
+/// `view` (typed through the relation's row type, so no type has to be known here), in the order
+/// returned. An uncorrelated array constructor: PostgreSQL evaluates it once and can use an
+/// index for `column = ANY(...)`.
 pub fn returned_keys(view: &str, column: &str) -> String {
     let col = crate::ident::quote_ident(column);
     format!(
-        "(SELECT (json_populate_record(NULL::{view}, json_build_object({lit}, e.value))).{col} AS v, e.n FROM json_array_elements_text(coalesce(current_setting('{KEYS_SETTING}', true), '[]')::json) WITH ORDINALITY AS e(value, n)) k",
+        "ARRAY(SELECT (json_populate_record(NULL::{view}, json_build_object({lit}, e.value))).{col} FROM json_array_elements_text(coalesce(current_setting('{KEYS_SETTING}', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n)",
         lit = crate::ident::quote_literal(column)
     )
 }

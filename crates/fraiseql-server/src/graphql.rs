@@ -150,36 +150,26 @@ fn record(
     outcome: Option<&Outcome>,
     took: std::time::Duration,
 ) {
-    let timed_out = [fraiseql_engine::ErrorCode::InternalServerError];
+    use fraiseql_engine::metrics::Operation;
+    let m = engine.metrics();
+    if !m.enabled() {
+        return;
+    }
+    let timed_out = [ErrorCode::InternalServerError];
     let (codes, operation) = match outcome {
         Some(o) => (o.error_codes.as_slice(), o.operation),
         None => (&timed_out[..], None),
     };
-    let m = engine.metrics();
-    let tenant = ctx.tenant.as_ref().map_or("", |t| t.key.as_str());
-    m.add(
-        "fraiseql_tenant_requests_total",
-        &[("tenant_id", tenant), ("endpoint", "/graphql")],
-        1.0,
-    );
-    for code in codes {
-        let code = serde_json::to_value(code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        m.add(
-            "fraiseql_tenant_errors_total",
-            &[("tenant_id", tenant), ("error_type", &code)],
-            1.0,
-        );
-    }
-    m.observe(
-        "fraiseql_tenant_latency_seconds",
-        &[
-            ("tenant_id", tenant),
-            ("operation", operation.unwrap_or("invalid")),
-        ],
+    let operation = match operation {
+        Some("mutation") => Operation::Mutation,
+        Some(_) => Operation::Query,
+        None => Operation::Invalid,
+    };
+    m.request(
+        &engine.tenant_metrics(ctx),
+        operation,
         took.as_secs_f64(),
+        codes,
     );
 }
 
@@ -222,7 +212,9 @@ async fn execute(
             return r;
         }
     };
-    let ctx = match engine.identify(tenant, authorization).await {
+    // The big futures are boxed: this handler's own future is moved several times by the
+    // middleware, and a small one is cheap to move.
+    let ctx = match Box::pin(engine.identify(tenant, authorization)).await {
         Ok(ctx) => ctx,
         Err(e) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -251,25 +243,18 @@ async fn execute(
         }
     };
     let started = std::time::Instant::now();
+    let _in_flight = engine.metrics().in_flight_guard();
     let timeout = std::time::Duration::from_millis(engine.config().limits.request_timeout_ms);
     let gate = CommitGate::new();
-    // In a task of its own: a client that disconnects must not cancel a mutation between its
-    // COMMIT and handing its events to the relay. The deadline is ours, not a middleware's, so
-    // that a write either commits (and the answer says so) or the client gets 408 and nothing
-    // was changed (see CommitGate).
-    // A client that disconnects drops this handler, not the task: it may be between COMMIT and
-    // publishing its events, and ends on its own.
-    let mut task = {
-        let engine = engine.clone();
-        let ctx = ctx.clone();
-        let gate = gate.clone();
-        tokio::spawn(async move { engine.execute(&req, method, &ctx, &gate).await })
-    };
-    let joined = match tokio::time::timeout(timeout, &mut task).await {
-        Ok(joined) => joined,
+    // The deadline is ours, not a middleware's, so that a write either commits (and the answer
+    // says so) or the client gets 408 and nothing was changed (see CommitGate). Writes run in a
+    // task of their own inside the engine: a client that disconnects cannot stop a mutation
+    // between its COMMIT and handing its events to the relay.
+    let mut run = Box::pin(engine.execute(&req, method, &ctx, &gate));
+    let outcome = match tokio::time::timeout(timeout, &mut run).await {
+        Ok(outcome) => outcome,
         Err(_) if gate.try_time_out() => {
-            // Nothing has committed and nothing will: stop the work now.
-            task.abort();
+            // Nothing has committed and nothing will.
             record(engine, &ctx, None, started.elapsed());
             return error_response(
                 StatusCode::REQUEST_TIMEOUT,
@@ -279,19 +264,7 @@ async fn execute(
             );
         }
         // A COMMIT is under way: its outcome is the answer.
-        Err(_) => task.await,
-    };
-    let outcome = match joined {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(error = %e, "request task failed");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                media,
-                ErrorCode::InternalServerError,
-                "internal error (see server log)",
-            );
-        }
+        Err(_) => run.await,
     };
     record(engine, &ctx, Some(&outcome), started.elapsed());
     respond(outcome, media)

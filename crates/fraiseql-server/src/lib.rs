@@ -30,8 +30,9 @@ pub struct AppState {
     pub engine: Arc<Engine>,
 }
 
-async fn shed(err: tower::BoxError) -> Response {
+async fn shed(engine: Arc<Engine>, err: tower::BoxError) -> Response {
     if err.is::<tower::load_shed::error::Overloaded>() {
+        engine.metrics().shed();
         let mut r = graphql::error_response_json(
             StatusCode::SERVICE_UNAVAILABLE,
             fraiseql_engine::ErrorCode::InternalServerError,
@@ -50,12 +51,15 @@ pub fn router(engine: Arc<Engine>) -> Router {
     let c = engine.config();
     let in_flight = c.limits.max_in_flight;
     let metrics_here = c.metrics.enabled && c.metrics.listen.is_none();
+    let shed_engine = engine.clone();
     let state = AppState { engine };
     let graphql = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route_layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(shed))
+                .layer(HandleErrorLayer::new(move |err| {
+                    shed(shed_engine.clone(), err)
+                }))
                 .load_shed()
                 .concurrency_limit(in_flight),
         );

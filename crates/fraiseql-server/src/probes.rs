@@ -11,12 +11,13 @@ pub(crate) async fn health() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: the OpenMetrics text format (Prometheus reads it).
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    state.engine.observe_pools();
     (
         [(
             http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.engine.metrics().render(),
     )

@@ -187,6 +187,12 @@ pub async fn serve(
             }
         })
     });
+    // No Nagle delay: a response is written as soon as it is ready.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let result = axum::serve(listener, fraiseql_server::router(engine))
         .with_graceful_shutdown(shutdown)
         .await;

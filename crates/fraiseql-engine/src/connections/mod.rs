@@ -165,6 +165,24 @@ impl ToSql for TextParam<'_> {
     tokio_postgres::types::to_sql_checked!();
 }
 
+/// A text column as PostgreSQL sent it, borrowed from the row: no copy and no UTF-8 check (the
+/// connection's client encoding is UTF-8).
+#[derive(Debug, Clone, Copy)]
+pub struct RawText<'a>(pub &'a [u8]);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawText<'a> {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawText(raw))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::TEXT | Type::VARCHAR | Type::JSON)
+    }
+}
+
 /// Text bind parameters that may be `NULL`.
 pub fn text_params<'a>(values: &[Option<&'a str>]) -> Vec<Option<TextParam<'a>>> {
     values.iter().map(|v| v.map(TextParam)).collect()

@@ -113,12 +113,14 @@ struct Idle {
     conn: Conn,
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct IdleSet {
     /// Idle connections by recency (oldest first), keyed by a sequence number.
     lru: BTreeMap<u64, Idle>,
     /// Sequence numbers of each target's idle connections (newest last).
-    by_key: HashMap<Arc<str>, VecDeque<u64>>,
+    by_key: FastMap<Arc<str>, VecDeque<u64>>,
 }
 
 impl IdleSet {
@@ -179,7 +181,7 @@ pub struct Pool {
     open: Arc<Semaphore>,
     size: PoolSize,
     idle: Mutex<IdleSet>,
-    shares: Mutex<HashMap<Box<str>, Arc<Semaphore>>>,
+    shares: Mutex<FastMap<Box<str>, Arc<Semaphore>>>,
     seq: AtomicU64,
     returned: Notify,
     waiting: AtomicU64,
@@ -289,7 +291,7 @@ impl Pool {
                 ..size
             },
             idle: Mutex::new(IdleSet::default()),
-            shares: Mutex::new(HashMap::new()),
+            shares: Mutex::new(FastMap::default()),
             seq: AtomicU64::new(0),
             returned: Notify::new(),
             waiting: AtomicU64::new(0),
@@ -384,7 +386,9 @@ impl Pool {
         };
         let client = match tokio::time::timeout_at(
             tokio::time::Instant::from_std(deadline.max(Instant::now() + Duration::from_millis(1))),
-            target.connect(),
+            // Boxed: connecting is rare and its future is large; every lease's future would
+            // carry its size otherwise.
+            Box::pin(target.connect()),
         )
         .await
         {

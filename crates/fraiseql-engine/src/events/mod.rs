@@ -156,15 +156,9 @@ impl Events {
         });
         // Series that exist from the start read 0, not "absent", on dashboards.
         for (s, _) in &compiled {
-            let group = [("consumer", s.consumer_group.as_str())];
-            inner
-                .metrics
-                .add("fraiseql_nats_dead_letters_total", &group, 0.0);
-            inner
-                .metrics
-                .add("fraiseql_nats_handler_failures_total", &group, 0.0);
+            inner.metrics.consumer_started(&s.consumer_group);
         }
-        inner.metrics.set("fraiseql_outbox_backlog", &[], 0.0);
+        inner.metrics.outbox_backlog(0);
         let mut tasks = vec![tokio::spawn(relay::run(inner.clone()))];
         for (s, h) in compiled {
             tasks.push(tokio::spawn(subscribe::run(inner.clone(), s, h)));

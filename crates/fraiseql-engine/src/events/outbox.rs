@@ -110,7 +110,7 @@ impl Observers {
                 format!(
                     "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
                      SELECT s.eid, $1, $2, jsonb_build_object({}) \
-                     FROM (SELECT gen_random_uuid() AS eid, t.* FROM {keys} JOIN {view} t ON t.{key} = k.v ORDER BY k.n) s \
+                     FROM (SELECT gen_random_uuid() AS eid, t.* FROM {view} t WHERE t.{key} = ANY({keys}) ORDER BY array_position({keys}, t.{key})) s \
                      RETURNING event_id::text, subject, payload::text",
                     pairs.join(", "),
                     keys = fraiseql_schema::returned_keys(&ty.view.to_string(), &ty.key_column),
@@ -165,7 +165,7 @@ mod tests {
             },
         ];
         let o = Observers::build(&rules, &b.catalog).expect("observers");
-        insta::assert_snapshot!(o.statements("Project", "CREATE")[0].sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'CREATE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s."id", 'project_id', s."data"->'id') FROM (SELECT gen_random_uuid() AS eid, t.* FROM (SELECT (json_populate_record(NULL::"v_project", json_build_object('id', e.value)))."id" AS v, e.n FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n)) k JOIN "v_project" t ON t."id" = k.v ORDER BY k.n) s RETURNING event_id::text, subject, payload::text"#);
+        insta::assert_snapshot!(o.statements("Project", "CREATE")[0].sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'CREATE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s."id", 'project_id', s."data"->'id') FROM (SELECT gen_random_uuid() AS eid, t.* FROM "v_project" t WHERE t."id" = ANY(ARRAY(SELECT (json_populate_record(NULL::"v_project", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n)) ORDER BY array_position(ARRAY(SELECT (json_populate_record(NULL::"v_project", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n), t."id")) s RETURNING event_id::text, subject, payload::text"#);
         insta::assert_snapshot!(o.statements("Project", "DELETE")[0].sql, @"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'DELETE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s.k, 'project_id', s.k) FROM (SELECT gen_random_uuid() AS eid, e.k FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) AS e(k) WHERE e.k IS NOT NULL) s RETURNING event_id::text, subject, payload::text");
         assert!(o.statements("Project", "UPDATE").is_empty());
         let bad = vec![ObserverRule {

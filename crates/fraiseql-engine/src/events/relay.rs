@@ -32,26 +32,25 @@ pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<(), Strin
 /// A connection to `target`'s outbox, in a transaction that sees it (the tenant's role and
 /// schema set, as for requests).
 async fn begin(inner: &Inner, target: &Target) -> Result<Lease, String> {
-    let (lease, ctx) = match target {
+    let ctx = RequestContext {
+        tenant: match target {
+            Target::Tenant(rec) => Some(rec.clone()),
+            Target::Database(_) => None,
+        },
+        ..RequestContext::default()
+    };
+    let lease = match target {
         Target::Tenant(rec) => {
             let tenants = inner.tenants.as_ref().ok_or("no tenancy")?;
-            let lease = tenants.connection(rec).await.map_err(|e| e.message)?;
-            let ctx = RequestContext {
-                tenant: Some(rec.clone()),
-                ..RequestContext::default()
-            };
-            (
-                lease,
-                SessionContext::new(&ctx, fraiseql_config::TENANT_DATABASE),
-            )
+            tenants.connection(rec).await.map_err(|e| e.message)?
         }
         Target::Database(d) => {
             let db = inner.pools.get(d).ok_or("database not configured")?;
-            let lease = db.lease().await.map_err(|e| e.to_string())?;
-            (lease, SessionContext::default())
+            db.lease().await.map_err(|e| e.to_string())?
         }
     };
-    session::begin(&lease, &ctx, true)
+    let session_ctx = SessionContext::new(&ctx, fraiseql_config::TENANT_DATABASE);
+    session::begin(&lease, &session_ctx, true)
         .await
         .map_err(|e| e.to_string())?;
     Ok(lease)
@@ -74,9 +73,7 @@ fn mark_dirty(inner: &Inner, target: &Target, backlog: u64) {
 
 fn update_backlog(inner: &Inner, d: &std::collections::HashMap<String, super::Dirty>) {
     let total: u64 = d.values().map(|e| e.backlog).sum();
-    inner
-        .metrics
-        .set("fraiseql_outbox_backlog", &[], total as f64);
+    inner.metrics.outbox_backlog(total);
 }
 
 const MARK_SENT: &str =
@@ -108,11 +105,9 @@ async fn publish_all(inner: &Inner, target: &Target, events: &[OutboxEvent]) -> 
         }
     }
     if !out.failed.is_empty() {
-        inner.metrics.add(
-            "fraiseql_outbox_publish_failures_total",
-            &[("tenant_id", &target.label())],
-            out.failed.len() as f64,
-        );
+        inner
+            .metrics
+            .outbox_failed(&target.label(), out.failed.len() as u64);
     }
     out
 }
@@ -140,11 +135,7 @@ pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec
         Ok::<(), String>(())
     }
     .await;
-    inner.metrics.add(
-        "fraiseql_outbox_published_total",
-        &[("tenant_id", &label)],
-        sent.len() as f64,
-    );
+    inner.metrics.outbox_published(&label, sent.len() as u64);
     if let Err(e) = marked {
         // Published but not marked: the sweeper publishes them again; JetStream drops the copies.
         tracing::warn!(target = %label, error = %e, "events published but not marked sent");
@@ -213,11 +204,7 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
     drop(lease);
     let label = target.label();
     if !sent.is_empty() {
-        inner.metrics.add(
-            "fraiseql_outbox_published_total",
-            &[("tenant_id", &label)],
-            sent.len() as f64,
-        );
+        inner.metrics.outbox_published(&label, sent.len() as u64);
     }
     Ok(remaining.max(0) as u64)
 }

@@ -139,18 +139,10 @@ async fn handle(
                 .and_then(|b| b.get("tenant_id"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            inner.metrics.add(
-                "fraiseql_nats_events_processed",
-                &[("tenant_id", tenant), ("event_type", &subject)],
-                1.0,
-            );
+            inner.metrics.event_processed(tenant, &subject);
         }
         Err(reason) => {
-            inner.metrics.add(
-                "fraiseql_nats_handler_failures_total",
-                &[("consumer", group)],
-                1.0,
-            );
+            inner.metrics.handler_failed(group);
             if delivered >= s.max_deliver {
                 let event_id = body
                     .as_ref()
@@ -170,11 +162,7 @@ async fn handle(
                 match dead_letter::insert(&inner.pools, &inner.dead_letter_db, &letter).await {
                     Ok(_) => {
                         tracing::error!(consumer = group, %subject, attempts = delivered, error = %reason, "message moved to the dead letters");
-                        inner.metrics.add(
-                            "fraiseql_nats_dead_letters_total",
-                            &[("consumer", group)],
-                            1.0,
-                        );
+                        inner.metrics.dead_lettered(group);
                         if let Err(e) = msg.ack_with(AckKind::Term).await {
                             tracing::warn!(consumer = group, error = %e, "term not sent");
                         }
@@ -233,11 +221,7 @@ async fn consume(
         tokio::spawn(async move {
             loop {
                 if let Ok(info) = c.info().await {
-                    inner.metrics.set(
-                        "fraiseql_nats_consumer_lag",
-                        &[("consumer", &group)],
-                        info.num_pending as f64,
-                    );
+                    inner.metrics.consumer_lag(&group, info.num_pending);
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }

@@ -23,7 +23,41 @@ use crate::tenancy::Tenants;
 pub use db_error::{db_error, pool_error};
 
 /// What one statement produced: JSON text, or `None` for no row (`null`).
-pub type FieldResult = Result<Option<String>, GraphqlError>;
+pub type FieldResult = Result<Option<JsonText>, GraphqlError>;
+
+/// A field's JSON text: PostgreSQL's row, kept as received until it is copied into the response
+/// body (no copy, no re-validation in between), or text built here (resolvers, mutations).
+#[derive(Debug)]
+pub enum JsonText {
+    /// Built by the engine.
+    Text(String),
+    /// The first column of a row: text PostgreSQL produced (UTF-8, the connection's encoding).
+    Row(tokio_postgres::Row),
+}
+
+impl JsonText {
+    /// The JSON text's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            JsonText::Text(s) => s.as_bytes(),
+            JsonText::Row(r) => r
+                .try_get::<_, Option<crate::connections::RawText<'_>>>(0)
+                .ok()
+                .flatten()
+                .map_or(b"null", |t| t.0),
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether it is empty (never, for valid JSON).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// What the engine lends the executor.
 pub(crate) struct Env<'e> {

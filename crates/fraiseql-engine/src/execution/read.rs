@@ -18,15 +18,19 @@ use crate::identity::RequestContext;
 async fn query(client: &Client, stmt: &Statement, params: &[String], field: &str) -> FieldResult {
     let params: Vec<TextParam<'_>> = params.iter().map(|p| TextParam(p)).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let rows = client
+    let mut rows = client
         .query(stmt, &refs)
         .await
         .map_err(|e| db_error(&e, field))?;
-    match rows.first() {
-        None => Ok(None),
-        Some(row) => row
-            .try_get::<_, Option<String>>(0)
-            .map_err(|e| db_error(&e, field)),
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let row = rows.swap_remove(0);
+    // A NULL column is `null` too; the row is kept to be copied into the body as it is.
+    match row.try_get::<_, Option<crate::connections::RawText<'_>>>(0) {
+        Ok(Some(_)) => Ok(Some(super::JsonText::Row(row))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(db_error(&e, field)),
     }
 }
 
@@ -92,7 +96,7 @@ pub(crate) async fn lease(
 /// resolution follows the tenant's search_path there.
 pub(crate) async fn run_on(
     lease: &Lease,
-    session: &SessionContext,
+    session: &SessionContext<'_>,
     plans: &[(&str, &SqlPlan)],
 ) -> Vec<FieldResult> {
     let sqls: Vec<&str> = plans.iter().map(|(_, p)| p.sql.as_str()).collect();

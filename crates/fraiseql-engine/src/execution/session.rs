@@ -4,61 +4,51 @@
 //! outlives COMMIT and a pooled connection is back to its login state afterwards.
 
 use fraiseql_config::TENANT_DATABASE;
-use fraiseql_plan::param_text;
 use fraiseql_schema::ContextValue;
-use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
-use crate::connections::{text_params, Lease, TextParam};
+use crate::connections::{Lease, TextParam};
 use crate::identity::RequestContext;
 
 /// One prepared statement: `set_config(.., true)` is `SET LOCAL` with bind parameters; a `NULL`
 /// value leaves the setting at the session's default (the login role, its search_path).
 pub(crate) const SET_CONTEXT: &str = "SELECT set_config('role', $1, true), set_config('search_path', $2, true), set_config('app.tenant_id', $3, true), set_config('app.tenant_key', $4, true), set_config('app.user_id', $5, true), set_config('app.roles', $6, true)";
 
-/// The values of [`SET_CONTEXT`] for one database of one request.
+/// The values of [`SET_CONTEXT`] for one database of one request, borrowed from the tenant's
+/// record and the caller's identity (where they were worked out once).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionContext {
-    values: [Option<String>; 6],
+pub struct SessionContext<'a> {
+    values: [Option<&'a str>; 6],
 }
 
-impl SessionContext {
+impl<'a> SessionContext<'a> {
     /// The context on `database` for `ctx`: on the tenant database the tenant's role and schema;
     /// on every database the tenant and the caller.
-    pub fn new(ctx: &RequestContext, database: &str) -> Self {
+    pub fn new(ctx: &'a RequestContext, database: &str) -> Self {
         let tenant_db = database == TENANT_DATABASE;
         let t = ctx.tenant.as_deref();
         Self {
             values: [
-                t.filter(|_| tenant_db).map(|t| t.role.clone()),
+                t.filter(|_| tenant_db).map(|t| t.role.as_str()),
                 t.filter(|_| tenant_db)
-                    .map(|t| fraiseql_schema::quote_ident(&t.schema)),
-                t.map(|t| t.id.to_string()),
-                t.map(|t| t.key.clone()),
-                ctx.identity.subject.clone(),
-                (!ctx.identity.roles.is_empty()).then(|| {
-                    param_text(&Value::Array(
-                        ctx.identity
-                            .roles
-                            .iter()
-                            .map(|r| Value::String(r.clone()))
-                            .collect(),
-                    ))
-                    .unwrap_or_default()
-                }),
+                    .map(|t| t.derived.search_path.as_str()),
+                t.map(|t| t.derived.id_text.as_str()),
+                t.map(|t| t.key.as_str()),
+                ctx.identity.subject.as_deref(),
+                ctx.identity.roles_text.as_deref(),
             ],
         }
     }
 
     /// A request context value (for `$ctx.*` in mutation statements).
-    pub fn value(&self, c: ContextValue) -> Option<&str> {
+    pub fn value(&self, c: ContextValue) -> Option<&'a str> {
         let i = match c {
             ContextValue::TenantId => 2,
             ContextValue::TenantKey => 3,
             ContextValue::UserId => 4,
             ContextValue::Roles => 5,
         };
-        self.values[i].as_deref()
+        self.values[i]
     }
 
     /// Whether there is nothing to set (no tenant, anonymous caller): a lone read needs no
@@ -68,9 +58,8 @@ impl SessionContext {
     }
 
     /// The bind parameters of [`SET_CONTEXT`].
-    pub(crate) fn params(&self) -> Vec<Option<TextParam<'_>>> {
-        let v: Vec<Option<&str>> = self.values.iter().map(Option::as_deref).collect();
-        text_params(&v)
+    pub(crate) fn params(&self) -> [Option<TextParam<'a>>; 6] {
+        self.values.map(|v| v.map(TextParam))
     }
 }
 
@@ -87,7 +76,7 @@ pub(crate) fn begin_sql(write: bool, statements: usize) -> &'static str {
 /// round trip once they are prepared). The lease is marked dirty until the caller ends it.
 pub(crate) async fn begin(
     lease: &Lease,
-    ctx: &SessionContext,
+    ctx: &SessionContext<'_>,
     write: bool,
 ) -> Result<(), tokio_postgres::Error> {
     let fixed = lease

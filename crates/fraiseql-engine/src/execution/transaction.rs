@@ -20,16 +20,19 @@ use tokio_postgres::types::ToSql;
 use super::db_error::db_error;
 use super::markers::{project, resolve_markers};
 use super::session::{self, SessionContext};
-use super::{CommitGate, Env, FieldResult};
+use super::{CommitGate, Env, JsonText};
 use crate::connections::{text_params, Lease};
 use crate::error::{ErrorCode, GraphqlError};
 use crate::events::OutboxEvent;
 use crate::identity::RequestContext;
 use crate::resolvers::{Args, Context, Transaction};
 
+/// A field's JSON built here.
+type TextResult = Result<Option<String>, GraphqlError>;
+
 /// The root fields' results, field errors found on the way, and whether `data` must be `null`.
 pub(crate) struct Done {
-    pub results: Vec<Option<FieldResult>>,
+    pub results: Vec<Option<super::FieldResult>>,
     pub errors: Vec<GraphqlError>,
     pub aborted: bool,
     /// Outbox events written (on the tenant database), to publish once committed.
@@ -42,7 +45,7 @@ struct Txs<'e, 'r> {
     write: bool,
     gate: &'r CommitGate,
     /// The request context values (the same on every database).
-    values: SessionContext,
+    values: SessionContext<'r>,
     open: Vec<(String, Transaction)>,
 }
 
@@ -264,7 +267,7 @@ pub(crate) async fn run(
             RootKind::Typename(_) | RootKind::Introspection | RootKind::Denied => None,
         };
         let failed = matches!(result, Some(Err(_)));
-        done.results[i] = result;
+        done.results[i] = result.map(|r| r.map(|t| t.map(JsonText::Text)));
         if write && failed {
             // Later mutations must not run on top of a failed one; everything is rolled back.
             done.aborted = true;
@@ -427,7 +430,7 @@ async fn sql_field(
     p: &SqlPlan,
     key: &str,
     errors: &mut Vec<GraphqlError>,
-) -> FieldResult {
+) -> TextResult {
     let params: Vec<Option<&str>> = p.params.iter().map(|s| Some(s.as_str())).collect();
     run_sql(txs, p, &params, key, errors).await
 }
@@ -438,7 +441,7 @@ async fn run_sql(
     params: &[Option<&str>],
     key: &str,
     errors: &mut Vec<GraphqlError>,
-) -> FieldResult {
+) -> TextResult {
     let tx = txs.get(&p.database).await?;
     txs.env.statements.fetch_add(1, Ordering::Relaxed);
     let text = tx
@@ -466,7 +469,7 @@ async fn output(
     from_sql: bool,
     key: &str,
     errors: &mut Vec<GraphqlError>,
-) -> FieldResult {
+) -> TextResult {
     let result = match out {
         OutputPlan::Readback { plan: p, list } => {
             let list = *list;

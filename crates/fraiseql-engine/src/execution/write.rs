@@ -264,7 +264,10 @@ pub(crate) async fn run(
             (Step::Mutation(i, m), Ok(rows)) => {
                 if let OutputPlan::Value { list, nullable, .. } = &m.output {
                     let text: Option<String> = rows.first().and_then(|r| r.try_get(0).ok());
-                    done.results[*i] = Some(value_output(text, *list, *nullable, field(*i)));
+                    done.results[*i] = Some(
+                        value_output(text, *list, *nullable, field(*i))
+                            .map(|t| t.map(super::JsonText::Text)),
+                    );
                 }
             }
             (Step::Outbox(_), Ok(rows)) => {
@@ -285,6 +288,7 @@ pub(crate) async fn run(
                     continue;
                 };
                 let text: Option<String> = rows.first().and_then(|r| r.try_get(0).ok());
+                let text = text.map(super::JsonText::Text);
                 let nullable = match &m.output {
                     OutputPlan::Readback { plan, .. } => plan.nullable,
                     OutputPlan::Value { nullable, .. } => *nullable,

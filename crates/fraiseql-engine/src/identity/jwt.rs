@@ -39,6 +39,8 @@ pub struct Identity {
     pub subject: Option<String>,
     /// Whether a verified token stands behind this identity.
     pub authenticated: bool,
+    /// The roles as a PostgreSQL text array (`app.roles`), worked out once per token.
+    pub roles_text: Option<String>,
 }
 
 /// Verifies tokens for one `[auth]` config.
@@ -49,7 +51,8 @@ pub struct Verifier {
     jwks: HashMap<String, DecodingKey>,
     /// Verified tokens (by their full text) with their `exp`: clients resend the same token on
     /// every request, and a signature check per request is pure overhead. Bounded by bytes.
-    verified: moka::sync::Cache<String, (std::sync::Arc<Identity>, u64)>,
+    verified:
+        moka::sync::Cache<String, (std::sync::Arc<Identity>, u64), foldhash::fast::RandomState>,
 }
 
 /// Bytes the verified-token cache may hold.
@@ -128,7 +131,7 @@ impl Verifier {
                 })
                 .max_capacity(VERIFIED_CACHE_BYTES)
                 .time_to_live(std::time::Duration::from_secs(60))
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         })
     }
 
@@ -222,6 +225,16 @@ impl Verifier {
             .get("exp")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0);
+        let roles_text = (!roles.is_empty()).then(|| {
+            fraiseql_plan::param_text(&serde_json::Value::Array(
+                roles
+                    .iter()
+                    .cloned()
+                    .map(serde_json::Value::String)
+                    .collect(),
+            ))
+            .unwrap_or_default()
+        });
         Ok((
             Identity {
                 tenant,
@@ -229,6 +242,7 @@ impl Verifier {
                 roles: roles.into(),
                 subject,
                 authenticated: true,
+                roles_text,
             },
             exp,
         ))

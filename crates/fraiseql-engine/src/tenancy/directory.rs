@@ -139,11 +139,13 @@ impl Tenants {
         if !keys::is_valid(key) {
             return Err(TenantError::Invalid(keys::why_invalid(key)));
         }
-        let rec = self
-            .records
-            .try_get_with_by_ref(key, self.fetch(key))
-            .await
-            .map_err(|e: Arc<TenantError>| (*e).clone())?;
+        let rec = match self.records.get(key).await {
+            Some(r) => r,
+            // Boxed: a miss is rare and its future large.
+            None => Box::pin(self.records.try_get_with_by_ref(key, self.fetch(key)))
+                .await
+                .map_err(|e: Arc<TenantError>| (*e).clone())?,
+        };
         match rec {
             Some(r) if r.status == TenantStatus::Active => Ok(r),
             Some(r) if r.status == TenantStatus::Suspended => Err(TenantError::Suspended),
@@ -162,8 +164,12 @@ impl Tenants {
     }
 
     fn target(&self, rec: &TenantRecord) -> Result<Arc<Target>, GraphqlError> {
+        if let Some(t) = rec.derived.target.get() {
+            return Ok(t.clone());
+        }
         let key = Self::target_key(rec);
         if let Some(t) = self.targets.get(key.as_str()) {
+            let _ = rec.derived.target.set(t.clone());
             return Ok(t);
         }
         let base = parse_url("tenant", &rec.server).map_err(|e| {
@@ -184,6 +190,7 @@ impl Tenants {
         });
         let target = Arc::new(target);
         self.targets.insert(Box::from(key.as_str()), target.clone());
+        let _ = rec.derived.target.set(target.clone());
         Ok(target)
     }
 

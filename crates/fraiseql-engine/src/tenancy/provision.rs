@@ -214,6 +214,7 @@ pub async fn create_tenant(
         tier: tier.to_owned(),
         login_role,
         login_password,
+        derived: Default::default(),
     };
     let rec = registry::reserve(&registry, &wanted)
         .await

@@ -35,7 +35,7 @@ impl TenantStatus {
 }
 
 /// One row of the registry.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct TenantRecord {
     /// `acme_corp`
     pub key: String,
@@ -64,7 +64,56 @@ pub struct TenantRecord {
     pub status: TenantStatus,
     /// Subscription tier.
     pub tier: String,
+    /// Worked out once per registry read, not per request.
+    pub(crate) derived: Derived,
 }
+
+/// What requests need of a record, computed once: the context values of every transaction and
+/// the connection target.
+#[derive(Clone, Default)]
+pub(crate) struct Derived {
+    /// `id` as text (`app.tenant_id`).
+    pub id_text: String,
+    /// The schema as a `search_path` value.
+    pub search_path: String,
+    /// The login target, built on first use.
+    pub target: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::connections::Target>>>,
+    /// The tenant's metric series, resolved on its first request.
+    pub metrics: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::metrics::TenantMetrics>>>,
+}
+
+impl TenantRecord {
+    /// Fills the values derived from the others (after building or changing a record by hand).
+    pub fn derive(mut self) -> Self {
+        self.derived = Derived {
+            id_text: self.id.to_string(),
+            search_path: fraiseql_schema::quote_ident(&self.schema),
+            target: Default::default(),
+            metrics: Default::default(),
+        };
+        self
+    }
+}
+
+/// Records are equal when their registry columns are (what is derived follows from them).
+impl PartialEq for TenantRecord {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key
+            && self.id == o.id
+            && self.strategy == o.strategy
+            && self.server == o.server
+            && self.database == o.database
+            && self.schema == o.schema
+            && self.role == o.role
+            && self.password == o.password
+            && self.login_role == o.login_role
+            && self.login_password == o.login_password
+            && self.status == o.status
+            && self.tier == o.tier
+    }
+}
+
+impl Eq for TenantRecord {}
 
 impl std::fmt::Debug for TenantRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,7 +149,9 @@ fn from_row(r: &tokio_postgres::Row) -> TenantRecord {
         tier: r.get(9),
         login_role: r.get(10),
         login_password: r.get(11),
+        derived: Derived::default(),
     }
+    .derive()
 }
 
 /// Creates the registry table if it is missing.

@@ -171,12 +171,9 @@ async fn test_analytics_sync(strategy: &str) {
 
     let m = client.engine().metrics();
     assert_eq!(
-        m.get(
+        m.sum(
             "fraiseql_nats_events_processed",
-            &[
-                ("tenant_id", "acme"),
-                ("event_type", "analytics.project_created")
-            ]
+            Some(r#"tenant_id="acme",event_type="analytics.project_created""#)
         ),
         1.0
     );
