@@ -109,7 +109,7 @@ pub async fn check<C: GenericClient>(
         for (fname, src) in &ty.fields {
             let coord = format!("{}.{fname}", ty.name);
             match src {
-                FieldSource::Json { .. } | FieldSource::Resolver => {}
+                FieldSource::Json { .. } | FieldSource::Resolver | FieldSource::Embedded(_) => {}
                 FieldSource::Column { name } => {
                     if col(&ty.name, name).is_none() {
                         problems.push(problem(
@@ -154,8 +154,77 @@ pub async fn check<C: GenericClient>(
                 )
                 .await?;
             }
-            RootField::Sql { .. } => {}
+            RootField::Sql { .. } | RootField::Entities | RootField::Service => {}
             RootField::Resolver(out) => check_key(catalog, &coord, out, &col, &mut problems),
+        }
+    }
+    // Relations into this database from elsewhere (another database's views, JSON objects):
+    // their target side is checked here.
+    let foreign = catalog
+        .types
+        .values()
+        .filter(|t| t.database != database)
+        .map(|t| (&t.name, &t.fields))
+        .chain(catalog.objects.values().map(|o| (&o.name, &o.fields)));
+    for (name, fields) in foreign {
+        for (fname, src) in fields {
+            if let FieldSource::Relation(c) = src {
+                let here = catalog
+                    .types
+                    .get(&c.target)
+                    .is_some_and(|t| t.database == database);
+                if here && has_view(&c.target) {
+                    let coord = format!("{name}.{fname}");
+                    check_collection(catalog, None, c, &coord, &col, &mut problems);
+                    if let (Some(j), Some(tm)) = (&c.join, catalog.types.get(&c.target)) {
+                        if col(&tm.name, &j.references).is_none() {
+                            problems.push(problem(
+                                &coord,
+                                format!("view {} has no column `{}`", tm.view, j.references),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // `@sql` of types without a view: `{parent}` is a JSON object.
+    for o in catalog.objects.values().filter(|o| o.database == database) {
+        for (fname, src) in &o.fields {
+            if let FieldSource::Sql { expr, scalar } = src {
+                let sql = format!(
+                    "SELECT ({}) LIMIT 0",
+                    expr.replace("{parent}", "('{}'::jsonb)")
+                );
+                check_sql(
+                    client,
+                    &format!("{}.{fname}", o.name),
+                    &sql,
+                    scalar,
+                    &mut problems,
+                )
+                .await?;
+            }
+        }
+    }
+    // Entity keys read from columns: the columns exist.
+    if let Some(f) = &catalog.federation {
+        for (name, e) in &f.entities {
+            let Some(tm) = catalog.types.get(name).filter(|t| t.database == database) else {
+                continue;
+            };
+            for k in &e.keys {
+                for leaf in &k.leaves {
+                    if let fraiseql_schema::KeyLookup::Column(c) = &leaf.lookup {
+                        if has_view(name) && col(name, c).is_none() {
+                            problems.push(problem(
+                                format!("{name} @key(fields: {:?})", k.fields),
+                                format!("view {} has no column `{c}`", tm.view),
+                            ));
+                        }
+                    }
+                }
+            }
         }
     }
     for (fname, m) in &catalog.mutations {
@@ -273,16 +342,14 @@ fn check_collection(
                 format!("view {} has no column `{}`", parent.view, j.column),
             ));
         }
+        // Across databases, the target side is checked with the target's database.
+        if tm.database != parent.database {
+            return;
+        }
         if col(&tm.name, &j.references).is_none() {
             problems.push(problem(
                 coord,
                 format!("view {} has no column `{}`", tm.view, j.references),
-            ));
-        }
-        if tm.database != parent.database {
-            problems.push(problem(
-                coord,
-                "relations across databases are not supported",
             ));
         }
     }

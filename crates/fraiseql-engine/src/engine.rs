@@ -535,6 +535,9 @@ impl Engine {
         };
 
         // Execution.
+        let traced = req
+            .trace
+            .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
         let env = self.env();
         let (results, extra_errors, aborted) = if write {
             match self
@@ -585,6 +588,7 @@ impl Engine {
                     body.field(key, b"null");
                     body.errors.push(forbidden(vec![key.to_owned()]));
                 }
+                (RootKind::Constant(json), _) => body.field(key, json.as_bytes()),
                 (kind, Some(Ok(json))) => match json {
                     Some(text) => body.field(key, text.as_bytes()),
                     None => {
@@ -612,6 +616,14 @@ impl Engine {
             // The operation's writes were rolled back: no field's value stands.
             body.null_data();
         }
+        if let Some((wall, started)) = traced {
+            let took = started.elapsed();
+            let mut nodes = trace_nodes(op, &plan, took);
+            crate::trace::attach_errors(&mut nodes, &body.errors);
+            let ftv1 = crate::trace::ftv1(wall, took, &nodes);
+            body.extensions
+                .push(("ftv1", serde_json::Value::String(ftv1).to_string()));
+        }
         let error_codes = body.errors.iter().map(|e| e.extensions.code).collect();
         Outcome {
             kind: OutcomeKind::Data,
@@ -622,13 +634,52 @@ impl Engine {
     }
 }
 
+/// The trace's nodes: one per root field answered by the engine (not `__typename` or
+/// introspection, as Apollo's), timed as the whole execution.
+fn trace_nodes(
+    op: &apollo_compiler::executable::Operation,
+    plan: &fraiseql_plan::Plan,
+    took: std::time::Duration,
+) -> Vec<crate::trace::FieldNode> {
+    let parent = op.object_type().to_string();
+    plan.fields
+        .iter()
+        .filter(|f| !matches!(f.kind, RootKind::Typename(_) | RootKind::Introspection))
+        .map(|f| {
+            let def = op.selection_set.selections.iter().find_map(|s| match s {
+                apollo_compiler::executable::Selection::Field(x)
+                    if x.response_key().as_str() == f.response_key =>
+                {
+                    Some(x)
+                }
+                _ => None,
+            });
+            crate::trace::FieldNode {
+                response_name: f.response_key.clone(),
+                original_field_name: def
+                    .filter(|d| d.alias.is_some())
+                    .map(|d| d.name.to_string()),
+                type_name: def.map(|d| d.definition.ty.to_string()).unwrap_or_default(),
+                parent_type: parent.clone(),
+                start: std::time::Duration::ZERO,
+                end: took,
+                errors: Vec::new(),
+            }
+        })
+        .collect()
+}
+
 /// Whether a root field may be `null` (else `null` propagates to `data`).
 fn nullable(kind: &RootKind) -> bool {
     match kind {
         RootKind::Sql(p) => p.nullable,
         RootKind::Mutation(m) => output_nullable(&m.output),
         RootKind::Resolver(r) => output_nullable(&r.output),
-        RootKind::Typename(_) | RootKind::Introspection | RootKind::Denied => true,
+        RootKind::Entities(_) => false,
+        RootKind::Typename(_)
+        | RootKind::Introspection
+        | RootKind::Denied
+        | RootKind::Constant(_) => true,
     }
 }
 

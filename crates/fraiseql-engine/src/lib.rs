@@ -24,6 +24,7 @@ pub mod request;
 pub mod resolvers;
 pub mod response;
 pub mod tenancy;
+pub mod trace;
 
 pub use engine::{Engine, EngineError, Method};
 pub use error::{ErrorCode, GraphqlError};

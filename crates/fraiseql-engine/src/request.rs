@@ -18,6 +18,10 @@ pub struct GraphqlRequest {
     /// Protocol extensions (accepted and ignored).
     #[serde(default)]
     pub extensions: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The gateway asked for a federated trace (`apollo-federation-include-trace: ftv1`): the
+    /// answer carries `extensions.ftv1`. Set from the header, never from the body.
+    #[serde(skip)]
+    pub trace: bool,
 }
 
 /// Why a body or URL is not a GraphQL request.
@@ -61,6 +65,7 @@ impl GraphqlRequest {
             operation_name: operation_name.filter(|s| !s.is_empty()),
             variables: json("variables", variables)?,
             extensions: json("extensions", extensions)?,
+            trace: false,
         })
     }
 }

@@ -58,6 +58,8 @@ pub struct ResponseBody {
     data_is_null: bool,
     /// Field errors collected so far.
     pub errors: Vec<GraphqlError>,
+    /// `extensions`: key and JSON value text.
+    pub extensions: Vec<(&'static str, String)>,
 }
 
 const DATA_OPEN: &[u8] = b"{\"data\":{";
@@ -78,6 +80,7 @@ impl ResponseBody {
             fields: 0,
             data_is_null: false,
             errors: Vec::new(),
+            extensions: Vec::new(),
         }
     }
 
@@ -113,17 +116,35 @@ impl ResponseBody {
         }
     }
 
+    fn put_extensions(out: &mut BytesMut, extensions: &[(&str, String)]) {
+        if extensions.is_empty() {
+            return;
+        }
+        out.put_slice(b",\"extensions\":{");
+        for (i, (k, v)) in extensions.iter().enumerate() {
+            if i > 0 {
+                out.put_slice(b",");
+            }
+            out.put_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+            out.put_slice(b":");
+            out.put_slice(v.as_bytes());
+        }
+        out.put_slice(b"}");
+    }
+
     /// The finished body with `data`.
     pub fn finish(mut self) -> Bytes {
         if self.data_is_null {
             let mut out = BytesMut::with_capacity(64);
             out.put_slice(b"{\"data\":null");
             Self::put_errors(&mut out, &self.errors);
+            Self::put_extensions(&mut out, &self.extensions);
             out.put_slice(b"}");
             return out.freeze();
         }
         self.buf.put_slice(b"}");
         Self::put_errors(&mut self.buf, &self.errors);
+        Self::put_extensions(&mut self.buf, &self.extensions);
         self.buf.put_slice(b"}");
         self.buf.freeze()
     }

@@ -5,6 +5,7 @@
 //! it into the column's own type); identifiers come from the validated catalog and are quoted.
 
 mod collect;
+mod entities;
 mod error;
 mod root;
 mod sql;
@@ -95,6 +96,29 @@ pub enum RootKind {
     Mutation(MutationPlan),
     /// A Rust query or mutation resolver, then its output.
     Resolver(ResolverPlan),
+    /// A value known from the schema alone (`_service { sdl }`): its JSON text.
+    Constant(String),
+    /// `_entities` over types read from several databases: one statement per database, their
+    /// answers put back in the representations' order. (Over one database it is plain `Sql`.)
+    Entities(EntitiesPlan),
+}
+
+/// `_entities` over several databases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntitiesPlan {
+    /// One statement per database; each answers a JSON array.
+    pub parts: Vec<EntityPart>,
+    /// How many representations there are.
+    pub len: usize,
+}
+
+/// The statement of one database of an `_entities` field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityPart {
+    /// It answers a JSON array, one element per position.
+    pub plan: SqlPlan,
+    /// Where each element goes in `_entities`.
+    pub positions: Vec<usize>,
 }
 
 /// A declarative mutation: one statement in the request's read-write transaction.
@@ -189,10 +213,13 @@ pub enum Projected {
     },
 }
 
-/// A Rust field resolver called for every parent row of one place in the selection. In the
-/// statement's JSON, each such value is a marker `{"__fraiseql": <index>, "row": {...}}`.
+/// A value computed after a statement, for every parent row of one place in the selection at
+/// once: by a Rust field resolver, or by a statement on another database. In the statement's
+/// JSON, each such value is a marker `{"__fraiseql_<nonce>": <index>, "row": ...}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldCall {
+    /// Who computes it.
+    pub kind: CallKind,
     /// The parent type.
     pub type_name: String,
     /// The field.
@@ -203,6 +230,17 @@ pub struct FieldCall {
     pub projection: Option<Projection>,
     /// Response path (keys only) for errors.
     pub path: Vec<String>,
+}
+
+/// Who computes a [`FieldCall`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallKind {
+    /// The Rust field resolver of `type_name.field`; the marker's `row` is the parent row.
+    Resolver,
+    /// A statement on another database (`@federated`): `$1` is the JSON array of the markers'
+    /// `row`s (the parents' lookup values, in order) and it answers a JSON array of as many
+    /// values. Its own markers are resolved the same way.
+    Federated(Box<SqlPlan>),
 }
 
 /// The prefix of a field-resolver marker object's key in a statement's JSON.
@@ -236,7 +274,7 @@ impl Plan {
     pub fn needs_transaction_work(&self) -> bool {
         self.fields.iter().any(|f| match &f.kind {
             RootKind::Sql(p) => !p.calls.is_empty(),
-            RootKind::Mutation(_) | RootKind::Resolver(_) => true,
+            RootKind::Mutation(_) | RootKind::Resolver(_) | RootKind::Entities(_) => true,
             _ => false,
         })
     }
@@ -296,6 +334,10 @@ pub fn plan(
                     RootField::Resolver(output) => root::resolver(
                         &cx, catalog, limits, access, &key, root_type, output, None, &group,
                     )?,
+                    RootField::Entities => {
+                        entities::plan(&cx, catalog, limits, access, &key, &group)?
+                    }
+                    RootField::Service => (entities::service(&cx, catalog, &group)?, Vec::new()),
                 };
                 denied.extend(d);
                 kind

@@ -4,7 +4,8 @@
 use apollo_compiler::executable::Field;
 use apollo_compiler::Node;
 use fraiseql_schema::{
-    quote_ident, quote_literal, ArgRole, Catalog, Collection, FieldSource, Target, TypeMapping,
+    quote_ident, quote_literal, ArgRole, Catalog, Collection, Embedded, FieldSource, ObjectMapping,
+    Target, TypeMapping,
 };
 
 use crate::collect::Cx;
@@ -13,11 +14,74 @@ use crate::values::{
     arg, arg_enums, arg_json, arg_text, check_sizes, given_by_client, scalar_text,
 };
 use crate::{
-    Access, FieldCall, PlanLimits, Projected, ProjectedField, Projection, RootKind, SqlPlan,
+    Access, CallKind, FieldCall, PlanLimits, Projected, ProjectedField, Projection, RootKind,
+    SqlPlan,
 };
 
 /// `json_build_object` takes at most 100 arguments: 50 key/value pairs.
 const MAX_PAIRS: usize = 50;
+
+/// What a selection is read from.
+pub(crate) enum Obj<'c> {
+    /// A row of a view, by its alias.
+    Row { ty: &'c TypeMapping, alias: String },
+    /// A JSON object of a type without a view: a `jsonb` expression.
+    Json { ty: &'c ObjectMapping, expr: String },
+}
+
+impl<'c> Obj<'c> {
+    fn type_name(&self) -> &'c str {
+        match self {
+            Obj::Row { ty, .. } => &ty.name,
+            Obj::Json { ty, .. } => &ty.name,
+        }
+    }
+
+    fn fields(&self) -> &'c indexmap::IndexMap<String, FieldSource> {
+        match self {
+            Obj::Row { ty, .. } => &ty.fields,
+            Obj::Json { ty, .. } => &ty.fields,
+        }
+    }
+
+    /// The JSON value under `key` of the row's `data` or of the object.
+    fn json(&self, key: &str) -> String {
+        match self {
+            Obj::Row { ty, alias } => format!(
+                "{alias}.{}->{}",
+                quote_ident(&ty.data_column),
+                quote_literal(key)
+            ),
+            Obj::Json { expr, .. } => format!("{expr}->{}", quote_literal(key)),
+        }
+    }
+
+    /// What `{parent}` stands for in `@sql` and what a resolver's marker carries.
+    fn parent(&self) -> String {
+        match self {
+            Obj::Row { alias, .. } => alias.clone(),
+            Obj::Json { expr, .. } => expr.clone(),
+        }
+    }
+
+    /// The value of `column` (a view column, or a key of the object) as JSON.
+    fn lookup_json(&self, column: &str) -> String {
+        match self {
+            Obj::Row { alias, .. } => format!("to_json({alias}.{})", quote_ident(column)),
+            Obj::Json { expr, .. } => format!("{expr}->{}", quote_literal(column)),
+        }
+    }
+}
+
+/// `value_text` (SQL text) in the type of column `column` of `view`, typed through the view's
+/// row type: comparisons with the column keep its type and can use its index.
+pub(crate) fn typed(view: &str, column: &str, value_text: &str) -> String {
+    format!(
+        "(json_populate_record(NULL::{view}, json_build_object({}, {value_text}))).{}",
+        quote_literal(column),
+        quote_ident(column)
+    )
+}
 
 /// Where the rows of one collection come from, before it is rendered as a list or a single object.
 struct Source {
@@ -91,6 +155,8 @@ pub(crate) struct Builder<'c, 'a> {
     calls: Vec<FieldCall>,
     /// Rows the enclosing levels may produce (the product of their limits).
     scale: u64,
+    /// The database the statement runs on: relations to views elsewhere become calls.
+    database: String,
 }
 
 fn target_expr(alias: &str, ty: &TypeMapping, t: &Target, as_text: bool) -> String {
@@ -124,7 +190,14 @@ impl<'c, 'a> Builder<'c, 'a> {
             denied: Vec::new(),
             calls: Vec::new(),
             scale: 1,
+            database: fraiseql_schema::DEFAULT_DATABASE.to_owned(),
         }
+    }
+
+    /// Plans for a statement on `database`.
+    pub(crate) fn on(mut self, database: &str) -> Self {
+        database.clone_into(&mut self.database);
+        self
     }
 
     /// Counts `per_parent` rows for each row of the enclosing levels, against `[limits] max_rows`.
@@ -245,14 +318,21 @@ impl<'c, 'a> Builder<'c, 'a> {
     /// It takes no key parameter, so it can be sent together with the mutation.
     pub(crate) fn readback(
         mut self,
-        ty: &TypeMapping,
+        ty: &'c TypeMapping,
         list: bool,
         non_null: bool,
         group: &[&'a Node<Field>],
     ) -> Result<(SqlPlan, Vec<Vec<String>>), PlanError> {
+        ty.database.clone_into(&mut self.database);
         let alias = self.alias();
         let key_col = format!("{alias}.{}", quote_ident(&ty.key_column));
-        let obj = self.object(ty, &alias, group)?;
+        let obj = self.object(
+            &Obj::Row {
+                ty,
+                alias: alias.clone(),
+            },
+            group,
+        )?;
         let keys = fraiseql_schema::returned_keys(&ty.view.to_string(), &ty.key_column);
         let sql = match list {
             true => format!(
@@ -277,17 +357,32 @@ impl<'c, 'a> Builder<'c, 'a> {
         ))
     }
 
+    /// The statement `sql` with the parameters and calls gathered while building it.
+    pub(crate) fn finish(self, sql: String, nullable: bool) -> (SqlPlan, Vec<Vec<String>>) {
+        (
+            SqlPlan {
+                database: self.database,
+                sql,
+                params: self.params,
+                nullable,
+                calls: self.calls,
+                marker: crate::marker_key(self.limits.marker_nonce),
+            },
+            self.denied,
+        )
+    }
+
     pub(crate) fn into_denied(self) -> Vec<Vec<String>> {
         self.denied
     }
 
-    fn alias(&mut self) -> String {
+    pub(crate) fn alias(&mut self) -> String {
         let a = format!("t{}", self.aliases);
         self.aliases += 1;
         a
     }
 
-    fn param(&mut self, text: String) -> String {
+    pub(crate) fn param(&mut self, text: String) -> String {
         self.params.push(text);
         format!("${}", self.params.len())
     }
@@ -323,10 +418,17 @@ impl<'c, 'a> Builder<'c, 'a> {
         group: &[&'a Node<Field>],
     ) -> Result<(RootKind, Vec<Vec<String>>), PlanError> {
         let ty = self.mapping(&c.target)?;
+        ty.database.clone_into(&mut self.database);
         let alias = self.alias();
         let source = self.source(c, ty, alias, group[0], None)?;
         self.scale = source.rows;
-        let obj = self.object(ty, &source.alias, group)?;
+        let obj = self.object(
+            &Obj::Row {
+                ty,
+                alias: source.alias.clone(),
+            },
+            group,
+        )?;
         self.scale = 1;
         let sql = if c.list {
             format!(
@@ -371,7 +473,7 @@ impl<'c, 'a> Builder<'c, 'a> {
         ty: &TypeMapping,
         alias: String,
         field: &Node<Field>,
-        parent: Option<&str>,
+        parent: Option<String>,
     ) -> Result<Source, PlanError> {
         let mut s = Source {
             view: ty.view.to_string(),
@@ -383,12 +485,8 @@ impl<'c, 'a> Builder<'c, 'a> {
             rows: 1,
         };
         if let (Some(j), Some(p)) = (&c.join, parent) {
-            s.conditions.push(format!(
-                "{}.{} = {p}.{}",
-                s.alias,
-                quote_ident(&j.references),
-                quote_ident(&j.column)
-            ));
+            s.conditions
+                .push(format!("{}.{} = {p}", s.alias, quote_ident(&j.references)));
         }
         let vars = self.cx.variables;
         // A list is always bounded: its `limit` (defaults applied, `null` refused), else
@@ -487,19 +585,18 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// `json_build_object(...)` for one object, the fields of every field node in `group` merged.
-    fn object(
+    pub(crate) fn object(
         &mut self,
-        ty: &TypeMapping,
-        alias: &str,
+        obj: &Obj<'c>,
         group: &[&'a Node<Field>],
     ) -> Result<String, PlanError> {
         let grouped = self
             .cx
-            .collect(&ty.name, group.iter().map(|f| &f.selection_set))?;
+            .collect(obj.type_name(), group.iter().map(|f| &f.selection_set))?;
         let mut pairs = Vec::with_capacity(grouped.len());
         for (key, fields) in grouped {
             self.path.push(key.clone());
-            let expr = self.field_expr(ty, alias, &fields)?;
+            let expr = self.field_expr(obj, &fields)?;
             self.path.pop();
             pairs.push((key, expr));
         }
@@ -528,63 +625,204 @@ impl<'c, 'a> Builder<'c, 'a> {
 
     fn field_expr(
         &mut self,
-        ty: &TypeMapping,
-        alias: &str,
+        obj: &Obj<'c>,
         fields: &[&'a Node<Field>],
     ) -> Result<String, PlanError> {
         let name = fields[0].name.as_str();
+        let type_name = obj.type_name();
         if name == "__typename" {
-            return Ok(format!("{}::text", quote_literal(&ty.name)));
+            return Ok(format!("{}::text", quote_literal(type_name)));
         }
-        if !self.access.allows(&ty.name, name) {
+        if !self.access.allows(type_name, name) {
             self.denied.push(self.path.clone());
             return Ok("NULL".to_owned());
         }
-        let src = ty.fields.get(name).ok_or_else(|| {
-            PlanError::unsupported(format!("field `{}.{name}` has no mapping", ty.name))
+        let src = obj.fields().get(name).ok_or_else(|| {
+            PlanError::unsupported(format!("field `{type_name}.{name}` has no mapping"))
         })?;
         Ok(match src {
-            FieldSource::Json { key } => format!(
-                "{alias}.{}->{}",
-                quote_ident(&ty.data_column),
-                quote_literal(key)
-            ),
-            FieldSource::Column { name } => format!("{alias}.{}", quote_ident(name)),
-            FieldSource::Sql { expr, .. } => format!("({})", expr.replace("{parent}", alias)),
+            FieldSource::Json { key } => obj.json(key),
+            FieldSource::Column { name } => match obj {
+                Obj::Row { alias, .. } => format!("{alias}.{}", quote_ident(name)),
+                Obj::Json { .. } => {
+                    return Err(PlanError::unsupported(format!(
+                        "`{type_name}.{name}` reads a column, but `{type_name}` has no view"
+                    )))
+                }
+            },
+            FieldSource::Sql { expr, .. } => {
+                format!("({})", expr.replace("{parent}", &obj.parent()))
+            }
             FieldSource::Resolver => {
                 let inner = fields[0].definition.ty.inner_named_type().as_str();
                 let call = FieldCall {
-                    type_name: ty.name.clone(),
+                    kind: CallKind::Resolver,
+                    type_name: type_name.to_owned(),
                     field: name.to_owned(),
                     args: self.args_json(fields[0])?,
                     projection: self.projection(inner, fields)?,
                     path: self.path.clone(),
                 };
-                self.calls.push(call);
-                format!(
-                    "json_build_object({}, {}, 'row', to_jsonb({alias}))",
-                    quote_literal(&crate::marker_key(self.limits.marker_nonce)),
-                    self.calls.len() - 1
-                )
+                let row = match obj {
+                    Obj::Row { alias, .. } => format!("to_jsonb({alias})"),
+                    Obj::Json { expr, .. } => expr.clone(),
+                };
+                self.marker(call, &row)
             }
+            FieldSource::Embedded(e) => self.embedded(e, obj.json(&e.key), fields)?,
             FieldSource::Relation(c) => {
                 let target = self.mapping(&c.target)?;
+                let Some(join) = &c.join else {
+                    return Err(PlanError::unsupported(format!(
+                        "`{type_name}.{name}` has no join"
+                    )));
+                };
+                if target.database != self.database {
+                    return self.federated(obj, c, target, &join.column, fields);
+                }
+                let view = target.view.to_string();
+                let parent = match obj {
+                    Obj::Row { alias, .. } => format!("{alias}.{}", quote_ident(&join.column)),
+                    Obj::Json { expr, .. } => typed(
+                        &view,
+                        &join.references,
+                        &format!("{expr}->>{}", quote_literal(&join.column)),
+                    ),
+                };
                 let a = self.alias();
-                let source = self.source(c, target, a, fields[0], Some(alias))?;
+                let source = self.source(c, target, a, fields[0], Some(parent))?;
                 let outer = self.scale;
                 self.scale = outer.saturating_mul(source.rows);
-                let obj = self.object(target, &source.alias, fields);
+                let inner = Obj::Row {
+                    ty: target,
+                    alias: source.alias.clone(),
+                };
+                let o = self.object(&inner, fields);
                 self.scale = outer;
-                let obj = obj?;
+                let o = o?;
                 if c.list {
                     format!(
-                        "(SELECT coalesce(json_agg({obj}), '[]'::json) FROM {})",
+                        "(SELECT coalesce(json_agg({o}), '[]'::json) FROM {})",
                         source.rows_clause()
                     )
                 } else {
-                    format!("(SELECT {obj} FROM {})", source.one_row_clause())
+                    format!("(SELECT {o} FROM {})", source.one_row_clause())
                 }
             }
         })
+    }
+
+    /// The marker standing for `call`'s value, carrying `row`.
+    fn marker(&mut self, call: FieldCall, row: &str) -> String {
+        self.calls.push(call);
+        format!(
+            "json_build_object({}, {}, 'row', {row})",
+            quote_literal(&crate::marker_key(self.limits.marker_nonce)),
+            self.calls.len() - 1
+        )
+    }
+
+    /// A JSON object (or list of them) of a type without a view, found at `value`: projected
+    /// onto the selection, `null` where it is not an object (or not a list).
+    fn embedded(
+        &mut self,
+        e: &Embedded,
+        value: String,
+        fields: &[&'a Node<Field>],
+    ) -> Result<String, PlanError> {
+        let ty = self.catalog.objects.get(&e.target).ok_or_else(|| {
+            PlanError::unsupported(format!("type `{}` is not read from JSON", e.target))
+        })?;
+        let v = self.alias();
+        if !e.list {
+            let o = self.object(
+                &Obj::Json {
+                    ty,
+                    expr: format!("{v}.v"),
+                },
+                fields,
+            )?;
+            return Ok(format!(
+                "(SELECT CASE WHEN jsonb_typeof({v}.v) = 'object' THEN {o} END FROM (SELECT ({value})::jsonb AS v) {v})"
+            ));
+        }
+        let item = self.alias();
+        let o = self.object(
+            &Obj::Json {
+                ty,
+                expr: format!("{item}.v"),
+            },
+            fields,
+        )?;
+        Ok(format!(
+            "(SELECT CASE WHEN jsonb_typeof({v}.v) = 'array' THEN (SELECT coalesce(json_agg(CASE WHEN jsonb_typeof({item}.v) = 'object' THEN {o} END ORDER BY {item}.n), '[]'::json) FROM jsonb_array_elements({v}.v) WITH ORDINALITY AS {item}(v, n)) END FROM (SELECT ({value})::jsonb AS v) {v})"
+        ))
+    }
+
+    /// A relation to a view in another database: a marker carrying the parent's lookup value,
+    /// and the statement that answers every marker of this place at once over there.
+    fn federated(
+        &mut self,
+        obj: &Obj<'c>,
+        c: &Collection,
+        target: &'c TypeMapping,
+        lookup: &str,
+        fields: &[&'a Node<Field>],
+    ) -> Result<String, PlanError> {
+        let mut sub = Builder::new(
+            self.cx,
+            self.catalog,
+            self.limits,
+            self.access,
+            self.path.clone(),
+        )
+        .on(&target.database);
+        // $1: the lookup values, filled in when the markers are known.
+        sub.params.push(String::new());
+        sub.scale = self.scale;
+        let keys = sub.alias();
+        let view = target.view.to_string();
+        let references = c.join.as_ref().map_or("", |j| j.references.as_str());
+        let parent = typed(&view, references, &format!("{keys}.v"));
+        let a = sub.alias();
+        let source = sub.source(c, target, a, fields[0], Some(parent))?;
+        sub.scale = self.scale.saturating_mul(source.rows);
+        let o = sub.object(
+            &Obj::Row {
+                ty: target,
+                alias: source.alias.clone(),
+            },
+            fields,
+        )?;
+        let value = if c.list {
+            format!(
+                "(SELECT coalesce(json_agg({o}), '[]'::json) FROM {})",
+                source.rows_clause()
+            )
+        } else {
+            format!("(SELECT {o} FROM {})", source.one_row_clause())
+        };
+        let sql = format!(
+            "SELECT coalesce(json_agg({value} ORDER BY {keys}.n), '[]'::json)::text FROM json_array_elements_text($1::json) WITH ORDINALITY AS {keys}(v, n)"
+        );
+        self.denied.append(&mut sub.denied);
+        let plan = SqlPlan {
+            database: target.database.clone(),
+            sql,
+            params: sub.params,
+            nullable: !c.non_null,
+            calls: sub.calls,
+            marker: crate::marker_key(self.limits.marker_nonce),
+        };
+        let call = FieldCall {
+            kind: CallKind::Federated(Box::new(plan)),
+            type_name: obj.type_name().to_owned(),
+            field: fields[0].name.to_string(),
+            args: serde_json::Map::new(),
+            projection: None,
+            path: self.path.clone(),
+        };
+        let row = obj.lookup_json(lookup);
+        Ok(self.marker(call, &row))
     }
 }

@@ -6,8 +6,17 @@ use apollo_compiler::Schema;
 
 use crate::error::SchemaError;
 
-const OURS: [&str; 8] = [
-    "view", "json", "column", "sql", "relation", "filter", "orderBy", "mutation",
+/// The engine's directives (`prelude.graphql`): never shown to clients or gateways.
+pub(crate) const OURS: [&str; 9] = [
+    "view",
+    "json",
+    "column",
+    "sql",
+    "relation",
+    "filter",
+    "orderBy",
+    "mutation",
+    "federated",
 ];
 
 fn strip_list(list: &mut DirectiveList) {

@@ -28,10 +28,15 @@ pub fn returned_keys(view: &str, column: &str) -> String {
 pub struct Catalog {
     /// Object types backed by a view, by GraphQL type name.
     pub types: IndexMap<String, TypeMapping>,
+    /// Object types without a view whose values are JSON objects: embedded in a parent's JSON,
+    /// or an entity's representation (federation), by GraphQL type name.
+    pub objects: IndexMap<String, ObjectMapping>,
     /// Root `Query` fields, by field name.
     pub queries: IndexMap<String, RootField>,
     /// Root `Mutation` fields, by field name.
     pub mutations: IndexMap<String, MutationField>,
+    /// Set when the schema links the federation spec: it is then a subgraph.
+    pub federation: Option<Federation>,
 }
 
 impl Catalog {
@@ -39,6 +44,87 @@ impl Catalog {
     pub fn type_mapping(&self, name: &str) -> Option<&TypeMapping> {
         self.types.get(name)
     }
+}
+
+/// An object type without a view: its values are JSON objects (a key of a parent's JSON, or a
+/// federation representation), its fields read from their keys (or computed).
+#[derive(Debug, Clone)]
+pub struct ObjectMapping {
+    /// GraphQL type name.
+    pub name: String,
+    /// Fields by GraphQL name: `Json`, `Embedded`, `Relation` (its `column` is a key of the
+    /// object), `Sql` (`{parent}` is the object, as `jsonb`) or `Resolver` (the parent row is the
+    /// object).
+    pub fields: IndexMap<String, FieldSource>,
+    /// Where its entities' statements run (`_entities`): the database its relations read from
+    /// when they all read from one, else `tenant`. Embedded values follow their parent's.
+    pub database: String,
+}
+
+/// A field holding a JSON object (or a list of them) of a type without a view, under a key of
+/// the parent's JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Embedded {
+    /// The type of the objects.
+    pub target: String,
+    /// `[T]` or `T`.
+    pub list: bool,
+    /// The key in the parent's JSON.
+    pub key: String,
+}
+
+/// The subgraph side of a schema linking Apollo Federation v2.
+#[derive(Debug, Clone)]
+pub struct Federation {
+    /// The linked spec version (`2.3`).
+    pub version: String,
+    /// What `_service { sdl }` returns: the SDL as written, minus the engine's directives.
+    pub sdl: String,
+    /// Types `_entities` resolves, by name.
+    pub entities: IndexMap<String, Entity>,
+}
+
+/// How `_entities` finds the object a representation stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    /// Its resolvable `@key`s, in the order declared (a representation uses the first whose
+    /// fields it carries).
+    pub keys: Vec<EntityKey>,
+    /// A `@view` type (looked up by key) or not (the representation is the object).
+    pub view: bool,
+    /// Where its statement runs.
+    pub database: String,
+}
+
+/// One `@key(fields: ...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityKey {
+    /// The field set as written.
+    pub fields: String,
+    /// Each leaf of the field set.
+    pub leaves: Vec<KeyLeaf>,
+}
+
+/// One leaf of a key: `variation { id }` is the path `["variation", "id"]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyLeaf {
+    /// GraphQL field names from the entity down to the leaf.
+    pub path: Vec<String>,
+    /// The leaf's GraphQL type name (`ID`, `String`, `Int` ...), for checking values.
+    pub scalar: String,
+    /// What the value is compared with.
+    pub lookup: KeyLookup,
+}
+
+/// Where a key's value is found in a view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLookup {
+    /// A view column (compared in the column's own type: it can use an index).
+    Column(String),
+    /// A path of keys into the `data` column (compared as text).
+    Json(Vec<String>),
+    /// Not looked up: the entity has no view.
+    Representation,
 }
 
 /// An object type backed by a view.
@@ -73,6 +159,10 @@ pub enum RootField {
     },
     /// A Rust query resolver registered through the library.
     Resolver(Output),
+    /// `_entities(representations:)` (federation).
+    Entities,
+    /// `_service { sdl }` (federation).
+    Service,
 }
 
 /// A root `Mutation` field.
@@ -200,8 +290,11 @@ pub enum FieldSource {
         /// The GraphQL scalar it must produce (`Int`, `String`, ...), checked at start-up.
         scalar: String,
     },
-    /// Rows of another type's view joined on a key column.
+    /// Rows of another type's view joined on a key column (`@relation`, `@federated`); when the
+    /// view is in another database, read there in one statement per level.
     Relation(Box<Collection>),
+    /// A JSON object (or list) of a type without a view, under a key of the parent's JSON.
+    Embedded(Box<Embedded>),
     /// A Rust field resolver registered through the library: called once per level with every
     /// parent row. Its value is a scalar, an enum, JSON, or an object projected onto the selection.
     Resolver,

@@ -9,6 +9,7 @@
 mod api;
 mod catalog;
 mod error;
+pub mod federation;
 mod ident;
 mod lower;
 mod template;
@@ -49,17 +50,53 @@ pub fn build_with_resolvers(
     path: &str,
     resolvers: &BTreeSet<String>,
 ) -> Result<SchemaBundle, SchemaError> {
-    let full = Schema::builder()
+    let doc = apollo_compiler::ast::Document::parse(sdl, path)
+        .map_err(|e| SchemaError::Graphql(e.errors.to_string()))?;
+    let link = federation::detect(&doc)?;
+    let mut builder = Schema::builder()
         .adopt_orphan_extensions()
-        .parse(PRELUDE, "fraiseql-prelude.graphql")
-        .parse(sdl, path)
+        .parse(PRELUDE, "fraiseql-prelude.graphql");
+    if let Some(link) = &link {
+        builder = builder.parse(federation::prelude(link), "federation-prelude.graphql");
+    }
+    builder = builder.add_ast(&doc);
+    if let Some(link) = &link {
+        let query = query_type_name(&doc);
+        let entities = federation::entity_types(&doc, link);
+        builder = builder.parse(
+            federation::root_fields(&query, &entities),
+            "federation-fields.graphql",
+        );
+    }
+    let full = builder
         .build()
         .map_err(|e| SchemaError::Graphql(e.errors.to_string()))?
         .validate()
         .map_err(|e| SchemaError::Graphql(e.errors.to_string()))?;
-    let catalog = lower::lower(&full, resolvers)?;
+    let subgraph = link.as_ref().map(|link| lower::Subgraph {
+        link,
+        sdl: federation::subgraph_sdl(&doc, &api::OURS),
+    });
+    let catalog = lower::lower(&full, resolvers, subgraph)?;
     let api = api::strip(&full)?;
     Ok(SchemaBundle { api, catalog })
+}
+
+/// The query root's name: `schema { query: X }` if the document says, else `Query`.
+fn query_type_name(doc: &apollo_compiler::ast::Document) -> String {
+    for def in &doc.definitions {
+        let ops = match def {
+            apollo_compiler::ast::Definition::SchemaDefinition(s) => &s.root_operations,
+            apollo_compiler::ast::Definition::SchemaExtension(s) => &s.root_operations,
+            _ => continue,
+        };
+        for op in ops {
+            if op.0 == apollo_compiler::ast::OperationType::Query {
+                return op.1.to_string();
+            }
+        }
+    }
+    "Query".to_owned()
 }
 
 #[cfg(test)]

@@ -14,9 +14,16 @@ use crate::template;
 
 use std::collections::BTreeSet;
 
+/// The subgraph inputs of [`lower`]: the federation link and the SDL to serve.
+pub(crate) struct Subgraph<'a> {
+    pub link: &'a crate::federation::Link,
+    pub sdl: String,
+}
+
 pub(crate) fn lower(
     schema: &Valid<Schema>,
     resolvers: &BTreeSet<String>,
+    subgraph: Option<Subgraph<'_>>,
 ) -> Result<Catalog, SchemaError> {
     for coord in resolvers {
         check_resolver_coordinate(schema, coord)?;
@@ -30,6 +37,16 @@ pub(crate) fn lower(
             }
         }
     }
+    let entity_names: Vec<String> = match &subgraph {
+        Some(sg) => schema
+            .types
+            .iter()
+            .filter(|(_, t)| matches!(t, ExtendedType::Object(o) if has_resolvable_key(o, sg.link)))
+            .map(|(n, _)| n.to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    lower_objects(schema, resolvers, &entity_names, &mut catalog)?;
     if let Some(query) = schema.root_operation(apollo_compiler::ast::OperationType::Query) {
         let obj = schema.get_object(query.as_str()).ok_or_else(|| {
             SchemaError::mapping(query.as_str(), "the query root must be an object type")
@@ -41,6 +58,9 @@ pub(crate) fn lower(
             ));
         }
         for (fname, field) in &obj.fields {
+            if subgraph.is_some() && (fname == "_entities" || fname == "_service") {
+                continue;
+            }
             let coord = format!("{query}.{fname}");
             let root = if resolvers.contains(&coord) {
                 RootField::Resolver(output(schema, &catalog, &coord, &field.ty, true)?)
@@ -70,12 +90,36 @@ pub(crate) fn lower(
         ));
     }
     // A relation's target must be a mapped type; checked once all types are known.
-    for ty in catalog.types.values() {
-        for (fname, src) in &ty.fields {
+    let fields = catalog
+        .types
+        .values()
+        .map(|t| (&t.name, &t.fields))
+        .chain(catalog.objects.values().map(|o| (&o.name, &o.fields)));
+    for (name, fields) in fields {
+        for (fname, src) in fields {
             if let FieldSource::Relation(c) = src {
-                check_target(&catalog, &format!("{}.{fname}", ty.name), c)?;
+                check_target(&catalog, &format!("{name}.{fname}"), c)?;
             }
         }
+    }
+    if let Some(sg) = subgraph {
+        let mut entities = IndexMap::new();
+        for name in &entity_names {
+            entities.insert(name.clone(), lower_entity(schema, &catalog, sg.link, name)?);
+        }
+        if !entities.is_empty() {
+            catalog
+                .queries
+                .insert("_entities".to_owned(), RootField::Entities);
+        }
+        catalog
+            .queries
+            .insert("_service".to_owned(), RootField::Service);
+        catalog.federation = Some(Federation {
+            version: sg.link.version.clone(),
+            sdl: sg.sdl,
+            entities,
+        });
     }
     for (fname, root) in &catalog.queries {
         if let RootField::Rows(c) = root {
@@ -328,7 +372,7 @@ fn lower_type(
         let source = if resolvers.contains(&coord) {
             FieldSource::Resolver
         } else {
-            lower_field(schema, &coord, field)?
+            lower_field(schema, &coord, field, Parent::View)?
         };
         fields.insert(fname.to_string(), source);
     }
@@ -342,13 +386,27 @@ fn lower_type(
     })
 }
 
+/// The type of the field being lowered: a view row, or a JSON object.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parent {
+    View,
+    Object,
+}
+
+/// The `@view(database:)` of object type `name`, if it has a view.
+fn view_database(schema: &Schema, name: &str) -> Option<String> {
+    let view = schema.get_object(name)?.directives.get("view")?;
+    Some(string_arg(view, "database").unwrap_or_else(|| DEFAULT_DATABASE.to_owned()))
+}
+
 fn lower_field(
     schema: &Schema,
     coord: &str,
     field: &FieldDefinition,
+    parent: Parent,
 ) -> Result<FieldSource, SchemaError> {
     let d = &field.directives;
-    let used: Vec<&str> = ["json", "column", "sql", "relation"]
+    let used: Vec<&str> = ["json", "column", "sql", "relation", "federated"]
         .into_iter()
         .filter(|n| d.has(n))
         .collect();
@@ -358,39 +416,102 @@ fn lower_field(
             format!("use only one of @{}", used.join(", @")),
         ));
     }
-    let leaf = schema
-        .types
-        .get(field.ty.inner_named_type())
-        .is_some_and(|t| t.is_leaf());
-    if let Some(rel) = d.get("relation") {
+    let named = field.ty.inner_named_type().as_str();
+    let leaf = schema.types.get(named).is_some_and(|t| t.is_leaf());
+    let target_db = view_database(schema, named);
+    if let Some(rel) = d.get("relation").or_else(|| d.get("federated")) {
+        let which = rel.name.as_str();
         if leaf {
             return Err(SchemaError::mapping(
                 coord,
-                "@relation needs an object type (or a list of one)",
+                format!("@{which} needs an object type (or a list of one)"),
             ));
         }
-        let column = ident(
-            coord,
-            "@relation(column:)",
-            string_arg(rel, "column").unwrap_or_default(),
-        )?;
-        let references = ident(
-            coord,
-            "@relation(references:)",
-            string_arg(rel, "references").unwrap_or_default(),
-        )?;
+        let Some(target_db) = target_db else {
+            return Err(SchemaError::mapping(
+                coord,
+                format!("@{which} reads rows of a type with @view; `{named}` has none"),
+            ));
+        };
+        let (column, references) = if which == "relation" {
+            (
+                string_arg(rel, "column").unwrap_or_default(),
+                string_arg(rel, "references").unwrap_or_default(),
+            )
+        } else {
+            if let Some(db) = string_arg(rel, "database") {
+                if db != target_db {
+                    return Err(SchemaError::mapping(
+                        coord,
+                        format!("@federated(database: {db:?}) but `{named}` is read from `{target_db}` (its @view(database:)); they must agree"),
+                    ));
+                }
+            }
+            let key = string_arg(rel, "key").unwrap_or_else(|| {
+                schema
+                    .get_object(named)
+                    .and_then(|o| o.directives.get("view"))
+                    .and_then(|v| string_arg(v, "key"))
+                    .unwrap_or_else(|| "id".to_owned())
+            });
+            (string_arg(rel, "lookup").unwrap_or_default(), key)
+        };
+        let what = if parent == Parent::Object {
+            "key of the parent object"
+        } else {
+            "column"
+        };
+        let arg_names = if which == "relation" {
+            ("@relation(column:)", "@relation(references:)")
+        } else {
+            ("@federated(lookup:)", "@federated(key:)")
+        };
+        let column = ident(coord, &format!("{} ({what})", arg_names.0), column)?;
+        let references = ident(coord, arg_names.1, references)?;
         let mut c = collection(schema, coord, &field.ty, &field.arguments)?;
         c.join = Some(Join { column, references });
         return Ok(FieldSource::Relation(Box::new(c)));
     }
     if !leaf {
-        return Err(SchemaError::mapping(
-            coord,
-            format!(
-                "field of object type `{}` needs @relation(column: ..., references: ...) to say how it joins",
-                field.ty.inner_named_type()
-            ),
-        ));
+        if target_db.is_some() {
+            return Err(SchemaError::mapping(
+                coord,
+                format!(
+                    "field of object type `{named}` needs @relation(column: ..., references: ...) or @federated(lookup: ...) to say how it joins"
+                ),
+            ));
+        }
+        if schema.get_object(named).is_none() {
+            return Err(SchemaError::mapping(
+                coord,
+                format!(
+                    "`{named}` is an interface or union: only object types can be read from JSON"
+                ),
+            ));
+        }
+        if d.has("column") || d.has("sql") {
+            return Err(SchemaError::mapping(
+                coord,
+                format!("`{named}` has no @view, so its values are JSON objects under a key of the parent's JSON (@json(key:)); @column and @sql do not apply"),
+            ));
+        }
+        if !field.arguments.is_empty() {
+            return Err(SchemaError::mapping(
+                coord,
+                "fields read from JSON take no arguments",
+            ));
+        }
+        if field.ty.is_list() && field.ty.item_type().is_list() {
+            return Err(SchemaError::mapping(
+                coord,
+                "lists of lists are not supported",
+            ));
+        }
+        return Ok(FieldSource::Embedded(Box::new(Embedded {
+            target: named.to_owned(),
+            list: field.ty.is_list(),
+            key: json_key(coord, field)?,
+        })));
     }
     if !field.arguments.is_empty() {
         return Err(SchemaError::mapping(
@@ -401,10 +522,16 @@ fn lower_field(
     if let Some(sql) = d.get("sql") {
         return Ok(FieldSource::Sql {
             expr: sql_expr(coord, sql)?,
-            scalar: field.ty.inner_named_type().to_string(),
+            scalar: named.to_string(),
         });
     }
     if let Some(col) = d.get("column") {
+        if parent == Parent::Object {
+            return Err(SchemaError::mapping(
+                coord,
+                "this type has no @view, so it has no columns: its fields are keys of a JSON object (@json(key:))",
+            ));
+        }
         let name = ident(
             coord,
             "@column(name:)",
@@ -412,14 +539,256 @@ fn lower_field(
         )?;
         return Ok(FieldSource::Column { name });
     }
-    let key = match d.get("json") {
+    Ok(FieldSource::Json {
+        key: json_key(coord, field)?,
+    })
+}
+
+/// `@json(key:)`, else the field's name in snake_case.
+fn json_key(coord: &str, field: &FieldDefinition) -> Result<String, SchemaError> {
+    let key = match field.directives.get("json") {
         Some(j) => string_arg(j, "key").unwrap_or_default(),
         None => field.name.as_str().to_snake_case(),
     };
     if key.is_empty() {
         return Err(SchemaError::mapping(coord, "@json(key:) cannot be empty"));
     }
-    Ok(FieldSource::Json { key })
+    Ok(key)
+}
+
+/// Object types without a view that the schema needs as JSON objects: the targets of embedded
+/// fields (transitively) and the entities without a view. Other such types (values of Rust
+/// resolvers) are left alone.
+fn lower_objects(
+    schema: &Schema,
+    resolvers: &BTreeSet<String>,
+    entities: &[String],
+    catalog: &mut Catalog,
+) -> Result<(), SchemaError> {
+    let mut queue: Vec<String> = entities
+        .iter()
+        .filter(|n| !catalog.types.contains_key(*n))
+        .cloned()
+        .collect();
+    let embedded_targets = |fields: &IndexMap<String, FieldSource>| -> Vec<String> {
+        fields
+            .values()
+            .filter_map(|f| match f {
+                FieldSource::Embedded(e) => Some(e.target.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    for ty in catalog.types.values() {
+        queue.extend(embedded_targets(&ty.fields));
+    }
+    while let Some(name) = queue.pop() {
+        if catalog.objects.contains_key(&name) || catalog.types.contains_key(&name) {
+            continue;
+        }
+        let obj = schema.get_object(name.as_str()).ok_or_else(|| {
+            SchemaError::mapping(&name, "only object types can be read from JSON")
+        })?;
+        let mut fields = IndexMap::new();
+        let mut databases: Vec<String> = Vec::new();
+        for (fname, field) in &obj.fields {
+            let coord = format!("{name}.{fname}");
+            let source = if resolvers.contains(&coord) {
+                FieldSource::Resolver
+            } else {
+                lower_field(schema, &coord, field, Parent::Object)?
+            };
+            if let FieldSource::Relation(c) = &source {
+                if let Some(db) = view_database(schema, &c.target) {
+                    if !databases.contains(&db) {
+                        databases.push(db);
+                    }
+                }
+            }
+            fields.insert(fname.to_string(), source);
+        }
+        queue.extend(embedded_targets(&fields));
+        let database = match databases.as_slice() {
+            [one] => one.clone(),
+            _ => DEFAULT_DATABASE.to_owned(),
+        };
+        catalog.objects.insert(
+            name.clone(),
+            ObjectMapping {
+                name,
+                fields,
+                database,
+            },
+        );
+    }
+    Ok(())
+}
+
+fn has_resolvable_key(obj: &ObjectType, link: &crate::federation::Link) -> bool {
+    obj.directives.get_all(link.name("key")).any(|d| {
+        d.specified_argument_by_name("resolvable")
+            .and_then(|v| v.to_bool())
+            != Some(false)
+    })
+}
+
+/// An entity's keys: each resolvable `@key`'s field set checked against the schema, its leaves
+/// mapped to what a lookup compares.
+fn lower_entity(
+    schema: &Valid<Schema>,
+    catalog: &Catalog,
+    link: &crate::federation::Link,
+    name: &str,
+) -> Result<Entity, SchemaError> {
+    let obj = schema
+        .get_object(name)
+        .ok_or_else(|| SchemaError::mapping(name, "@key applies to object types here"))?;
+    let view = catalog.types.get(name);
+    let mut keys = Vec::new();
+    for d in obj.directives.get_all(link.name("key")) {
+        if d.specified_argument_by_name("resolvable")
+            .and_then(|v| v.to_bool())
+            == Some(false)
+        {
+            continue;
+        }
+        let fields = string_arg(d, "fields").unwrap_or_default();
+        let coord = format!("{name} @key(fields: {fields:?})");
+        let set = apollo_compiler::executable::FieldSet::parse_and_validate(
+            schema,
+            apollo_compiler::Name::new(name)
+                .map_err(|_| SchemaError::mapping(name, "not a type name"))?,
+            fields.as_str(),
+            "key.graphql",
+        )
+        .map_err(|e| SchemaError::mapping(&coord, e.errors.to_string()))?;
+        let mut leaves = Vec::new();
+        key_leaves(&coord, &set.selection_set, &mut Vec::new(), &mut leaves)?;
+        if let Some(ty) = view {
+            for leaf in &mut leaves {
+                leaf.lookup = key_lookup(catalog, ty, &coord, &leaf.path)?;
+            }
+        }
+        keys.push(EntityKey { fields, leaves });
+    }
+    Ok(Entity {
+        keys,
+        view: view.is_some(),
+        database: view.map_or_else(
+            || {
+                catalog
+                    .objects
+                    .get(name)
+                    .map_or_else(|| DEFAULT_DATABASE.to_owned(), |o| o.database.clone())
+            },
+            |t| t.database.clone(),
+        ),
+    })
+}
+
+fn key_leaves(
+    coord: &str,
+    set: &apollo_compiler::executable::SelectionSet,
+    path: &mut Vec<String>,
+    out: &mut Vec<KeyLeaf>,
+) -> Result<(), SchemaError> {
+    for sel in &set.selections {
+        let apollo_compiler::executable::Selection::Field(f) = sel else {
+            return Err(SchemaError::mapping(
+                coord,
+                "fragments in @key field sets are not supported",
+            ));
+        };
+        if f.alias.is_some() || !f.arguments.is_empty() {
+            return Err(SchemaError::mapping(
+                coord,
+                "key fields take no alias and no arguments",
+            ));
+        }
+        path.push(f.name.to_string());
+        let inner = f.definition.ty.inner_named_type().as_str();
+        if f.definition.ty.is_list() {
+            return Err(SchemaError::mapping(
+                coord,
+                format!("key field `{}` is a list", path.join(".")),
+            ));
+        }
+        if f.selection_set.selections.is_empty() {
+            out.push(KeyLeaf {
+                path: path.clone(),
+                scalar: inner.to_owned(),
+                lookup: KeyLookup::Representation,
+            });
+        } else {
+            key_leaves(coord, &f.selection_set, path, out)?;
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
+/// What a key leaf of a view type is compared with: a column for a one-field path read from a
+/// column (or from the JSON key named like `@view(key:)`), else the JSON path into `data`.
+fn key_lookup(
+    catalog: &Catalog,
+    ty: &TypeMapping,
+    coord: &str,
+    path: &[String],
+) -> Result<KeyLookup, SchemaError> {
+    let first = ty.fields.get(&path[0]).ok_or_else(|| {
+        SchemaError::mapping(
+            coord,
+            format!("`{}` is not a field of {}", path[0], ty.name),
+        )
+    })?;
+    let mut keys = match first {
+        FieldSource::Column { name } if path.len() == 1 => {
+            return Ok(KeyLookup::Column(name.clone()))
+        }
+        FieldSource::Json { key } if path.len() == 1 && *key == ty.key_column => {
+            return Ok(KeyLookup::Column(key.clone()))
+        }
+        FieldSource::Json { key } => vec![key.clone()],
+        FieldSource::Embedded(e) => vec![e.key.clone()],
+        _ => {
+            return Err(SchemaError::mapping(
+                coord,
+                format!("key field `{}` must be read from a column or from the `data` JSON (not @sql, @relation or a resolver)", path[0]),
+            ))
+        }
+    };
+    let mut current = match first {
+        FieldSource::Embedded(e) => Some(e.target.clone()),
+        _ => None,
+    };
+    for seg in &path[1..] {
+        let obj = current
+            .as_deref()
+            .and_then(|t| catalog.objects.get(t))
+            .ok_or_else(|| {
+                SchemaError::mapping(
+                    coord,
+                    format!("key path `{}` must go through JSON objects", path.join(".")),
+                )
+            })?;
+        match obj.fields.get(seg) {
+            Some(FieldSource::Json { key }) => {
+                keys.push(key.clone());
+                current = None;
+            }
+            Some(FieldSource::Embedded(e)) => {
+                keys.push(e.key.clone());
+                current = Some(e.target.clone());
+            }
+            _ => {
+                return Err(SchemaError::mapping(
+                    coord,
+                    format!("key field `{}` must be read from JSON", path.join(".")),
+                ))
+            }
+        }
+    }
+    Ok(KeyLookup::Json(keys))
 }
 
 fn sql_expr(coord: &str, d: &apollo_compiler::ast::Directive) -> Result<String, SchemaError> {

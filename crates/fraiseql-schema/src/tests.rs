@@ -129,7 +129,7 @@ fn mapping_mistakes_are_reported_with_their_coordinate() {
     );
     insta::assert_snapshot!(
         err("type Query { a: [A] } type A @view(name: \"v\") { b: A }"),
-        @"A.b: field of object type `A` needs @relation(column: ..., references: ...) to say how it joins"
+        @"A.b: field of object type `A` needs @relation(column: ..., references: ...) or @federated(lookup: ...) to say how it joins"
     );
     insta::assert_snapshot!(
         err("type Query { a: [A] } type A @view(name: \"v; drop table x\") { x: Int }"),

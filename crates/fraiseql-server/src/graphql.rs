@@ -231,7 +231,7 @@ async fn execute(
             return r;
         }
     };
-    let req = match req {
+    let mut req = match req {
         Ok(req) => req,
         Err(e) => {
             return error_response(
@@ -242,6 +242,9 @@ async fn execute(
             )
         }
     };
+    req.trace = headers
+        .get(fraiseql_engine::trace::TRACE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"ftv1");
     let started = std::time::Instant::now();
     let _in_flight = engine.metrics().in_flight_guard();
     let timeout = std::time::Duration::from_millis(engine.config().limits.request_timeout_ms);

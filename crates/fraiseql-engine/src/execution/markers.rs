@@ -1,7 +1,9 @@
-//! Field-resolver markers: where a Rust field resolver's value goes, the planner puts
-//! `{"<marker key>": <call index>, "row": <parent row>}`. After the statement, the JSON is parsed
-//! once, the rows of each call are passed to ONE resolver call, and the answers replace the
-//! markers. Plans without resolvers never parse JSON.
+//! Markers: where a value is computed after the statement (a Rust field resolver's, or a
+//! `@federated` field's from another database), the planner puts
+//! `{"<marker key>": <call index>, "row": <parent row or lookup value>}`. After the statement,
+//! the JSON is parsed once, the rows of each call are answered by ONE resolver call or statement
+//! (`transaction.rs`), and the answers replace the markers. Plans without calls never parse
+//! JSON.
 
 use fraiseql_plan::{FieldCall, Projected, Projection};
 use serde_json::Value;
@@ -43,7 +45,7 @@ fn is_marker(v: &Value, key: &str) -> Option<usize> {
     obj.get(key)?.as_u64().map(|n| n as usize)
 }
 
-fn collect_markers(v: &mut Value, key: &str, rows: &mut [Vec<Value>]) {
+pub(crate) fn collect_markers(v: &mut Value, key: &str, rows: &mut [Vec<Value>]) {
     if let Some(i) = is_marker(v, key) {
         if let Some(slot) = rows.get_mut(i) {
             let row = v.get_mut("row").map(Value::take).unwrap_or(Value::Null);
@@ -58,7 +60,7 @@ fn collect_markers(v: &mut Value, key: &str, rows: &mut [Vec<Value>]) {
     }
 }
 
-fn replace_markers(v: &mut Value, key: &str, values: &mut [std::vec::IntoIter<Value>]) {
+pub(crate) fn replace_markers(v: &mut Value, key: &str, values: &mut [std::vec::IntoIter<Value>]) {
     if let Some(i) = is_marker(v, key) {
         *v = values
             .get_mut(i)
@@ -77,68 +79,44 @@ fn replace_markers(v: &mut Value, key: &str, values: &mut [std::vec::IntoIter<Va
     }
 }
 
-/// Calls each field resolver once with every parent row of its place in the selection, then
-/// puts the values where the markers were.
-pub(crate) async fn resolve_markers(
+/// Calls the field resolver of `call` once with every parent row of its place.
+pub(crate) async fn resolve_batch(
     resolvers: &Resolvers,
     ctx: &Context,
-    text: &str,
-    calls: &[FieldCall],
-    key: &str,
-    errors: &mut Vec<GraphqlError>,
-) -> Result<String, GraphqlError> {
-    let mut json: Value = serde_json::from_str(text).map_err(|e| {
-        tracing::error!(error = %e, "statement result is not JSON");
-        GraphqlError::new(ErrorCode::InternalServerError, "internal error")
-    })?;
-    let mut rows: Vec<Vec<Value>> = calls.iter().map(|_| Vec::new()).collect();
-    collect_markers(&mut json, key, &mut rows);
-    let batches = calls.iter().zip(rows).map(|(call, parents)| async move {
-        let coordinate = format!("{}.{}", call.type_name, call.field);
-        let n = parents.len();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let f = resolvers.field_fn(&coordinate).ok_or_else(|| {
-            GraphqlError::new(
-                ErrorCode::InternalServerError,
-                format!("no resolver is registered for `{coordinate}`"),
-            )
-        })?;
-        let values = f(
-            ctx.clone(),
-            FieldBatch {
-                parents,
-                args: call.args.clone(),
-            },
+    call: &FieldCall,
+    parents: Vec<Value>,
+) -> Result<Vec<Value>, GraphqlError> {
+    let coordinate = format!("{}.{}", call.type_name, call.field);
+    let n = parents.len();
+    let f = resolvers.field_fn(&coordinate).ok_or_else(|| {
+        GraphqlError::new(
+            ErrorCode::InternalServerError,
+            format!("no resolver is registered for `{coordinate}`"),
         )
-        .await
-        .map_err(|e| e.into_graphql())?;
-        if values.len() != n {
-            tracing::error!(%coordinate, expected = n, got = values.len(), "resolver returned a wrong number of values");
-            return Err(GraphqlError::new(
-                ErrorCode::InternalServerError,
-                format!("the resolver of `{coordinate}` returned {} values for {n} parents", values.len()),
-            ));
-        }
-        Ok(match &call.projection {
-            Some(p) => values.iter().map(|v| project(v, p)).collect(),
-            None => values,
-        })
-    });
-    let results = futures_util::future::join_all(batches).await;
-    let mut values = Vec::with_capacity(calls.len());
-    for (call, r) in calls.iter().zip(results) {
-        match r {
-            Ok(v) => values.push(v.into_iter()),
-            Err(e) => {
-                errors.push(e.with_path(call.path.iter().cloned()));
-                values.push(Vec::new().into_iter());
-            }
-        }
+    })?;
+    let values = f(
+        ctx.clone(),
+        FieldBatch {
+            parents,
+            args: call.args.clone(),
+        },
+    )
+    .await
+    .map_err(|e| e.into_graphql())?;
+    if values.len() != n {
+        tracing::error!(%coordinate, expected = n, got = values.len(), "resolver returned a wrong number of values");
+        return Err(GraphqlError::new(
+            ErrorCode::InternalServerError,
+            format!(
+                "the resolver of `{coordinate}` returned {} values for {n} parents",
+                values.len()
+            ),
+        ));
     }
-    replace_markers(&mut json, key, &mut values);
-    Ok(json.to_string())
+    Ok(match &call.projection {
+        Some(p) => values.iter().map(|v| project(v, p)).collect(),
+        None => values,
+    })
 }
 
 #[cfg(test)]

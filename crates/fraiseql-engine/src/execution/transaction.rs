@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fraiseql_config::TENANT_DATABASE;
-use fraiseql_plan::{BoundParam, OutputPlan, Plan, RootKind, SqlPlan};
+use fraiseql_plan::{BoundParam, CallKind, OutputPlan, Plan, RootKind, SqlPlan};
 use fraiseql_schema::ContextValue;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
 use super::db_error::db_error;
-use super::markers::{project, resolve_markers};
+use super::markers::{collect_markers, project, replace_markers, resolve_batch};
 use super::session::{self, SessionContext};
 use super::{CommitGate, Env, JsonText};
 use crate::connections::{text_params, Lease};
@@ -264,7 +264,11 @@ pub(crate) async fn run(
                     Ok(v) => output(&mut txs, &r.output, v, false, key, &mut done.errors).await,
                 })
             }
-            RootKind::Typename(_) | RootKind::Introspection | RootKind::Denied => None,
+            RootKind::Entities(e) => Some(entities(&mut txs, e, key, &mut done.errors).await),
+            RootKind::Typename(_)
+            | RootKind::Introspection
+            | RootKind::Denied
+            | RootKind::Constant(_) => None,
         };
         let failed = matches!(result, Some(Err(_)));
         done.results[i] = result.map(|r| r.map(|t| t.map(JsonText::Text)));
@@ -451,14 +455,138 @@ async fn run_sql(
         .map_err(|e| db_error(&e, key))?;
     match text {
         Some(t) if !p.calls.is_empty() => {
-            let context = context(txs).await?;
-            Ok(Some(
-                resolve_markers(txs.env.resolvers, &context, &t, &p.calls, &p.marker, errors)
-                    .await?,
-            ))
+            let mut json = parse(&t)?;
+            resolve_calls(txs, &mut json, &p.calls, &p.marker, errors).await?;
+            Ok(Some(json.to_string()))
         }
         other => Ok(other),
     }
+}
+
+fn parse(text: &str) -> Result<Value, GraphqlError> {
+    serde_json::from_str(text).map_err(|e| {
+        tracing::error!(error = %e, "statement result is not JSON");
+        GraphqlError::new(ErrorCode::InternalServerError, "internal error")
+    })
+}
+
+/// Computes the values of `calls` for the markers in `json` and puts them in place: each Rust
+/// resolver called once with every parent of its place, each `@federated` place answered by one
+/// statement on its database (whose own markers are resolved likewise, level by level).
+fn resolve_calls<'t>(
+    txs: &'t mut Txs<'_, '_>,
+    json: &'t mut Value,
+    calls: &'t [fraiseql_plan::FieldCall],
+    marker: &'t str,
+    errors: &'t mut Vec<GraphqlError>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GraphqlError>> + Send + 't>> {
+    Box::pin(async move {
+        let mut rows: Vec<Vec<Value>> = calls.iter().map(|_| Vec::new()).collect();
+        collect_markers(json, marker, &mut rows);
+        let mut values: Vec<Result<Vec<Value>, GraphqlError>> = Vec::with_capacity(calls.len());
+        let needs_context = calls
+            .iter()
+            .zip(&rows)
+            .any(|(c, r)| c.kind == CallKind::Resolver && !r.is_empty());
+        let context = match needs_context {
+            true => Some(context(txs).await?),
+            false => None,
+        };
+        for (call, parents) in calls.iter().zip(rows) {
+            if parents.is_empty() {
+                values.push(Ok(Vec::new()));
+                continue;
+            }
+            let v = match (&call.kind, &context) {
+                (CallKind::Resolver, Some(ctx)) => {
+                    resolve_batch(txs.env.resolvers, ctx, call, parents).await
+                }
+                (CallKind::Resolver, None) => Ok(Vec::new()),
+                (CallKind::Federated(plan), _) => {
+                    federated(txs, plan, &call.path, parents, marker, errors).await
+                }
+            };
+            values.push(v);
+        }
+        let mut iters = Vec::with_capacity(values.len());
+        for (call, v) in calls.iter().zip(values) {
+            match v {
+                Ok(v) => iters.push(v.into_iter()),
+                Err(e) => {
+                    errors.push(e.with_path(call.path.iter().cloned()));
+                    iters.push(Vec::new().into_iter());
+                }
+            }
+        }
+        replace_markers(json, marker, &mut iters);
+        Ok(())
+    })
+}
+
+/// One `@federated` place: every parent's lookup value in one statement on the other database
+/// (in the request's transaction there, tenant context set), one value per parent.
+async fn federated(
+    txs: &mut Txs<'_, '_>,
+    plan: &SqlPlan,
+    path: &[String],
+    lookups: Vec<Value>,
+    marker: &str,
+    errors: &mut Vec<GraphqlError>,
+) -> Result<Vec<Value>, GraphqlError> {
+    let n = lookups.len();
+    let keys = Value::Array(lookups).to_string();
+    let mut params: Vec<Option<&str>> = Vec::with_capacity(plan.params.len());
+    params.push(Some(keys.as_str()));
+    params.extend(plan.params.iter().skip(1).map(|s| Some(s.as_str())));
+    let field = path.last().map_or("field", String::as_str);
+    let tx = txs.get(&plan.database).await?;
+    txs.env.statements.fetch_add(1, Ordering::Relaxed);
+    let text = tx
+        .lease
+        .text(&plan.sql, &params)
+        .await
+        .map_err(|e| db_error(&e, field))?;
+    let mut json = parse(text.as_deref().unwrap_or("[]"))?;
+    if !plan.calls.is_empty() {
+        resolve_calls(txs, &mut json, &plan.calls, marker, errors).await?;
+    }
+    match json {
+        Value::Array(items) if items.len() == n => Ok(items),
+        _ => {
+            tracing::error!(database = %plan.database, expected = n, "federated statement answered a wrong number of values");
+            Err(GraphqlError::new(
+                ErrorCode::InternalServerError,
+                "internal error (see server log)",
+            ))
+        }
+    }
+}
+
+/// `_entities` over several databases: each database's statement, then every answer put back
+/// at its representation's position.
+async fn entities(
+    txs: &mut Txs<'_, '_>,
+    e: &fraiseql_plan::EntitiesPlan,
+    key: &str,
+    errors: &mut Vec<GraphqlError>,
+) -> TextResult {
+    let mut out: Vec<Value> = vec![Value::Null; e.len];
+    for part in &e.parts {
+        let params: Vec<Option<&str>> = part.plan.params.iter().map(|s| Some(s.as_str())).collect();
+        let text = run_sql(txs, &part.plan, &params, key, errors).await?;
+        let Value::Array(items) = parse(text.as_deref().unwrap_or("[]"))? else {
+            return Err(GraphqlError::new(
+                ErrorCode::InternalServerError,
+                "internal error",
+            ));
+        };
+        for (pos, v) in part.positions.iter().zip(items) {
+            if let Some(slot) = out.get_mut(*pos) {
+                *slot = v;
+            }
+        }
+    }
+    Ok(Some(Value::Array(out).to_string()))
 }
 
 /// Turns what a mutation or resolver returned into the field's JSON text.
