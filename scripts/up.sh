@@ -1,27 +1,12 @@
 #!/usr/bin/env bash
-# Brings up the SaaS example: builds fraiseql, creates the master and analytics databases,
-# provisions the tenants acme_corp and global_corp, migrates, loads demo data into acme_corp, and
-# runs the server in the foreground on $PORT (default 8080). Safe to run again.
+# Brings up the SaaS example (scripts/setup.sh: build, databases, tenants acme_corp and
+# global_corp, migrations, demo data) and runs the server in the foreground on $PORT (default
+# 8080). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/services.sh
-cargo build --release -p fraiseql
+scripts/setup.sh
 BIN=target/release/fraiseql
 export FRAISEQL_CONFIG=examples/saas/fraiseql.toml
-PSQL=(psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt)
-for db in fraiseql_master shared_analytics; do
-  if [ -z "$("${PSQL[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
-    "${PSQL[@]}" -d postgres -c "CREATE DATABASE $db"
-  fi
-done
-for tenant in acme_corp global_corp; do
-  scripts/create-tenant.sh "$tenant"
-done
-"$BIN" migrate
-# Demo data for acme_corp (global_corp starts empty, as in the walkthrough).
-read -r ID DB SCHEMA < <("${PSQL[@]}" -F ' ' -d fraiseql_master \
-  -c "SELECT id, database, schema_name FROM fraiseql_tenant WHERE key = 'acme_corp'")
-PGOPTIONS="-c search_path=$SCHEMA" "${PSQL[@]}" -d "$DB" -v tenant_id="$ID" -f examples/saas/seed.sql
 echo
 echo "Tokens for the walkthrough:"
 echo "  export TOKEN_A=$("$BIN" token --tenant acme_corp --role admin)"

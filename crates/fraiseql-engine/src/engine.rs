@@ -304,6 +304,31 @@ impl Engine {
         &self.pools
     }
 
+    /// Whether `req` asks for nothing but `_service` (and `__typename`) of a subgraph. Gateways
+    /// and composition tools fetch the SDL without credentials (`@apollo/gateway`'s
+    /// `IntrospectAndCompose`, `rover subgraph introspect`), so such a request is answered
+    /// without a token or tenant: the answer is the same constant for every caller and holds no
+    /// data. Anything else is parsed only after the caller is identified.
+    pub fn is_service_query(&self, req: &GraphqlRequest) -> bool {
+        if self.schema.catalog.federation.is_none() || !req.query.contains("_service") {
+            return false;
+        }
+        let prepared = self
+            .documents
+            .get(&self.schema.api, &self.config.limits, &req.query);
+        let Ok(doc) = &prepared.document else {
+            return false;
+        };
+        let Ok(op) = doc.operations.get(req.operation_name.as_deref()) else {
+            return false;
+        };
+        op.is_query()
+            && op.selection_set.selections.iter().all(|s| {
+                matches!(s, apollo_compiler::executable::Selection::Field(f)
+                    if f.name == "_service" || f.name == "__typename")
+            })
+    }
+
     /// Resolves the caller (see [`identity::identify`]).
     pub async fn identify(
         &self,

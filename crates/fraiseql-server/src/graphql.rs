@@ -214,7 +214,12 @@ async fn execute(
     };
     // The big futures are boxed: this handler's own future is moved several times by the
     // middleware, and a small one is cheap to move.
-    let ctx = match Box::pin(engine.identify(tenant, authorization)).await {
+    let service = req.as_ref().is_ok_and(|r| engine.is_service_query(r));
+    let identified = match service {
+        true => Ok(fraiseql_engine::RequestContext::default()),
+        false => Box::pin(engine.identify(tenant, authorization)).await,
+    };
+    let ctx = match identified {
         Ok(ctx) => ctx,
         Err(e) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);

@@ -122,6 +122,13 @@ impl TestDatabase {
     pub async fn connect(&self) -> Result<tokio_postgres::Client, TestError> {
         connect_url(&self.url).await
     }
+
+    /// Applies the migrations of `dir` (recorded, so applying twice is a no-op).
+    pub async fn apply(&self, dir: &Path) -> Result<(), TestError> {
+        let mut client = self.connect().await?;
+        fraiseql_engine::migrate::apply(&mut client, dir).await?;
+        Ok(())
+    }
 }
 
 impl TestDatabase {

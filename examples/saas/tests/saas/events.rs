@@ -9,7 +9,7 @@ use fraiseql::testing::{NatsServer, TestClient, TestTenancy};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::harness::{create_org, create_project, example_dir, world_with};
+use crate::harness::{create_org, create_project, world_with};
 
 const SYNC_SQL: &str = "INSERT INTO tb_analytics_event (event_id, event_type, tenant_id, data, recorded_at) VALUES ($event_id, $subject, $tenant_id, $data, now()) ON CONFLICT (event_id) DO NOTHING";
 
@@ -51,22 +51,7 @@ async fn events_world(nats: &NatsServer, max_deliver: u32) -> TestTenancy {
 }
 
 async fn events_world_with(strategy: &str, nats: &NatsServer, max_deliver: u32) -> TestTenancy {
-    let t = world_with(strategy, &events_config(nats, max_deliver)).await;
-    analytics_table(&t).await;
-    t
-}
-
-/// The example's `tb_analytics_event` (migrations/shared), in the world's shared database.
-async fn analytics_table(t: &TestTenancy) {
-    let sql = std::fs::read_to_string(example_dir().join("migrations/shared/0001_analytics.sql"))
-        .expect("analytics migration");
-    t.shared
-        .connect()
-        .await
-        .expect("shared")
-        .batch_execute(&sql)
-        .await
-        .expect("analytics table");
+    world_with(strategy, &events_config(nats, max_deliver)).await
 }
 
 async fn analytics_count(t: &TestTenancy, filter: &str) -> i64 {
@@ -579,7 +564,6 @@ async fn rust_observers_and_subscribers() {
         events_config(&nats, 5)
     );
     let t = world_with("database_per_tenant", &extra).await;
-    analytics_table(&t).await;
     let shared = t.shared.connect().await.expect("shared");
     shared
         .batch_execute(

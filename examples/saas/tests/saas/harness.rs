@@ -46,6 +46,9 @@ pub async fn setup_with(extra_config: &str) -> Saas {
     let db = TestDatabase::migrated(&example_dir().join("migrations/tenant"))
         .await
         .expect("test database");
+    db.apply(&example_dir().join("migrations/shared"))
+        .await
+        .expect("shared migrations");
     let c = db.connect().await.expect("connect");
     c.batch_execute(
         "INSERT INTO tb_organization (identifier, tenant_id, name, subscription_tier) VALUES
@@ -85,14 +88,20 @@ pub async fn setup_with(extra_config: &str) -> Saas {
 /// A multi-tenant world with the example's migrations and schema; `extra` is appended to the
 /// config.
 pub async fn world_with(strategy: &str, extra: &str) -> TestTenancy {
-    TestTenancy::new(
+    let t = TestTenancy::new(
         strategy,
         &example_dir().join("migrations/tenant"),
         &example_dir().join("schema.graphql"),
         extra,
     )
     .await
-    .expect("tenancy world")
+    .expect("tenancy world");
+    // `[databases.shared]` is the registry and the analytics database here.
+    t.shared
+        .apply(&example_dir().join("migrations/shared"))
+        .await
+        .expect("shared migrations");
+    t
 }
 
 pub async fn world(strategy: &str) -> TestTenancy {
@@ -101,14 +110,19 @@ pub async fn world(strategy: &str) -> TestTenancy {
 
 /// A world where every request needs a token bound to its tenant (the production default).
 pub async fn secured_world_with(strategy: &str, extra: &str) -> TestTenancy {
-    TestTenancy::secured(
+    let t = TestTenancy::secured(
         strategy,
         &example_dir().join("migrations/tenant"),
         &example_dir().join("schema.graphql"),
         extra,
     )
     .await
-    .expect("tenancy world")
+    .expect("tenancy world");
+    t.shared
+        .apply(&example_dir().join("migrations/shared"))
+        .await
+        .expect("shared migrations");
+    t
 }
 
 /// `extensions.code` of the first error.

@@ -5,7 +5,7 @@ use fraiseql::engine::tenancy::TenantRecord;
 use fraiseql::testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::{code, example_dir, world};
+use crate::harness::{code, world, world_with};
 
 /// Inserts an organization for `rec` as the superuser (arranging data behind the API's back).
 async fn insert_org(t: &TestTenancy, rec: &TenantRecord, name: &str) -> String {
@@ -412,14 +412,11 @@ async fn provisioning_is_idempotent_and_registered_once() {
 
 #[tokio::test]
 async fn rbac_denies_fields_with_forbidden_and_no_data() {
-    let t = TestTenancy::new(
+    let t = world_with(
         "row_level",
-        &example_dir().join("migrations/tenant"),
-        &example_dir().join("schema.graphql"),
         "[rbac]\n\"Query.tenantConfig\" = [\"admin\"]\n\"Organization.memberCount\" = [\"admin\", \"member\"]\n",
     )
-    .await
-    .expect("world");
+    .await;
     let a = t.create_tenant("tenant_a").await.expect("tenant a");
     insert_org(&t, &a, "Org A").await;
     let mut client = t.client().await.expect("client");
