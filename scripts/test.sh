@@ -10,4 +10,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import graphql" 2>/de
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "graphql-core==3.2.*"
 fi
 export FRAISEQL_PYTHON="$PWD/$VENV/bin/python"
+# Apollo's composition checks the subgraphs' SDL (examples/saas/tests/saas/federation.rs).
+FRAISEQL_FEDERATION_TOOLS=$(scripts/federation/install.sh)
+export FRAISEQL_FEDERATION_TOOLS
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -481,3 +481,38 @@ fn filtering_or_ordering_on_a_denied_field_is_forbidden() {
         );
     }
 }
+
+#[test]
+fn entities_of_one_database_are_one_statement_with_key_lookups() {
+    let p = plan_of(
+        "query($r: [_Any!]!) { _entities(representations: $r) { __typename ... on Organization { name } ... on Project { name } } }",
+        serde_json::json!({"r": [
+            {"__typename": "Project", "id": "00000000-0000-4000-8000-000000000001"},
+            {"__typename": "Organization", "id": "00000000-0000-4000-8000-000000000002"},
+        ]}),
+    )
+    .expect("plan");
+    insta::assert_snapshot!(render(&p));
+}
+
+#[test]
+fn federated_fields_in_another_database_become_calls_with_their_statement() {
+    let p = plan_of(
+        "{ project(id: \"00000000-0000-4000-8000-000000000001\") { name analytics(limit: 2) { eventType } } }",
+        serde_json::json!({}),
+    )
+    .expect("plan");
+    let RootKind::Sql(s) = &p.fields[0].kind else {
+        panic!("a statement: {p:?}");
+    };
+    assert_eq!(s.calls.len(), 1);
+    let CallKind::Federated(f) = &s.calls[0].kind else {
+        panic!("a federated call");
+    };
+    assert_eq!(f.database, "shared");
+    assert_eq!(f.params[0], "", "$1 is filled with the lookup values");
+    insta::assert_snapshot!(format!(
+        "{}\n-- then on {}:\n{}\n-- params: {:?}",
+        s.sql, f.database, f.sql, f.params
+    ));
+}

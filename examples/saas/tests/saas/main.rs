@@ -3,6 +3,7 @@
 #[macro_use]
 mod harness;
 mod events;
+mod federation;
 mod hardening;
 mod mutations;
 mod queries;
