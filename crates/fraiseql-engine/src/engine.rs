@@ -107,6 +107,10 @@ pub struct Engine {
     resolvers: Resolvers,
     observers: Observers,
     metrics: Arc<Metrics>,
+    /// The result cache of `@cache` fields (`[cache] enabled` and some field has `@cache`).
+    cache: Option<Arc<crate::cache::ResultCache>>,
+    /// Invalidations to and from the other instances (`[nats]` configured).
+    cache_bus: tokio::sync::OnceCell<Option<Arc<crate::cache::bus::CacheBus>>>,
     events: std::sync::OnceLock<Events>,
     marker_nonce: u64,
 }
@@ -199,7 +203,15 @@ impl Engine {
             config.metrics.enabled,
             config.metrics.max_tenant_labels,
         ));
+        let cache = (config.cache.enabled && !schema.catalog.cache.is_empty()).then(|| {
+            Arc::new(crate::cache::ResultCache::new(
+                config.cache.max_bytes,
+                metrics.clone(),
+            ))
+        });
         Ok(Self {
+            cache,
+            cache_bus: tokio::sync::OnceCell::new(),
             rbac: RbacRules::new(&config.rbac),
             documents: DocumentCache::new(config.limits.document_cache_bytes),
             plans: PlanCache::new(config.limits.plan_cache_bytes),
@@ -234,6 +246,44 @@ impl Engine {
         .await?;
         let _ = self.events.set(events);
         Ok(())
+    }
+
+    /// Connects the result cache to the other instances (`[nats]`), once. Without NATS the
+    /// cache is this instance's alone: run one instance, or turn `[cache]` off.
+    pub async fn start_cache_bus(&self) -> Result<(), EngineError> {
+        let Some(cache) = &self.cache else {
+            return Ok(());
+        };
+        let nats = &self.config.nats;
+        self.cache_bus
+            .get_or_try_init(|| async {
+                if nats.servers.is_empty() {
+                    tracing::warn!("[cache] without [nats]: cached answers are not invalidated on other instances");
+                    return Ok(None);
+                }
+                crate::cache::bus::CacheBus::start(nats, &self.config.cache.subject, cache.clone())
+                    .await
+                    .map(Some)
+                    .map_err(|e| EngineError::Unreachable {
+                        name: "NATS (cache invalidations)".to_owned(),
+                        reason: e.to_string(),
+                    })
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The result cache, when some field has `@cache`.
+    pub fn cache(&self) -> Option<&crate::cache::ResultCache> {
+        self.cache.as_deref()
+    }
+
+    /// The other instances the cache bus hears of (0 without a bus).
+    pub fn cache_peers(&self) -> usize {
+        self.cache_bus
+            .get()
+            .and_then(Option::as_ref)
+            .map_or(0, |b| b.peers())
     }
 
     /// The event runtime, once started.
@@ -271,6 +321,9 @@ impl Engine {
         }
         for (name, db) in self.pools.iter() {
             self.metrics.pool(name, snap(&db.pool));
+        }
+        if let Some(c) = &self.cache {
+            self.metrics.cache_size(c.weighted_size());
         }
     }
 
@@ -456,8 +509,37 @@ impl Engine {
                 transaction::run(&env, &plan, &ctx, true, &gate).await
             };
             engine.hand_off_events(&ctx, &done);
+            if !done.aborted {
+                engine.invalidate_cache(&ctx, &plan).await;
+            }
             done
         })
+    }
+
+    /// After a committed mutation: the cached answers it outdates, here and on every instance,
+    /// before its response is sent.
+    async fn invalidate_cache(&self, ctx: &RequestContext, plan: &fraiseql_plan::Plan) {
+        let Some(cache) = &self.cache else { return };
+        let mut entities: Option<Vec<String>> = Some(Vec::new());
+        for f in &plan.fields {
+            let change = match &f.kind {
+                RootKind::Mutation(m) => Some(m.change.as_ref()),
+                RootKind::Resolver(r) => Some(r.change.as_ref()),
+                _ => None,
+            };
+            match (change, &mut entities) {
+                (Some(Some(c)), Some(list)) if !list.contains(&c.entity) => {
+                    list.push(c.entity.clone());
+                }
+                (Some(None), _) => entities = None,
+                _ => {}
+            }
+        }
+        let tenant = ctx.tenant.as_ref().map_or("", |t| t.key.as_str());
+        cache.invalidate(tenant, entities.as_deref());
+        if let Some(Some(bus)) = self.cache_bus.get() {
+            bus.publish(tenant, entities.as_deref()).await;
+        }
     }
 
     fn hand_off_events(&self, ctx: &RequestContext, done: &transaction::Done) {
@@ -559,12 +641,33 @@ impl Engine {
             }
         };
 
+        // The result cache: a lookup for each `@cache` field, under the generation of what it
+        // reads taken now (before any statement runs).
+        let lookups = match (&self.cache, write) {
+            (Some(cache), false) => cache_lookups(cache, &plan, ctx),
+            _ => Vec::new(),
+        };
+        let all_hit = !lookups.is_empty()
+            && plan.fields.iter().enumerate().all(|(i, f)| {
+                lookups.iter().any(|l| l.index == i && l.hit.is_some())
+                    || matches!(
+                        f.kind,
+                        RootKind::Typename(_) | RootKind::Constant(_) | RootKind::Denied
+                    )
+            });
+
         // Execution.
         let traced = req
             .trace
             .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
         let env = self.env();
-        let (results, extra_errors, aborted) = if write {
+        let (results, extra_errors, aborted) = if all_hit {
+            (
+                plan.fields.iter().map(|_| None).collect(),
+                Vec::new(),
+                false,
+            )
+        } else if write {
             match self
                 .spawn_writes(plan.clone(), ctx.clone(), gate.clone())
                 .await
@@ -584,6 +687,27 @@ impl Engine {
         } else {
             (read::run(&env, &plan.fields, ctx).await, Vec::new(), false)
         };
+
+        let mut results = results;
+        for l in &lookups {
+            match (&l.hit, results.get_mut(l.index)) {
+                (Some(hit), Some(slot)) => {
+                    *slot = Some(Ok(Some(crate::execution::JsonText::Shared(
+                        hit.json.clone(),
+                    ))));
+                }
+                (None, Some(Some(Ok(Some(text))))) => {
+                    if let (Some(cache), Some(plan_cache)) =
+                        (&self.cache, &plan.fields[l.index].cache)
+                    {
+                        let json = bytes::Bytes::copy_from_slice(text.as_bytes());
+                        cache.insert(l.key.clone(), json, plan_cache);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let caching = cache_headers(&plan, &lookups);
 
         // Response: PostgreSQL's JSON text spliced in.
         let mut body = ResponseBody::with_capacity(
@@ -649,14 +773,74 @@ impl Engine {
             body.extensions
                 .push(("ftv1", serde_json::Value::String(ftv1).to_string()));
         }
-        let error_codes = body.errors.iter().map(|e| e.extensions.code).collect();
+        let error_codes: Vec<ErrorCode> = body.errors.iter().map(|e| e.extensions.code).collect();
         Outcome {
             kind: OutcomeKind::Data,
+            cache: caching.filter(|_| error_codes.is_empty()),
             body: body.finish(),
             error_codes,
             operation: Some(if write { "mutation" } else { "query" }),
         }
     }
+}
+
+/// A `@cache` field's lookup.
+struct Lookup {
+    index: usize,
+    key: crate::cache::CacheKey,
+    hit: Option<crate::cache::Cached>,
+}
+
+fn cache_lookups(
+    cache: &crate::cache::ResultCache,
+    plan: &fraiseql_plan::Plan,
+    ctx: &RequestContext,
+) -> Vec<Lookup> {
+    let mut out = Vec::new();
+    for (index, f) in plan.fields.iter().enumerate() {
+        let (Some(policy), RootKind::Sql(p)) = (&f.cache, &f.kind) else {
+            continue;
+        };
+        let tenant: Arc<str> = Arc::from(ctx.tenant.as_ref().map_or("", |t| t.key.as_str()));
+        let key = crate::cache::CacheKey {
+            generation: cache.generation(&tenant, &policy.reads),
+            tenant,
+            roles: ctx.identity.roles_text.as_deref().map(Arc::from),
+            user: policy
+                .per_user
+                .then(|| ctx.identity.subject.as_deref().map(Arc::from))
+                .flatten(),
+            sql: Arc::from(p.sql.as_str()),
+            params: p.params.iter().cloned().collect(),
+        };
+        let hit = cache.get(&key);
+        out.push(Lookup { index, key, hit });
+    }
+    out
+}
+
+/// `Cache-Control: private, max-age` and `Age` when every root field is a `@cache` field: the
+/// shortest freshness left and the oldest answer.
+fn cache_headers(
+    plan: &fraiseql_plan::Plan,
+    lookups: &[Lookup],
+) -> Option<crate::response::CacheHeaders> {
+    let mut max_age = u64::MAX;
+    let mut age = 0;
+    for (i, f) in plan.fields.iter().enumerate() {
+        if matches!(f.kind, RootKind::Typename(_)) {
+            continue;
+        }
+        let l = lookups.iter().find(|l| l.index == i)?;
+        match &l.hit {
+            Some(hit) => {
+                max_age = max_age.min(hit.max_age_secs());
+                age = age.max(hit.age_secs());
+            }
+            None => max_age = max_age.min(u64::from(f.cache.as_ref()?.ttl_secs)),
+        }
+    }
+    (max_age != u64::MAX).then_some(crate::response::CacheHeaders { max_age, age })
 }
 
 /// The trace's nodes: one per root field answered by the engine (not `__typename` or

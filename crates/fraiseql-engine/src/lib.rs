@@ -7,6 +7,7 @@
 //! resolvers) -> [`response`] (PostgreSQL's JSON text spliced into the body). [`events`] runs
 //! beside it: outbox, relay, subscribers.
 
+pub mod cache;
 pub mod catalog_check;
 pub mod connections;
 pub mod document;

@@ -26,6 +26,17 @@ pub struct Outcome {
     pub error_codes: Vec<crate::error::ErrorCode>,
     /// `query` or `mutation`, once the operation is known (for metrics).
     pub operation: Option<&'static str>,
+    /// For answers made only of `@cache` fields: their `Cache-Control` and `Age`.
+    pub cache: Option<CacheHeaders>,
+}
+
+/// `Cache-Control: private, max-age=<max_age>` and `Age: <age>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheHeaders {
+    /// Seconds the answer stays fresh.
+    pub max_age: u64,
+    /// Seconds since it was read from the database.
+    pub age: u64,
 }
 
 impl Outcome {
@@ -45,6 +56,7 @@ impl Outcome {
             error_codes: b.errors.iter().map(|e| e.extensions.code).collect(),
             body: b.finish_without_data(),
             operation: None,
+            cache: None,
         }
     }
 }

@@ -300,6 +300,7 @@ fn statement<'c, 'a>(
         let entity = &entities[*type_name];
         let value = match catalog.types.get(*type_name) {
             Some(ty) => {
+                b.read(ty.name.clone());
                 let alias = b.alias();
                 let mut conditions = Vec::new();
                 for (j, leaf) in entity.keys[*key].leaves.iter().enumerate() {

@@ -79,7 +79,23 @@ pub struct RootPlan {
     pub response_key: String,
     /// How its value is produced.
     pub kind: RootKind,
+    /// For `@cache` fields: how long and what invalidates the answer.
+    pub cache: Option<CachePlan>,
 }
+
+/// How a `@cache` root field's answer is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePlan {
+    /// Seconds.
+    pub ttl_secs: u32,
+    /// The key includes the caller (token subject).
+    pub per_user: bool,
+    /// The `@view` types whose mutations invalidate it; [`ANY_ENTITY`] when unknown.
+    pub reads: Vec<String>,
+}
+
+/// In [`CachePlan::reads`]: any mutation of the tenant invalidates the answer.
+pub const ANY_ENTITY: &str = "*";
 
 /// How a root value is produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +282,8 @@ pub struct SqlPlan {
     pub calls: Vec<FieldCall>,
     /// The markers' key (see [`PlanLimits::marker_nonce`]).
     pub marker: String,
+    /// The `@view` types it reads (those of its `@federated` calls included).
+    pub reads: Vec<String>,
 }
 
 impl Plan {
@@ -343,9 +361,25 @@ pub fn plan(
                 kind
             }
         };
+        let cache = match (mutation, catalog.cache.get(field.name.as_str())) {
+            (false, Some(policy)) => {
+                let reads = match (&policy.entities, &kind) {
+                    (Some(e), _) => e.clone(),
+                    (None, RootKind::Sql(p)) if !p.reads.is_empty() => p.reads.clone(),
+                    _ => vec![ANY_ENTITY.to_owned()],
+                };
+                Some(CachePlan {
+                    ttl_secs: policy.ttl_secs,
+                    per_user: policy.per_user,
+                    reads,
+                })
+            }
+            _ => None,
+        };
         fields.push(RootPlan {
             response_key: key,
             kind,
+            cache,
         });
     }
     Ok(Plan { fields, denied })

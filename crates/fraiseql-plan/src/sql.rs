@@ -157,6 +157,8 @@ pub(crate) struct Builder<'c, 'a> {
     scale: u64,
     /// The database the statement runs on: relations to views elsewhere become calls.
     database: String,
+    /// The `@view` types read (for the result cache's invalidation).
+    reads: Vec<String>,
 }
 
 fn target_expr(alias: &str, ty: &TypeMapping, t: &Target, as_text: bool) -> String {
@@ -191,6 +193,14 @@ impl<'c, 'a> Builder<'c, 'a> {
             calls: Vec::new(),
             scale: 1,
             database: fraiseql_schema::DEFAULT_DATABASE.to_owned(),
+            reads: Vec::new(),
+        }
+    }
+
+    /// Notes that the statement reads `type_name`'s view.
+    pub(crate) fn read(&mut self, type_name: String) {
+        if !self.reads.contains(&type_name) {
+            self.reads.push(type_name);
         }
     }
 
@@ -352,6 +362,7 @@ impl<'c, 'a> Builder<'c, 'a> {
                 nullable: !non_null,
                 calls: self.calls,
                 marker: crate::marker_key(self.limits.marker_nonce),
+                reads: self.reads,
             },
             self.denied,
         ))
@@ -367,6 +378,7 @@ impl<'c, 'a> Builder<'c, 'a> {
                 nullable,
                 calls: self.calls,
                 marker: crate::marker_key(self.limits.marker_nonce),
+                reads: self.reads,
             },
             self.denied,
         )
@@ -394,10 +406,13 @@ impl<'c, 'a> Builder<'c, 'a> {
         }
     }
 
-    fn mapping(&self, name: &str) -> Result<&'c TypeMapping, PlanError> {
-        self.catalog
+    fn mapping(&mut self, name: &str) -> Result<&'c TypeMapping, PlanError> {
+        let ty = self
+            .catalog
             .type_mapping(name)
-            .ok_or_else(|| PlanError::unsupported(format!("type `{name}` has no view")))
+            .ok_or_else(|| PlanError::unsupported(format!("type `{name}` has no view")))?;
+        self.read(ty.name.clone());
+        Ok(ty)
     }
 
     pub(crate) fn root_sql(self, expr: &str) -> (RootKind, Vec<Vec<String>>) {
@@ -408,6 +423,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             nullable: true,
             calls: self.calls,
             marker: crate::marker_key(self.limits.marker_nonce),
+            reads: self.reads,
         });
         (kind, self.denied)
     }
@@ -445,6 +461,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             nullable: !c.non_null,
             calls: self.calls,
             marker: crate::marker_key(self.limits.marker_nonce),
+            reads: self.reads,
         });
         Ok((kind, self.denied))
     }
@@ -806,6 +823,9 @@ impl<'c, 'a> Builder<'c, 'a> {
             "SELECT coalesce(json_agg({value} ORDER BY {keys}.n), '[]'::json)::text FROM json_array_elements_text($1::json) WITH ORDINALITY AS {keys}(v, n)"
         );
         self.denied.append(&mut sub.denied);
+        for r in sub.reads {
+            self.read(r);
+        }
         let plan = SqlPlan {
             database: target.database.clone(),
             sql,
@@ -813,6 +833,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             nullable: !c.non_null,
             calls: sub.calls,
             marker: crate::marker_key(self.limits.marker_nonce),
+            reads: Vec::new(),
         };
         let call = FieldCall {
             kind: CallKind::Federated(Box::new(plan)),

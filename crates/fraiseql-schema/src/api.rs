@@ -7,7 +7,7 @@ use apollo_compiler::Schema;
 use crate::error::SchemaError;
 
 /// The engine's directives (`prelude.graphql`): never shown to clients or gateways.
-pub(crate) const OURS: [&str; 9] = [
+pub(crate) const OURS: [&str; 10] = [
     "view",
     "json",
     "column",
@@ -17,6 +17,7 @@ pub(crate) const OURS: [&str; 9] = [
     "orderBy",
     "mutation",
     "federated",
+    "cache",
 ];
 
 fn strip_list(list: &mut DirectiveList) {

@@ -37,6 +37,19 @@ pub struct Catalog {
     pub mutations: IndexMap<String, MutationField>,
     /// Set when the schema links the federation spec: it is then a subgraph.
     pub federation: Option<Federation>,
+    /// Root `Query` fields with `@cache`, by field name.
+    pub cache: IndexMap<String, CachePolicy>,
+}
+
+/// `@cache` on a root query field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Seconds an answer is kept.
+    pub ttl_secs: u32,
+    /// The answer depends on the caller (the token's subject), not only on the roles.
+    pub per_user: bool,
+    /// The `@view` types whose mutations invalidate it (`None`: derived from the plan).
+    pub entities: Option<Vec<String>>,
 }
 
 impl Catalog {

@@ -62,6 +62,11 @@ pub(crate) fn lower(
                 continue;
             }
             let coord = format!("{query}.{fname}");
+            if let Some(d) = field.directives.get("cache") {
+                catalog
+                    .cache
+                    .insert(fname.to_string(), cache_policy(&catalog, &coord, d)?);
+            }
             let root = if resolvers.contains(&coord) {
                 RootField::Resolver(output(schema, &catalog, &coord, &field.ty, true)?)
             } else {
@@ -129,6 +134,71 @@ pub(crate) fn lower(
     Ok(catalog)
 }
 
+/// Longest `@cache(ttl:)`: a week.
+const MAX_TTL_SECS: i64 = 7 * 24 * 3600;
+
+fn cache_policy(
+    catalog: &Catalog,
+    coord: &str,
+    d: &apollo_compiler::ast::Directive,
+) -> Result<CachePolicy, SchemaError> {
+    let ttl = d
+        .specified_argument_by_name("ttl")
+        .and_then(|v| v.to_i32())
+        .map(i64::from)
+        .unwrap_or(0);
+    if !(1..=MAX_TTL_SECS).contains(&ttl) {
+        return Err(SchemaError::mapping(
+            coord,
+            format!("@cache(ttl:) is in seconds, from 1 to {MAX_TTL_SECS}; got {ttl}"),
+        ));
+    }
+    let per_user = d
+        .specified_argument_by_name("perUser")
+        .and_then(|v| v.to_bool())
+        .unwrap_or(false);
+    let entities = match d.specified_argument_by_name("entities").map(|v| v.as_ref()) {
+        None | Some(apollo_compiler::ast::Value::Null) => None,
+        Some(apollo_compiler::ast::Value::List(items)) => {
+            let mut out = Vec::new();
+            for item in items {
+                let name = item.as_str().unwrap_or_default();
+                if !catalog.types.contains_key(name) {
+                    return Err(SchemaError::mapping(
+                        coord,
+                        format!("@cache(entities:) names {name:?}, which is not a type with @view"),
+                    ));
+                }
+                out.push(name.to_owned());
+            }
+            Some(out)
+        }
+        Some(apollo_compiler::ast::Value::String(s)) => {
+            if !catalog.types.contains_key(s.as_str()) {
+                return Err(SchemaError::mapping(
+                    coord,
+                    format!(
+                        "@cache(entities:) names {:?}, which is not a type with @view",
+                        s.as_str()
+                    ),
+                ));
+            }
+            Some(vec![s.to_string()])
+        }
+        Some(_) => {
+            return Err(SchemaError::mapping(
+                coord,
+                "@cache(entities:) is a list of type names",
+            ))
+        }
+    };
+    Ok(CachePolicy {
+        ttl_secs: u32::try_from(ttl).unwrap_or(u32::MAX),
+        per_user,
+        entities,
+    })
+}
+
 /// A resolver must name a field of an object type: `Type.field`.
 fn check_resolver_coordinate(schema: &Schema, coord: &str) -> Result<(), SchemaError> {
     let found = coord.split_once('.').and_then(|(t, f)| {
@@ -187,6 +257,12 @@ fn lower_mutation(
     field: &FieldDefinition,
     resolvers: &BTreeSet<String>,
 ) -> Result<MutationField, SchemaError> {
+    if field.directives.has("cache") {
+        return Err(SchemaError::mapping(
+            coord,
+            "@cache applies to root query fields only; a mutation's answer is never cached",
+        ));
+    }
     if resolvers.contains(coord) {
         let output = output(schema, catalog, coord, &field.ty, true)?;
         let change = match field.directives.get("mutation") {
@@ -406,6 +482,12 @@ fn lower_field(
     parent: Parent,
 ) -> Result<FieldSource, SchemaError> {
     let d = &field.directives;
+    if d.has("cache") {
+        return Err(SchemaError::mapping(
+            coord,
+            "@cache applies to root query fields only (their whole answer is cached)",
+        ));
+    }
     let used: Vec<&str> = ["json", "column", "sql", "relation", "federated"]
         .into_iter()
         .filter(|n| d.has(n))

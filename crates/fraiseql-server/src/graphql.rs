@@ -95,6 +95,15 @@ fn respond(outcome: Outcome, media: Media) -> Response {
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
+    if let Some(c) = outcome.cache {
+        // `private`: the answer is the caller's tenant's (and roles'), never a shared cache's.
+        let control = format!("private, max-age={}", c.max_age);
+        if let Ok(v) = HeaderValue::from_str(&control) {
+            r.headers_mut().insert(header::CACHE_CONTROL, v);
+        }
+        r.headers_mut()
+            .insert(header::AGE, HeaderValue::from(c.age));
+    }
     r
 }
 

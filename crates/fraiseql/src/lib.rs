@@ -55,6 +55,7 @@ pub enum RunError {
 pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     engine.check_databases().await?;
     engine.start_events().await?;
+    engine.start_cache_bus().await?;
     let c = engine.config();
     let addr = format!("{}:{}", c.server.host, c.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)

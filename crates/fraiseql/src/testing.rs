@@ -402,6 +402,8 @@ pub struct TestResponse {
     pub json: serde_json::Value,
     /// The raw body.
     pub text: String,
+    /// Every response header.
+    pub headers: http::HeaderMap,
 }
 
 /// Sends GraphQL requests through the real router, in process.
@@ -432,6 +434,7 @@ impl TestClient {
         let engine = Arc::new(Engine::with_resolvers(config, resolvers)?);
         engine.check_databases().await?;
         engine.start_events().await?;
+        engine.start_cache_bus().await?;
         Ok(Self {
             router: fraiseql_server::router(engine.clone()),
             engine,
@@ -543,6 +546,7 @@ impl TestClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await?.to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
@@ -551,6 +555,7 @@ impl TestClient {
             content_type,
             json,
             text,
+            headers,
         })
     }
 }

@@ -33,6 +33,8 @@ pub enum JsonText {
     Text(String),
     /// The first column of a row: text PostgreSQL produced (UTF-8, the connection's encoding).
     Row(tokio_postgres::Row),
+    /// A cached answer.
+    Shared(bytes::Bytes),
 }
 
 impl JsonText {
@@ -40,6 +42,7 @@ impl JsonText {
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             JsonText::Text(s) => s.as_bytes(),
+            JsonText::Shared(b) => b,
             JsonText::Row(r) => r
                 .try_get::<_, Option<crate::connections::RawText<'_>>>(0)
                 .ok()
