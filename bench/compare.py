@@ -192,6 +192,7 @@ def make_world():
     env = fraiseql_env()
     for t in ["acme_corp", "global_corp"]:
         run([BIN, "tenant", "create", t], env=env)
+    run([BIN, "migrate"], env=env)
     rows = psql("bench_master", "SELECT key, id, database, role_name, role_password FROM fraiseql_tenant ORDER BY key")
     tenants = {}
     for line in rows.splitlines():

@@ -28,7 +28,7 @@ use crate::planning::{PlanCache, PlanKey, Planner};
 use crate::request::GraphqlRequest;
 use crate::resolvers::Resolvers;
 use crate::response::{Outcome, OutcomeKind, ResponseBody};
-use crate::tenancy::Tenants;
+use crate::tenancy::{TenantRecord, Tenants};
 
 /// Why an engine cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +324,7 @@ impl Engine {
         }
         if let Some(c) = &self.cache {
             self.metrics.cache_size(c.weighted_size());
+            self.metrics.cache_peers(self.cache_peers());
         }
     }
 
@@ -411,49 +412,68 @@ impl Engine {
                 .await
                 .map_err(|e| unreachable(e.to_string()))?
             {
-                let name = format!("tenant `{}`", rec.key);
-                let bad = |reason: String| EngineError::Unreachable {
-                    name: name.clone(),
-                    reason,
-                };
-                let lease = tenants.connection(&rec).await.map_err(|e| bad(e.message))?;
-                // As the tenant sees it: its role, its schema.
-                let ctx = RequestContext {
-                    tenant: Some(rec.clone()),
-                    ..RequestContext::default()
-                };
-                session::begin(&lease, &SessionContext::new(&ctx, TENANT_DATABASE), false)
-                    .await
-                    .map_err(|e| bad(e.to_string()))?;
-                let problems =
-                    catalog_check::check(lease.client(), &self.schema.catalog, TENANT_DATABASE)
-                        .await
-                        .map_err(|e| bad(e.to_string()));
-                let _ = session::end(&lease, false).await;
-                let problems = problems?;
-                if !problems.is_empty() {
-                    return Err(EngineError::Catalog {
-                        database: name,
-                        problems,
-                    });
-                }
+                self.check_tenant(&rec).await?;
             }
         }
-        for (name, db) in self.pools.iter() {
-            let unreachable = |reason: String| EngineError::Unreachable {
-                name: name.clone(),
-                reason,
-            };
-            let client = db.lease().await.map_err(|e| unreachable(e.to_string()))?;
-            let problems = catalog_check::check(client.client(), &self.schema.catalog, name)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            if !problems.is_empty() {
-                return Err(EngineError::Catalog {
-                    database: name.clone(),
-                    problems,
-                });
-            }
+        for name in self.pools.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() {
+            self.check_database(&name).await?;
+        }
+        Ok(())
+    }
+
+    /// Connects to tenant `rec` as the server does (its role, its schema) and checks the tenant
+    /// schema there.
+    pub async fn check_tenant(&self, rec: &Arc<TenantRecord>) -> Result<(), EngineError> {
+        let Some(tenants) = &self.tenants else {
+            return Ok(());
+        };
+        let name = format!("tenant `{}`", rec.key);
+        let bad = |reason: String| EngineError::Unreachable {
+            name: name.clone(),
+            reason,
+        };
+        let lease = tenants.connection(rec).await.map_err(|e| bad(e.message))?;
+        // As the tenant sees it: its role, its schema.
+        let ctx = RequestContext {
+            tenant: Some(rec.clone()),
+            ..RequestContext::default()
+        };
+        session::begin(&lease, &SessionContext::new(&ctx, TENANT_DATABASE), false)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let problems = catalog_check::check(lease.client(), &self.schema.catalog, TENANT_DATABASE)
+            .await
+            .map_err(|e| bad(e.to_string()));
+        let _ = session::end(&lease, false).await;
+        let problems = problems?;
+        if !problems.is_empty() {
+            return Err(EngineError::Catalog {
+                database: name,
+                problems,
+            });
+        }
+        Ok(())
+    }
+
+    /// Connects to `[databases.<name>]` and checks the schema's types of that database.
+    pub async fn check_database(&self, name: &str) -> Result<(), EngineError> {
+        let unreachable = |reason: String| EngineError::Unreachable {
+            name: name.to_owned(),
+            reason,
+        };
+        let db = self
+            .pools
+            .get(name)
+            .ok_or_else(|| unreachable("not configured".to_owned()))?;
+        let client = db.lease().await.map_err(|e| unreachable(e.to_string()))?;
+        let problems = catalog_check::check(client.client(), &self.schema.catalog, name)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !problems.is_empty() {
+            return Err(EngineError::Catalog {
+                database: name.to_owned(),
+                problems,
+            });
         }
         Ok(())
     }
@@ -605,19 +625,23 @@ impl Engine {
                 vec![GraphqlError::new(ErrorCode::OperationNotSupported, message)],
             );
         }
-        // Planning: same text, operation, variables and roles, the same plan.
-        let key = PlanKey::new(
-            &prepared,
-            req.operation_name.as_deref(),
-            req.variables
-                .as_ref()
-                .filter(|v| !v.is_empty())
-                .map(|v| serde_json::to_string(v).unwrap_or_default())
-                .unwrap_or_default()
-                .into(),
-            ctx.identity.roles.clone(),
-        );
-        let (plan, introspection) = match self.plans.get(&key) {
+        // Planning: same text, operation, variables and roles, the same plan. Mutation plans
+        // are not kept: their variables (new names, new values) rarely repeat, so they would
+        // only push query plans out, and planning is small next to a write.
+        let key = (!write).then(|| {
+            PlanKey::new(
+                &prepared,
+                req.operation_name.as_deref(),
+                req.variables
+                    .as_ref()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| serde_json::to_string(v).unwrap_or_default())
+                    .unwrap_or_default()
+                    .into(),
+                ctx.identity.roles.clone(),
+            )
+        });
+        let (plan, introspection) = match key.as_ref().and_then(|k| self.plans.get(k)) {
             Some(plan) => (plan, None),
             None => {
                 let planner = Planner {
@@ -632,7 +656,7 @@ impl Engine {
                     Ok((plan, introspection)) => {
                         // Introspection answers are computed per request, so only plans
                         // without them are kept.
-                        if introspection.is_none() {
+                        if let (None, Some(key)) = (&introspection, key) {
                             self.plans.insert(key, prepared.clone(), plan.clone());
                         }
                         (plan, introspection)

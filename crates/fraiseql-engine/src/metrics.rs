@@ -188,6 +188,7 @@ pub struct Metrics {
     cache_misses: Family<CacheLabel, Counter>,
     cache_evictions: Counter,
     cache_bytes: Gauge,
+    cache_peers: Gauge,
     pool_open: Family<PoolLabel, Gauge>,
     pool_idle: Family<PoolLabel, Gauge>,
     pool_waiting: Family<PoolLabel, Gauge>,
@@ -220,7 +221,7 @@ impl Metrics {
         let requests = Family::<TenantEndpoint, Counter>::default();
         r.register(
             "fraiseql_tenant_requests",
-            "GraphQL requests by tenant.",
+            "GraphQL requests by tenant",
             requests.clone(),
         );
         let latency = Family::<TenantOperation, Histogram>::new_with_constructor(
@@ -229,121 +230,127 @@ impl Metrics {
         let latency_family = latency.clone();
         r.register(
             "fraiseql_tenant_latency_seconds",
-            "GraphQL request latency by tenant and operation type.",
+            "GraphQL request latency by tenant and operation type",
             latency_family,
         );
         let errors = Family::<TenantError, Counter>::default();
         r.register(
             "fraiseql_tenant_errors",
-            "GraphQL errors by tenant and code.",
+            "GraphQL errors by tenant and code",
             errors.clone(),
         );
         let events_processed = Family::<TenantEvent, SeedCounter>::default();
         r.register(
             "fraiseql_nats_events_processed",
-            "Messages a subscriber handled and acknowledged (a counter; type unknown to keep this name without _total).",
+            "Messages a subscriber handled and acknowledged (a counter; type unknown to keep this name without _total)",
             events_processed.clone(),
         );
         let consumer_lag = Family::<Consumer, Gauge>::default();
         r.register(
             "fraiseql_nats_consumer_lag",
-            "Messages of a consumer group not yet delivered.",
+            "Messages of a consumer group not yet delivered",
             consumer_lag.clone(),
         );
         let handler_failures = Family::<Consumer, Counter>::default();
         r.register(
             "fraiseql_nats_handler_failures",
-            "Subscriber handler failures (redelivered later).",
+            "Subscriber handler failures (redelivered later)",
             handler_failures.clone(),
         );
         let dead_letters = Family::<Consumer, Counter>::default();
         r.register(
             "fraiseql_nats_dead_letters",
-            "Messages moved to the dead letters.",
+            "Messages moved to the dead letters",
             dead_letters.clone(),
         );
         let outbox_events = Family::<TenantOnly, Counter>::default();
         r.register(
             "fraiseql_outbox_events",
-            "Events written to an outbox with their mutation.",
+            "Events written to an outbox with their mutation",
             outbox_events.clone(),
         );
         let outbox_published = Family::<TenantOnly, Counter>::default();
         r.register(
             "fraiseql_outbox_published",
-            "Outbox events published to JetStream and marked sent.",
+            "Outbox events published to JetStream and marked sent",
             outbox_published.clone(),
         );
         let outbox_failures = Family::<TenantOnly, Counter>::default();
         r.register(
             "fraiseql_outbox_publish_failures",
-            "Failed publish attempts (retried by the sweeper).",
+            "Failed publish attempts (retried by the sweeper)",
             outbox_failures.clone(),
         );
         let outbox_backlog = Gauge::default();
         r.register(
             "fraiseql_outbox_backlog",
-            "Events committed and not yet published, as last seen.",
+            "Events committed and not yet published, as last seen",
             outbox_backlog.clone(),
         );
         let in_flight = Gauge::default();
         r.register(
             "fraiseql_requests_in_flight",
-            "GraphQL requests being answered now.",
+            "GraphQL requests being answered now",
             in_flight.clone(),
         );
         let shed = Counter::default();
         r.register(
             "fraiseql_requests_shed",
-            "Requests refused with 503 because [limits] max_in_flight was reached.",
+            "Requests refused with 503 because [limits] max_in_flight was reached",
             shed.clone(),
         );
         let cache_hits = Family::<CacheLabel, Counter>::default();
         r.register(
             "fraiseql_cache_hits",
-            "Answers of @cache fields served from the result cache.",
+            "Answers of @cache fields served from the result cache",
             cache_hits.clone(),
         );
         let cache_misses = Family::<CacheLabel, Counter>::default();
         r.register(
             "fraiseql_cache_misses",
-            "Answers of @cache fields read from the database.",
+            "Answers of @cache fields read from the database",
             cache_misses.clone(),
         );
         let cache_evictions = Counter::default();
         r.register(
             "fraiseql_cache_evictions",
-            "Cached answers removed to stay within [cache] max_bytes, or invalidated.",
+            "Cached answers removed to stay within [cache] max_bytes, or at the end of their TTL",
             cache_evictions.clone(),
         );
         let cache_bytes = Gauge::default();
         r.register(
             "fraiseql_cache_bytes",
-            "Bytes the result cache holds.",
+            "Bytes the result cache holds",
             cache_bytes.clone(),
+        );
+        let cache_peers = Gauge::default();
+        r.register(
+            "fraiseql_cache_peers",
+            "Other server instances this one hears on the cache invalidation bus",
+            cache_peers.clone(),
         );
         let pool_open = Family::<PoolLabel, Gauge>::default();
         r.register(
             "fraiseql_pool_connections_open",
-            "Database connections open, by pool (tenants, or a [databases.<name>]).",
+            "Database connections open, by pool (tenants, or a [databases.<name>])",
             pool_open.clone(),
         );
         let pool_idle = Family::<PoolLabel, Gauge>::default();
         r.register(
             "fraiseql_pool_connections_idle",
-            "Idle database connections, by pool.",
+            "Idle database connections, by pool",
             pool_idle.clone(),
         );
         let pool_waiting = Family::<PoolLabel, Gauge>::default();
         r.register(
             "fraiseql_pool_waiting",
-            "Requests waiting for a database connection, by pool.",
+            "Requests waiting for a database connection, by pool",
             pool_waiting.clone(),
         );
         let pool_budget = Family::<PoolLabel, Gauge>::default();
         r.register(
             "fraiseql_pool_connections_max",
-            "The most connections a pool may open.",
+            "The most connections a pool may open",
             pool_budget.clone(),
         );
         let mut m = Self {
@@ -374,6 +381,7 @@ impl Metrics {
             cache_misses,
             cache_evictions,
             cache_bytes,
+            cache_peers,
             pool_open,
             pool_idle,
             pool_waiting,
@@ -588,6 +596,12 @@ impl Metrics {
     pub fn cache_size(&self, bytes: u64) {
         self.cache_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Instances heard on the cache bus now.
+    pub fn cache_peers(&self, n: usize) {
+        self.cache_peers
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Pool `pool`'s sizes now.

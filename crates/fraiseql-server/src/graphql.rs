@@ -195,14 +195,60 @@ fn tenant_header<'h>(headers: &'h HeaderMap, name: &str) -> TenantHeader<'h> {
     }
 }
 
-/// Resolves the caller (token, tenant), then runs a parsed request, or answers 400 for one that
-/// did not parse. Identity comes first: an unauthenticated caller learns nothing about the query.
+/// What the request's log line says besides its status and duration.
+#[derive(Default)]
+struct RequestLog {
+    tenant: Option<String>,
+    kind: Option<&'static str>,
+    errors: Vec<ErrorCode>,
+}
+
+/// Runs one GraphQL request and logs it: one line per request with its id (`X-Request-Id`, set
+/// by the router), tenant, operation name and type, HTTP status, duration and error codes. Never
+/// the token, the query's values or SQL parameters.
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
     req: Result<GraphqlRequest, RequestParseError>,
     method: Method,
     media: Media,
+) -> Response {
+    let started = std::time::Instant::now();
+    // Client input, so bounded before it is logged.
+    let operation: Option<String> = req
+        .as_ref()
+        .ok()
+        .and_then(|r| r.operation_name.as_deref())
+        .map(|n| n.chars().take(64).collect());
+    let mut log = RequestLog::default();
+    let response = run(state, headers, req, method, media, &mut log).await;
+    let request_id = headers
+        .get(crate::request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let errors: Vec<&str> = log.errors.iter().map(|c| c.as_str()).collect();
+    tracing::info!(
+        request_id,
+        tenant = log.tenant.as_deref().unwrap_or(""),
+        operation = operation.as_deref().unwrap_or(""),
+        kind = log.kind.unwrap_or(""),
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        errors = errors.join(",").as_str(),
+        "graphql request"
+    );
+    response
+}
+
+/// Resolves the caller (token, tenant), then runs a parsed request, or answers 400 for one that
+/// did not parse. Identity comes first: an unauthenticated caller learns nothing about the query.
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: Result<GraphqlRequest, RequestParseError>,
+    method: Method,
+    media: Media,
+    log: &mut RequestLog,
 ) -> Response {
     let engine = &state.engine;
     let tenant = tenant_header(headers, &engine.config().multi_tenancy.auth_header);
@@ -231,6 +277,7 @@ async fn execute(
     let ctx = match identified {
         Ok(ctx) => ctx,
         Err(e) => {
+            log.errors.push(e.error.extensions.code);
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
             let body = Outcome::request_error(vec![e.error]).body;
             let mut r = with_media(status, media, body);
@@ -245,9 +292,11 @@ async fn execute(
             return r;
         }
     };
+    log.tenant = ctx.tenant.as_ref().map(|t| t.key.clone());
     let mut req = match req {
         Ok(req) => req,
         Err(e) => {
+            log.errors.push(ErrorCode::BadRequest);
             return error_response(
                 StatusCode::BAD_REQUEST,
                 media,
@@ -273,6 +322,7 @@ async fn execute(
         Err(_) if gate.try_time_out() => {
             // Nothing has committed and nothing will.
             record(engine, &ctx, None, started.elapsed());
+            log.errors.push(ErrorCode::InternalServerError);
             return error_response(
                 StatusCode::REQUEST_TIMEOUT,
                 media,
@@ -284,6 +334,8 @@ async fn execute(
         Err(_) => run.await,
     };
     record(engine, &ctx, Some(&outcome), started.elapsed());
+    log.kind = outcome.operation;
+    log.errors.clone_from(&outcome.error_codes);
     respond(outcome, media)
 }
 

@@ -9,6 +9,7 @@
 mod graphiql;
 mod graphql;
 mod probes;
+pub mod request_id;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +78,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
     if metrics_here {
         router = router.route("/metrics", get(probes::metrics));
     }
-    router.with_state(state).layer(CompressionLayer::new())
+    router
+        .with_state(state)
+        .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(request_id::layer))
 }
 
 /// The router of a separate `/metrics` listener (`[metrics] listen`).

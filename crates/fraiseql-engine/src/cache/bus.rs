@@ -150,31 +150,39 @@ impl CacheBus {
             .count()
     }
 
+    fn payload(&self, tenant: &str, entities: Option<&[String]>) -> Option<bytes::Bytes> {
+        serde_json::to_vec(&Invalidation {
+            origin: self.id,
+            tenant: tenant.to_owned(),
+            entities: entities.map(<[String]>::to_vec),
+        })
+        .ok()
+        .map(Into::into)
+    }
+
     /// Tells the other instances that a mutation of `tenant` committed, and waits until each
-    /// live one has applied it (at most [`ACK_TIMEOUT`]). Cut off from NATS, the message is
-    /// queued by the client and reaches them on reconnection; until then they may serve
+    /// live one has applied it (at most [`ACK_TIMEOUT`]). With no other instance heard of, it
+    /// does not wait (one starting now has nothing cached yet). Cut off from NATS, the message
+    /// is queued by the client and reaches them on reconnection; until then they may serve
     /// answers this mutation outdated (logged).
     pub async fn publish(&self, tenant: &str, entities: Option<&[String]>) {
-        if self.client.connection_state() != async_nats::connection::State::Connected {
-            tracing::warn!(
-                tenant,
-                "NATS is not connected: other instances get this cache invalidation when it is"
-            );
-            let subject = format!("{}.invalidate", self.subject);
-            if let Ok(payload) = serde_json::to_vec(&Invalidation {
-                origin: self.id,
-                tenant: tenant.to_owned(),
-                entities: entities.map(<[String]>::to_vec),
-            }) {
-                let _ = tokio::time::timeout(
-                    ACK_TIMEOUT,
-                    self.client.publish(subject, payload.into()),
-                )
-                .await;
+        let Some(payload) = self.payload(tenant, entities) else {
+            return;
+        };
+        let subject = format!("{}.invalidate", self.subject);
+        let connected =
+            self.client.connection_state() == async_nats::connection::State::Connected;
+        if self.peers() == 0 || !connected {
+            if !connected {
+                tracing::warn!(
+                    tenant,
+                    "NATS is not connected: other instances get this cache invalidation when it is"
+                );
             }
+            let _ = tokio::time::timeout(ACK_TIMEOUT, self.client.publish(subject, payload)).await;
             return;
         }
-        if tokio::time::timeout(ACK_TIMEOUT * 2, self.publish_and_wait(tenant, entities))
+        if tokio::time::timeout(ACK_TIMEOUT * 2, self.publish_and_wait(subject, payload))
             .await
             .is_err()
         {
@@ -182,16 +190,7 @@ impl CacheBus {
         }
     }
 
-    async fn publish_and_wait(&self, tenant: &str, entities: Option<&[String]>) {
-        let payload = match serde_json::to_vec(&Invalidation {
-            origin: self.id,
-            tenant: tenant.to_owned(),
-            entities: entities.map(<[String]>::to_vec),
-        }) {
-            Ok(p) => p,
-            Err(_) => return,
-        };
-        let subject = format!("{}.invalidate", self.subject);
+    async fn publish_and_wait(&self, subject: String, payload: bytes::Bytes) {
         let waiting_for = self.peers();
         let inbox = self.client.new_inbox();
         let mut acks = match self.client.subscribe(inbox.clone()).await {
@@ -203,7 +202,7 @@ impl CacheBus {
         };
         if let Err(e) = self
             .client
-            .publish_with_reply(subject, inbox, payload.into())
+            .publish_with_reply(subject, inbox, payload)
             .await
         {
             tracing::warn!(error = %e, "cache invalidation not sent");

@@ -194,8 +194,25 @@ pub enum PoolError {
     #[error("timed out waiting for a connection")]
     Timeout,
     /// Connecting failed.
-    #[error("cannot connect: {0}")]
+    #[error("cannot connect: {}", reason(.0))]
     Connect(#[from] tokio_postgres::Error),
+}
+
+/// PostgreSQL's own message when it sent one (`database "x" does not exist`), else the error.
+fn reason(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => d.message().to_owned(),
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            s
+        }
+    }
 }
 
 /// A connection lent to one request (or job). Returned to the pool on drop unless a transaction

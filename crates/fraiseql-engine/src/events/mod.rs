@@ -12,6 +12,7 @@
 pub mod dead_letter;
 pub mod outbox;
 mod relay;
+pub mod status;
 mod subscribe;
 
 use std::collections::HashMap;

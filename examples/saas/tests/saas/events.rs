@@ -171,6 +171,44 @@ async fn test_analytics_sync(strategy: &str) {
         text.contains("fraiseql_tenant_requests_total{tenant_id=\"acme\",endpoint=\"/graphql\"}"),
         "{text}"
     );
+    // Every family, with its labels, after matching traffic: an error, a cached field.
+    let bad = client.execute("{ organization(id: \"not-a-uuid\") { name } }").await.expect("answer");
+    assert!(bad["errors"].is_array(), "{bad}");
+    client.execute("{ tenantConfig }").await.expect("config");
+    client.execute("{ tenantConfig }").await.expect("config");
+    let lag = async {
+        loop {
+            let text = client.get("/metrics", None).await.expect("metrics").text;
+            if text.contains("fraiseql_nats_consumer_lag{consumer=\"analytics_sync\"} 0") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let text = tokio::time::timeout(Duration::from_secs(10), lag)
+        .await
+        .expect("the lag gauge is reported");
+    for want in [
+        "# TYPE fraiseql_tenant_latency_seconds histogram",
+        "fraiseql_tenant_latency_seconds_bucket{le=\"0.01\",tenant_id=\"acme\",operation=\"mutation\"}",
+        "fraiseql_tenant_latency_seconds_count{tenant_id=\"acme\",operation=\"query\"}",
+        "fraiseql_tenant_errors_total{tenant_id=\"acme\",error_type=\"BAD_USER_INPUT\"} 1",
+        "# TYPE fraiseql_nats_events_processed unknown",
+        "fraiseql_nats_handler_failures_total{consumer=\"analytics_sync\"} 0",
+        "fraiseql_nats_dead_letters_total{consumer=\"analytics_sync\"} 0",
+        "fraiseql_outbox_events_total{tenant_id=\"acme\"} 1",
+        "fraiseql_outbox_published_total{tenant_id=\"acme\"} 1",
+        "fraiseql_outbox_backlog 0",
+        "fraiseql_requests_in_flight 0",
+        "fraiseql_requests_shed_total 0",
+        "fraiseql_cache_hits_total{tenant_id=\"acme\"} 1",
+        "fraiseql_cache_misses_total{tenant_id=\"acme\"} 1",
+        "fraiseql_pool_connections_open{pool=\"tenants\"}",
+        "fraiseql_pool_connections_max{pool=\"shared\"} 4",
+        "# EOF",
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
     // The outbox row was marked sent.
     let admin = t
         .admin_client(&t.create_tenant("acme").await.expect("tenant"))
