@@ -415,7 +415,12 @@ impl Engine {
                 self.check_tenant(&rec).await?;
             }
         }
-        for name in self.pools.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() {
+        for name in self
+            .pools
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+        {
             self.check_database(&name).await?;
         }
         Ok(())

@@ -600,8 +600,7 @@ impl Metrics {
 
     /// Instances heard on the cache bus now.
     pub fn cache_peers(&self, n: usize) {
-        self.cache_peers
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.cache_peers.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Pool `pool`'s sizes now.

@@ -302,7 +302,7 @@ async fn run(
                 media,
                 ErrorCode::BadRequest,
                 &e.to_string(),
-            )
+            );
         }
     };
     req.trace = headers

@@ -43,7 +43,9 @@ mod tests {
     fn only_short_visible_ids_are_kept() {
         assert!(acceptable(&HeaderValue::from_static("req-42")));
         assert!(!acceptable(&HeaderValue::from_static("has space")));
-        assert!(!acceptable(&HeaderValue::from_str(&"x".repeat(129)).expect("value")));
+        assert!(!acceptable(
+            &HeaderValue::from_str(&"x".repeat(129)).expect("value")
+        ));
         assert_eq!(fresh().len(), 32);
         assert_ne!(fresh(), fresh());
     }

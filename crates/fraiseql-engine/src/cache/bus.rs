@@ -170,8 +170,7 @@ impl CacheBus {
             return;
         };
         let subject = format!("{}.invalidate", self.subject);
-        let connected =
-            self.client.connection_state() == async_nats::connection::State::Connected;
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
         if self.peers() == 0 || !connected {
             if !connected {
                 tracing::warn!(
