@@ -18,17 +18,26 @@ pub use fraiseql_engine::resolvers::{
 };
 pub use fraiseql_engine::Engine;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: `info`, with the database and NATS clients
-/// at `warn`). For binaries; call once.
+/// Logs text lines to stderr, filtered by `RUST_LOG` (default: `info`, with the database and
+/// NATS clients at `warn`). For binaries; see [`init_tracing_as`].
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,async_nats=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing_as(fraiseql_config::LogFormat::Text);
+}
+
+/// Logs to stderr as `[logging] format` says: text lines, or one JSON object per line (with the
+/// request fields: `request_id`, `tenant`, `operation`, `status`, `duration_ms`). `RUST_LOG`
+/// filters (default `info`).
+pub fn init_tracing_as(format: fraiseql_config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,async_nats=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        fraiseql_config::LogFormat::Text => builder.try_init(),
+        fraiseql_config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Why [`run`] stopped with an error.
@@ -114,6 +123,10 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
             c.multi_tenancy.auth_header
         );
     }
+    let endpoint = format!("http://{shown_host}:{}/graphql", local.port());
+    if let Some(line) = development_link(&engine, &endpoint).await {
+        println!("{line}");
+    }
     let metrics_task = metrics_listener.map(|l| {
         if let Ok(a) = l.local_addr() {
             println!("Metrics: http://{a}/metrics");
@@ -131,6 +144,75 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     }
     println!("fraiseql stopped");
     Ok(())
+}
+
+/// The environment variable naming the tenant of [`development_link`]'s token (default: the
+/// first active tenant, by key).
+pub const DEV_TENANT_VAR: &str = "FRAISEQL_DEV_TENANT";
+
+/// The banner line of `fraiseql run` under `[server] profile = "development"`: a GraphiQL link
+/// whose URL fragment carries a tenant and a development token signed like `fraiseql token`'s,
+/// e.g. `GraphiQL (development token for acme_corp): http://localhost:8080/graphql#tenant=acme_corp&token=<jwt>`.
+/// The page reads the fragment (browsers never send it to a server) and fills the
+/// `Authorization` and tenant headers. The token is for the tenant named by
+/// `$FRAISEQL_DEV_TENANT`, else the first active tenant, with every role named in `[rbac]`,
+/// valid for `[auth] token_ttl_secs`.
+///
+/// `None` under `production` (the default profile: no token is ever printed) and when the
+/// config has no `[auth]`; otherwise a line saying why there is no link (no signing key, no
+/// active tenant, ...).
+pub async fn development_link(engine: &Engine, endpoint: &str) -> Option<String> {
+    let c = engine.config();
+    if c.server.profile != fraiseql_config::Profile::Development {
+        return None;
+    }
+    let auth = c.auth.as_ref()?;
+    let no_link = |why: String| Some(format!("GraphiQL: {endpoint} (no development link: {why})"));
+    let can_sign = match auth.algorithm {
+        fraiseql_config::JwtAlgorithm::Hs256 => auth.secret.is_some(),
+        _ => auth.private_key.is_some(),
+    };
+    if !can_sign {
+        return no_link(
+            "the config cannot sign tokens; set [auth] private_key (or an HS256 secret)".into(),
+        );
+    }
+    let tenant = match engine.tenants() {
+        None => None,
+        Some(t) => match std::env::var(DEV_TENANT_VAR).ok().filter(|k| !k.is_empty()) {
+            Some(key) => match t.resolve(&key).await {
+                Ok(rec) => Some(rec.key.clone()),
+                Err(e) => {
+                    return no_link(format!("tenant `{key}` (${DEV_TENANT_VAR}): {e}"));
+                }
+            },
+            None => match t.any_active().await {
+                Ok(Some(rec)) => Some(rec.key.clone()),
+                Ok(None) => {
+                    return no_link(
+                        "no active tenant yet; create one with `fraiseql tenant create <key>`"
+                            .into(),
+                    )
+                }
+                Err(e) => return no_link(format!("tenant registry: {e}")),
+            },
+        },
+    };
+    let mut roles: Vec<String> = c.rbac.values().flatten().cloned().collect();
+    roles.sort();
+    roles.dedup();
+    // Without multi-tenancy the tenant claim is not used; the token still needs one.
+    let claim = tenant.as_deref().unwrap_or("default");
+    let token = match fraiseql_engine::identity::jwt::issue(auth, claim, &roles, None) {
+        Ok(t) => t,
+        Err(e) => return no_link(e.to_string()),
+    };
+    Some(match tenant {
+        Some(key) => {
+            format!("GraphiQL (development token for {key}): {endpoint}#tenant={key}&token={token}")
+        }
+        None => format!("GraphiQL (development token): {endpoint}#token={token}"),
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.
