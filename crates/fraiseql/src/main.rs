@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use fraiseql::config::Config;
 use fraiseql::engine::tenancy::provision;
+use fraiseql::engine::tenancy::transfer;
 use fraiseql::engine::tenancy::TenantStatus;
 use fraiseql::Engine;
 
@@ -45,7 +46,7 @@ enum Command {
         #[arg(long, env = "TENANT_ID")]
         tenant: Option<String>,
     },
-    /// Tenant registry: create (provision), list, suspend, resume.
+    /// Tenant registry: create (provision), list, suspend, resume, backup, restore, move, drop-copy.
     Tenant {
         #[command(subcommand)]
         action: TenantAction,
@@ -71,6 +72,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EventsAction {
+    /// The stream, each consumer group's pending / ack-pending / redelivered messages, each
+    /// tenant's outbox backlog and the dead letters (what `nats stream report` and `nats
+    /// consumer report` would tell, and what only fraiseql knows). Exits non-zero when
+    /// something needs attention.
+    Status,
     /// Messages a consumer group gave up on after `max_deliver` deliveries.
     DeadLetters {
         #[command(subcommand)]
@@ -119,6 +125,44 @@ enum TenantAction {
         /// Tenant key.
         key: String,
     },
+    /// Write the tenant's data (its database, schema, or rows), registry entry (no passwords)
+    /// and unsent events to one archive file, from one snapshot, while it is served.
+    Backup {
+        /// Tenant key.
+        key: String,
+        /// The archive to write (refused if it exists); default `<key>-<UTC time>.fraiseql-tenant`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Provision the tenant from an archive (new roles and passwords), load its data, check
+    /// every table's row count. Refused if the tenant exists there, unless --force.
+    Restore {
+        /// Tenant key (the archive's).
+        key: String,
+        /// The archive `tenant backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL server (admin URL) to restore onto; default `[databases.tenant] url`.
+        #[arg(long)]
+        server_url: Option<String>,
+        /// Replace the tenant's data where it is restored.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Move the tenant to another PostgreSQL server while the servers run: suspend (503 with
+    /// Retry-After), drain, back up, restore there, verify, switch, resume. The old copy is kept.
+    Move {
+        /// Tenant key.
+        key: String,
+        /// The target server's admin URL (schema_per_tenant / row_level: with the host database).
+        #[arg(long)]
+        server_url: String,
+    },
+    /// Remove the old copy a move kept.
+    DropCopy {
+        /// Tenant key.
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,8 +172,10 @@ enum ConfigAction {
 }
 
 fn main() -> std::process::ExitCode {
-    fraiseql::init_tracing();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run) {
+        fraiseql::init_tracing();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -160,6 +206,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Events {
             action: EventsAction::DeadLetters { action },
         } => dead_letters(&cli.config, action).await,
+        Command::Events {
+            action: EventsAction::Status,
+        } => events_status(&cli.config).await,
         Command::Token {
             tenant,
             roles,
@@ -176,6 +225,93 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn events_status(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let timeout = std::time::Duration::from_millis(config.limits.request_timeout_ms);
+    let skip = config
+        .multi_tenancy
+        .enabled
+        .then_some(fraiseql::config::TENANT_DATABASE);
+    let pools = fraiseql::engine::connections::Pools::new(&config, timeout, skip)?;
+    let s = fraiseql::engine::events::status::report(&config, &pools).await;
+    let mut attention = 0;
+    match &s.stream {
+        Ok(st) => {
+            println!(
+                "Stream {}: {} messages, {} bytes, sequences {}..{}, replicas {}, subjects {}",
+                st.name,
+                st.messages,
+                st.bytes,
+                st.first_seq,
+                st.last_seq,
+                st.replicas,
+                st.subjects.join(" ")
+            );
+            if let Some(c) = &st.cluster {
+                println!("  cluster: {c}");
+            }
+        }
+        Err(e) => {
+            attention += 1;
+            println!("Stream: not readable: {e}");
+        }
+    }
+    if !s.consumers.is_empty() {
+        println!("Consumer groups:");
+        for c in &s.consumers {
+            match &c.missing {
+                Some(why) => {
+                    attention += 1;
+                    println!("  {}: not on the stream ({why})", c.name);
+                }
+                None => println!(
+                    "  {}: pending {}, ack pending {}, redelivered {}, acknowledged through {}",
+                    c.name, c.pending, c.ack_pending, c.redelivered, c.ack_floor
+                ),
+            }
+        }
+    }
+    println!("Outbox backlog (committed, not yet published):");
+    for o in &s.outboxes {
+        match &o.error {
+            Some(e) => {
+                attention += 1;
+                println!("  {}: not readable: {e}", o.target);
+            }
+            None => println!(
+                "  {}: {} unsent{}",
+                o.target,
+                o.unsent,
+                o.oldest_secs
+                    .map(|s| format!(", oldest {s:.1} s"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    match &s.dead_letters {
+        Ok(groups) => {
+            println!("Dead letters:");
+            for (g, n) in groups {
+                if *n > 0 {
+                    attention += 1;
+                }
+                println!("  {g}: {n}");
+            }
+            if groups.is_empty() {
+                println!("  none");
+            }
+        }
+        Err(e) => {
+            attention += 1;
+            println!("Dead letters: not readable: {e}");
+        }
+    }
+    if attention > 0 {
+        bail!("{attention} item(s) need attention (see above; `fraiseql events dead-letters list` shows the dead letters)");
+    }
+    Ok(())
 }
 
 async fn dead_letters(path: &Path, action: DeadLetterAction) -> anyhow::Result<()> {
@@ -247,11 +383,14 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 async fn run(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
+    fraiseql::init_tracing_as(config.logging.format);
     let engine = Arc::new(Engine::from_config(config)?);
     fraiseql::run(engine).await?;
     Ok(())
 }
 
+/// `config validate`: every check on its own line, each failure naming the database, tenant or
+/// NATS that failed and why; non-zero when any did.
 async fn validate(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
     println!("✓ config {} is valid", path.display());
@@ -263,22 +402,67 @@ async fn validate(path: &Path) -> anyhow::Result<()> {
         engine.schema().catalog.queries.len(),
         engine.schema().catalog.mutations.len()
     );
-    engine.check_databases().await?;
+    let mut failed: Vec<String> = Vec::new();
+    let mut check = |what: String, r: Result<(), String>| match r {
+        Ok(()) => println!("✓ {what}"),
+        Err(e) => {
+            println!("✗ {what}: {e}");
+            failed.push(what);
+        }
+    };
     if let Some(t) = engine.tenants() {
-        match t.any_active().await? {
-            Some(rec) => println!("✓ tenant `{}` answers and matches the schema", rec.key),
-            None => println!("- no active tenant yet: the tenant schema was not checked"),
+        let registry = engine.config().multi_tenancy.registry.clone();
+        match t.active().await {
+            Err(e) => check(
+                format!("tenant registry (database `{registry}`)"),
+                Err(e.to_string()),
+            ),
+            Ok(active) => {
+                check(
+                    format!(
+                        "tenant registry (database `{registry}`): {} active tenant(s)",
+                        active.len()
+                    ),
+                    Ok(()),
+                );
+                if active.is_empty() {
+                    println!("- no active tenant yet: the tenant schema was not checked");
+                }
+                for rec in &active {
+                    let r = engine.check_tenant(rec).await.map_err(|e| e.to_string());
+                    check(
+                        format!("tenant `{}` answers and matches the schema", rec.key),
+                        r,
+                    );
+                }
+            }
         }
     }
-    for name in engine.config().databases.keys() {
-        println!("✓ database `{name}` answers and matches the schema");
+    let names: Vec<String> = engine.pools().iter().map(|(n, _)| n.clone()).collect();
+    for name in names {
+        let r = engine
+            .check_database(&name)
+            .await
+            .map_err(|e| e.to_string());
+        check(
+            format!("database `{name}` answers and matches the schema"),
+            r,
+        );
     }
     let c = engine.config();
-    if c.observers.enabled {
-        match fraiseql::engine::nats::probe(&c.nats, std::time::Duration::from_secs(3)).await {
-            Ok(_) => println!("✓ NATS answers ({})", c.nats.servers.join(", ")),
-            Err(e) => bail!("NATS does not answer: {e}"),
-        }
+    let needs_nats = c.observers.enabled
+        || (c.cache.enabled
+            && !engine.schema().catalog.cache.is_empty()
+            && !c.nats.servers.is_empty());
+    if needs_nats {
+        let r = fraiseql::engine::nats::probe(&c.nats, std::time::Duration::from_secs(3))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string());
+        check(format!("NATS answers ({})", c.nats.servers.join(", ")), r);
+    }
+    if !failed.is_empty() {
+        bail!("{} check(s) failed: {}", failed.len(), failed.join("; "));
     }
     Ok(())
 }
@@ -382,6 +566,43 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
         TenantAction::Resume { key } => {
             provision::set_status(&config, &key, TenantStatus::Active).await?;
             println!("tenant `{key}` active");
+        }
+        TenantAction::Backup { key, out } => {
+            let out = out.unwrap_or_else(|| transfer::default_archive_name(&key).into());
+            transfer::backup(&config, &key, &out, &|l| println!("{l}")).await?;
+        }
+        TenantAction::Restore {
+            key,
+            from,
+            server_url,
+            force,
+        } => {
+            let r = transfer::restore(&config, &key, &from, server_url.as_deref(), force, &|l| {
+                println!("{l}")
+            })
+            .await?;
+            for n in &r.notes {
+                println!("note: {n}");
+            }
+            println!(
+                "tenant `{}` is {} ({}: database {}, schema {}, role {}; id {})",
+                r.record.key,
+                r.record.status.as_str(),
+                r.record.strategy,
+                r.record.database,
+                r.record.schema,
+                r.record.role,
+                r.record.id
+            );
+        }
+        TenantAction::Move { key, server_url } => {
+            let r = transfer::move_tenant(&config, &key, &server_url, &|l| println!("{l}")).await?;
+            for n in &r.notes {
+                println!("note: {n}");
+            }
+        }
+        TenantAction::DropCopy { key } => {
+            transfer::drop_copy(&config, &key, &|l| println!("{l}")).await?;
         }
     }
     Ok(())

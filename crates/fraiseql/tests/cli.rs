@@ -328,7 +328,11 @@ async fn config_validate_checks_nats_when_events_are_on() {
         .output()
         .expect("run");
     assert!(!o.status.success());
-    assert!(out(&o).contains("NATS does not answer"), "{}", out(&o));
+    assert!(
+        out(&o).contains("✗ NATS answers (nats://127.0.0.1:1): "),
+        "{}",
+        out(&o)
+    );
     let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
     let o = cmd(&w, &config, &["config", "validate"])
         .env("OBSERVERS_ENABLED", "true")
@@ -564,4 +568,262 @@ async fn run_refuses_tenancy_without_auth_and_warns_when_the_header_is_trusted()
         text.contains("WARNING: [multi_tenancy] trust_tenant_header = true"),
         "{text}"
     );
+}
+
+/// `[logging] format = "json"`: one JSON object per request with its id (the caller's
+/// X-Request-Id, or a new one returned in the response), tenant, status and duration; never the
+/// token.
+#[tokio::test]
+async fn requests_are_logged_as_json_with_their_request_id() {
+    use fraiseql::testing::{http, ServerProcess};
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let token =
+        String::from_utf8_lossy(&run(&w, &config, &["token", "--tenant", "acme_corp"]).stdout)
+            .trim()
+            .to_owned();
+    let port = ServerProcess::free_port().expect("port");
+    let log = tempdir().join("server.log");
+    let mut c = cmd(&w, &config, &["run"]);
+    c.env("PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let mut server = ServerProcess::start(c, port).await.expect("server");
+    let auth = format!("Bearer {token}");
+    let body = r#"{"query": "query Orgs { organizations { name } }", "operationName": "Orgs"}"#;
+    let a = http(
+        port,
+        "POST",
+        "/graphql",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Tenant-ID", "acme_corp"),
+            ("Authorization", &auth),
+            ("X-Request-Id", "trace-me-42"),
+        ],
+        body,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-request-id"), Some("trace-me-42"));
+    let b = http(
+        port,
+        "POST",
+        "/graphql",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Tenant-ID", "acme_corp"),
+        ],
+        body,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(b.status, 401);
+    let generated = b.header("x-request-id").expect("an id").to_owned();
+    assert_eq!(generated.len(), 32);
+    server.terminate();
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(!text.contains(&token), "the token was logged:\n{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["message"] == "graphql request")
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["request_id"], "trace-me-42");
+    assert_eq!(lines[0]["tenant"], "acme_corp");
+    assert_eq!(lines[0]["operation"], "Orgs");
+    assert_eq!(lines[0]["kind"], "query");
+    assert_eq!(lines[0]["status"], 200);
+    assert!(lines[0]["duration_ms"].as_f64().is_some_and(|d| d > 0.0));
+    assert_eq!(lines[1]["request_id"], generated.as_str());
+    assert_eq!(lines[1]["status"], 401);
+    assert_eq!(lines[1]["errors"], "UNAUTHENTICATED");
+}
+
+/// Two server processes behind one NATS: a cached answer on B is fresh right after a mutation
+/// committed on A (A waits for B's acknowledgement before answering), and the other way round.
+#[tokio::test]
+async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
+    use fraiseql::testing::{http, ServerProcess};
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let rec = w.create_tenant("acme_corp").await.expect("tenant");
+    let admin = w.admin_client(&rec).await.expect("admin");
+    let set = |value: &'static str| {
+        let admin = &admin;
+        let id = rec.id;
+        async move {
+            admin
+                .execute(
+                    "INSERT INTO tb_tenant_config (tenant_id, key, value) VALUES ($1, 'theme', to_jsonb($2::text)) ON CONFLICT (tenant_id, key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&id, &value],
+                )
+                .await
+                .expect("config row");
+        }
+    };
+    set("dark").await;
+    let token = String::from_utf8_lossy(
+        &run(
+            &w,
+            &config,
+            &["token", "--tenant", "acme_corp", "--role", "admin"],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let start = |port: u16| {
+        let mut c = cmd(&w, &config, &["run"]);
+        c.env("PORT", port.to_string())
+            .env("NATS_URL", nats.url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        ServerProcess::start(c, port)
+    };
+    let (pa, pb) = (
+        ServerProcess::free_port().expect("port"),
+        ServerProcess::free_port().expect("port"),
+    );
+    let _a = start(pa).await.expect("server a");
+    let _b = start(pb).await.expect("server b");
+    // Each hears the other (presence every second).
+    for port in [pa, pb] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let m = http(port, "GET", "/metrics", &[], "")
+                .await
+                .expect("metrics");
+            if m.body.contains("fraiseql_cache_peers 1") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no peer heard: {}",
+                m.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Tenant-ID", "acme_corp"),
+        ("Authorization", auth.as_str()),
+    ];
+    let config_on = |port: u16| async move {
+        let a = http(
+            port,
+            "POST",
+            "/graphql",
+            &headers,
+            r#"{"query": "{ tenantConfig }"}"#,
+        )
+        .await
+        .expect("answer");
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()["data"]["tenantConfig"]["theme"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mutate_on = |port: u16, n: u32| async move {
+        let body = format!(
+            r#"{{"query": "mutation {{ createOrganization(name: \"Org {n}\") {{ id }} }}"}}"#
+        );
+        let a = http(port, "POST", "/graphql", &headers, &body)
+            .await
+            .expect("answer");
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(a.json()["errors"].is_null(), "{}", a.body);
+    };
+    for round in 0..5u32 {
+        let (writer, reader) = if round % 2 == 0 { (pa, pb) } else { (pb, pa) };
+        let before = if round % 2 == 0 { "dark" } else { "light" };
+        let after = if round % 2 == 0 { "light" } else { "dark" };
+        // Cached on the reader...
+        assert_eq!(config_on(reader).await, before);
+        assert_eq!(config_on(reader).await, before);
+        // ...changed behind the API's back: still the cached answer...
+        set(after).await;
+        assert_eq!(config_on(reader).await, before, "round {round}: not cached");
+        // ...until a mutation commits on the OTHER instance.
+        mutate_on(writer, round).await;
+        assert_eq!(
+            config_on(reader).await,
+            after,
+            "round {round}: stale after the mutation on the other instance"
+        );
+    }
+    let m = http(pb, "GET", "/metrics", &[], "").await.expect("metrics");
+    assert!(
+        m.body
+            .contains("fraiseql_cache_hits_total{tenant_id=\"acme_corp\"}"),
+        "{}",
+        m.body
+    );
+}
+
+/// `events status`: the stream, the consumer group, each tenant's outbox backlog and the dead
+/// letters; non-zero with the reason when NATS does not answer.
+#[tokio::test]
+async fn events_status_reports_the_stream_consumers_outboxes_and_dead_letters() {
+    use fraiseql::testing::ServerProcess;
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let mut nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let port = ServerProcess::free_port().expect("port");
+    let mut c = cmd(&w, &config, &["run"]);
+    c.env("PORT", port.to_string())
+        .env("OBSERVERS_ENABLED", "true")
+        .env("NATS_URL", nats.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut server = ServerProcess::start(c, port).await.expect("server");
+    // The server creates the stream and the consumer group as it starts.
+    let nats_url = nats.url();
+    let status = || {
+        cmd(&w, &config, &["events", "status"])
+            .env("NATS_URL", &nats_url)
+            .output()
+            .expect("run")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let o = loop {
+        let o = status();
+        if o.status.success() || std::time::Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let text = out(&o);
+    assert!(o.status.success(), "{text}");
+    for want in [
+        "Stream FRAISEQL_EVENTS: 0 messages",
+        "subjects analytics.>",
+        "analytics_sync: pending 0, ack pending 0, redelivered 0",
+        "acme_corp: 0 unsent",
+        "Dead letters:",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    server.terminate();
+    nats.stop();
+    let o = status();
+    assert!(!o.status.success());
+    assert!(out(&o).contains("Stream: not readable"), "{}", out(&o));
 }

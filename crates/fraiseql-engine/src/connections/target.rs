@@ -148,7 +148,7 @@ fn quote_kv(v: &str) -> String {
 }
 
 /// Takes `sslmode` and `sslrootcert` out of `url`; returns the rest and the two values.
-fn split_tls(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
+pub(crate) fn split_tls(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
     let mut mode = None;
     let mut root = None;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -224,6 +224,37 @@ async fn all_targets(inner: &Inner) -> Vec<Target> {
     }
 }
 
+/// The target to sweep for the dirty entry `key`: a tenant that was moved (`fraiseql tenant
+/// move` changed its registry row) took its unsent events along, so its new home is marked
+/// dirty. Its old home is swept no more (`None`) unless other tenants share that outbox
+/// (`row_level`), whose rows are still there; the moved tenant's old rows were marked sent by
+/// the move.
+async fn follow_move(inner: &Inner, key: &str, target: Target) -> Option<Target> {
+    let (Target::Tenant(rec), Some(tenants)) = (&target, &inner.tenants) else {
+        return Some(target);
+    };
+    let Ok(now) = tenants.resolve(&rec.key).await else {
+        // Suspended, unknown or the registry away: as before, from the record at hand.
+        return Some(target);
+    };
+    let moved = Target::Tenant(now);
+    if moved.key() == key {
+        return Some(target);
+    }
+    tracing::info!(tenant = %rec.key, "tenant moved: its unsent events are swept at its new home");
+    mark_dirty(inner, &moved, 0);
+    if rec.strategy == fraiseql_config::TenancyStrategy::RowLevel.as_str() {
+        return Some(target);
+    }
+    let mut d = inner
+        .dirty
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    d.remove(key);
+    update_backlog(inner, &d);
+    None
+}
+
 /// The sweeper loop.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let interval = Duration::from_millis(inner.config.sweep_interval_ms);
@@ -253,6 +284,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 .map(|(k, e)| (k.clone(), e.target.clone(), e.generation))
                 .collect();
             for (key, target, generation) in due {
+                let Some(target) = follow_move(&inner, &key, target).await else {
+                    continue;
+                };
                 let result = sweep(&inner, &target, full).await;
                 let mut d = inner
                     .dirty

@@ -17,8 +17,12 @@ use super::registry::{self, TenantRecord, TenantStatus};
 use crate::connections::{parse_url, Database, Lease, Pool, PoolError, PoolSize, Target};
 use crate::error::{ErrorCode, GraphqlError};
 
-/// How long a registry answer about an existing tenant is trusted.
-const RECORD_TTL: Duration = Duration::from_secs(3);
+/// How long a registry answer about an active tenant is trusted: a suspension (or a move's)
+/// reaches every running server within this (`fraiseql tenant move` waits it out).
+pub const RECORD_TTL: Duration = Duration::from_secs(3);
+/// How long a registry answer about a suspended (or provisioning) tenant is trusted: short, so
+/// a resumed or moved tenant is served again within a second.
+pub const SUSPENDED_TTL: Duration = Duration::from_secs(1);
 /// How long "no such tenant" is trusted: short, so a new tenant is served quickly, long enough
 /// that a flood of unknown keys costs the registry one query per key per second at most.
 const UNKNOWN_TTL: Duration = Duration::from_secs(1);
@@ -51,10 +55,10 @@ impl Expiry<String, Option<Arc<TenantRecord>>> for RecordExpiry {
         value: &Option<Arc<TenantRecord>>,
         _: Instant,
     ) -> Option<Duration> {
-        Some(if value.is_some() {
-            RECORD_TTL
-        } else {
-            UNKNOWN_TTL
+        Some(match value {
+            Some(r) if r.status == TenantStatus::Active => RECORD_TTL,
+            Some(_) => SUSPENDED_TTL,
+            None => UNKNOWN_TTL,
         })
     }
 }

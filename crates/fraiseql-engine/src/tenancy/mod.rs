@@ -7,6 +7,7 @@ pub mod directory;
 pub mod keys;
 pub mod provision;
 pub mod registry;
+pub mod transfer;
 
 pub use directory::{TenantError, Tenants};
 pub use registry::{TenantRecord, TenantStatus};

@@ -41,7 +41,7 @@ pub enum ProvisionError {
     Migrate(#[from] MigrateError),
 }
 
-fn db(step: &str) -> impl Fn(tokio_postgres::Error) -> ProvisionError + '_ {
+pub(crate) fn db(step: &str) -> impl Fn(tokio_postgres::Error) -> ProvisionError + '_ {
     move |e| ProvisionError::Db {
         step: step.to_owned(),
         reason: e
@@ -88,7 +88,7 @@ pub async fn connect(
 }
 
 /// `host:port` of a server URL: login roles are per PostgreSQL cluster.
-fn cluster_key(url: &str) -> Result<String, ProvisionError> {
+pub(crate) fn cluster_key(url: &str) -> Result<String, ProvisionError> {
     let t = parse_url("tenant server", url).map_err(|e| ProvisionError::Config(e.to_string()))?;
     let host = match t.config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -131,46 +131,12 @@ pub async fn create_tenant(
     if !keys::is_valid(key) {
         return Err(ProvisionError::InvalidKey(keys::why_invalid(key)));
     }
-    let mt = &config.multi_tenancy;
     let server = match server {
         Some(s) => s.to_owned(),
         None => server_url(config)?,
     };
-    let host_db = parse_url("tenant server", &server)
-        .map_err(|e| ProvisionError::Config(e.to_string()))?
-        .config
-        .get_dbname()
-        .unwrap_or("postgres")
-        .to_owned();
-    let name = format!("{}{key}", mt.name_prefix);
-    let (database, schema, role) = match mt.strategy {
-        TenancyStrategy::DatabasePerTenant => (name.clone(), "public".to_owned(), name.clone()),
-        TenancyStrategy::SchemaPerTenant => (host_db.clone(), name.clone(), name.clone()),
-        TenancyStrategy::RowLevel => (
-            host_db.clone(),
-            "public".to_owned(),
-            format!("{}app", mt.name_prefix),
-        ),
-    };
     let registry = registry_client(config).await?;
-    if mt.strategy == TenancyStrategy::RowLevel {
-        // The shared role gets DML on every table of the host's `public`: if the registry
-        // lived there, every tenant could read the role passwords in it.
-        let host = connect(&server, None, None).await?;
-        let holds_registry: bool = host
-            .query_one(
-                "SELECT to_regclass('public.fraiseql_tenant') IS NOT NULL OR to_regclass('public.fraiseql_login_role') IS NOT NULL",
-                &[],
-            )
-            .await
-            .map_err(db("host database"))?
-            .get(0);
-        if holds_registry {
-            return Err(ProvisionError::Config(format!(
-                "row_level tenants cannot live in database `{host_db}`: it holds the tenant registry, and the shared tenant role would get DML on it; point [databases.tenant] url at another database"
-            )));
-        }
-    }
+    let wanted = plan_record(config, &registry, key, tier, &server, Uuid::new_v4()).await?;
     registry
         .execute(
             "SELECT pg_advisory_lock(hashtext('fraiseql_tenant:' || $1))",
@@ -178,44 +144,6 @@ pub async fn create_tenant(
         )
         .await
         .map_err(db("lock"))?;
-    let cluster = cluster_key(&server)?;
-    let fresh = || Alphanumeric.sample_string(&mut rand::rng(), 32);
-    // Row-level tenants share one role (and its password); schema_per_tenant tenants each have a
-    // role and share one authenticator that logs in and switches to them per transaction.
-    let (password, login_role, login_password) = match mt.strategy {
-        TenancyStrategy::DatabasePerTenant => {
-            let p = fresh();
-            (p.clone(), role.clone(), p)
-        }
-        TenancyStrategy::RowLevel => {
-            let p = registry::shared_login_password(&registry, &cluster, &role, &fresh())
-                .await
-                .map_err(db("registry"))?;
-            (p.clone(), role.clone(), p)
-        }
-        TenancyStrategy::SchemaPerTenant => {
-            let login = format!("{}authenticator", mt.name_prefix);
-            let lp = registry::shared_login_password(&registry, &cluster, &login, &fresh())
-                .await
-                .map_err(db("registry"))?;
-            (fresh(), login, lp)
-        }
-    };
-    let wanted = TenantRecord {
-        key: key.to_owned(),
-        id: Uuid::new_v4(),
-        strategy: mt.strategy.as_str().to_owned(),
-        server: server.clone(),
-        database,
-        schema,
-        role,
-        password,
-        status: TenantStatus::Provisioning,
-        tier: tier.to_owned(),
-        login_role,
-        login_password,
-        derived: Default::default(),
-    };
     let rec = registry::reserve(&registry, &wanted)
         .await
         .map_err(db("registry"))?;
@@ -238,13 +166,125 @@ pub async fn create_tenant(
         .ok_or_else(|| ProvisionError::Unknown(key.to_owned()))
 }
 
+/// The registry row tenant `key` gets on `server` under `config` (status `provisioning`): its
+/// database, schema and role named by the strategy and `name_prefix`, a fresh password for its
+/// own role, the stored password of a shared login role (stored now if there is none yet).
+/// Nothing is created on `server`.
+pub(crate) async fn plan_record(
+    config: &Config,
+    registry: &Client,
+    key: &str,
+    tier: &str,
+    server: &str,
+    id: Uuid,
+) -> Result<TenantRecord, ProvisionError> {
+    let mt = &config.multi_tenancy;
+    let host_db = parse_url("tenant server", server)
+        .map_err(|e| ProvisionError::Config(e.to_string()))?
+        .config
+        .get_dbname()
+        .unwrap_or("postgres")
+        .to_owned();
+    let name = format!("{}{key}", mt.name_prefix);
+    let (database, schema, role) = match mt.strategy {
+        TenancyStrategy::DatabasePerTenant => (name.clone(), "public".to_owned(), name.clone()),
+        TenancyStrategy::SchemaPerTenant => (host_db.clone(), name.clone(), name.clone()),
+        TenancyStrategy::RowLevel => (
+            host_db.clone(),
+            "public".to_owned(),
+            format!("{}app", mt.name_prefix),
+        ),
+    };
+    if mt.strategy == TenancyStrategy::RowLevel {
+        // The shared role gets DML on every table of the host's `public`: if the registry
+        // lived there, every tenant could read the role passwords in it.
+        let host = connect(server, None, None).await?;
+        let holds_registry: bool = host
+            .query_one(
+                "SELECT to_regclass('public.fraiseql_tenant') IS NOT NULL OR to_regclass('public.fraiseql_login_role') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(db("host database"))?
+            .get(0);
+        if holds_registry {
+            return Err(ProvisionError::Config(format!(
+                "row_level tenants cannot live in database `{host_db}`: it holds the tenant registry, and the shared tenant role would get DML on it; point [databases.tenant] url at another database"
+            )));
+        }
+    }
+    let cluster = cluster_key(server)?;
+    let fresh = || Alphanumeric.sample_string(&mut rand::rng(), 32);
+    // Row-level tenants share one role (and its password); schema_per_tenant tenants each have a
+    // role and share one authenticator that logs in and switches to them per transaction.
+    let (password, login_role, login_password) = match mt.strategy {
+        TenancyStrategy::DatabasePerTenant => {
+            let p = fresh();
+            (p.clone(), role.clone(), p)
+        }
+        TenancyStrategy::RowLevel => {
+            let p = registry::shared_login_password(registry, &cluster, &role, &fresh())
+                .await
+                .map_err(db("registry"))?;
+            (p.clone(), role.clone(), p)
+        }
+        TenancyStrategy::SchemaPerTenant => {
+            let login = format!("{}authenticator", mt.name_prefix);
+            let lp = registry::shared_login_password(registry, &cluster, &login, &fresh())
+                .await
+                .map_err(db("registry"))?;
+            (fresh(), login, lp)
+        }
+    };
+    Ok(TenantRecord {
+        key: key.to_owned(),
+        id,
+        strategy: mt.strategy.as_str().to_owned(),
+        server: server.to_owned(),
+        database,
+        schema,
+        role,
+        password,
+        status: TenantStatus::Provisioning,
+        tier: tier.to_owned(),
+        login_role,
+        login_password,
+        derived: Default::default(),
+    })
+}
+
 async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError> {
+    prepare_home(config, rec, true).await?;
+    migrate_tenant(config, rec).await.map(drop)
+}
+
+/// What [`prepare_home`] created rather than found, so a failed restore removes exactly that.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Created {
+    /// The tenant's role.
+    pub role: bool,
+    /// The shared login role (`schema_per_tenant`'s authenticator).
+    pub login_role: bool,
+    /// The tenant's database (`database_per_tenant`).
+    pub database: bool,
+}
+
+/// Everything of provisioning but the tables: the role(s) with their passwords, the database
+/// (`database_per_tenant`) or, if `create_schema`, the schema (`schema_per_tenant`), and the
+/// database grants. Each step is "if missing".
+pub(crate) async fn prepare_home(
+    config: &Config,
+    rec: &TenantRecord,
+    create_schema: bool,
+) -> Result<Created, ProvisionError> {
+    let mut created = Created::default();
     let admin = connect(&rec.server, None, None).await?;
     let role_exists = admin
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&rec.role])
         .await
         .map_err(db("role"))?
         .is_some();
+    created.role = !role_exists;
     let verb = if role_exists { "ALTER" } else { "CREATE" };
     admin
         .batch_execute(&format!(
@@ -266,7 +306,7 @@ async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError
             .map_err(db("role"))?
             .is_some();
         let verb = if exists { "ALTER" } else { "CREATE" };
-        let created = admin
+        let made = admin
             .batch_execute(&format!(
                 "{verb} ROLE {} LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}",
                 quote_ident(&rec.login_role),
@@ -274,10 +314,10 @@ async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError
             ))
             .await;
         // Another provisioning may have created it meanwhile.
-        if let Err(e) = created {
-            if e.as_db_error().map(|d| d.code().code()) != Some("42710") {
-                return Err(db("role")(e));
-            }
+        match made {
+            Ok(()) => created.login_role = !exists,
+            Err(e) if e.as_db_error().map(|d| d.code().code()) == Some("42710") => {}
+            Err(e) => return Err(db("role")(e)),
         }
         admin
             .batch_execute(&format!(
@@ -304,6 +344,7 @@ async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError
                 .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&rec.database)))
                 .await
                 .map_err(db("create database"))?;
+            created.database = true;
         }
         admin
             .batch_execute(&format!(
@@ -324,7 +365,7 @@ async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError
             .await
             .map_err(db("database grants"))?;
     }
-    if strategy == TenancyStrategy::SchemaPerTenant {
+    if strategy == TenancyStrategy::SchemaPerTenant && create_schema {
         let owner = connect(&rec.server, Some(&rec.database), None).await?;
         owner
             .batch_execute(&format!(
@@ -334,7 +375,20 @@ async fn build(config: &Config, rec: &TenantRecord) -> Result<(), ProvisionError
             .await
             .map_err(db("schema"))?;
     }
-    migrate_tenant(config, rec).await.map(drop)
+    Ok(created)
+}
+
+/// What the tenant's role may do in `schema`: use it, DML on its tables and views, its
+/// sequences; never the migrations table. Neither DDL nor ownership.
+pub(crate) fn dml_grants(schema: &str, role: &str) -> String {
+    let s = quote_ident(schema);
+    let r = quote_ident(role);
+    format!(
+        "GRANT USAGE ON SCHEMA {s} TO {r};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r};
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};
+         REVOKE ALL ON {s}.fraiseql_migrations FROM {r};"
+    )
 }
 
 /// Applies pending migrations to a tenant (as the admin, who owns the tables) and grants its role
@@ -351,15 +405,8 @@ pub async fn migrate_tenant(
         .batch_execute(crate::events::outbox::DDL)
         .await
         .map_err(db("outbox"))?;
-    let s = quote_ident(&rec.schema);
-    let r = quote_ident(&rec.role);
     client
-        .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA {s} TO {r};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r};
-             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};
-             REVOKE ALL ON {s}.fraiseql_migrations FROM {r};"
-        ))
+        .batch_execute(&dml_grants(&rec.schema, &rec.role))
         .await
         .map_err(db("grants"))?;
     Ok(applied)

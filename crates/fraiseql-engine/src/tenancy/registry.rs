@@ -218,6 +218,25 @@ pub async fn reserve<C: GenericClient>(
     Ok(from_row(&c.query_one(&sql, &[&rec.key]).await?))
 }
 
+/// Writes `rec` as the row of its key with status `provisioning` (a restore: inserted, or
+/// replacing the row of the same key), and returns the stored row.
+pub async fn put<C: GenericClient>(
+    c: &C,
+    rec: &TenantRecord,
+) -> Result<TenantRecord, tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO fraiseql_tenant (key, id, strategy, server, database, schema_name, role_name, role_password, status, tier, login_role, login_password)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9, $10, $11)
+         ON CONFLICT (key) DO UPDATE SET id = EXCLUDED.id, strategy = EXCLUDED.strategy, server = EXCLUDED.server, database = EXCLUDED.database,
+           schema_name = EXCLUDED.schema_name, role_name = EXCLUDED.role_name, role_password = EXCLUDED.role_password, status = 'provisioning',
+           tier = EXCLUDED.tier, login_role = EXCLUDED.login_role, login_password = EXCLUDED.login_password, updated_at = now()",
+        &[&rec.key, &rec.id, &rec.strategy, &rec.server, &rec.database, &rec.schema, &rec.role, &rec.password, &rec.tier, &rec.login_role, &rec.login_password],
+    )
+    .await?;
+    let sql = format!("SELECT {COLUMNS} FROM fraiseql_tenant WHERE key = $1");
+    Ok(from_row(&c.query_one(&sql, &[&rec.key]).await?))
+}
+
 /// Sets the status of `key`; false if there is no such tenant.
 pub async fn set_status<C: GenericClient>(
     c: &C,

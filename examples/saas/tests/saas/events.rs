@@ -15,12 +15,23 @@ const SYNC_SQL: &str = "INSERT INTO tb_analytics_event (event_id, event_type, te
 
 /// The example's observers and subscriber, pointed at `nats`, with quick retries.
 fn events_config(nats: &NatsServer, max_deliver: u32) -> String {
+    events_config_for(&format!("nats_url = {:?}", nats.url()), max_deliver)
+}
+
+/// Like [`events_config`], reaching NATS as `nats` says (`nats_url = ...` under
+/// `[observers]`, or `servers = [...]`, which goes under `[nats]`).
+fn events_config_for(nats: &str, max_deliver: u32) -> String {
+    let (nats_section, observers_line) = if nats.starts_with("servers") {
+        (format!("[nats]\n{nats}\n"), String::new())
+    } else {
+        (String::new(), format!("{nats}\n"))
+    };
     format!(
         r#"
+{nats_section}
 [observers]
 enabled = true
-nats_url = "{url}"
-sweep_interval_ms = 200
+{observers_line}sweep_interval_ms = 200
 publish_timeout_ms = 1000
 full_sweep_secs = 3600
 [observers.stream]
@@ -39,8 +50,7 @@ sql = "{SYNC_SQL}"
 max_deliver = {max_deliver}
 backoff_ms = 100
 max_backoff_ms = 400
-"#,
-        url = nats.url()
+"#
     )
 }
 
@@ -172,7 +182,10 @@ async fn test_analytics_sync(strategy: &str) {
         "{text}"
     );
     // Every family, with its labels, after matching traffic: an error, a cached field.
-    let bad = client.execute("{ organization(id: \"not-a-uuid\") { name } }").await.expect("answer");
+    let bad = client
+        .execute("{ organization(id: \"not-a-uuid\") { name } }")
+        .await
+        .expect("answer");
     assert!(bad["errors"].is_array(), "{bad}");
     client.execute("{ tenantConfig }").await.expect("config");
     client.execute("{ tenantConfig }").await.expect("config");
@@ -705,5 +718,199 @@ async fn rust_observers_and_subscribers() {
         )
         .await,
         1
+    );
+}
+
+/// Three `nats-server`s with JetStream, routed to each other on 127.0.0.1.
+struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    fn start() -> Self {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("port")
+        };
+        let ports: Vec<u16> = (0..3).map(|_| free()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free()).collect();
+        let nodes = (0..3)
+            .map(|i| {
+                let others: Vec<String> = (0..3)
+                    .filter(|j| *j != i)
+                    .map(|j| format!("nats://127.0.0.1:{}", routes[j]))
+                    .collect();
+                let name = format!("n{i}");
+                let cluster = format!("nats://127.0.0.1:{}", routes[i]);
+                let others = others.join(",");
+                NatsServer::start_on(
+                    ports[i],
+                    &[
+                        "-n",
+                        &name,
+                        "--cluster_name",
+                        "fraiseql_test",
+                        "--cluster",
+                        &cluster,
+                        "--routes",
+                        &others,
+                    ],
+                )
+                .expect("node")
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(NatsServer::url).collect()
+    }
+
+    /// A JetStream context on any node.
+    async fn js(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::ConnectOptions::new()
+            .connect(
+                self.urls()
+                    .iter()
+                    .map(|u| u.parse::<async_nats::ServerAddr>().expect("url"))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .expect("connect");
+        async_nats::jetstream::new(client)
+    }
+
+    /// Waits until the cluster can hold a stream with 3 replicas.
+    async fn wait_ready(&self) {
+        let js = self.js().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let made = js
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: "READY".into(),
+                    subjects: vec!["ready.>".into()],
+                    num_replicas: 3,
+                    ..Default::default()
+                })
+                .await;
+            if made.is_ok() {
+                let _ = js.delete_stream("READY").await;
+                return;
+            }
+            assert!(Instant::now() < deadline, "no cluster: {made:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The index of the node leading `stream`.
+    async fn leader(&self, stream: &str) -> usize {
+        let js = self.js().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = js.get_stream(stream).await {
+                if let Ok(info) = s.info().await {
+                    if let Some(l) = info.cluster.as_ref().and_then(|c| c.leader.clone()) {
+                        if let Some(i) = l.strip_prefix('n').and_then(|n| n.parse().ok()) {
+                            return i;
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader for {stream}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The seed's "NATS cluster deployed and replicated": a stream with 3 replicas on a 3-node
+/// cluster; under mutation load one node is killed (SIGKILL) and brought back, then the node
+/// that leads the stream is killed. Every committed change has exactly one analytics row
+/// afterwards, and the consumer group went on by itself.
+#[tokio::test]
+async fn a_three_node_cluster_loses_a_node_and_the_streams_leader_without_losing_an_event() {
+    let mut cluster = NatsCluster::start();
+    cluster.wait_ready().await;
+    let servers: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
+    let config = events_config_for(&format!("servers = [{}]", servers.join(", ")), 5).replace(
+        "[observers.stream]\nname = \"EVENTS\"",
+        "[observers.stream]\nname = \"EVENTS\"\nreplicas = 3",
+    );
+    let t = world_with("database_per_tenant", &config).await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    let org = create_org(&client, "Org").await;
+    let client = std::sync::Arc::new(client);
+    let created = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let load = {
+        let client = client.clone();
+        let created = created.clone();
+        let org = org.clone();
+        tokio::spawn(async move {
+            for n in 0..300 {
+                let id = create_project(&client, &org, &format!("P{n:03}")).await;
+                created.lock().expect("lock").push(id);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let count = || created.lock().expect("lock").len();
+    while count() < 60 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leader = cluster.leader("EVENTS").await;
+    let follower = (leader + 1) % 3;
+    cluster.nodes[follower].stop();
+    println!("killed follower n{follower} after {} mutations", count());
+    while count() < 120 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.nodes[follower].resume().expect("follower back");
+    while count() < 160 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leader = cluster.leader("EVENTS").await;
+    cluster.nodes[leader].stop();
+    println!(
+        "killed the stream's leader n{leader} after {} mutations",
+        count()
+    );
+    load.await.expect("load");
+    let new_leader = cluster.leader("EVENTS").await;
+    assert_ne!(new_leader, leader, "a new leader took over");
+    let ids = created.lock().expect("lock").clone();
+    assert_eq!(ids.len(), 300);
+    assert_eq!(wait_for_rows(&t, 300, Duration::from_secs(120)).await, 300);
+    let c = t.shared.connect().await.expect("shared");
+    let row = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT event_id), count(DISTINCT data->>'project_id') FILTER (WHERE data->>'project_id' = ANY($1)) FROM tb_analytics_event",
+            &[&ids],
+        )
+        .await
+        .expect("counts");
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (300, 300, 300),
+        "each committed change exactly once"
+    );
+    // The consumer group went on by itself: nothing left pending.
+    let js = cluster.js().await;
+    let stream = js.get_stream("EVENTS").await.expect("stream");
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("analytics_sync")
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("info");
+    assert_eq!(info.num_pending, 0);
+    println!(
+        "300 mutations, 300 analytics rows; leader n{leader} -> n{new_leader}; ack floor {}",
+        info.ack_floor.stream_sequence
     );
 }

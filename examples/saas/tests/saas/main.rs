@@ -7,6 +7,7 @@ mod events;
 mod federation;
 mod hardening;
 mod mutations;
+mod operations;
 mod queries;
 mod resolvers;
 mod tenancy;
