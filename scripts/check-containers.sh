@@ -349,11 +349,11 @@ for f in script_files:
         for line in open(f, errors="replace"):
             if line.lstrip().startswith("#"):
                 continue
-            for m in re.findall(r"cargo build[^&;|)\n]*", line):
+            for m in re.findall(r"cargo build[^&;|)`\\\"'\n]*", line):
                 script_builds.add(re.sub(r"\s+", " ", m).strip())
 release_builds = {b for b in script_builds if "--release" in b}
 setup_builds = {re.sub(r"\s+", " ", m).strip() for line in open("scripts/setup.sh") if not line.lstrip().startswith("#")
-                for m in re.findall(r"cargo build[^&;|)\n]*", line)}
+                for m in re.findall(r"cargo build[^&;|)`\\\"'\n]*", line)}
 print(f"   Dockerfile: {df_builds}")
 print(f"   scripts/setup.sh: {sorted(setup_builds)}; release builds in {len(script_files)} CI/script files: {sorted(release_builds)}")
 need(df_builds == ["cargo build --release -p fraiseql"], "Dockerfile runs exactly `cargo build --release -p fraiseql`",

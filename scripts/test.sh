@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite against the local PostgreSQL (and NATS), starting them if needed.
+# Runs the whole test suite against the local PostgreSQL (and NATS), starting them if needed:
+# the Rust tests (cargo nextest; arguments are passed to it), then the end-to-end checks
+# (scripts/e2e.sh: walkthrough, browser, federation gateway, compatibility suite, deploy and
+# container checks). E2E=0 skips the latter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
@@ -14,3 +17,6 @@ export FRAISEQL_PYTHON="$PWD/$VENV/bin/python"
 FRAISEQL_FEDERATION_TOOLS=$(scripts/federation/install.sh)
 export FRAISEQL_FEDERATION_TOOLS
 cargo nextest run --workspace --no-fail-fast "$@"
+if [ "${E2E:-1}" != 0 ]; then
+  scripts/e2e.sh
+fi
