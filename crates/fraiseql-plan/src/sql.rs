@@ -668,9 +668,14 @@ impl<'c, 'a> Builder<'c, 'a> {
                 }
             },
             FieldSource::Sql { expr, .. } => {
+                // The expression may read any table: a cached answer holding it is outdated by
+                // any mutation of the tenant.
+                self.read(crate::ANY_ENTITY.to_owned());
                 format!("({})", expr.replace("{parent}", &obj.parent()))
             }
             FieldSource::Resolver => {
+                // So may a Rust resolver.
+                self.read(crate::ANY_ENTITY.to_owned());
                 let inner = fields[0].definition.ty.inner_named_type().as_str();
                 let call = FieldCall {
                     kind: CallKind::Resolver,

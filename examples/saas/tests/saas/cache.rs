@@ -159,6 +159,39 @@ async fn a_mutation_of_an_entity_refreshes_the_answers_that_read_it() {
     );
 }
 
+/// An `@sql` field (or a Rust resolver) may read any table, so an answer that holds one is
+/// outdated by every mutation of the tenant: `memberCount` reads `tb_member`, which no
+/// `@view` type names.
+#[tokio::test]
+async fn an_answer_with_a_sql_field_is_refreshed_by_any_mutation() {
+    let t = cached_world("").await;
+    let rec = t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    let org = create_org(&client, "Acme").await;
+    let q = "{ organizations { name memberCount } }";
+    let count = |v: Value| v["data"]["organizations"][0]["memberCount"].clone();
+    assert_eq!(count(client.execute(q).await.expect("answer")), json!(0));
+    let before = client.engine().statements_executed();
+    assert_eq!(count(client.execute(q).await.expect("answer")), json!(0));
+    assert_eq!(client.engine().statements_executed(), before, "cached");
+    // A member added behind the API, then a mutation of another entity (Project).
+    let admin = t.admin_client(&rec).await.expect("admin");
+    admin
+        .execute(
+            "INSERT INTO tb_member (tenant_id, fk_org, name, email, identifier) SELECT tenant_id, pk_org, 'M', 'm@example.com', 'm' FROM tb_organization WHERE id = $1::text::uuid",
+            &[&org],
+        )
+        .await
+        .expect("member");
+    crate::harness::create_project(&client, &org, "P").await;
+    assert_eq!(
+        count(client.execute(q).await.expect("answer")),
+        json!(1),
+        "the cached answer was dropped by the project's creation"
+    );
+}
+
 #[tokio::test]
 async fn the_cache_stays_within_its_bytes_under_ten_thousand_variable_sets() {
     let t = cached_world("[cache]\nmax_bytes = 262144\n").await;
