@@ -158,6 +158,20 @@ enum TenantAction {
         #[arg(long)]
         server_url: String,
     },
+    /// Point tenants at another PostgreSQL server that already holds their data (a promoted
+    /// replica, after a failover): checks each tenant there first, then switches the registry;
+    /// running servers follow within 3 s. Nothing is copied (see `move` for that).
+    SetServer {
+        /// Tenant key (or --from for every tenant of a server).
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        key: Option<String>,
+        /// The server to serve from now (admin URL, like `tenant create --server-url`).
+        #[arg(long)]
+        server_url: String,
+        /// Every tenant served from this server (URL or host:port's URL) instead of one key.
+        #[arg(long)]
+        from: Option<String>,
+    },
     /// Remove the old copy a move kept.
     DropCopy {
         /// Tenant key.
@@ -566,6 +580,26 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
         TenantAction::Resume { key } => {
             provision::set_status(&config, &key, TenantStatus::Active).await?;
             println!("tenant `{key}` active");
+        }
+        TenantAction::SetServer {
+            key,
+            server_url,
+            from,
+        } => {
+            use fraiseql::engine::tenancy::failover::{set_server, Which};
+            let which = match (&key, &from) {
+                (Some(k), _) => Which::Tenant(k),
+                (None, Some(f)) => Which::From(f),
+                (None, None) => bail!("give a tenant key or --from <server URL>"),
+            };
+            for s in set_server(&config, which, &server_url).await? {
+                println!(
+                    "tenant `{}`: served from {} instead of {} (running servers follow within 3 s)",
+                    s.key,
+                    provision::server_place(&server_url),
+                    s.from
+                );
+            }
         }
         TenantAction::Backup { key, out } => {
             let out = out.unwrap_or_else(|| transfer::default_archive_name(&key).into());

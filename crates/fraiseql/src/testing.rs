@@ -830,6 +830,86 @@ impl PgCluster {
         Ok(Self { dir, port, bin })
     }
 
+    /// A streaming standby of `primary` (`pg_basebackup -R`), on a port of its own: promote it
+    /// with [`PgCluster::promote`] to fail over.
+    pub fn standby_of(primary: &PgCluster) -> Result<Self, TestError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("fraiseql-pg-{}", uuid_like()));
+        std::fs::create_dir_all(&dir)?;
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let data = dir.join("data");
+        let o = as_postgres(&primary.bin.join("pg_basebackup"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "-c",
+                "fast",
+            ])
+            .output()?;
+        if !o.status.success() {
+            return Err(format!("pg_basebackup: {}", String::from_utf8_lossy(&o.stderr)).into());
+        }
+        let conf = format!(
+            "\nport = {port}\nunix_socket_directories = '{}'\n",
+            dir.display()
+        );
+        append(&data.join("postgresql.conf"), &conf)?;
+        let o = as_postgres(&primary.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-l"])
+            .arg(dir.join("log"))
+            .args(["-w", "-t", "30", "start"])
+            .output()?;
+        if !o.status.success() {
+            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+            return Err(format!(
+                "pg_ctl start (standby): {}{log}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+            .into());
+        }
+        Ok(Self {
+            dir,
+            port,
+            bin: primary.bin.clone(),
+        })
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote`, waiting for it).
+    pub fn promote(&self) -> Result<(), TestError> {
+        let o = as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-w", "-t", "30", "promote"])
+            .output()?;
+        if !o.status.success() {
+            return Err(format!("pg_ctl promote: {}", String::from_utf8_lossy(&o.stderr)).into());
+        }
+        Ok(())
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`), as a crash of its host would.
+    pub fn crash(&self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+
     /// A folder the cluster's user can read (for certificates).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -827,3 +827,61 @@ async fn events_status_reports_the_stream_consumers_outboxes_and_dead_letters() 
     assert!(!o.status.success());
     assert!(out(&o).contains("Stream: not readable"), "{}", out(&o));
 }
+
+/// The tenant transfer and failover commands through the binary: backup writes an archive,
+/// restore over the existing tenant is refused without --force and replaces it with it,
+/// set-server refuses an unknown tenant, the server it is already on, and a call without a
+/// tenant or --from.
+#[tokio::test]
+async fn tenant_backup_restore_and_set_server_commands() {
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    let o = run(&w, &config, &["tenant", "create", "acme"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let dir = tempdir();
+    let archive = dir.join("acme.fraiseql-tenant");
+    let file = archive.to_str().expect("path");
+    let o = run(&w, &config, &["tenant", "backup", "acme", "--out", file]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(archive.exists(), "{}", out(&o));
+    let o = run(&w, &config, &["tenant", "backup", "acme", "--out", file]);
+    assert!(
+        !o.status.success(),
+        "an existing archive is not overwritten"
+    );
+
+    let o = run(&w, &config, &["tenant", "restore", "acme", "--from", file]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("--force"), "{}", out(&o));
+    let o = run(
+        &w,
+        &config,
+        &["tenant", "restore", "acme", "--from", file, "--force"],
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("tenant `acme` is active"), "{}", out(&o));
+
+    let url = w.shared.url.clone();
+    let o = run(
+        &w,
+        &config,
+        &["tenant", "set-server", "nope", "--server-url", &url],
+    );
+    assert!(!o.status.success());
+    assert!(out(&o).contains("no tenant `nope`"), "{}", out(&o));
+    let o = run(
+        &w,
+        &config,
+        &["tenant", "set-server", "acme", "--server-url", &url],
+    );
+    assert!(!o.status.success());
+    assert!(out(&o).contains("already served from"), "{}", out(&o));
+    let o = run(&w, &config, &["tenant", "set-server", "--server-url", &url]);
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("required arguments were not provided"),
+        "{}",
+        out(&o)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -4,6 +4,7 @@
 //! the routing.
 
 pub mod directory;
+pub mod failover;
 pub mod keys;
 pub mod provision;
 pub mod registry;

@@ -100,6 +100,11 @@ pub(crate) fn cluster_key(url: &str) -> Result<String, ProvisionError> {
     Ok(format!("{host}:{port}"))
 }
 
+/// `host:port` of a server URL, or `(unparsable URL)`: for messages (no credentials).
+pub fn server_place(url: &str) -> String {
+    cluster_key(url).unwrap_or_else(|_| "(unparsable URL)".to_owned())
+}
+
 /// A client on the registry database, with the registry table ensured.
 pub async fn registry_client(config: &Config) -> Result<Client, ProvisionError> {
     let c = connect(registry_url(config)?, None, None).await?;

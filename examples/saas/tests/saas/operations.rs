@@ -972,3 +972,107 @@ async fn moves_and_restores_that_cannot_work_are_refused_up_front() {
     let rec = t.create_tenant("acme").await.expect("tenant");
     assert_eq!(rec.status, TenantStatus::Active);
 }
+
+each_strategy!(a_promoted_replica_takes_over_with_one_command);
+
+/// The runbook's PostgreSQL failover: the tenant's server (a cluster of the test's own) has a
+/// streaming standby; the primary crashes, the standby is promoted, and `tenant set-server
+/// --from <old> --server-url <new>` points the registry at it. Before the promotion the
+/// command refuses (a standby cannot take writes) and changes nothing; after it, the tenant's
+/// answers are the same and it writes again, while a tenant on another server never noticed.
+async fn a_promoted_replica_takes_over_with_one_command(strategy: &str) {
+    use fraiseql::engine::tenancy::failover::{set_server, Which};
+    let primary = PgCluster::start("", None).expect("primary");
+    let from = target_url(&primary, strategy).await;
+    let t = world(strategy).await;
+    let rec = provision::create_tenant(&t.config, "acme", "free", Some(&from))
+        .await
+        .expect("tenant on the primary");
+    let other = t.create_tenant("other").await.expect("other tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    let org = create_org(&client, "Acme").await;
+    create_project(&client, &org, "Alpha").await;
+    arrange_rows(&t, &rec).await;
+    let mut oc = t.client().await.expect("client");
+    oc.set_tenant("other");
+    create_org(&oc, "Other").await;
+    let before = answers(&t, "acme").await;
+    let other_before = answers(&t, "other").await;
+
+    let standby = PgCluster::standby_of(&primary).expect("standby");
+    let to = if strategy == "database_per_tenant" {
+        standby.url("postgres")
+    } else {
+        standby.url("tenant_host")
+    };
+    // The standby has caught up when the project is there.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = match provision::connect(&to, Some(&rec.database), None).await {
+            Ok(c) => c
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {}.tb_project",
+                        fraiseql::schema::quote_ident(&rec.schema)
+                    ),
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if seen == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    primary.crash();
+    let refused = set_server(&t.config, Which::From(&from), &to)
+        .await
+        .expect_err("a standby is refused");
+    assert!(refused.to_string().contains("is a standby"), "{refused}");
+    standby.promote().expect("promote");
+    let switched = set_server(&t.config, Which::From(&from), &to)
+        .await
+        .expect("switch");
+    assert_eq!(
+        switched.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+        ["acme"],
+        "only the tenants of the failed server"
+    );
+    let again = set_server(&t.config, Which::Tenant("acme"), &to)
+        .await
+        .expect_err("already there");
+    assert!(again.to_string().contains("already served from"), "{again}");
+
+    // Servers follow the registry within its cache's lifetime.
+    tokio::time::sleep(
+        fraiseql::engine::tenancy::directory::RECORD_TTL + Duration::from_millis(200),
+    )
+    .await;
+    assert_eq!(
+        answers(&t, "acme").await,
+        before,
+        "{strategy}: same answers"
+    );
+    create_project(&client, &org, "Written after the failover").await;
+    assert_eq!(answers(&t, "other").await, other_before);
+    assert_eq!(
+        fraiseql::engine::tenancy::registry::get(
+            &provision::registry_client(&t.config)
+                .await
+                .expect("registry"),
+            "other"
+        )
+        .await
+        .expect("registry")
+        .expect("other")
+        .server,
+        other.server,
+        "the other tenant's row is untouched"
+    );
+}
