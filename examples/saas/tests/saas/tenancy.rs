@@ -611,3 +611,127 @@ async fn connection_budget_is_shared_by_all_tenants() {
         );
     }
 }
+
+each_strategy!(a_pooled_connection_keeps_no_tenant_state_between_transactions);
+
+/// Connects as the role the servers log in as (`login_role`: the tenant's own role, or
+/// schema_per_tenant's authenticator), with no tenant context and no search_path option.
+async fn login_client(rec: &TenantRecord) -> tokio_postgres::Client {
+    fraiseql::engine::connections::parse_url("tenant", &rec.server)
+        .expect("url")
+        .derive("login", |cfg| {
+            cfg.dbname(&rec.database)
+                .user(&rec.login_role)
+                .password(rec.login_password.as_bytes());
+        })
+        .connect()
+        .await
+        .expect("login")
+}
+
+/// What a session carries that a transaction may set: the role, the search path and the
+/// tenant context (`''` and unset are the same: no tenant).
+async fn session_state(c: &tokio_postgres::Client) -> Vec<String> {
+    let row = c
+        .query_one(
+            "SELECT current_user::text, current_setting('role'), current_setting('search_path'),
+                    coalesce(current_setting('app.tenant_id', true), ''),
+                    coalesce(current_setting('app.tenant_key', true), ''),
+                    coalesce(current_setting('app.user_id', true), ''),
+                    coalesce(current_setting('app.roles', true), ''),
+                    (SELECT count(*) FROM pg_prepared_xacts)::text,
+                    pg_current_xact_id_if_assigned() IS NULL AND now() = statement_timestamp()",
+            &[],
+        )
+        .await
+        .expect("state");
+    let mut v: Vec<String> = (0..8).map(|i| row.get::<_, String>(i)).collect();
+    v.push(row.get::<_, bool>(8).to_string());
+    v
+}
+
+/// The PostgREST pattern's promise: the connection a transaction of tenant A ran on goes back to
+/// the pool exactly as a fresh login left it (role, search_path, tenant context), so tenant B's
+/// next transaction on it starts from nothing; and the shared login alone (schema_per_tenant's
+/// authenticator) reads no tenant's table.
+async fn a_pooled_connection_keeps_no_tenant_state_between_transactions(strategy: &str) {
+    let t = world(strategy).await;
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    let b = t.create_tenant("tenant_b").await.expect("tenant b");
+    let fresh = session_state(&login_client(&b).await).await;
+    assert_eq!(fresh[0], b.login_role);
+    assert_eq!(fresh[1], "none");
+    assert_eq!(&fresh[3..7], ["", "", "", ""]);
+
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("tenant_a");
+    let org = client
+        .execute(r#"mutation { createOrganization(name: "A") { id } }"#)
+        .await
+        .expect("write");
+    assert!(org["errors"].is_null(), "{org}");
+    let read = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("read");
+    assert_eq!(read["data"]["organizations"][0]["name"], "A");
+    client.set_tenant("tenant_b");
+    let read = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("read");
+    assert_eq!(read, json!({"data": {"organizations": []}}));
+
+    // Every connection the engine pooled for tenant B (under schema_per_tenant and row_level the
+    // very connections tenant A's transactions ran on) is in a fresh login's state.
+    let tenants = client.engine().tenants().expect("tenancy");
+    let lease = tenants.connection(&b).await.expect("lease");
+    let pooled = session_state(lease.client()).await;
+    assert_eq!(pooled, fresh, "{strategy}: state after tenant A's transactions");
+    drop(lease);
+
+    if strategy == "schema_per_tenant" {
+        // The authenticator inherits nothing: on its own it reads neither schema.
+        let login = login_client(&a).await;
+        for schema in [&a.schema, &b.schema] {
+            let e = login
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {}.tb_organization",
+                        fraiseql::schema::quote_ident(schema)
+                    ),
+                    &[],
+                )
+                .await
+                .expect_err("the authenticator alone reads nothing");
+            assert_eq!(
+                e.code(),
+                Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+                "{e}"
+            );
+        }
+        // Switched to tenant B's role, it cannot reach tenant A's schema either.
+        login
+            .batch_execute(&format!(
+                "BEGIN; SELECT set_config('role', '{}', true)",
+                b.role
+            ))
+            .await
+            .expect("switch");
+        let e = login
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}.tb_organization",
+                    fraiseql::schema::quote_ident(&a.schema)
+                ),
+                &[],
+            )
+            .await
+            .expect_err("B's role reads nothing of A");
+        assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{e}"
+        );
+    }
+}
