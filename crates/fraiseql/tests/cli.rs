@@ -885,3 +885,141 @@ async fn tenant_backup_restore_and_set_server_commands() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two `fraiseql run` processes on one registry, one analytics database and one NATS: requests
+/// spread over both (four clients, alternating) all commit and are all seen by either; each
+/// event lands in `tb_analytics_event` exactly once, and the two processes' consumers together
+/// handled each event once (the consumer group is shared).
+#[tokio::test]
+async fn two_instances_share_the_work_and_consume_each_event_once() {
+    use fraiseql::testing::{http, ServerProcess};
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let token = String::from_utf8_lossy(
+        &run(
+            &w,
+            &config,
+            &["token", "--tenant", "acme_corp", "--role", "admin"],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let start = |port: u16| {
+        let mut c = cmd(&w, &config, &["run"]);
+        c.env("PORT", port.to_string())
+            .env("OBSERVERS_ENABLED", "true")
+            .env("NATS_URL", nats.url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        ServerProcess::start(c, port)
+    };
+    let ports = [
+        ServerProcess::free_port().expect("port"),
+        ServerProcess::free_port().expect("port"),
+    ];
+    let _a = start(ports[0]).await.expect("server a");
+    let _b = start(ports[1]).await.expect("server b");
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Tenant-ID", "acme_corp"),
+        ("Authorization", auth.as_str()),
+    ];
+    let post = |port: u16, body: String| {
+        let headers = &headers;
+        async move {
+            let a = http(port, "POST", "/graphql", headers, &body)
+                .await
+                .expect("answer");
+            assert_eq!(a.status, 200, "{}", a.body);
+            let v = a.json();
+            assert!(v["errors"].is_null(), "{v}");
+            v
+        }
+    };
+    let org = post(
+        ports[0],
+        r#"{"query": "mutation { createOrganization(name: \"Shared\") { id } }"}"#.to_owned(),
+    )
+    .await["data"]["createOrganization"]["id"]
+        .as_str()
+        .expect("org id")
+        .to_owned();
+    const CLIENTS: usize = 4;
+    const EACH: usize = 15;
+    let clients = (0..CLIENTS).map(|c| {
+        let org = org.clone();
+        let post = &post;
+        async move {
+            for i in 0..EACH {
+                let body = format!(
+                    r#"{{"query": "mutation($o: ID!, $n: String!) {{ createProject(orgId: $o, name: $n) {{ id }} }}", "variables": {{"o": "{org}", "n": "P {c}-{i}"}}}}"#
+                );
+                post(ports[(c + i) % 2], body).await;
+            }
+        }
+    });
+    futures_util::future::join_all(clients).await;
+    let total = CLIENTS * EACH;
+    let read = format!(
+        r#"{{"query": "query($o: ID!) {{ projectsByOrg(orgId: $o, limit: 1000) {{ name }} }}", "variables": {{"o": "{org}"}}}}"#
+    );
+    for port in ports {
+        let v = post(port, read.clone()).await;
+        assert_eq!(
+            v["data"]["projectsByOrg"].as_array().map(Vec::len),
+            Some(total),
+            "every commit is seen by either instance"
+        );
+    }
+
+    // One organization and `total` projects: that many events, each recorded once.
+    let events = total as i64 + 1;
+    let analytics = tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
+        .await
+        .map(|(c, conn)| {
+            tokio::spawn(conn);
+            c
+        })
+        .expect("analytics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let counts = loop {
+        let r = analytics
+            .query_one(
+                "SELECT count(*), count(DISTINCT event_id) FROM tb_analytics_event WHERE tenant_id = 'acme_corp'",
+                &[],
+            )
+            .await
+            .expect("count");
+        let counts: (i64, i64) = (r.get(0), r.get(1));
+        if counts.0 >= events || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(counts, (events, events));
+    let processed = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("fraiseql_nats_events_processed{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    // The consumers ack after their commit: give the last acks a moment, then count.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut handled = 0.0;
+    for port in ports {
+        let m = http(port, "GET", "/metrics", &[], "")
+            .await
+            .expect("metrics");
+        handled += processed(&m.body);
+    }
+    assert_eq!(
+        handled, events as f64,
+        "the two instances' consumers handled each event once between them"
+    );
+}
