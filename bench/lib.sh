@@ -3,6 +3,8 @@
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PORT=${BENCH_PORT:-18080}
 PSQL=(psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt)
+# No TLS for any client (this PostgreSQL has ssl = on; libpq would otherwise use it).
+export PGSSLMODE=disable
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 scripts/services.sh
 cargo build --release -p fraiseql --quiet

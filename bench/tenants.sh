@@ -1,59 +1,84 @@
 #!/usr/bin/env bash
-# Benchmark: provisioning time per tenant, then N tenants (default 1000) under round-robin load
-# with a connection budget: requests/s, p50/p99, peak server connections, server memory.
-#   bench/tenants.sh [tenants] [seconds]
-# Tenants are schema_per_tenant (1,000 databases would need ~8 GB of disk); a handful of
-# database_per_tenant tenants are provisioned too, to time that strategy. The budget defaults to
-# 80: PostgreSQL's default max_connections is 100 and the registry and pgbench need a few.
+# Benchmark: many tenants under one connection budget, in one run on the same machine.
+#   1. N schema_per_tenant tenants (default 1000) in one host database: round-robin requests
+#      (each request a different tenant than the last), 32 client connections.
+#   2. N row_level tenants in the same host database, the same load.
+#   3. M database_per_tenant tenants (default 100: a database each), the same load: a connection
+#      belongs to its database, so with more tenants than the budget nearly every request opens
+#      a connection; next to it, `pgbench -C` (a new connection per transaction) on one of them.
+# For each: provisioning time per tenant, requests/s, p50/p99, failed responses (HTTP errors and
+# GraphQL errors), the peak of open tenant connections (pg_stat_activity, sampled every 0.25 s)
+# against the budget, server peak memory. Fails if any request failed or a peak passed the
+# budget; prints schema_per_tenant / row_level. Writes bench/results/tenants.json.
+#   bench/tenants.sh [N] [seconds] [M]
+# The budget defaults to 80: this PostgreSQL's max_connections is 100, and the registry, the
+# sampler and pgbench need a few.
 set -euo pipefail
 N=${1:-1000}
 SECS=${2:-20}
+M=${3:-100}
 BUDGET=${CONNECTION_BUDGET:-80}
 BENCH_PORT=${BENCH_PORT:-18090}
 source "$(dirname "$0")/lib.sh"
-export CONNECTION_BUDGET=$BUDGET OBSERVERS_ENABLED=false
-export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_many"
+export CONNECTION_BUDGET=$BUDGET OBSERVERS_ENABLED=false RUST_LOG=warn
+export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_many?sslmode=disable"
+export SHARED_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_shared?sslmode=disable"
+HOST_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_host?sslmode=disable"
+ADMIN_URL="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+OUT=bench/results/tenants.json
+mkdir -p bench/results
+RESULTS=$(mktemp)
 
 cleanup_world() {
-  for db in $("${PSQL[@]}" -d postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'bmd\_%' OR datname IN ('fraiseql_bench_many', 'fraiseql_bench_host')"); do
+  for db in $("${PSQL[@]}" -d postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'bmd\_%' OR datname IN ('fraiseql_bench_many', 'fraiseql_bench_host', 'fraiseql_bench_shared')"); do
     "${PSQL[@]}" -d postgres -c "DROP DATABASE \"$db\" WITH (FORCE)"
   done
   for r in $("${PSQL[@]}" -d postgres -c "SELECT rolname FROM pg_roles WHERE rolname LIKE 'bms\_%' OR rolname LIKE 'bmd\_%' OR rolname LIKE 'bmr\_%'"); do
     "${PSQL[@]}" -d postgres -c "DROP ROLE \"$r\""
   done
 }
+SERVER= WATCH= LUA=
+finish() {
+  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
+  [ -n "$WATCH" ] && kill "$WATCH" 2>/dev/null || true
+  rm -f "$LUA" "$RESULTS"
+}
+trap finish EXIT
 cleanup_world
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench_many"
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench_host"
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench_shared"
+# The analytics database's migrations (no tenant exists yet, so only the shared ones run).
+"$BIN" migrate >/dev/null
 
-echo "== provisioning"
-start=$(date +%s.%N)
-for i in $(seq 1 5); do
-  TENANT_PREFIX=bmd_ TENANCY_STRATEGY=database_per_tenant "$BIN" tenant create "t$i" >/dev/null
-done
-mid=$(date +%s.%N)
-awk -v a="$start" -v b="$mid" 'BEGIN { printf "database_per_tenant: %.0f ms per tenant (5 tenants)\n", (b - a) * 1000 / 5 }'
-export TENANT_PREFIX=bms_ TENANCY_STRATEGY=schema_per_tenant TENANT_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_bench_host"
-start=$(date +%s.%N)
-for i in $(seq 1 "$N"); do
-  "$BIN" tenant create "t$i" >/dev/null
-done
-end=$(date +%s.%N)
-awk -v a="$start" -v b="$end" -v n="$N" 'BEGIN { printf "schema_per_tenant: %.0f ms per tenant (%d tenants, %.0f s)\n", (b - a) * 1000 / n, n, b - a }'
-# One organization per tenant, so every answer is non-empty and tenant-specific.
-"${PSQL[@]}" -d fraiseql_bench_many -c "SELECT key || ' ' || id FROM fraiseql_tenant WHERE key LIKE 't%' AND strategy = 'schema_per_tenant'" |
-  awk -v p=bms_ '{ printf "INSERT INTO %s%s.tb_organization (identifier, tenant_id, name) VALUES (%c%s%c, %c%s%c, %c%s%c) ON CONFLICT DO NOTHING;\n", p, $1, 39, $1, 39, 39, $2, 39, 39, $1, 39 }' |
-  "${PSQL[@]}" -d fraiseql_bench_host
-
-echo "== tokens"
-LUA=$(mktemp --suffix .lua)
-{
-  echo "tokens = {}"
-  for i in $(seq 1 "$N"); do
-    echo "tokens[$i] = \"$("$BIN" token --tenant "t$i" --role admin)\""
+# provision STRATEGY PREFIX KEYPREFIX COUNT URL: creates the tenants, one organization each (so
+# every answer is non-empty and the tenant's own); prints ms per tenant.
+provision() {
+  local strategy=$1 prefix=$2 kp=$3 count=$4 url=$5 start end
+  start=$(date +%s.%N)
+  for i in $(seq 1 "$count"); do
+    TENANCY_STRATEGY=$strategy TENANT_PREFIX=$prefix TENANT_DB_URL=$url "$BIN" tenant create "$kp$i" >/dev/null
   done
-  cat <<LUA
-n = $N
+  end=$(date +%s.%N)
+  "${PSQL[@]}" -F ' ' -d fraiseql_bench_many -c "SELECT key, id, database, schema_name FROM fraiseql_tenant WHERE strategy = '$strategy'" |
+    while read -r key id db schema; do
+      echo "INSERT INTO \"$schema\".tb_organization (identifier, tenant_id, name) VALUES ('$key', '$id', '$key') ON CONFLICT DO NOTHING;" |
+        "${PSQL[@]}" -d "$db"
+    done
+  awk -v a="$start" -v b="$end" -v n="$count" 'BEGIN { printf "%.0f", (b - a) * 1000 / n }'
+}
+
+# lua KEYPREFIX COUNT: a wrk script sending each request as the next tenant, with its token.
+lua() {
+  local kp=$1 count=$2
+  LUA=$(mktemp --suffix .lua)
+  {
+    echo "tokens = {}"
+    for i in $(seq 1 "$count"); do
+      echo "tokens[$i] = \"$("$BIN" token --tenant "$kp$i" --role admin)\""
+    done
+    cat <<LUA
+n = $count
 threads = {}
 setup = function(thread) table.insert(threads, thread) end
 init = function(args) counter = math.random(n); bad = 0 end
@@ -62,7 +87,7 @@ request = function()
   local i = (counter % n) + 1
   return wrk.format("POST", "/graphql", {
     ["Content-Type"] = "application/json",
-    ["X-Tenant-ID"] = "t" .. i,
+    ["X-Tenant-ID"] = "$kp" .. i,
     ["Authorization"] = "Bearer " .. tokens[i],
   }, '{"query": "{ organizations { name } }"}')
 end
@@ -71,58 +96,87 @@ response = function(status, headers, body)
   if status ~= 200 or string.find(body, '"errors"', 1, true) then bad = bad + 1 end
 end
 done = function(summary, latency, requests)
-  local failed = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  local failed = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status
   for _, t in ipairs(threads) do failed = failed + t:get("bad") end
   io.write(string.format("RESULT %.0f %.3f %.3f %d\n", summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, failed))
 end
 LUA
-} >"$LUA"
-
-load() { # $1 = strategy label, $2 = role LIKE pattern for counting connections
-"$BIN" run >/tmp/fraiseql-tenants.log 2>&1 &
-SERVER=$!
-for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-PEAKF=$(mktemp)
-echo 0 >"$PEAKF"
-( while true; do
-    n=$(psql -h 127.0.0.1 -U postgres -qAt -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE usename LIKE '$2'")
-    [ "$n" -gt "$(cat "$PEAKF")" ] && echo "$n" >"$PEAKF"
-    sleep 0.25
-  done ) &
-WATCH=$!
-echo "== $1: $N tenants round-robin, budget $BUDGET connections, 32 client connections, ${SECS}s"
-wrk -t2 -c32 -d2s -s "$LUA" "http://127.0.0.1:$PORT/graphql" >/dev/null
-read -r _ rps p50 p99 errs < <(wrk -t2 -c32 -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
-kill $WATCH 2>/dev/null || true
-echo "requests/s: $rps   p50: ${p50} ms   p99: ${p99} ms   failed responses: $errs"
-echo "peak tenant connections (pg_stat_activity; budget $BUDGET): $(cat "$PEAKF")"
-echo "server peak memory (VmHWM): $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$SERVER/status)"
-kill $SERVER
-wait $SERVER 2>/dev/null || true
+  } >"$LUA"
 }
-trap 'kill $SERVER 2>/dev/null || true; kill $WATCH 2>/dev/null || true; rm -f "$LUA"' EXIT
-load schema_per_tenant 'bms\_%'
 
-echo "== row_level: $N more tenants (registry rows; one shared role)"
-export TENANT_PREFIX=bmr_ TENANCY_STRATEGY=row_level
-start=$(date +%s.%N)
-for i in $(seq 1 "$N"); do
-  "$BIN" tenant create "r$i" >/dev/null
-done
-end=$(date +%s.%N)
-awk -v a="$start" -v b="$end" -v n="$N" 'BEGIN { printf "row_level: %.0f ms per tenant (%d tenants)\n", (b - a) * 1000 / n, n }'
-"${PSQL[@]}" -d fraiseql_bench_many -c "SELECT key || ' ' || id FROM fraiseql_tenant WHERE strategy = 'row_level'" |
-  awk '{ printf "INSERT INTO public.tb_organization (identifier, tenant_id, name) VALUES (%c%s%c, %c%s%c, %c%s%c) ON CONFLICT DO NOTHING;\n", 39, $1, 39, 39, $2, 39, 39, $1, 39 }' |
-  "${PSQL[@]}" -d fraiseql_bench_host
-sed -i 's/"t" \.\. i/"r" .. i/' "$LUA"
-{
-  echo "tokens = {}"
-  for i in $(seq 1 "$N"); do
-    echo "tokens[$i] = \"$("$BIN" token --tenant "r$i" --role admin)\""
-  done
-} >"$LUA.tokens"
-grep -v '^tokens\[' "$LUA" | grep -v '^tokens = {}' >>"$LUA.tokens"
-mv "$LUA.tokens" "$LUA"
-load row_level 'bmr\_%'
+# load NAME STRATEGY PREFIX KEYPREFIX COUNT PROVISION_MS: the server under round-robin load.
+load() {
+  local name=$1 strategy=$2 prefix=$3 kp=$4 count=$5 prov=$6 peakf rps p50 p99 errs peak hwm
+  lua "$kp" "$count"
+  TENANCY_STRATEGY=$strategy TENANT_PREFIX=$prefix "$BIN" run >/tmp/fraiseql-tenants.log 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+  peakf=$(mktemp)
+  echo 0 >"$peakf"
+  ( while true; do
+      n=$("${PSQL[@]}" -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE usename LIKE '${prefix//_/\\_}%'")
+      [ "$n" -gt "$(cat "$peakf")" ] && echo "$n" >"$peakf"
+      sleep 0.25
+    done ) &
+  WATCH=$!
+  echo "== $name: $count tenants round-robin, budget $BUDGET, 32 client connections, ${SECS}s"
+  wrk -t2 -c32 -d2s -s "$LUA" "http://127.0.0.1:$PORT/graphql" >/dev/null
+  read -r _ rps p50 p99 errs < <(wrk -t2 -c32 -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
+  kill "$WATCH" 2>/dev/null || true
+  wait "$WATCH" 2>/dev/null || true
+  WATCH=
+  peak=$(cat "$peakf")
+  hwm=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$SERVER/status")
+  kill "$SERVER"
+  wait "$SERVER" 2>/dev/null || true
+  SERVER=
+  rm -f "$peakf" "$LUA"
+  echo "provisioning ${prov} ms/tenant; ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, ${errs} failed, peak ${peak} connections, ${hwm} MiB"
+  echo "$name $strategy $count $prov $rps $p50 $p99 $errs $peak $hwm" >>"$RESULTS"
+}
+
+echo "== provisioning $N schema_per_tenant tenants"
+prov=$(provision schema_per_tenant bms_ t "$N" "$HOST_URL")
+load schema_per_tenant schema_per_tenant bms_ t "$N" "$prov"
+echo "== provisioning $N row_level tenants"
+prov=$(provision row_level bmr_ r "$N" "$HOST_URL")
+load row_level row_level bmr_ r "$N" "$prov"
+echo "== provisioning $M database_per_tenant tenants"
+prov=$(provision database_per_tenant bmd_ d "$M" "$ADMIN_URL")
+load database_per_tenant database_per_tenant bmd_ d "$M" "$prov"
+
+echo "== pgbench -C (a new connection per transaction) as one database_per_tenant tenant, 32 clients, ${SECS}s"
+read -r role pw db < <("${PSQL[@]}" -F ' ' -d fraiseql_bench_many -c "SELECT login_role, login_password, database FROM fraiseql_tenant WHERE key = 'd1'")
+SQL=$(mktemp)
+echo "SELECT 1;" >"$SQL"
+cconn=$(PGPASSWORD=$pw pgbench -h 127.0.0.1 -U "$role" -n -C -c 32 -j 2 -T "$SECS" -f "$SQL" "$db" 2>&1 |
+  awk '/^tps = / {printf "%.0f", $3}')
+rm -f "$SQL"
+echo "pgbench -C: $cconn connections (transactions) per second"
+
+python3 - "$RESULTS" "$OUT" "$BUDGET" "$SECS" "$cconn" <<'PY'
+import json, sys
+rows, out, budget, secs, cconn = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+res = {}
+for line in open(rows):
+    name, strategy, count, prov, rps, p50, p99, errs, peak, hwm = line.split()
+    res[name] = {"tenants": int(count), "provision_ms_per_tenant": int(prov), "rps": float(rps),
+                 "p50_ms": float(p50), "p99_ms": float(p99), "failed": int(errs),
+                 "peak_connections": int(peak), "peak_rss_mib": float(hwm)}
+ratio = res["schema_per_tenant"]["rps"] / res["row_level"]["rps"]
+doc = {"budget": budget, "secs": secs, "client_connections": 32, "results": res,
+       "schema_per_tenant_over_row_level": round(ratio, 3), "pgbench_C_tps": float(cconn or 0)}
+json.dump(doc, open(out, "w"), indent=2)
+print()
+print("| tenants | strategy | provisioning / tenant | req/s | p50 | p99 | failed | peak connections (budget %d) | server memory |" % budget)
+print("|---|---|---|---|---|---|---|---|---|")
+for name, r in res.items():
+    print(f"| {r['tenants']:,} | `{name}` | {r['provision_ms_per_tenant']} ms | {r['rps']:,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['failed']} | {r['peak_connections']} | {r['peak_rss_mib']} MiB |")
+print(f"\nschema_per_tenant / row_level: {ratio:.2f}x;  pgbench -C: {float(cconn or 0):,.0f} connections/s")
+print(f"written {out}")
+bad = [n for n, r in res.items() if r["failed"] > 0 or r["peak_connections"] > budget]
+if bad:
+    sys.exit(f"FAILED: failed requests or connections over the budget in {bad}")
+PY
 cleanup_world
