@@ -139,6 +139,30 @@ load() {
 echo "== provisioning $N schema_per_tenant tenants"
 prov=$(provision schema_per_tenant bms_ t "$N" "$HOST_URL")
 load schema_per_tenant schema_per_tenant bms_ t "$N" "$prov"
+# PostgreSQL's own cost of the pattern: a prepared statement run under another tenant's
+# search_path each time is re-analysed and re-planned (the plan names that schema's tables).
+# pgbench, pipelined and prepared like the server, the organizations statement over tenant
+# schemas: always the same schema, then a random one of the N each transaction.
+SP=$(mktemp)
+cat >"$SP" <<'SQL'
+\set n random(1, :tenants)
+\startpipeline
+BEGIN READ ONLY;
+SELECT set_config('search_path', 'bms_t' || :n, true);
+SELECT coalesce(json_agg(json_build_object('name', t0."data"->'name')), '[]'::json)::text FROM (SELECT * FROM "v_organization" t0 ORDER BY t0."name" LIMIT 50 OFFSET 0) t0;
+COMMIT;
+\endpipeline
+SQL
+sp_tps() {
+  PGOPTIONS="-c search_path=bms_t1" pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 32 -j 2 -T "$SECS" \
+    -D tenants="$1" -f "$SP" fraiseql_bench_host 2>&1 | awk '/^tps = / {printf "%.0f", $3}'
+}
+echo "== pgbench (PostgreSQL alone): one schema vs a random one of $N per transaction, 32 clients, ${SECS}s"
+sp_one=$(sp_tps 1)
+sp_many=$(sp_tps "$N")
+rm -f "$SP"
+echo "pgbench, one schema: $sp_one tps; a random one of $N: $sp_many tps"
+
 echo "== provisioning $N row_level tenants"
 prov=$(provision row_level bmr_ r "$N" "$HOST_URL")
 load row_level row_level bmr_ r "$N" "$prov"
@@ -155,9 +179,10 @@ cconn=$(PGPASSWORD=$pw pgbench -h 127.0.0.1 -U "$role" -n -C -c 32 -j 2 -T "$SEC
 rm -f "$SQL"
 echo "pgbench -C: $cconn connections (transactions) per second"
 
-python3 - "$RESULTS" "$OUT" "$BUDGET" "$SECS" "$cconn" <<'PY'
+python3 - "$RESULTS" "$OUT" "$BUDGET" "$SECS" "$cconn" "$sp_one" "$sp_many" <<'PY'
 import json, sys
 rows, out, budget, secs, cconn = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+sp_one, sp_many = float(sys.argv[6] or 0), float(sys.argv[7] or 0)
 res = {}
 for line in open(rows):
     name, strategy, count, prov, rps, p50, p99, errs, peak, hwm = line.split()
@@ -166,7 +191,9 @@ for line in open(rows):
                  "peak_connections": int(peak), "peak_rss_mib": float(hwm)}
 ratio = res["schema_per_tenant"]["rps"] / res["row_level"]["rps"]
 doc = {"budget": budget, "secs": secs, "client_connections": 32, "results": res,
-       "schema_per_tenant_over_row_level": round(ratio, 3), "pgbench_C_tps": float(cconn or 0)}
+       "schema_per_tenant_over_row_level": round(ratio, 3), "pgbench_C_tps": float(cconn or 0),
+       "pgbench_schema_switch": {"one_schema_tps": sp_one, "random_schema_tps": sp_many,
+                                 "ratio": round(sp_many / sp_one, 3) if sp_one else None}}
 json.dump(doc, open(out, "w"), indent=2)
 print()
 print("| tenants | strategy | provisioning / tenant | req/s | p50 | p99 | failed | peak connections (budget %d) | server memory |" % budget)
@@ -174,6 +201,8 @@ print("|---|---|---|---|---|---|---|---|---|")
 for name, r in res.items():
     print(f"| {r['tenants']:,} | `{name}` | {r['provision_ms_per_tenant']} ms | {r['rps']:,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['failed']} | {r['peak_connections']} | {r['peak_rss_mib']} MiB |")
 print(f"\nschema_per_tenant / row_level: {ratio:.2f}x;  pgbench -C: {float(cconn or 0):,.0f} connections/s")
+if sp_one:
+    print(f"PostgreSQL alone (pgbench, prepared, pipelined): one schema {sp_one:,.0f} tps, a random schema per transaction {sp_many:,.0f} tps ({sp_many / sp_one:.2f}x)")
 print(f"written {out}")
 bad = [n for n, r in res.items() if r["failed"] > 0 or r["peak_connections"] > budget]
 if bad:

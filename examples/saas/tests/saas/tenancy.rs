@@ -687,7 +687,10 @@ async fn a_pooled_connection_keeps_no_tenant_state_between_transactions(strategy
     let tenants = client.engine().tenants().expect("tenancy");
     let lease = tenants.connection(&b).await.expect("lease");
     let pooled = session_state(lease.client()).await;
-    assert_eq!(pooled, fresh, "{strategy}: state after tenant A's transactions");
+    assert_eq!(
+        pooled, fresh,
+        "{strategy}: state after tenant A's transactions"
+    );
     drop(lease);
 
     if strategy == "schema_per_tenant" {
