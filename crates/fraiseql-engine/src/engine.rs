@@ -158,6 +158,15 @@ impl Engine {
                 "the schema and the registered resolvers disagree on {missing:?}; build the schema with the resolvers' coordinates"
             )));
         }
+        for field in schema.catalog.cache.keys() {
+            if registered.contains(&format!("Query.{field}")) {
+                // Only fields read by SQL are looked up and kept.
+                tracing::warn!(
+                    field = %format!("Query.{field}"),
+                    "@cache is ignored on a field answered by a Rust query resolver"
+                );
+            }
+        }
         let timeout = Duration::from_millis(config.limits.request_timeout_ms);
         let multi = config.multi_tenancy.enabled;
         // With tenancy, `[databases.tenant] url` is where tenants are provisioned, not served from.

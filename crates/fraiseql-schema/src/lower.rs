@@ -63,14 +63,6 @@ pub(crate) fn lower(
             }
             let coord = format!("{query}.{fname}");
             if let Some(d) = field.directives.get("cache") {
-                if resolvers.contains(&coord) {
-                    // Only SQL root fields are looked up and kept; accepting it here would
-                    // promise a cache that does not happen.
-                    return Err(SchemaError::mapping(
-                        &coord,
-                        "@cache applies to root fields read by SQL; this one is a Rust query resolver, whose answers are not cached",
-                    ));
-                }
                 catalog
                     .cache
                     .insert(fname.to_string(), cache_policy(&catalog, &coord, d)?);

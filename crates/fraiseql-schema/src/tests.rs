@@ -242,21 +242,6 @@ fn mutations_and_resolvers_are_lowered() {
     assert!(api.contains("createOrganization(name: String!): Organization!"));
     assert!(!api.contains("INSERT"), "{api}");
 
-    // A Rust query resolver's answer is not cached, so @cache on one is refused.
-    let cached = sdl.replacen(
-        "organization(id: ID!): Organization",
-        "organization(id: ID!): Organization @cache(ttl: 60)",
-        1,
-    );
-    assert_ne!(cached, sdl);
-    let e = build_with_resolvers(&cached, "schema.graphql", &resolvers)
-        .expect_err("@cache on a resolver");
-    assert!(
-        e.to_string()
-            .contains("Query.organization: @cache applies to root fields read by SQL"),
-        "{e}"
-    );
-
     let unknown: std::collections::BTreeSet<String> = ["Project.nope".to_owned()].into();
     let e = build_with_resolvers(SDL, "schema.graphql", &unknown).expect_err("unknown coordinate");
     assert!(
