@@ -44,7 +44,7 @@ pub struct Database {
 impl Database {
     /// A pooled connection.
     pub async fn lease(&self) -> Result<Lease, PoolError> {
-        self.pool.get(&self.target, &self.name).await
+        self.pool.get(&self.target, &self.name, None).await
     }
 }
 

@@ -11,6 +11,16 @@
 //! most `per_share` leases; a connection whose transaction was not seen to end is closed, never
 //! lent again; each connection keeps at most `statements` prepared statements (least recently
 //! used ones are closed on the server).
+//!
+//! Affinity (`schema_per_tenant`, where the tenants of one database share the authenticator's
+//! connections): a backend that serves every tenant re-plans the same statement under each
+//! tenant's role and search_path (plancache.c re-plans when either changed) and keeps its catalog
+//! caches warm for none of them; 1,000 tenants round-robin ran at 0.29x of `row_level` that way
+//! (bench/tenants.sh). So each connection is opened for one affinity group (a hash of the tenant
+//! key), a request takes an idle connection of its group, else opens one while the budget allows,
+//! else borrows the idle one of the nearest following group; and a tenant's statements are kept
+//! under its own scope ([`Lease::with_scope`]). A connection then meets a few tenants, each with
+//! plans of its own.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroUsize;
@@ -31,6 +41,8 @@ pub struct Conn {
     statements: Mutex<LruCache<Box<str>, Statement>>,
     _open: OwnedSemaphorePermit,
     last_used: Instant,
+    /// The affinity group it was opened for.
+    group: u64,
 }
 
 impl Conn {
@@ -133,6 +145,40 @@ impl IdleSet {
         self.lru.remove(&seq).map(|i| i.conn)
     }
 
+    /// The newest idle connection of `key` that last served `group`.
+    fn take_in_group(&mut self, key: &str, group: u64) -> Option<Conn> {
+        let Self { lru, by_key } = self;
+        let seqs = by_key.get_mut(key)?;
+        let at = seqs
+            .iter()
+            .rposition(|s| lru.get(s).is_some_and(|i| i.conn.group == group))?;
+        let seq = seqs.remove(at)?;
+        if seqs.is_empty() {
+            by_key.remove(key);
+        }
+        lru.remove(&seq).map(|i| i.conn)
+    }
+
+    /// The idle connection of `key` whose group follows `group` most closely (of `groups`).
+    fn take_nearest(&mut self, key: &str, group: u64, groups: u64) -> Option<Conn> {
+        let Self { lru, by_key } = self;
+        let seqs = by_key.get_mut(key)?;
+        let distance = |s: &u64| {
+            lru.get(s)
+                .map_or(u64::MAX, |i| (i.conn.group + groups - group) % groups)
+        };
+        let (at, _) = seqs
+            .iter()
+            .enumerate()
+            .rev()
+            .min_by_key(|(_, s)| distance(s))?;
+        let seq = seqs.remove(at)?;
+        if seqs.is_empty() {
+            by_key.remove(key);
+        }
+        lru.remove(&seq).map(|i| i.conn)
+    }
+
     fn evict_oldest(&mut self) -> Option<Conn> {
         let (seq, idle) = self.lru.pop_first()?;
         if let Some(seqs) = self.by_key.get_mut(&idle.key) {
@@ -175,6 +221,10 @@ pub struct PoolSize {
     /// Prepared statements kept per connection.
     pub statements: usize,
 }
+
+/// Connections per affinity group: enough that a group's concurrent requests rarely borrow
+/// another group's, few enough that each connection meets few tenants.
+const GROUP_CONNECTIONS: usize = 4;
 
 /// Connections of many targets under one budget.
 pub struct Pool {
@@ -223,6 +273,7 @@ pub struct Lease {
     key: Arc<str>,
     pool: Arc<Pool>,
     clean: AtomicBool,
+    scope: Option<Arc<str>>,
     _share: OwnedSemaphorePermit,
 }
 
@@ -257,14 +308,32 @@ impl Lease {
         self.conn().prepared()
     }
 
-    /// See [`Conn::cached`].
-    pub fn cached(&self, sqls: &[&str]) -> Vec<Option<Statement>> {
-        self.conn().cached(sqls)
+    /// Keeps the statements of [`Lease::cached`] and [`Lease::remember`] under `scope` (the
+    /// tenant's search_path on a connection tenants share), apart from other tenants' plans of the
+    /// same text.
+    pub fn with_scope(mut self, scope: Option<Arc<str>>) -> Self {
+        self.scope = scope;
+        self
     }
 
-    /// See [`Conn::remember`].
+    /// See [`Conn::cached`]; within the lease's scope.
+    pub fn cached(&self, sqls: &[&str]) -> Vec<Option<Statement>> {
+        match &self.scope {
+            None => self.conn().cached(sqls),
+            Some(scope) => {
+                let keys: Vec<String> = sqls.iter().map(|q| scoped(scope, q)).collect();
+                let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+                self.conn().cached(&refs)
+            }
+        }
+    }
+
+    /// See [`Conn::remember`]; within the lease's scope.
     pub fn remember(&self, sql: &str, stmt: &Statement) {
-        self.conn().remember(sql, stmt)
+        match &self.scope {
+            None => self.conn().remember(sql, stmt),
+            Some(scope) => self.conn().remember(&scoped(scope, sql), stmt),
+        }
     }
 
     /// A transaction is about to begin: until [`Lease::set_clean`] the connection is not reusable.
@@ -276,6 +345,22 @@ impl Lease {
     pub fn set_clean(&self) {
         self.clean.store(true, Ordering::Relaxed);
     }
+}
+
+/// The cache key of `sql` under `scope`: the scope and a 128-bit keyed hash of the text (two
+/// SipHash-1-3 values with random keys, so nobody can choose texts that collide), which keeps a
+/// key small while a connection holds the same texts for each of its tenants.
+fn scoped(scope: &str, sql: &str) -> String {
+    use std::fmt::Write as _;
+    use std::hash::BuildHasher as _;
+    static KEYS: std::sync::OnceLock<[std::collections::hash_map::RandomState; 2]> =
+        std::sync::OnceLock::new();
+    let [a, b] = KEYS.get_or_init(Default::default);
+    let mut k = String::with_capacity(scope.len() + 34);
+    k.push_str(scope);
+    k.push('\u{0}');
+    let _ = write!(k, "{:016x}{:016x}", a.hash_one(sql), b.hash_one(sql));
+    k
 }
 
 impl std::ops::Deref for Lease {
@@ -340,66 +425,113 @@ impl Pool {
 
     /// A connection to `target` for `share`: an idle one of the target, else a new one (closing
     /// another target's idle connection if the budget is spent).
-    pub async fn get(self: &Arc<Self>, target: &Target, share: &str) -> Result<Lease, PoolError> {
+    ///
+    /// With an `affinity` (any stable hash of the share), an idle connection of the share's
+    /// group comes first, then a new one while the budget allows, then any of the target.
+    pub async fn get(
+        self: &Arc<Self>,
+        target: &Target,
+        share: &str,
+        affinity: Option<u64>,
+    ) -> Result<Lease, PoolError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let r = self.get_inner(target, share).await;
+        let r = self.get_inner(target, share, affinity).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         r
     }
 
-    async fn get_inner(self: &Arc<Self>, target: &Target, share: &str) -> Result<Lease, PoolError> {
+    /// The affinity groups of a target: one per [`GROUP_CONNECTIONS`] of the budget.
+    fn groups(&self) -> u64 {
+        (self.size.budget / GROUP_CONNECTIONS).max(1) as u64
+    }
+
+    fn group_of(&self, affinity: u64) -> u64 {
+        affinity % self.groups()
+    }
+
+    async fn get_inner(
+        self: &Arc<Self>,
+        target: &Target,
+        share: &str,
+        affinity: Option<u64>,
+    ) -> Result<Lease, PoolError> {
         let deadline = Instant::now() + self.size.wait;
         let share = tokio::time::timeout(self.size.wait, self.share(share).acquire_owned())
             .await
             .map_err(|_| PoolError::Timeout)?
             .map_err(|_| PoolError::Timeout)?;
+        let group = affinity.map(|a| self.group_of(a));
         let key = target.key.clone();
-        let lease = |conn| Lease {
+        let lease = |conn: Conn| Lease {
             conn: Some(conn),
             key: key.clone(),
             pool: self.clone(),
             clean: AtomicBool::new(true),
+            scope: None,
             _share: share,
         };
-        loop {
-            let taken = self.lock_idle().take(&target.key);
-            match taken {
-                Some(c) if !c.client.is_closed() => return Ok(lease(c)),
-                Some(_) => continue, // closed by the server: its permit is released with it
-                None => break,
+        let mut early = None;
+        if let Some(g) = group {
+            loop {
+                let taken = self.lock_idle().take_in_group(&target.key, g);
+                match taken {
+                    Some(c) if !c.client.is_closed() => return Ok(lease(c)),
+                    Some(_) => continue,
+                    None => break,
+                }
+            }
+            // None of the group's is idle: a new connection while the budget allows.
+            early = self.open.clone().try_acquire_owned().ok();
+        }
+        if early.is_none() {
+            loop {
+                let taken = match group {
+                    // The next group's, so a group that runs out spills over onto one neighbour
+                    // and each connection keeps meeting the same few tenants.
+                    Some(g) => self.lock_idle().take_nearest(&target.key, g, self.groups()),
+                    None => self.lock_idle().take(&target.key),
+                };
+                match taken {
+                    Some(c) if !c.client.is_closed() => return Ok(lease(c)),
+                    Some(_) => continue, // closed by the server: its permit is released with it
+                    None => break,
+                }
             }
         }
-        let permit = loop {
-            // Registered before looking, so a connection returned meanwhile is not missed.
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            if let Ok(p) = self.open.clone().try_acquire_owned() {
-                break p;
-            }
-            // Budget spent: close the least recently used idle connection, if there is one.
-            let evicted = self.lock_idle().evict_oldest();
-            if evicted.is_some() {
-                drop(evicted);
-                continue;
-            }
-            // Everything is in use: wait for a connection to close or to come back idle.
-            let left = deadline.saturating_duration_since(Instant::now());
-            tokio::select! {
-                p = self.open.clone().acquire_owned() => match p {
-                    Ok(p) => break p,
-                    Err(_) => return Err(PoolError::Timeout),
-                },
-                () = &mut returned => {
-                    // Our own target's connection may be the one that came back.
-                    if let Some(c) = self.lock_idle().take(&target.key) {
-                        if !c.client.is_closed() {
-                            return Ok(lease(c));
+        let permit = match early {
+            Some(p) => p,
+            None => loop {
+                // Registered before looking, so a connection returned meanwhile is not missed.
+                let returned = self.returned.notified();
+                tokio::pin!(returned);
+                returned.as_mut().enable();
+                if let Ok(p) = self.open.clone().try_acquire_owned() {
+                    break p;
+                }
+                // Budget spent: close the least recently used idle connection, if there is one.
+                let evicted = self.lock_idle().evict_oldest();
+                if evicted.is_some() {
+                    drop(evicted);
+                    continue;
+                }
+                // Everything is in use: wait for a connection to close or to come back idle.
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::select! {
+                    p = self.open.clone().acquire_owned() => match p {
+                        Ok(p) => break p,
+                        Err(_) => return Err(PoolError::Timeout),
+                    },
+                    () = &mut returned => {
+                        // Our own target's connection may be the one that came back.
+                        if let Some(c) = self.lock_idle().take(&target.key) {
+                            if !c.client.is_closed() {
+                                return Ok(lease(c));
+                            }
                         }
                     }
+                    () = tokio::time::sleep(left) => return Err(PoolError::Timeout),
                 }
-                () = tokio::time::sleep(left) => return Err(PoolError::Timeout),
-            }
+            },
         };
         let client = match tokio::time::timeout_at(
             tokio::time::Instant::from_std(deadline.max(Instant::now() + Duration::from_millis(1))),
@@ -418,6 +550,7 @@ impl Pool {
             statements: Mutex::new(LruCache::new(cap)),
             _open: permit,
             last_used: Instant::now(),
+            group: group.unwrap_or(0),
         }))
     }
 

@@ -202,19 +202,29 @@ impl Tenants {
     /// The caller switches to the tenant's role and schema in its transaction.
     pub async fn connection(&self, rec: &TenantRecord) -> Result<Lease, GraphqlError> {
         let target = self.target(rec)?;
-        self.pool.get(&target, &rec.key).await.map_err(|e| {
-            tracing::error!(tenant = %rec.key, error = %e, "no tenant connection");
-            match e {
-                PoolError::Timeout => GraphqlError::new(
-                    ErrorCode::DatabaseUnavailable,
-                    "all database connections are busy; try again shortly",
-                ),
-                PoolError::Connect(_) => GraphqlError::new(
-                    ErrorCode::DatabaseUnavailable,
-                    "the tenant's database is unavailable; try again shortly",
-                ),
-            }
-        })
+        let (affinity, scope) = rec
+            .derived
+            .sharing
+            .as_ref()
+            .map_or((None, None), |(a, s)| (Some(*a), Some(s.clone())));
+        let lease = self
+            .pool
+            .get(&target, &rec.key, affinity)
+            .await
+            .map_err(|e| {
+                tracing::error!(tenant = %rec.key, error = %e, "no tenant connection");
+                match e {
+                    PoolError::Timeout => GraphqlError::new(
+                        ErrorCode::DatabaseUnavailable,
+                        "all database connections are busy; try again shortly",
+                    ),
+                    PoolError::Connect(_) => GraphqlError::new(
+                        ErrorCode::DatabaseUnavailable,
+                        "the tenant's database is unavailable; try again shortly",
+                    ),
+                }
+            })?;
+        Ok(lease.with_scope(scope))
     }
 
     /// Every active tenant, read from the registry now.

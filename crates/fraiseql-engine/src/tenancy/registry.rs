@@ -76,6 +76,9 @@ pub(crate) struct Derived {
     pub id_text: String,
     /// The schema as a `search_path` value.
     pub search_path: String,
+    /// Under `schema_per_tenant`, where tenants share connections: the pool's affinity hash and
+    /// the scope of the tenant's prepared statements (see `connections::pool`).
+    pub sharing: Option<(u64, std::sync::Arc<str>)>,
     /// The login target, built on first use.
     pub target: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::connections::Target>>>,
     /// The tenant's metric series, resolved on its first request.
@@ -88,11 +91,25 @@ impl TenantRecord {
         self.derived = Derived {
             id_text: self.id.to_string(),
             search_path: fraiseql_schema::quote_ident(&self.schema),
+            sharing: (self.strategy == fraiseql_config::TenancyStrategy::SchemaPerTenant.as_str())
+                .then(|| {
+                    (
+                        affinity(&self.key),
+                        std::sync::Arc::from(self.schema.as_str()),
+                    )
+                }),
             target: Default::default(),
             metrics: Default::default(),
         };
         self
     }
+}
+
+/// A hash of `key` that is the same in every process (FNV-1a), so instances group alike.
+fn affinity(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Records are equal when their registry columns are (what is derived follows from them).

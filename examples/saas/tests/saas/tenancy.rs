@@ -614,6 +614,81 @@ async fn connection_budget_is_shared_by_all_tenants() {
 
 each_strategy!(a_pooled_connection_keeps_no_tenant_state_between_transactions);
 
+/// schema_per_tenant tenants share the authenticator's connections, and PostgreSQL re-plans a
+/// prepared statement each time it runs under another role and search_path than it was planned
+/// for. So a tenant prefers connections of its own affinity group (a new one while the budget
+/// allows, rather than another group's idle one) and keeps its statements apart from other
+/// tenants' plans of the same text.
+#[tokio::test]
+async fn schema_tenants_keep_their_own_connections_and_plans() {
+    let t = world("schema_per_tenant").await;
+    // With a budget of 8 there are two groups; these keys hash to different ones.
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    let b = t.create_tenant("tenant_b").await.expect("tenant b");
+    let mut config = t.config.clone();
+    config.multi_tenancy.connection_budget = 8;
+    let client = TestClient::from_config(config).await.expect("client");
+    let tenants = client.engine().tenants().expect("tenancy");
+    let lease = tenants.connection(&a).await.expect("lease a");
+    let first_a = backend(&lease).await;
+    drop(lease);
+    let lease = tenants.connection(&b).await.expect("lease b");
+    let first_b = backend(&lease).await;
+    drop(lease);
+    assert_ne!(first_a, first_b, "b opens a connection of its own group");
+    let lease = tenants.connection(&a).await.expect("lease a");
+    assert_eq!(
+        backend(&lease).await,
+        first_a,
+        "a gets its group's connection back, not the newer idle one"
+    );
+    drop(lease);
+
+    // One connection for both: each tenant's plan of the same statement is its own.
+    let mut config = t.config.clone();
+    config.multi_tenancy.connection_budget = 1;
+    let mut client = TestClient::from_config(config).await.expect("client");
+    for key in ["tenant_a", "tenant_b", "tenant_a", "tenant_b"] {
+        client.set_tenant(key);
+        let r = client
+            .execute("{ organizations { name } }")
+            .await
+            .expect("read");
+        assert_eq!(r, json!({"data": {"organizations": []}}), "{key}");
+    }
+    let lease = client
+        .engine()
+        .tenants()
+        .expect("tenancy")
+        .connection(&a)
+        .await
+        .expect("lease");
+    let twice: Vec<i64> = lease
+        .client()
+        .query(
+            "SELECT count(*) FROM pg_prepared_statements
+              WHERE statement ILIKE '%organization%'
+                AND statement NOT ILIKE '%pg_prepared_statements%'
+              GROUP BY statement",
+            &[],
+        )
+        .await
+        .expect("statements")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(twice, [2], "one prepared statement per tenant schema");
+}
+
+async fn backend(lease: &fraiseql::engine::connections::Lease) -> i32 {
+    lease
+        .client()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0)
+}
+
 /// Connects as the role the servers log in as (`login_role`: the tenant's own role, or
 /// schema_per_tenant's authenticator), with no tenant context and no search_path option.
 async fn login_client(rec: &TenantRecord) -> tokio_postgres::Client {
