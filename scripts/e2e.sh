@@ -52,6 +52,8 @@ stop_server() {
   server=
 }
 trap stop_server EXIT
+# Built first, in the foreground: a cold release build alone can outlast the wait for /health.
+cargo build --release -p fraiseql
 # up.sh ends with `exec fraiseql run`, so its pid is the server's.
 PORT=$PORT scripts/up.sh >"$LOGS/up.log" 2>&1 &
 server=$!
