@@ -15,7 +15,7 @@
 //! Affinity (`schema_per_tenant`, where the tenants of one database share the authenticator's
 //! connections): a backend that serves every tenant re-plans the same statement under each
 //! tenant's role and search_path (plancache.c re-plans when either changed) and keeps its catalog
-//! caches warm for none of them; 1,000 tenants round-robin ran at 0.29x of `row_level` that way
+//! caches warm for none of them; 1,000 tenants round-robin ran at 0.24x of `row_level` that way
 //! (bench/tenants.sh). So each connection is opened for one affinity group (a hash of the tenant
 //! key), a request takes an idle connection of its group, else opens one while the budget allows,
 //! else borrows the idle one of the nearest following group; and a tenant's statements are kept
@@ -136,47 +136,48 @@ struct IdleSet {
 }
 
 impl IdleSet {
+    /// The newest idle connection of `key`.
     fn take(&mut self, key: &str) -> Option<Conn> {
-        let seqs = self.by_key.get_mut(key)?;
-        let seq = seqs.pop_back()?;
-        if seqs.is_empty() {
-            self.by_key.remove(key);
-        }
-        self.lru.remove(&seq).map(|i| i.conn)
+        self.take_by(key, |seqs, _| seqs.len().checked_sub(1))
     }
 
-    /// The newest idle connection of `key` that last served `group`.
+    /// The newest idle connection of `key` opened for `group`.
     fn take_in_group(&mut self, key: &str, group: u64) -> Option<Conn> {
-        let Self { lru, by_key } = self;
-        let seqs = by_key.get_mut(key)?;
-        let at = seqs
-            .iter()
-            .rposition(|s| lru.get(s).is_some_and(|i| i.conn.group == group))?;
-        let seq = seqs.remove(at)?;
-        if seqs.is_empty() {
-            by_key.remove(key);
-        }
-        lru.remove(&seq).map(|i| i.conn)
+        self.take_by(key, |seqs, lru| {
+            seqs.iter()
+                .rposition(|s| lru.get(s).is_some_and(|i| i.conn.group == group))
+        })
     }
 
     /// The idle connection of `key` whose group follows `group` most closely (of `groups`).
     fn take_nearest(&mut self, key: &str, group: u64, groups: u64) -> Option<Conn> {
-        let Self { lru, by_key } = self;
-        let seqs = by_key.get_mut(key)?;
-        let distance = |s: &u64| {
-            lru.get(s)
-                .map_or(u64::MAX, |i| (i.conn.group + groups - group) % groups)
-        };
-        let (at, _) = seqs
-            .iter()
-            .enumerate()
-            .rev()
-            .min_by_key(|(_, s)| distance(s))?;
-        let seq = seqs.remove(at)?;
+        self.take_by(key, |seqs, lru| {
+            let distance = |s: &u64| {
+                lru.get(s)
+                    .map_or(u64::MAX, |i| (i.conn.group + groups - group) % groups)
+            };
+            let (at, _) = seqs
+                .iter()
+                .enumerate()
+                .rev()
+                .min_by_key(|(_, s)| distance(s))?;
+            Some(at)
+        })
+    }
+
+    /// Removes and returns the idle connection of `key` at the position `pick` chooses among the
+    /// target's sequence numbers (oldest first).
+    fn take_by(
+        &mut self,
+        key: &str,
+        pick: impl FnOnce(&VecDeque<u64>, &BTreeMap<u64, Idle>) -> Option<usize>,
+    ) -> Option<Conn> {
+        let seqs = self.by_key.get_mut(key)?;
+        let seq = seqs.remove(pick(seqs, &self.lru)?)?;
         if seqs.is_empty() {
-            by_key.remove(key);
+            self.by_key.remove(key);
         }
-        lru.remove(&seq).map(|i| i.conn)
+        self.lru.remove(&seq).map(|i| i.conn)
     }
 
     fn evict_oldest(&mut self) -> Option<Conn> {
@@ -427,7 +428,8 @@ impl Pool {
     /// another target's idle connection if the budget is spent).
     ///
     /// With an `affinity` (any stable hash of the share), an idle connection of the share's
-    /// group comes first, then a new one while the budget allows, then any of the target.
+    /// group comes first, then a new one while the budget allows, then the idle one of the
+    /// nearest following group.
     pub async fn get(
         self: &Arc<Self>,
         target: &Target,
