@@ -8,9 +8,18 @@
 #      a connection; next to it, `pgbench -C` (a new connection per transaction) on one of them.
 # For each: provisioning time per tenant, requests/s, p50/p99, failed responses (HTTP errors and
 # GraphQL errors), the peak of open tenant connections (pg_stat_activity, sampled every 0.25 s)
-# against the budget, server peak memory. Fails if any request failed or a peak passed the
-# budget; prints schema_per_tenant / row_level. Writes bench/results/tenants.json.
-#   bench/tenants.sh [N] [seconds] [M]
+# against the budget, server peak memory. Each load is measured after a warm-up of WARM seconds
+# (default 20): PostgreSQL plans a prepared statement afresh on its first five executions, and
+# with 1,000 tenants each connection meets every one of its tenants' statements that many times
+# only after a while; the figures are the steady state, not the start. schema_per_tenant and
+# row_level alternate, ROUNDS times each (default 3), after VACUUM (ANALYZE) of the new tables;
+# the table gives each one's median round.
+# For schema_per_tenant and row_level, PostgreSQL alone doing the same (bench/tenant_limit.py):
+# the transaction the server sends, captured from PostgreSQL's log, as pgbench scripts, one per
+# tenant, split over the server's affinity groups, 32 connections, pipelined and prepared.
+# Fails if any request failed or a peak passed the budget; prints schema_per_tenant / row_level
+# for the server and for PostgreSQL alone. Writes bench/results/tenants.json.
+#   bench/tenants.sh [N] [seconds] [M]   (env: WARM, ROUNDS, CONNECTION_BUDGET, PGLOG)
 # The budget defaults to 80: this PostgreSQL's max_connections is 100, and the registry, the
 # sampler and pgbench need a few.
 set -euo pipefail
@@ -18,6 +27,11 @@ N=${1:-1000}
 SECS=${2:-20}
 M=${3:-100}
 BUDGET=${CONNECTION_BUDGET:-80}
+WARM=${WARM:-20}
+# schema_per_tenant and row_level alternate, ROUNDS times each; the table gives the medians.
+ROUNDS=${ROUNDS:-3}
+# The server's affinity groups (one per 4 connections of the budget: connections/pool.rs).
+AFF_GROUPS=$(( BUDGET / 4 > 0 ? BUDGET / 4 : 1 ))
 BENCH_PORT=${BENCH_PORT:-18090}
 source "$(dirname "$0")/lib.sh"
 export CONNECTION_BUDGET=$BUDGET OBSERVERS_ENABLED=false RUST_LOG=warn
@@ -120,8 +134,8 @@ load() {
       sleep 0.25
     done ) &
   WATCH=$!
-  echo "== $name: $count tenants round-robin, budget $BUDGET, 32 client connections, ${SECS}s"
-  wrk -t2 -c32 -d2s -s "$LUA" "http://127.0.0.1:$PORT/graphql" >/dev/null
+  echo "== $name: $count tenants round-robin, budget $BUDGET, 32 client connections, ${WARM}s warm-up, ${SECS}s"
+  wrk -t2 -c32 -d"${WARM}s" -s "$LUA" "http://127.0.0.1:$PORT/graphql" >/dev/null
   read -r _ rps p50 p99 errs < <(wrk -t2 -c32 -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
   kill "$WATCH" 2>/dev/null || true
   wait "$WATCH" 2>/dev/null || true
@@ -137,35 +151,54 @@ load() {
 }
 
 echo "== provisioning $N schema_per_tenant tenants"
-prov=$(provision schema_per_tenant bms_ t "$N" "$HOST_URL")
-load schema_per_tenant schema_per_tenant bms_ t "$N" "$prov"
-# PostgreSQL's own cost of the pattern: a prepared statement run under another tenant's
-# search_path each time is re-analysed and re-planned (the plan names that schema's tables).
-# pgbench, pipelined and prepared like the server, the organizations statement over tenant
-# schemas: always the same schema, then a random one of the N each transaction.
-SP=$(mktemp)
-cat >"$SP" <<'SQL'
-\set n random(1, :tenants)
-\startpipeline
-BEGIN READ ONLY;
-SELECT set_config('search_path', 'bms_t' || :n, true);
-SELECT coalesce(json_agg(json_build_object('name', t0."data"->'name')), '[]'::json)::text FROM (SELECT * FROM "v_organization" t0 ORDER BY t0."name" LIMIT 50 OFFSET 0) t0;
-COMMIT;
-\endpipeline
-SQL
-sp_tps() {
-  PGOPTIONS="-c search_path=bms_t1" pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 32 -j 2 -T "$SECS" \
-    -D tenants="$1" -f "$SP" fraiseql_bench_host 2>&1 | awk '/^tps = / {printf "%.0f", $3}'
-}
-echo "== pgbench (PostgreSQL alone): one schema vs a random one of $N per transaction, 32 clients, ${SECS}s"
-sp_one=$(sp_tps 1)
-sp_many=$(sp_tps "$N")
-rm -f "$SP"
-echo "pgbench, one schema: $sp_one tps; a random one of $N: $sp_many tps"
-
+prov_schema=$(provision schema_per_tenant bms_ t "$N" "$HOST_URL")
 echo "== provisioning $N row_level tenants"
-prov=$(provision row_level bmr_ r "$N" "$HOST_URL")
-load row_level row_level bmr_ r "$N" "$prov"
+prov_row=$(provision row_level bmr_ r "$N" "$HOST_URL")
+# Statistics for the new tables now, so autovacuum's catching up does not fall into a load.
+"${PSQL[@]}" -d fraiseql_bench_host -c "VACUUM (ANALYZE)"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round of $ROUNDS"
+  load schema_per_tenant schema_per_tenant bms_ t "$N" "$prov_schema"
+  load row_level row_level bmr_ r "$N" "$prov_row"
+done
+
+# capture STRATEGY PREFIX KEYPREFIX LOGIN: the server answers one request of the first tenant
+# (twice: the first prepares) while LOGIN's statements are logged; sets CAP_OFFSET.
+PGLOG=${PGLOG:-$(pg_lsclusters -h 2>/dev/null | awk '$3 == 5432 {print $7}')}
+capture() {
+  local strategy=$1 prefix=$2 kp=$3 login=$4 tok
+  CAP_OFFSET=$(stat -c %s "$PGLOG")
+  "${PSQL[@]}" -d postgres -c "ALTER ROLE \"$login\" SET log_statement = 'all'"
+  TENANCY_STRATEGY=$strategy TENANT_PREFIX=$prefix "$BIN" run >/tmp/fraiseql-tenants.log 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+  tok=$("$BIN" token --tenant "${kp}1" --role admin)
+  for _ in 1 2; do
+    curl -sf -X POST "http://127.0.0.1:$PORT/graphql" -H "Content-Type: application/json" \
+      -H "X-Tenant-ID: ${kp}1" -H "Authorization: Bearer $tok" \
+      -d '{"query": "{ organizations { name } }"}' >/dev/null
+  done
+  kill "$SERVER"
+  wait "$SERVER" 2>/dev/null || true
+  SERVER=
+  "${PSQL[@]}" -d postgres -c "ALTER ROLE \"$login\" RESET log_statement"
+  sleep 0.5
+}
+limit_tps() {
+  local strategy=$1 prefix=$2 kp=$3 login=$4
+  capture "$strategy" "$prefix" "$kp" "$login"
+  python3 bench/tenant_limit.py "$PGLOG" "$CAP_OFFSET" "$login" fraiseql_bench_host \
+    fraiseql_bench_many "$strategy" "$AFF_GROUPS" 32 "$SECS"
+}
+lim_schema= lim_row=
+if [ -n "$PGLOG" ] && [ -r "$PGLOG" ]; then
+  echo "== PostgreSQL alone: the server's transaction per tenant, $AFF_GROUPS affinity groups, 32 connections, ${SECS}s"
+  lim_schema=$(limit_tps schema_per_tenant bms_ t bms_authenticator)
+  lim_row=$(limit_tps row_level bmr_ r bmr_app)
+  echo "schema_per_tenant $lim_schema tps; row_level $lim_row tps"
+else
+  echo "== PostgreSQL alone: skipped (no readable PostgreSQL log; set PGLOG)"
+fi
 echo "== provisioning $M database_per_tenant tenants"
 prov=$(provision database_per_tenant bmd_ d "$M" "$ADMIN_URL")
 load database_per_tenant database_per_tenant bmd_ d "$M" "$prov"
@@ -179,21 +212,34 @@ cconn=$(PGPASSWORD=$pw pgbench -h 127.0.0.1 -U "$role" -n -C -c 32 -j 2 -T "$SEC
 rm -f "$SQL"
 echo "pgbench -C: $cconn connections (transactions) per second"
 
-python3 - "$RESULTS" "$OUT" "$BUDGET" "$SECS" "$cconn" "$sp_one" "$sp_many" <<'PY'
+python3 - "$RESULTS" "$OUT" "$BUDGET" "$SECS" "$cconn" "$lim_schema" "$lim_row" "$WARM" "$AFF_GROUPS" "$ROUNDS" <<'PY'
 import json, sys
 rows, out, budget, secs, cconn = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-sp_one, sp_many = float(sys.argv[6] or 0), float(sys.argv[7] or 0)
-res = {}
+lim_schema, lim_row = float(sys.argv[6] or 0), float(sys.argv[7] or 0)
+warm, groups, rounds = int(sys.argv[8]), int(sys.argv[9]), int(sys.argv[10])
+runs = {}
 for line in open(rows):
     name, strategy, count, prov, rps, p50, p99, errs, peak, hwm = line.split()
-    res[name] = {"tenants": int(count), "provision_ms_per_tenant": int(prov), "rps": float(rps),
-                 "p50_ms": float(p50), "p99_ms": float(p99), "failed": int(errs),
-                 "peak_connections": int(peak), "peak_rss_mib": float(hwm)}
+    runs.setdefault(name, []).append(
+        {"tenants": int(count), "provision_ms_per_tenant": int(prov), "rps": float(rps),
+         "p50_ms": float(p50), "p99_ms": float(p99), "failed": int(errs),
+         "peak_connections": int(peak), "peak_rss_mib": float(hwm)})
+# Per strategy: the round of median req/s (its latencies with it); failures summed, peaks maxed.
+res = {}
+for name, rs in runs.items():
+    med = sorted(rs, key=lambda r: r["rps"])[(len(rs) - 1) // 2]
+    res[name] = dict(med, failed=sum(r["failed"] for r in rs),
+                     peak_connections=max(r["peak_connections"] for r in rs),
+                     peak_rss_mib=max(r["peak_rss_mib"] for r in rs),
+                     rounds_rps=[r["rps"] for r in rs])
 ratio = res["schema_per_tenant"]["rps"] / res["row_level"]["rps"]
-doc = {"budget": budget, "secs": secs, "client_connections": 32, "results": res,
-       "schema_per_tenant_over_row_level": round(ratio, 3), "pgbench_C_tps": float(cconn or 0),
-       "pgbench_schema_switch": {"one_schema_tps": sp_one, "random_schema_tps": sp_many,
-                                 "ratio": round(sp_many / sp_one, 3) if sp_one else None}}
+lim_ratio = round(lim_schema / lim_row, 3) if lim_schema and lim_row else None
+doc = {"budget": budget, "secs": secs, "warm_up_secs": warm, "rounds": rounds, "client_connections": 32,
+       "results": res, "schema_per_tenant_over_row_level": round(ratio, 3),
+       "pgbench_C_tps": float(cconn or 0),
+       "postgresql_alone": {"affinity_groups": groups, "connections": 32,
+                            "schema_per_tenant_tps": lim_schema, "row_level_tps": lim_row,
+                            "schema_per_tenant_over_row_level": lim_ratio}}
 json.dump(doc, open(out, "w"), indent=2)
 print()
 print("| tenants | strategy | provisioning / tenant | req/s | p50 | p99 | failed | peak connections (budget %d) | server memory |" % budget)
@@ -201,8 +247,9 @@ print("|---|---|---|---|---|---|---|---|---|")
 for name, r in res.items():
     print(f"| {r['tenants']:,} | `{name}` | {r['provision_ms_per_tenant']} ms | {r['rps']:,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['failed']} | {r['peak_connections']} | {r['peak_rss_mib']} MiB |")
 print(f"\nschema_per_tenant / row_level: {ratio:.2f}x;  pgbench -C: {float(cconn or 0):,.0f} connections/s")
-if sp_one:
-    print(f"PostgreSQL alone (pgbench, prepared, pipelined): one schema {sp_one:,.0f} tps, a random schema per transaction {sp_many:,.0f} tps ({sp_many / sp_one:.2f}x)")
+if lim_ratio:
+    print(f"PostgreSQL alone (the server's transaction per tenant, {groups} affinity groups, 32 connections, pgbench pipelined and prepared): "
+          f"schema_per_tenant {lim_schema:,.0f} tps, row_level {lim_row:,.0f} tps ({lim_ratio:.2f}x)")
 print(f"written {out}")
 bad = [n for n, r in res.items() if r["failed"] > 0 or r["peak_connections"] > budget]
 if bad:
