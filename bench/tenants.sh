@@ -136,7 +136,11 @@ load() {
   WATCH=$!
   echo "== $name: $count tenants round-robin, budget $BUDGET, 32 client connections, ${WARM}s warm-up, ${SECS}s"
   wrk -t2 -c32 -d"${WARM}s" -s "$LUA" "http://127.0.0.1:$PORT/graphql" >/dev/null
+  cpu0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
   read -r _ rps p50 p99 errs < <(wrk -t2 -c32 -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
+  # The server's CPU (user + system, clock ticks) per 1,000 requests of the measured run.
+  cpu=$(awk -v a="$cpu0" -v b="$(awk '{print $14 + $15}' "/proc/$SERVER/stat")" -v t="$(getconf CLK_TCK)" \
+    -v n="$(awk -v r="$rps" -v s="$SECS" 'BEGIN {print r * s}')" 'BEGIN {printf "%.3f", (b - a) / t / n * 1000}')
   kill "$WATCH" 2>/dev/null || true
   wait "$WATCH" 2>/dev/null || true
   WATCH=
@@ -146,8 +150,8 @@ load() {
   wait "$SERVER" 2>/dev/null || true
   SERVER=
   rm -f "$peakf" "$LUA"
-  echo "provisioning ${prov} ms/tenant; ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, ${errs} failed, peak ${peak} connections, ${hwm} MiB"
-  echo "$name $strategy $count $prov $rps $p50 $p99 $errs $peak $hwm" >>"$RESULTS"
+  echo "provisioning ${prov} ms/tenant; ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, ${errs} failed, peak ${peak} connections, ${hwm} MiB, server CPU ${cpu} s per 1,000 requests"
+  echo "$name $strategy $count $prov $rps $p50 $p99 $errs $peak $hwm $cpu" >>"$RESULTS"
 }
 
 echo "== provisioning $N schema_per_tenant tenants"
@@ -219,11 +223,12 @@ lim_schema, lim_row = float(sys.argv[6] or 0), float(sys.argv[7] or 0)
 warm, groups, rounds = int(sys.argv[8]), int(sys.argv[9]), int(sys.argv[10])
 runs = {}
 for line in open(rows):
-    name, strategy, count, prov, rps, p50, p99, errs, peak, hwm = line.split()
+    name, strategy, count, prov, rps, p50, p99, errs, peak, hwm, cpu = line.split()
     runs.setdefault(name, []).append(
         {"tenants": int(count), "provision_ms_per_tenant": int(prov), "rps": float(rps),
          "p50_ms": float(p50), "p99_ms": float(p99), "failed": int(errs),
-         "peak_connections": int(peak), "peak_rss_mib": float(hwm)})
+         "peak_connections": int(peak), "peak_rss_mib": float(hwm),
+         "server_cpu_s_per_1k": float(cpu)})
 # Per strategy: the round of median req/s (its latencies with it); failures summed, peaks maxed.
 res = {}
 for name, rs in runs.items():
@@ -242,10 +247,10 @@ doc = {"budget": budget, "secs": secs, "warm_up_secs": warm, "rounds": rounds, "
                             "schema_per_tenant_over_row_level": lim_ratio}}
 json.dump(doc, open(out, "w"), indent=2)
 print()
-print("| tenants | strategy | provisioning / tenant | req/s | p50 | p99 | failed | peak connections (budget %d) | server memory |" % budget)
-print("|---|---|---|---|---|---|---|---|---|")
+print("| tenants | strategy | provisioning / tenant | req/s | p50 | p99 | failed | peak connections (budget %d) | server memory | server CPU s / 1k req |" % budget)
+print("|---|---|---|---|---|---|---|---|---|---|")
 for name, r in res.items():
-    print(f"| {r['tenants']:,} | `{name}` | {r['provision_ms_per_tenant']} ms | {r['rps']:,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['failed']} | {r['peak_connections']} | {r['peak_rss_mib']} MiB |")
+    print(f"| {r['tenants']:,} | `{name}` | {r['provision_ms_per_tenant']} ms | {r['rps']:,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['failed']} | {r['peak_connections']} | {r['peak_rss_mib']} MiB | {r['server_cpu_s_per_1k']} |")
 print(f"\nschema_per_tenant / row_level: {ratio:.2f}x;  pgbench -C: {float(cconn or 0):,.0f} connections/s")
 if lim_ratio:
     print(f"PostgreSQL alone (the server's transaction per tenant, {groups} affinity groups, 32 connections, pgbench pipelined and prepared): "
