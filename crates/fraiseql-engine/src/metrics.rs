@@ -272,7 +272,7 @@ impl Metrics {
         let outbox_published = Family::<TenantOnly, Counter>::default();
         r.register(
             "fraiseql_outbox_published",
-            "Outbox events published to JetStream and marked sent",
+            "Outbox events JetStream took as new (a copy published again, e.g. by the sweeper, and dropped as a duplicate is not counted)",
             outbox_published.clone(),
         );
         let outbox_failures = Family::<TenantOnly, Counter>::default();

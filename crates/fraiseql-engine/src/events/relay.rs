@@ -13,8 +13,9 @@ use crate::connections::Lease;
 use crate::execution::session::{self, SessionContext};
 use crate::identity::RequestContext;
 
-/// Publishes one event and waits for JetStream's acknowledgement.
-pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<(), String> {
+/// Publishes one event and waits for JetStream's acknowledgement: whether the stream took it as
+/// new (`false`: a copy of an event already in the stream, dropped by its `Nats-Msg-Id`).
+pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<bool, String> {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", ev.event_id.as_str());
     let ack = inner
@@ -25,7 +26,7 @@ pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<(), Strin
     let wait = Duration::from_millis(inner.config.publish_timeout_ms);
     match tokio::time::timeout(wait, ack).await {
         Err(_) => Err("no acknowledgement from JetStream in time".to_owned()),
-        Ok(r) => r.map(drop).map_err(|e| e.to_string()),
+        Ok(r) => r.map(|ack| !ack.duplicate).map_err(|e| e.to_string()),
     }
 }
 
@@ -79,9 +80,11 @@ fn update_backlog(inner: &Inner, d: &std::collections::HashMap<String, super::Di
 const MARK_SENT: &str =
     "UPDATE fraiseql_outbox SET sent_at = now() WHERE event_id = ANY($1::text[]::uuid[])";
 
-/// What publishing a batch gave: the event ids acknowledged, those not, and the last error.
+/// What publishing a batch gave: the event ids acknowledged, how many of them the stream took
+/// as new, those not acknowledged, and the last error.
 struct Published {
     sent: Vec<String>,
+    new: u64,
     failed: Vec<String>,
     last_error: String,
 }
@@ -91,12 +94,16 @@ async fn publish_all(inner: &Inner, target: &Target, events: &[OutboxEvent]) -> 
     let results = join_all(events.iter().map(|e| publish(inner, e))).await;
     let mut out = Published {
         sent: Vec::new(),
+        new: 0,
         failed: Vec::new(),
         last_error: String::new(),
     };
     for (e, r) in events.iter().zip(results) {
         match r {
-            Ok(()) => out.sent.push(e.event_id.clone()),
+            Ok(new) => {
+                out.sent.push(e.event_id.clone());
+                out.new += u64::from(new);
+            }
             Err(err) => {
                 tracing::warn!(event = %e.event_id, error = %err, "publish failed; the sweeper will retry");
                 out.failed.push(e.event_id.clone());
@@ -114,7 +121,9 @@ async fn publish_all(inner: &Inner, target: &Target, events: &[OutboxEvent]) -> 
 
 /// Publishes the events one request just committed, then marks them sent.
 pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec<OutboxEvent>) {
-    let Published { sent, failed, .. } = publish_all(inner, &target, &events).await;
+    let Published {
+        sent, new, failed, ..
+    } = publish_all(inner, &target, &events).await;
     let label = target.label();
     if !failed.is_empty() {
         mark_dirty(inner, &target, failed.len() as u64);
@@ -135,7 +144,9 @@ pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec
         Ok::<(), String>(())
     }
     .await;
-    inner.metrics.outbox_published(&label, sent.len() as u64);
+    // Counted once per event: a copy the sweeper published too (it found the row before it was
+    // marked) is acknowledged as a duplicate and not counted again.
+    inner.metrics.outbox_published(&label, new);
     if let Err(e) = marked {
         // Published but not marked: the sweeper publishes them again; JetStream drops the copies.
         tracing::warn!(target = %label, error = %e, "events published but not marked sent");
@@ -168,6 +179,7 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
         .collect();
     let Published {
         sent,
+        new,
         failed,
         last_error,
     } = publish_all(inner, target, &events).await;
@@ -203,8 +215,8 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
     session::end(&lease, true).await.map_err(err)?;
     drop(lease);
     let label = target.label();
-    if !sent.is_empty() {
-        inner.metrics.outbox_published(&label, sent.len() as u64);
+    if new > 0 {
+        inner.metrics.outbox_published(&label, new);
     }
     Ok(remaining.max(0) as u64)
 }
