@@ -22,8 +22,10 @@ import subprocess
 import sys
 import tempfile
 
+from compare import parse_params
+
+# Debian's default log_line_prefix, '%m [%p] %q%u@%d '.
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.\d]* \S+ \[(\d+)\] (\S*)@(\S*) (\w+):\s+(.*)$")
-PARAM = re.compile(r"\$(\d+) = (NULL|'(?:[^']|'')*')")
 
 
 def capture(logfile, offset, login, db):
@@ -48,9 +50,7 @@ def capture(logfile, offset, login, db):
         if kind == "LOG" and m:
             stmts.append({"sql": m.group(1), "params": {}})
         elif kind == "DETAIL" and body.startswith("parameters:") and stmts:
-            stmts[-1]["params"] = {
-                int(p.group(1)): None if p.group(2) == "NULL" else p.group(2)[1:-1].replace("''", "'")
-                for p in PARAM.finditer(body)}
+            stmts[-1]["params"] = parse_params(body)
     begins = [i for i, s in enumerate(stmts) if s["sql"].startswith("BEGIN")]
     if not begins:
         sys.exit(f"tenant_limit: no transaction of {login}@{db} in {logfile}")

@@ -121,7 +121,7 @@ LUA
 
 # load NAME STRATEGY PREFIX KEYPREFIX COUNT PROVISION_MS: the server under round-robin load.
 load() {
-  local name=$1 strategy=$2 prefix=$3 kp=$4 count=$5 prov=$6 peakf rps p50 p99 errs peak hwm
+  local name=$1 strategy=$2 prefix=$3 kp=$4 count=$5 prov=$6 peakf rps p50 p99 errs peak hwm cpu0 cpu1 cpu
   lua "$kp" "$count"
   TENANCY_STRATEGY=$strategy TENANT_PREFIX=$prefix "$BIN" run >/tmp/fraiseql-tenants.log 2>&1 &
   SERVER=$!
@@ -139,8 +139,9 @@ load() {
   cpu0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
   read -r _ rps p50 p99 errs < <(wrk -t2 -c32 -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
   # The server's CPU (user + system, clock ticks) per 1,000 requests of the measured run.
-  cpu=$(awk -v a="$cpu0" -v b="$(awk '{print $14 + $15}' "/proc/$SERVER/stat")" -v t="$(getconf CLK_TCK)" \
-    -v n="$(awk -v r="$rps" -v s="$SECS" 'BEGIN {print r * s}')" 'BEGIN {printf "%.3f", (b - a) / t / n * 1000}')
+  cpu1=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+  cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$(getconf CLK_TCK)" -v r="$rps" -v s="$SECS" \
+    'BEGIN {printf "%.3f", (b - a) / t / (r * s) * 1000}')
   kill "$WATCH" 2>/dev/null || true
   wait "$WATCH" 2>/dev/null || true
   WATCH=
