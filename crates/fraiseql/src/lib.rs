@@ -257,14 +257,21 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Idle tenant connections and pools are closed in the background.
+    // In the background: busy tenants' registry records are re-read in batches before they
+    // expire, and idle tenant connections and pools are closed (every tenth tick).
     let sweeper = engine.tenants().is_some().then(|| {
         let engine = engine.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-            loop {
+            let mut tick =
+                tokio::time::interval(fraiseql_engine::tenancy::directory::REFRESH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for n in 0u64.. {
                 tick.tick().await;
-                if let Some(t) = engine.tenants() {
+                let Some(t) = engine.tenants() else { continue };
+                // A failed refresh leaves the records to expire; requests then read them one
+                // by one, as without the refresh.
+                let _ = t.refresh().await;
+                if n % 10 == 9 {
                     t.sweep();
                 }
             }

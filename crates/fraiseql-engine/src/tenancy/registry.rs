@@ -213,6 +213,19 @@ pub async fn get<C: GenericClient>(
     Ok(c.query_opt(&sql, &[&key]).await?.as_ref().map(from_row))
 }
 
+/// The registered tenants among `keys` (one statement for all of them).
+pub async fn get_many<C: GenericClient>(
+    c: &C,
+    keys: &[&str],
+) -> Result<Vec<TenantRecord>, tokio_postgres::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM fraiseql_tenant WHERE key = ANY($1)");
+    Ok(c.query(&sql, &[&keys])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
 /// Every tenant, by key.
 pub async fn list<C: GenericClient>(c: &C) -> Result<Vec<TenantRecord>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM fraiseql_tenant ORDER BY key");

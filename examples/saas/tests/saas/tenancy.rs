@@ -391,6 +391,77 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     );
 }
 
+/// Busy tenants' registry records are re-read in one statement before they expire, so their
+/// requests never wait for a look-up; a record no request used expires as before; a suspension
+/// still reaches requests through the refresh. (`fraiseql serve` calls `refresh` every second;
+/// here the test calls it, so the timing is the test's.)
+#[tokio::test]
+async fn busy_tenants_records_are_refreshed_in_one_statement() {
+    use std::time::Duration;
+    let t = world_with("schema_per_tenant", "").await;
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    insert_org(&t, &a, "Org A").await;
+    t.create_tenant("tenant_b").await.expect("tenant b");
+    let client = t.client().await.expect("client");
+    let tenants = client.engine().tenants().expect("tenancy");
+    let body = br#"{"query": "{ organizations { name } }"}"#.to_vec();
+    let status = |key: &'static str| {
+        let body = body.clone();
+        let client = &client;
+        async move { client.post_as(key, body).await.expect("send").status }
+    };
+    let lookups = tenants.registry_lookups();
+    assert_eq!(status("tenant_a").await, 200);
+    assert_eq!(status("tenant_b").await, 200);
+    assert_eq!(tenants.registry_lookups() - lookups, 2);
+    assert_eq!(
+        tenants.refresh().await.expect("refresh"),
+        0,
+        "nothing is due yet"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        tenants.refresh().await.expect("refresh"),
+        2,
+        "both were used"
+    );
+    // Past the first reads' RECORD_TTL (3 s): tenant A is answered from the refreshed record.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(status("tenant_a").await, 200);
+    assert_eq!(
+        tenants.registry_lookups() - lookups,
+        2,
+        "no look-up: the record was refreshed"
+    );
+    assert_eq!(
+        tenants.refresh().await.expect("refresh"),
+        1,
+        "only tenant A was used since the last refresh"
+    );
+
+    fraiseql::engine::tenancy::provision::set_status(
+        &t.config,
+        "tenant_a",
+        fraiseql::engine::tenancy::TenantStatus::Suspended,
+    )
+    .await
+    .expect("suspend");
+    assert_eq!(status("tenant_a").await, 200, "cached for up to RECORD_TTL");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(tenants.refresh().await.expect("refresh"), 1);
+    assert_eq!(
+        status("tenant_a").await,
+        403,
+        "the refresh read the suspension"
+    );
+    assert_eq!(tenants.registry_lookups() - lookups, 2);
+    // Tenant B was not used after the first refresh: its record expired and is read again.
+    assert_eq!(status("tenant_b").await, 200);
+    assert_eq!(tenants.registry_lookups() - lookups, 3);
+    assert!(tenants.records_refreshed() >= 4);
+}
+
 #[tokio::test]
 async fn provisioning_is_idempotent_and_registered_once() {
     let t = world("database_per_tenant").await;
