@@ -8,6 +8,11 @@ number of connections, in alternating rounds:
   pgbench pipelined   the same statements in one \\startpipeline ... \\endpipeline (the limit)
   fraiseql            over HTTP (wrk)
   postgraphile        PostGraphile v5 over HTTP (wrk), as the same tenant role
+  http                fraiseql's GET /health (wrk): HTTP alone, no GraphQL and no PostgreSQL
+
+From the pipelined transaction and HTTP alone comes the ceiling for any server that answers the
+request over HTTP on this machine: their costs per request add (latency at one connection, CPU
+on the shared cores beyond it), so ceiling = 1 / (1 / pipelined + 1 / http).
 
 The statements are captured from the server (PostgreSQL's log, log_statement = all, while
 fraiseql answers each query once), never copied by hand. Every client connects without TLS.
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +44,7 @@ SECS = int(os.environ.get("BENCH_SECS", "6"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "1,16,64").split(",")]
 ONLY = [q for q in os.environ.get("BENCH_QUERIES", "").split(",") if q]
-TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "plain,pipelined,fraiseql,postgraphile").split(",") if t]
+TARGETS = [t for t in os.environ.get("BENCH_TARGETS", "plain,pipelined,fraiseql,postgraphile,http").split(",") if t]
 CLK = os.sysconf("SC_CLK_TCK")
 
 ENV = dict(os.environ, PGSSLMODE="disable")
@@ -386,6 +392,13 @@ def percentile(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def statement_timeout_ms():
+    """The statement_timeout fraiseql's connections log in with (`[limits] request_timeout_ms`):
+    pgbench logs in with it too, so PostgreSQL arms the same timer per statement for both."""
+    with open(os.path.join(ROOT, "examples/saas/fraiseql.toml"), "rb") as f:
+        return int(tomllib.load(f).get("limits", {}).get("request_timeout_ms", 30000))
+
+
 def run_pgbench(script, defines, conns, secs, tenants):
     acme = tenants["acme_corp"]
     d = tempfile.mkdtemp(dir=WORK)
@@ -398,7 +411,7 @@ def run_pgbench(script, defines, conns, secs, tenants):
     for k, v in defines.items():
         cmd += ["-D", f"{k}={v}"]
     cmd.append(acme["db"])
-    env = dict(ENV, PGPASSWORD=acme["password"])
+    env = dict(ENV, PGPASSWORD=acme["password"], PGOPTIONS=f"-c statement_timeout={statement_timeout_ms()}")
     r = run(cmd, env=env, check=False, cwd=d)
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", r.stdout)
     if r.returncode != 0 or not m:
@@ -418,7 +431,8 @@ def run_pgbench(script, defines, conns, secs, tenants):
 
 
 WRK_LUA = r"""
-wrk.method = "POST"
+wrk.method = "METHOD"
+wrk.path = "PATH"
 wrk.headers["Content-Type"] = "application/json"
 HEADERS
 local body = BODY
@@ -463,16 +477,19 @@ def request_body(q, target, name=None):
     return json.loads(text.replace("__NAME__", name)) if name else body
 
 
-def run_wrk(port, body, headers, conns, secs, mutation):
+def run_wrk(port, body, headers, conns, secs, mutation, path="/graphql"):
+    """Loads POST `path` with `body` (GET without a body when `body` is None)."""
     hdr = "\n".join(f'wrk.headers["{k}"] = {lua_string(v)}' for k, v in headers.items())
-    lua = (WRK_LUA.replace("HEADERS", hdr).replace("BODY", lua_string(json.dumps(body)))
+    lua = (WRK_LUA.replace("HEADERS", hdr)
+           .replace("BODY", "nil" if body is None else lua_string(json.dumps(body)))
+           .replace("METHOD", "GET" if body is None else "POST").replace("PATH", path)
            .replace("MUTATION", "true" if mutation else "false"))
     d = tempfile.mkdtemp(dir=WORK)
     path = os.path.join(d, "load.lua")
     with open(path, "w") as f:
         f.write(lua)
     r = run(["wrk", f"-t{min(conns, 2)}", f"-c{conns}", f"-d{secs}s", "--latency", "-s", path,
-             f"http://127.0.0.1:{port}/graphql"], check=False)
+             f"http://127.0.0.1:{port}{path}"], check=False)
     shutil.rmtree(d, ignore_errors=True)
     m = re.search(r"RESULT ([\d.]+) ([\d.]+) ([\d.]+) (\d+) (\d+)", r.stdout)
     if not m:
@@ -543,11 +560,13 @@ def check_answers(qs, captured, answers, tenants, token):
 def measure(target, q, stmts, conns, servers, tenants, token):
     mutation = bool(q.get("mutation"))
     pg_before = cpu_ticks(postgres_pids())
-    server = servers.get(target)
+    server = servers.get("fraiseql" if target == "http" else target)
     srv_before = cpu_ticks([server.proc.pid]) if server else 0
     if target in ("plain", "pipelined"):
         script, defines = pgbench_script(stmts, target == "pipelined", mutation)
         r = run_pgbench(script, defines, conns, SECS, tenants)
+    elif target == "http":
+        r = run_wrk(HTTP_PORT, None, {}, conns, SECS, False, path="/health")
     elif target == "fraiseql":
         r = run_wrk(HTTP_PORT, request_body(q, "fraiseql"),
                     {"X-Tenant-ID": "acme_corp", "Authorization": f"Bearer {token}"}, conns, SECS, mutation)
@@ -612,6 +631,15 @@ def main():
                     o = summary.get(other, {}).get("rps")
                     if f and o:
                         summary[f"ratio_{other}"] = round(f / o, 3)
+                p, h = summary.get("pipelined", {}).get("rps"), summary.get("http", {}).get("rps")
+                if p and h:
+                    summary["http_ceiling"] = round(1 / (1 / p + 1 / h), 1)
+                    if f:
+                        summary["ratio_http_ceiling"] = round(f / summary["http_ceiling"], 3)
+                    g = summary.get("postgraphile", {}).get("rps")
+                    if g:
+                        # The most any server over HTTP could be against PostGraphile here.
+                        summary["http_ceiling_over_postgraphile"] = round(summary["http_ceiling"] / g, 3)
                 results["queries"][name]["runs"][str(conns)] = summary
                 print_row(name, conns, summary)
         results["rss_mib"] = {n: vm_hwm_mib(s.proc.pid) for n, s in servers.items()}
@@ -646,7 +674,7 @@ def print_row(name, conns, s):
     parts = [f"{name:<14} c={conns:<3}"]
     for t in TARGETS:
         parts.append(f"{t} {s[t]['rps']:>8.0f}/s")
-    for other in ["pipelined", "plain", "postgraphile"]:
+    for other in ["pipelined", "plain", "postgraphile", "http_ceiling"]:
         if f"ratio_{other}" in s:
             parts.append(f"x{other} {s[f'ratio_{other}']:.2f}")
     log("  " + "  ".join(parts))
@@ -654,19 +682,26 @@ def print_row(name, conns, s):
 
 def print_table(results):
     log("")
-    log("| query | conns | pgbench plain | pgbench pipelined | fraiseql | PostGraphile | fraiseql p50 / p99 ms | "
-        "fraiseql / pipelined | / plain | / PostGraphile | CPU s per 1k req (fraiseql / PostGraphile / PostgreSQL under fraiseql) |")
-    log("|---|---|---|---|---|---|---|---|---|---|---|")
+    log("| query | conns | pgbench plain | pgbench pipelined | fraiseql | PostGraphile | HTTP alone | ceiling over HTTP | "
+        "fraiseql p50 / p99 ms | fraiseql / pipelined | / ceiling over HTTP | / plain | / PostGraphile | "
+        "ceiling over HTTP / PostGraphile | "
+        "CPU s per 1k req (fraiseql / PostGraphile / PostgreSQL under fraiseql / PostgreSQL under pipelined) |")
+    log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, q in results["queries"].items():
         for conns, s in q["runs"].items():
             def rps(t):
                 return f"{s[t]['rps']:,.0f}" if t in s and s[t]["rps"] else "-"
             fr = s.get("fraiseql", {})
             pg = s.get("postgraphile", {})
+            pl = s.get("pipelined", {})
+            ceiling = f"{s['http_ceiling']:,.0f}" if s.get("http_ceiling") else "-"
             log(f"| `{name}` | {conns} | {rps('plain')} | {rps('pipelined')} | {rps('fraiseql')} | {rps('postgraphile')} | "
-                f"{fr.get('p50')} / {fr.get('p99')} | **{s.get('ratio_pipelined', '-')}x** | {s.get('ratio_plain', '-')}x | "
-                f"{s.get('ratio_postgraphile', '-')}x | {fr.get('server_cpu_per_1000')} / {pg.get('server_cpu_per_1000', '-')} / "
-                f"{fr.get('pg_cpu_per_1000')} |")
+                f"{rps('http')} | {ceiling} | "
+                f"{fr.get('p50')} / {fr.get('p99')} | **{s.get('ratio_pipelined', '-')}x** | "
+                f"{s.get('ratio_http_ceiling', '-')}x | {s.get('ratio_plain', '-')}x | "
+                f"{s.get('ratio_postgraphile', '-')}x | {s.get('http_ceiling_over_postgraphile', '-')}x | "
+                f"{fr.get('server_cpu_per_1000')} / {pg.get('server_cpu_per_1000', '-')} / "
+                f"{fr.get('pg_cpu_per_1000')} / {pl.get('pg_cpu_per_1000', '-')} |")
 
 
 def setup_only():

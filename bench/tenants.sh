@@ -8,7 +8,8 @@
 #      a connection; next to it, `pgbench -C` (a new connection per transaction) on one of them.
 # For each: provisioning time per tenant, requests/s, p50/p99, failed responses (HTTP errors and
 # GraphQL errors), the peak of open tenant connections (pg_stat_activity, sampled every 0.25 s)
-# against the budget, server peak memory. Each load is measured after a warm-up of WARM seconds
+# against the budget, server peak memory, CPU per request of the server and of PostgreSQL, and
+# the server's registry reads per second (look-ups on a miss, records refreshed). Each load is measured after a warm-up of WARM seconds
 # (default 20): PostgreSQL plans a prepared statement afresh on its first five executions, and
 # with 1,000 tenants each connection meets every one of its tenants' statements that many times
 # only after a while; the figures are the steady state, not the start. schema_per_tenant and
@@ -119,9 +120,25 @@ LUA
   } >"$LUA"
 }
 
+# CPU clock ticks (user + system) of PostgreSQL's processes now. A backend that exits during a
+# measured run takes its ticks with it, so under connection churn this undercounts.
+pg_ticks() {
+  local p
+  for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done |
+    awk '{s += $1} END {print s + 0}'
+}
+
+# The server's registry reads so far: "LOOKUPS REFRESHED" (fraiseql_registry_reads_total).
+registry_reads() {
+  curl -sf "http://127.0.0.1:$PORT/metrics" |
+    awk '/^fraiseql_registry_reads_total\{path="lookup"\}/ {l = $2}
+         /^fraiseql_registry_reads_total\{path="refresh"\}/ {r = $2}
+         END {print l + 0, r + 0}'
+}
+
 # load NAME STRATEGY PREFIX KEYPREFIX COUNT PROVISION_MS: the server under round-robin load.
 load() {
-  local name=$1 strategy=$2 prefix=$3 kp=$4 count=$5 prov=$6 peakf rps p50 p99 errs peak hwm cpu0 cpu1 cpu
+  local name=$1 strategy=$2 prefix=$3 kp=$4 count=$5 prov=$6 peakf rps p50 p99 errs peak hwm cpu0 cpu1 cpu pg0 pg1 pgcpu l0 r0 l1 r1 regs
   lua "$kp" "$count"
   TENANCY_STRATEGY=$strategy TENANT_PREFIX=$prefix "$BIN" run >/tmp/fraiseql-tenants.log 2>&1 &
   SERVER=$!
@@ -137,10 +154,19 @@ load() {
   echo "== $name: $count tenants round-robin, budget $BUDGET, 32 client connections, ${WARM}s warm-up, ${SECS}s"
   wrk -t2 -c32 -d"${WARM}s" -s "$LUA" "http://127.0.0.1:$PORT/graphql" >/dev/null
   cpu0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+  pg0=$(pg_ticks)
+  read -r l0 r0 < <(registry_reads)
   read -r _ rps p50 p99 errs < <(wrk -t2 -c32 -d"${SECS}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
   # The server's CPU (user + system, clock ticks) per 1,000 requests of the measured run.
   cpu1=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+  pg1=$(pg_ticks)
+  read -r l1 r1 < <(registry_reads)
+  # Registry reads per second of the measured run: one by one on a miss / in refresh batches.
+  regs=$(awk -v a="$l0" -v b="$l1" -v c="$r0" -v d="$r1" -v s="$SECS" \
+    'BEGIN {printf "%.0f/%.0f", (b - a) / s, (d - c) / s}')
   cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$(getconf CLK_TCK)" -v r="$rps" -v s="$SECS" \
+    'BEGIN {printf "%.3f", (b - a) / t / (r * s) * 1000}')
+  pgcpu=$(awk -v a="$pg0" -v b="$pg1" -v t="$(getconf CLK_TCK)" -v r="$rps" -v s="$SECS" \
     'BEGIN {printf "%.3f", (b - a) / t / (r * s) * 1000}')
   kill "$WATCH" 2>/dev/null || true
   wait "$WATCH" 2>/dev/null || true
@@ -151,8 +177,8 @@ load() {
   wait "$SERVER" 2>/dev/null || true
   SERVER=
   rm -f "$peakf" "$LUA"
-  echo "provisioning ${prov} ms/tenant; ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, ${errs} failed, peak ${peak} connections, ${hwm} MiB, server CPU ${cpu} s per 1,000 requests"
-  echo "$name $strategy $count $prov $rps $p50 $p99 $errs $peak $hwm $cpu" >>"$RESULTS"
+  echo "provisioning ${prov} ms/tenant; ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, ${errs} failed, peak ${peak} connections, ${hwm} MiB, CPU s per 1,000 requests: server ${cpu}, PostgreSQL ${pgcpu}; registry reads/s (look-ups/refreshed) ${regs}"
+  echo "$name $strategy $count $prov $rps $p50 $p99 $errs $peak $hwm $cpu $pgcpu $regs" >>"$RESULTS"
 }
 
 echo "== provisioning $N schema_per_tenant tenants"
@@ -224,12 +250,14 @@ lim_schema, lim_row = float(sys.argv[6] or 0), float(sys.argv[7] or 0)
 warm, groups, rounds = int(sys.argv[8]), int(sys.argv[9]), int(sys.argv[10])
 runs = {}
 for line in open(rows):
-    name, strategy, count, prov, rps, p50, p99, errs, peak, hwm, cpu = line.split()
+    name, strategy, count, prov, rps, p50, p99, errs, peak, hwm, cpu, pgcpu, regs = line.split()
+    lookups, refreshed = regs.split("/")
     runs.setdefault(name, []).append(
         {"tenants": int(count), "provision_ms_per_tenant": int(prov), "rps": float(rps),
          "p50_ms": float(p50), "p99_ms": float(p99), "failed": int(errs),
          "peak_connections": int(peak), "peak_rss_mib": float(hwm),
-         "server_cpu_s_per_1k": float(cpu)})
+         "server_cpu_s_per_1k": float(cpu), "postgresql_cpu_s_per_1k": float(pgcpu),
+         "registry_lookups_per_s": int(lookups), "registry_records_refreshed_per_s": int(refreshed)})
 # Per strategy: the round of median req/s (its latencies with it); failures summed, peaks maxed.
 res = {}
 for name, rs in runs.items():
@@ -248,10 +276,10 @@ doc = {"budget": budget, "secs": secs, "warm_up_secs": warm, "rounds": rounds, "
                             "schema_per_tenant_over_row_level": lim_ratio}}
 json.dump(doc, open(out, "w"), indent=2)
 print()
-print("| tenants | strategy | provisioning / tenant | req/s | p50 | p99 | failed | peak connections (budget %d) | server memory | server CPU s / 1k req |" % budget)
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| tenants | strategy | provisioning / tenant | req/s | p50 | p99 | failed | peak connections (budget %d) | server memory | CPU s / 1k req (server / PostgreSQL) | registry reads/s (look-ups / refreshed) |" % budget)
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for name, r in res.items():
-    print(f"| {r['tenants']:,} | `{name}` | {r['provision_ms_per_tenant']} ms | {r['rps']:,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['failed']} | {r['peak_connections']} | {r['peak_rss_mib']} MiB | {r['server_cpu_s_per_1k']} |")
+    print(f"| {r['tenants']:,} | `{name}` | {r['provision_ms_per_tenant']} ms | {r['rps']:,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['failed']} | {r['peak_connections']} | {r['peak_rss_mib']} MiB | {r['server_cpu_s_per_1k']} / {r['postgresql_cpu_s_per_1k']} | {r['registry_lookups_per_s']} / {r['registry_records_refreshed_per_s']} |")
 print(f"\nschema_per_tenant / row_level: {ratio:.2f}x;  pgbench -C: {float(cconn or 0):,.0f} connections/s")
 if lim_ratio:
     print(f"PostgreSQL alone (the server's transaction per tenant, {groups} affinity groups, 32 connections, pgbench pipelined and prepared): "

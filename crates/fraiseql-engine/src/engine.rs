@@ -327,6 +327,8 @@ impl Engine {
         };
         if let Some(t) = &self.tenants {
             self.metrics.pool("tenants", snap(t.pool()));
+            self.metrics
+                .registry_reads(t.registry_lookups(), t.records_refreshed());
         }
         for (name, db) in self.pools.iter() {
             self.metrics.pool(name, snap(&db.pool));

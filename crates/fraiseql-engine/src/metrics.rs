@@ -81,6 +81,11 @@ struct PoolLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadPath {
+    path: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabel {
     tenant_id: Label,
 }
@@ -189,6 +194,7 @@ pub struct Metrics {
     cache_evictions: Counter,
     cache_bytes: Gauge,
     cache_peers: Gauge,
+    registry_reads: Family<ReadPath, Counter>,
     pool_open: Family<PoolLabel, Gauge>,
     pool_idle: Family<PoolLabel, Gauge>,
     pool_waiting: Family<PoolLabel, Gauge>,
@@ -329,6 +335,13 @@ impl Metrics {
             "Other server instances this one hears on the cache invalidation bus",
             cache_peers.clone(),
         );
+        let registry_reads = Family::<ReadPath, Counter>::default();
+        r.register(
+            "fraiseql_registry_reads",
+            "Tenant records read from the registry: one per request that missed the cache \
+             (path=lookup), or in batches before busy tenants' records expire (path=refresh)",
+            registry_reads.clone(),
+        );
         let pool_open = Family::<PoolLabel, Gauge>::default();
         r.register(
             "fraiseql_pool_connections_open",
@@ -382,6 +395,7 @@ impl Metrics {
             cache_evictions,
             cache_bytes,
             cache_peers,
+            registry_reads,
             pool_open,
             pool_idle,
             pool_waiting,
@@ -601,6 +615,17 @@ impl Metrics {
     /// Instances heard on the cache bus now.
     pub fn cache_peers(&self, n: usize) {
         self.cache_peers.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Registry reads so far, per path (`lookup`, `refresh`): counted by the tenant directory,
+    /// copied here when metrics are rendered.
+    pub fn registry_reads(&self, lookups: u64, refreshed: u64) {
+        for (path, n) in [("lookup", lookups), ("refresh", refreshed)] {
+            self.registry_reads
+                .get_or_create(&ReadPath { path })
+                .inner()
+                .fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Pool `pool`'s sizes now.

@@ -460,6 +460,17 @@ async fn busy_tenants_records_are_refreshed_in_one_statement() {
     assert_eq!(status("tenant_b").await, 200);
     assert_eq!(tenants.registry_lookups() - lookups, 3);
     assert!(tenants.records_refreshed() >= 4);
+    // Operators see both paths on /metrics.
+    client.engine().observe_pools();
+    let m = client.engine().metrics();
+    assert_eq!(
+        m.sum("fraiseql_registry_reads_total", Some("path=\"lookup\"")),
+        (tenants.registry_lookups()) as f64
+    );
+    assert_eq!(
+        m.sum("fraiseql_registry_reads_total", Some("path=\"refresh\"")),
+        tenants.records_refreshed() as f64
+    );
 }
 
 #[tokio::test]
