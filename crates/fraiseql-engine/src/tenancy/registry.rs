@@ -213,17 +213,53 @@ pub async fn get<C: GenericClient>(
     Ok(c.query_opt(&sql, &[&key]).await?.as_ref().map(from_row))
 }
 
-/// The registered tenants among `keys` (one statement for all of them).
-pub async fn get_many<C: GenericClient>(
+/// What the registry holds now for a record read earlier ([`reread`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reread {
+    /// The row is as it was.
+    Unchanged,
+    /// The row changed: the new record.
+    Changed(Box<TenantRecord>),
+    /// The row is gone.
+    Gone,
+}
+
+/// Re-reads `cached` in one statement. An unchanged row is compared in place and builds no new
+/// record, so re-reading many records costs little memory.
+pub async fn reread<C: GenericClient>(
     c: &C,
-    keys: &[&str],
-) -> Result<Vec<TenantRecord>, tokio_postgres::Error> {
+    cached: &[&TenantRecord],
+) -> Result<Vec<Reread>, tokio_postgres::Error> {
+    let keys: Vec<&str> = cached.iter().map(|r| r.key.as_str()).collect();
     let sql = format!("SELECT {COLUMNS} FROM fraiseql_tenant WHERE key = ANY($1)");
-    Ok(c.query(&sql, &[&keys])
-        .await?
+    let rows = c.query(&sql, &[&keys]).await?;
+    let by_key: std::collections::HashMap<&str, &tokio_postgres::Row> =
+        rows.iter().map(|r| (r.get::<_, &str>(0), r)).collect();
+    Ok(cached
         .iter()
-        .map(from_row)
+        .map(|rec| match by_key.get(rec.key.as_str()) {
+            None => Reread::Gone,
+            Some(row) if row_is(row, rec) => Reread::Unchanged,
+            Some(row) => Reread::Changed(Box::new(from_row(row))),
+        })
         .collect())
+}
+
+/// Whether `r` (a row of [`COLUMNS`]) holds `rec`'s registry columns (see `PartialEq`).
+fn row_is(r: &tokio_postgres::Row, rec: &TenantRecord) -> bool {
+    let s = |i: usize| r.get::<_, &str>(i);
+    s(0) == rec.key
+        && r.get::<_, Uuid>(1) == rec.id
+        && s(2) == rec.strategy
+        && s(3) == rec.server
+        && s(4) == rec.database
+        && s(5) == rec.schema
+        && s(6) == rec.role
+        && s(7) == rec.password
+        && TenantStatus::parse(s(8)) == rec.status
+        && s(9) == rec.tier
+        && s(10) == rec.login_role
+        && s(11) == rec.login_password
 }
 
 /// Every tenant, by key.

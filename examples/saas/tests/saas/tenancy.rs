@@ -459,7 +459,25 @@ async fn busy_tenants_records_are_refreshed_in_one_statement() {
     // Tenant B was not used after the first refresh: its record expired and is read again.
     assert_eq!(status("tenant_b").await, 200);
     assert_eq!(tenants.registry_lookups() - lookups, 3);
-    assert!(tenants.records_refreshed() >= 4);
+
+    // A row removed from the registry: the refresh reads its absence.
+    let url = t.config.databases[&t.config.multi_tenancy.registry]
+        .url
+        .clone()
+        .expect("registry url");
+    let (registry, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("registry");
+    tokio::spawn(conn);
+    registry
+        .execute("DELETE FROM fraiseql_tenant WHERE key = 'tenant_b'", &[])
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(tenants.refresh().await.expect("refresh"), 1);
+    assert_eq!(status("tenant_b").await, 403, "gone");
+    assert_eq!(tenants.registry_lookups() - lookups, 3);
+    assert!(tenants.records_refreshed() >= 5);
     // Operators see both paths on /metrics.
     client.engine().observe_pools();
     let m = client.engine().metrics();
