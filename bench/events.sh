@@ -17,7 +17,6 @@ TMP=$(mktemp -d)
 NATS=$!
 export NATS_URL="nats://127.0.0.1:$NATS_PORT"
 bench_world
-"$BIN" migrate >/dev/null   # the shared database's tb_analytics_event
 start_server
 trap 'kill $SERVER $NATS 2>/dev/null || true; rm -rf "$TMP"' EXIT
 URL="http://127.0.0.1:$PORT/graphql"

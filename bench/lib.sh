@@ -9,7 +9,8 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 
 scripts/services.sh
 cargo build --release -p fraiseql --quiet
 BIN=target/release/fraiseql
-export FRAISEQL_CONFIG=examples/saas/fraiseql.toml PORT
+# Request logs off: one INFO line per request is work the figures should not include.
+export FRAISEQL_CONFIG=examples/saas/fraiseql.toml PORT RUST_LOG=${RUST_LOG:-warn}
 
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
@@ -21,6 +22,9 @@ bench_world() {
   "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench_acme_corp WITH (FORCE)"
   "${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_bench"
   "$BIN" tenant create acme_corp >/dev/null
+  # The shared database's migrations (tb_analytics_event, the analytics views): the server checks
+  # its schema against them at start-up.
+  "$BIN" migrate >/dev/null
   TOKEN=$("$BIN" token --tenant acme_corp --role admin)
 }
 
@@ -28,5 +32,12 @@ bench_world() {
 start_server() {
   "$BIN" run >/tmp/fraiseql-bench.log 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+  for _ in $(seq 1 50); do
+    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
+    kill -0 "$SERVER" 2>/dev/null || break
+    sleep 0.2
+  done
+  echo "the server did not start:" >&2
+  tail -5 /tmp/fraiseql-bench.log >&2
+  exit 1
 }
