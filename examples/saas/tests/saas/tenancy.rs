@@ -391,12 +391,12 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     );
 }
 
-/// Busy tenants' registry records are re-read in one statement before they expire, so their
+/// Busy tenants' registry records are re-read in batches before they expire, so their
 /// requests never wait for a look-up; a record no request used expires as before; a suspension
 /// still reaches requests through the refresh. (`fraiseql serve` calls `refresh` every second;
 /// here the test calls it, so the timing is the test's.)
 #[tokio::test]
-async fn busy_tenants_records_are_refreshed_in_one_statement() {
+async fn busy_tenants_records_are_refreshed_before_they_expire() {
     use std::time::Duration;
     let t = world_with("schema_per_tenant", "").await;
     let a = t.create_tenant("tenant_a").await.expect("tenant a");
