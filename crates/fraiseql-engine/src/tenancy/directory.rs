@@ -180,8 +180,12 @@ impl Tenants {
         self.refreshed.load(Ordering::Relaxed)
     }
 
-    async fn fetch(&self, key: &str) -> Result<Arc<Entry>, TenantError> {
-        let _turn = tokio::time::timeout(self.wait, self.lookups.acquire())
+    /// A registry connection and a turn among the registry queries in flight (`lookups`); the
+    /// turn lasts as long as the returned permit.
+    async fn registry_turn(
+        &self,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, Lease), TenantError> {
+        let turn = tokio::time::timeout(self.wait, self.lookups.acquire())
             .await
             .map_err(|_| TenantError::RegistryUnavailable)?
             .map_err(|_| TenantError::RegistryUnavailable)?;
@@ -189,6 +193,11 @@ impl Tenants {
             tracing::error!(error = %e, "tenant registry unavailable");
             TenantError::RegistryUnavailable
         })?;
+        Ok((turn, client))
+    }
+
+    async fn fetch(&self, key: &str) -> Result<Arc<Entry>, TenantError> {
+        let (_turn, client) = self.registry_turn().await?;
         self.lookups_done.fetch_add(1, Ordering::Relaxed);
         let read_at = Instant::now();
         let r = registry::get(client.client(), key).await.map_err(|e| {
@@ -256,14 +265,7 @@ impl Tenants {
         &self,
         batch: &[(Arc<String>, Arc<Entry>)],
     ) -> Result<usize, TenantError> {
-        let _turn = tokio::time::timeout(self.wait, self.lookups.acquire())
-            .await
-            .map_err(|_| TenantError::RegistryUnavailable)?
-            .map_err(|_| TenantError::RegistryUnavailable)?;
-        let client = self.registry.lease().await.map_err(|e| {
-            tracing::warn!(error = %e, "tenant registry unavailable for the record refresh");
-            TenantError::RegistryUnavailable
-        })?;
+        let (_turn, client) = self.registry_turn().await?;
         let generation = self.forgotten.load(Ordering::SeqCst);
         let cached: Vec<&TenantRecord> =
             batch.iter().filter_map(|(_, e)| e.rec.as_deref()).collect();
