@@ -399,6 +399,9 @@ def statement_timeout_ms():
         return int(tomllib.load(f).get("limits", {}).get("request_timeout_ms", 30000))
 
 
+PGBENCH_OPTIONS = f"-c statement_timeout={statement_timeout_ms()}"
+
+
 def run_pgbench(script, defines, conns, secs, tenants):
     acme = tenants["acme_corp"]
     d = tempfile.mkdtemp(dir=WORK)
@@ -411,7 +414,7 @@ def run_pgbench(script, defines, conns, secs, tenants):
     for k, v in defines.items():
         cmd += ["-D", f"{k}={v}"]
     cmd.append(acme["db"])
-    env = dict(ENV, PGPASSWORD=acme["password"], PGOPTIONS=f"-c statement_timeout={statement_timeout_ms()}")
+    env = dict(ENV, PGPASSWORD=acme["password"], PGOPTIONS=PGBENCH_OPTIONS)
     r = run(cmd, env=env, check=False, cwd=d)
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", r.stdout)
     if r.returncode != 0 or not m:

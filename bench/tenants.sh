@@ -9,8 +9,8 @@
 # For each: provisioning time per tenant, requests/s, p50/p99, failed responses (HTTP errors and
 # GraphQL errors), the peak of open tenant connections (pg_stat_activity, sampled every 0.25 s)
 # against the budget, server peak memory, CPU per request of the server and of PostgreSQL, and
-# the server's registry reads per second (look-ups on a miss, records refreshed). Each load is measured after a warm-up of WARM seconds
-# (default 20): PostgreSQL plans a prepared statement afresh on its first five executions, and
+# the server's registry reads per second (look-ups on a miss, records refreshed). Each load is
+# measured after a warm-up of WARM seconds (default 20): PostgreSQL plans a prepared statement afresh on its first five executions, and
 # with 1,000 tenants each connection meets every one of its tenants' statements that many times
 # only after a while; the figures are the steady state, not the start. schema_per_tenant and
 # row_level alternate, ROUNDS times each (default 3), after VACUUM (ANALYZE) of the new tables;
@@ -128,6 +128,12 @@ pg_ticks() {
     awk '{s += $1} END {print s + 0}'
 }
 
+# per_1k TICKS0 TICKS1 RPS: CPU seconds per 1,000 requests of a measured run of SECS seconds.
+per_1k() {
+  awk -v a="$1" -v b="$2" -v t="$(getconf CLK_TCK)" -v r="$3" -v s="$SECS" \
+    'BEGIN {printf "%.3f", (b - a) / t / (r * s) * 1000}'
+}
+
 # The server's registry reads so far: "LOOKUPS REFRESHED" (fraiseql_registry_reads_total).
 registry_reads() {
   curl -sf "http://127.0.0.1:$PORT/metrics" |
@@ -164,10 +170,8 @@ load() {
   # Registry reads per second of the measured run: one by one on a miss / in refresh batches.
   regs=$(awk -v a="$l0" -v b="$l1" -v c="$r0" -v d="$r1" -v s="$SECS" \
     'BEGIN {printf "%.0f/%.0f", (b - a) / s, (d - c) / s}')
-  cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$(getconf CLK_TCK)" -v r="$rps" -v s="$SECS" \
-    'BEGIN {printf "%.3f", (b - a) / t / (r * s) * 1000}')
-  pgcpu=$(awk -v a="$pg0" -v b="$pg1" -v t="$(getconf CLK_TCK)" -v r="$rps" -v s="$SECS" \
-    'BEGIN {printf "%.3f", (b - a) / t / (r * s) * 1000}')
+  cpu=$(per_1k "$cpu0" "$cpu1" "$rps")
+  pgcpu=$(per_1k "$pg0" "$pg1" "$rps")
   kill "$WATCH" 2>/dev/null || true
   wait "$WATCH" 2>/dev/null || true
   WATCH=

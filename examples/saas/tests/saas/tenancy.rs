@@ -1,7 +1,7 @@
 //! Tenant isolation under each strategy: the seed's tests, RLS standing on its own, a property
 //! test over random interleavings, and hostile identities.
 
-use fraiseql::engine::tenancy::TenantRecord;
+use fraiseql::engine::tenancy::{TenantRecord, TenantStatus};
 use fraiseql::testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
@@ -17,6 +17,13 @@ async fn insert_org(t: &TestTenancy, rec: &TenantRecord, name: &str) -> String {
     .await
     .expect("insert org")
     .get(0)
+}
+
+/// Sets `key`'s status in the registry, as `fraiseql tenant suspend` / `resume` do.
+async fn set_status(t: &TestTenancy, key: &str, status: TenantStatus) {
+    fraiseql::engine::tenancy::provision::set_status(&t.config, key, status)
+        .await
+        .expect("set status");
 }
 
 each_strategy!(test_tenant_isolation);
@@ -338,13 +345,7 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
         anon.execute_with(q, json!({})).await.expect("send").status,
         200
     );
-    fraiseql::engine::tenancy::provision::set_status(
-        &t.config,
-        "tenant_a",
-        fraiseql::engine::tenancy::TenantStatus::Suspended,
-    )
-    .await
-    .expect("suspend");
+    set_status(&t, "tenant_a", TenantStatus::Suspended).await;
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     // A caller without a token cannot tell a suspended tenant from an unknown one...
     check(
@@ -357,13 +358,7 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     let r = anon.execute_with(q, json!({})).await.expect("send");
     check(&r, 503, "TENANT_SUSPENDED");
     anon.set_token(None);
-    fraiseql::engine::tenancy::provision::set_status(
-        &t.config,
-        "tenant_a",
-        fraiseql::engine::tenancy::TenantStatus::Active,
-    )
-    .await
-    .expect("resume");
+    set_status(&t, "tenant_a", TenantStatus::Active).await;
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     let r = anon.execute_with(q, json!({})).await.expect("send");
     assert_eq!(
@@ -440,13 +435,7 @@ async fn busy_tenants_records_are_refreshed_before_they_expire() {
         "only tenant A was used since the last refresh"
     );
 
-    fraiseql::engine::tenancy::provision::set_status(
-        &t.config,
-        "tenant_a",
-        fraiseql::engine::tenancy::TenantStatus::Suspended,
-    )
-    .await
-    .expect("suspend");
+    set_status(&t, "tenant_a", TenantStatus::Suspended).await;
     assert_eq!(status("tenant_a").await, 200, "cached for up to RECORD_TTL");
     tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(tenants.refresh().await.expect("refresh"), 1);
