@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use apollo_compiler::executable::Operation;
 use apollo_compiler::parser::Parser;
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
@@ -10,6 +11,8 @@ use fraiseql_config::LimitsConfig;
 
 use crate::error::{ErrorCode, GraphqlError};
 use crate::limits;
+use crate::request::Method;
+use crate::response::{Outcome, OutcomeKind};
 
 /// A parsed, limit-checked and validated document, or why it is not one, with its text.
 #[derive(Debug)]
@@ -76,6 +79,45 @@ impl DocumentCache {
         self.cache.run_pending_tasks();
         self.cache.weighted_size()
     }
+}
+
+/// The pipeline's document stage, once the text is prepared: the operation `name` picks, if it
+/// may run over `method` (GraphQL over HTTP allows only queries over GET). `Err` is the finished
+/// error response.
+pub(crate) fn operation<'d>(
+    prepared: &'d PreparedDocument,
+    name: Option<&str>,
+    method: Method,
+) -> Result<(&'d Valid<ExecutableDocument>, &'d Operation), Outcome> {
+    let doc = prepared
+        .document
+        .as_ref()
+        .map_err(|errors| Outcome::request_error(errors.clone()))?;
+    let op = doc.operations.get(name).map_err(|e| {
+        Outcome::request_error(vec![GraphqlError::new(
+            ErrorCode::OperationNotFound,
+            e.message().to_string(),
+        )])
+    })?;
+    let allowed = op.is_query() || (op.is_mutation() && method == Method::Post);
+    if !allowed {
+        let (kind, message) = if method == Method::Get {
+            (
+                OutcomeKind::MethodNotAllowed,
+                format!("{} operations must be sent with POST", op.operation_type),
+            )
+        } else {
+            (
+                OutcomeKind::RequestError,
+                format!("{} operations are not supported", op.operation_type),
+            )
+        };
+        return Err(Outcome::request_error_of_kind(
+            kind,
+            vec![GraphqlError::new(ErrorCode::OperationNotSupported, message)],
+        ));
+    }
+    Ok((doc, op))
 }
 
 fn classify(message: &str) -> ErrorCode {

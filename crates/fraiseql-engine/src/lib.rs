@@ -24,6 +24,7 @@ mod planning;
 pub mod request;
 pub mod resolvers;
 pub mod response;
+pub mod routing;
 pub mod tenancy;
 pub mod trace;
 

@@ -131,37 +131,29 @@ pub fn check(doc: &ExecutableDocument, limits: &LimitsConfig) -> Result<(), Grap
                 ),
             )
         };
-        if cost.depth > limits.max_depth {
-            return Err(too(
-                "query depth",
-                cost.depth,
-                limits.max_depth,
-                "max_depth",
-            ));
-        }
-        if cost.aliases > limits.max_aliases {
-            return Err(too(
+        let checks = [
+            ("query depth", cost.depth, limits.max_depth, "max_depth"),
+            (
                 "the number of aliases",
                 cost.aliases,
                 limits.max_aliases,
                 "max_aliases",
-            ));
-        }
-        if cost.level_fields > limits.max_root_fields {
-            return Err(too(
+            ),
+            (
                 "the number of root fields",
                 cost.level_fields,
                 limits.max_root_fields,
                 "max_root_fields",
-            ));
-        }
-        if cost.fields > limits.max_fields {
-            return Err(too(
+            ),
+            (
                 "the number of fields once fragments are expanded",
                 cost.fields,
                 limits.max_fields,
                 "max_fields",
-            ));
+            ),
+        ];
+        if let Some((what, got, max, key)) = checks.into_iter().find(|(_, got, max, _)| got > max) {
+            return Err(too(what, got, max, key));
         }
     }
     Ok(())

@@ -20,6 +20,7 @@ use fraiseql_schema::SchemaBundle;
 use crate::document::Prepared;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::identity::rbac::{Rbac, RbacRules};
+use crate::identity::RequestContext;
 use crate::request::GraphqlRequest;
 use crate::response::Outcome;
 
@@ -129,6 +130,42 @@ pub(crate) struct Planner<'e> {
 }
 
 impl Planner<'_> {
+    /// The pipeline's planning stage: the plan of `op` for `ctx`'s roles, from `plans` or made
+    /// now (and kept, unless it answers introspection, computed per request). Mutation plans are
+    /// not kept: their variables (new names, new values) rarely repeat, so they would only push
+    /// query plans out, and planning is small next to a write.
+    pub(crate) fn plan_cached(
+        &self,
+        plans: &PlanCache,
+        prepared: &Prepared,
+        req: &GraphqlRequest,
+        (doc, op): (&Valid<ExecutableDocument>, &Operation),
+        ctx: &RequestContext,
+    ) -> Result<(Arc<Plan>, Option<JsonMap>), Outcome> {
+        let key = (!op.is_mutation()).then(|| {
+            let variables = req
+                .variables
+                .as_ref()
+                .filter(|v| !v.is_empty())
+                .map(|v| serde_json::to_string(v).unwrap_or_default())
+                .unwrap_or_default();
+            PlanKey::new(
+                prepared,
+                req.operation_name.as_deref(),
+                variables.into(),
+                ctx.identity.roles.clone(),
+            )
+        });
+        if let Some(plan) = key.as_ref().and_then(|k| plans.get(k)) {
+            return Ok((plan, None));
+        }
+        let (plan, introspection) = self.plan(req, doc, op, &ctx.identity.roles)?;
+        if let (None, Some(key)) = (&introspection, key) {
+            plans.insert(key, prepared.clone(), plan.clone());
+        }
+        Ok((plan, introspection))
+    }
+
     /// Coerces variables, plans, and answers introspection; `Err` is the finished error
     /// response.
     pub(crate) fn plan(

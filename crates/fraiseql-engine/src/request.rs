@@ -3,6 +3,15 @@
 
 use serde::Deserialize;
 
+/// The HTTP method a request came with (GraphQL over HTTP allows only queries over GET).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET /graphql`
+    Get,
+    /// `POST /graphql`
+    Post,
+}
+
 /// A GraphQL request.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]

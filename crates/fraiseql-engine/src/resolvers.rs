@@ -38,8 +38,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 use crate::connections::{Lease, Pools};
+use crate::error::db_error;
 use crate::error::{ErrorCode, GraphqlError};
-use crate::execution::db_error;
 use crate::tenancy::TenantRecord;
 
 /// A boxed future, as resolvers return them.
@@ -337,7 +337,7 @@ impl From<tokio_postgres::Error> for ResolverError {
 
 impl From<crate::connections::PoolError> for ResolverError {
     fn from(e: crate::connections::PoolError) -> Self {
-        let g = crate::execution::pool_error(&e, "database");
+        let g = crate::connections::pool_error(&e, "database");
         Self::new(g.extensions.code, g.message)
     }
 }

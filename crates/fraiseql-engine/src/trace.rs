@@ -130,6 +130,66 @@ pub fn attach_errors(fields: &mut [FieldNode], errors: &[GraphqlError]) {
     }
 }
 
+/// When a traced request started: wall clock (for the trace) and monotonic (for its duration).
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    wall: SystemTime,
+    at: std::time::Instant,
+}
+
+impl Started {
+    /// Now.
+    pub fn now() -> Self {
+        Self {
+            wall: SystemTime::now(),
+            at: std::time::Instant::now(),
+        }
+    }
+}
+
+/// The pipeline's trace stage: `extensions.ftv1` on `body`, one node per root field answered by
+/// the engine (not `__typename` or introspection, as Apollo's), timed as the whole execution
+/// (nested fields are computed inside their root field's statement).
+pub(crate) fn attach(
+    body: &mut crate::response::ResponseBody,
+    started: Started,
+    op: &apollo_compiler::executable::Operation,
+    plan: &fraiseql_plan::Plan,
+) {
+    use fraiseql_plan::RootKind;
+    let took = started.at.elapsed();
+    let parent = op.object_type().to_string();
+    let mut nodes: Vec<FieldNode> = plan
+        .fields
+        .iter()
+        .filter(|f| !matches!(f.kind, RootKind::Typename(_) | RootKind::Introspection))
+        .map(|f| {
+            let def = op.selection_set.selections.iter().find_map(|s| match s {
+                apollo_compiler::executable::Selection::Field(x)
+                    if x.response_key().as_str() == f.response_key =>
+                {
+                    Some(x)
+                }
+                _ => None,
+            });
+            FieldNode {
+                response_name: f.response_key.clone(),
+                original_field_name: def
+                    .filter(|d| d.alias.is_some())
+                    .map(|d| d.name.to_string()),
+                type_name: def.map(|d| d.definition.ty.to_string()).unwrap_or_default(),
+                parent_type: parent.clone(),
+                start: Duration::ZERO,
+                end: took,
+                errors: Vec::new(),
+            }
+        })
+        .collect();
+    attach_errors(&mut nodes, &body.errors);
+    let value = serde_json::Value::String(ftv1(started.wall, took, &nodes));
+    body.extensions.push(("ftv1", value.to_string()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,10 @@
 //! (TTL) or are evicted (bytes).
 
 pub mod bus;
+pub mod invalidate;
+mod lookup;
+
+pub use lookup::Lookups;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -92,9 +92,7 @@ impl Pools {
                 format!("database `{name}` is not configured"),
             )
         })?;
-        db.lease()
-            .await
-            .map_err(|e| crate::execution::db_error::pool_error(&e, name))
+        db.lease().await.map_err(|e| pool_error(&e, name))
     }
 
     /// Every database by name.
@@ -216,4 +214,13 @@ pub enum ConnectError {
     /// The server refused or is unreachable.
     #[error("{}", .0.as_db_error().map_or_else(|| .0.to_string(), |d| d.message().to_owned()))]
     Db(tokio_postgres::Error),
+}
+
+/// Maps a pool failure (timeout, connection refused) to `DATABASE_UNAVAILABLE`.
+pub fn pool_error(e: &PoolError, database: &str) -> crate::error::GraphqlError {
+    tracing::error!(database, error = %e, "no database connection");
+    crate::error::GraphqlError::new(
+        crate::error::ErrorCode::DatabaseUnavailable,
+        format!("database `{database}` is unavailable; try again shortly"),
+    )
 }

@@ -243,13 +243,13 @@ async fn retry_one(
         .iter()
         .find(|s| s.consumer_group == dl.consumer)
         .ok_or_else(|| format!("consumer group `{}` is no longer configured", dl.consumer))?;
-    let handler = super::handler(s, resolvers).map_err(|e| e.to_string())?;
+    let handler = super::handler::compile(s, resolvers).map_err(|e| e.to_string())?;
     let body: serde_json::Value =
         serde_json::from_str(&dl.payload).map_err(|e| format!("the message is not JSON: {e}"))?;
     if !body.is_object() {
         return Err("the message is not a JSON object".to_owned());
     }
-    super::subscribe::run_handler(
+    super::handler::run_handler(
         pools,
         &handler,
         &dl.subject,

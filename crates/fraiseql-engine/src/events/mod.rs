@@ -10,6 +10,7 @@
 //! insert once per event id.
 
 pub mod dead_letter;
+mod handler;
 pub mod outbox;
 mod relay;
 pub mod status;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::connections::Pools;
 use crate::metrics::Metrics;
 use crate::resolvers::Resolvers;
+use crate::routing::Routes;
 use crate::tenancy::{TenantRecord, Tenants};
 
 pub use outbox::{ObserverStatement, Observers, OutboxEvent};
@@ -85,7 +87,7 @@ pub(crate) struct Inner {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub tenants: Option<Tenants>,
-    pub pools: Arc<Pools>,
+    pub routes: Routes,
     pub metrics: Arc<Metrics>,
     pub dead_letter_db: String,
     /// Targets with events that may still be unpublished, by target key.
@@ -126,7 +128,7 @@ impl Events {
     pub async fn start(
         config: &Config,
         tenants: Option<Tenants>,
-        pools: Arc<Pools>,
+        routes: Routes,
         metrics: Arc<Metrics>,
         resolvers: &Resolvers,
     ) -> Result<Self, EventsError> {
@@ -136,21 +138,22 @@ impl Events {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_millis(o.publish_timeout_ms));
         let dead_letter_db = dead_letter::database(config);
-        ensure_table(&pools, &dead_letter_db, dead_letter::DDL).await?;
+        let pools = routes.pools();
+        ensure_table(pools, &dead_letter_db, dead_letter::DDL).await?;
         if !config.multi_tenancy.enabled {
             // A single database gets its outbox here; tenants get theirs when provisioned.
-            ensure_table(&pools, fraiseql_config::TENANT_DATABASE, outbox::DDL).await?;
+            ensure_table(pools, fraiseql_config::TENANT_DATABASE, outbox::DDL).await?;
         }
         let mut compiled = Vec::new();
         for s in &config.subscribers {
-            compiled.push((s.clone(), handler(s, resolvers)?));
+            compiled.push((s.clone(), handler::compile(s, resolvers)?));
         }
         let inner = Arc::new(Inner {
             config: o,
             client,
             js,
             tenants,
-            pools,
+            routes,
             metrics,
             dead_letter_db,
             dirty: Mutex::new(HashMap::new()),
@@ -211,38 +214,6 @@ async fn ensure_table(pools: &Pools, database: &str, ddl: &str) -> Result<(), Ev
         .batch_execute(ddl)
         .await
         .map_err(|e| fail(e.to_string()))
-}
-
-/// The handler of a `[[subscribers]]` entry: its SQL, or the Rust handler registered for it.
-pub(crate) fn handler(
-    s: &fraiseql_config::SubscriberConfig,
-    resolvers: &Resolvers,
-) -> Result<subscribe::Handler, EventsError> {
-    let template = |message: String| EventsError::Template {
-        group: s.consumer_group.clone(),
-        message,
-    };
-    match (
-        &s.sql,
-        &s.database,
-        resolvers.subscriber_fn(&s.consumer_group),
-    ) {
-        (Some(_), _, Some(_)) => Err(template(
-            "is set and a Rust handler is registered too: keep one".to_owned(),
-        )),
-        (Some(sql), Some(database), None) => {
-            let (sql, names) = fraiseql_schema::compile_open(sql).map_err(template)?;
-            Ok(subscribe::Handler::Sql {
-                sql,
-                names,
-                database: database.clone(),
-            })
-        }
-        (None, _, Some(f)) => Ok(subscribe::Handler::Rust(f.clone())),
-        _ => Err(template(
-            "is missing and no Rust handler is registered for this consumer group".to_owned(),
-        )),
-    }
 }
 
 /// Creates the stream if missing (subjects, duplicate window, retention, replicas, max age).

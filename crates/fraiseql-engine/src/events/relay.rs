@@ -10,8 +10,8 @@ use futures_util::future::join_all;
 
 use super::{ensure_stream, Inner, OutboxEvent, Target};
 use crate::connections::Lease;
-use crate::execution::session::{self, SessionContext};
 use crate::identity::RequestContext;
+use crate::routing::{session, Place, SessionContext};
 
 /// Publishes one event and waits for JetStream's acknowledgement: whether the stream took it as
 /// new (`false`: a copy of an event already in the stream, dropped by its `Nats-Msg-Id`).
@@ -40,17 +40,12 @@ async fn begin(inner: &Inner, target: &Target) -> Result<Lease, String> {
         },
         ..RequestContext::default()
     };
-    let lease = match target {
-        Target::Tenant(rec) => {
-            let tenants = inner.tenants.as_ref().ok_or("no tenancy")?;
-            tenants.connection(rec).await.map_err(|e| e.message)?
-        }
-        Target::Database(d) => {
-            let db = inner.pools.get(d).ok_or("database not configured")?;
-            db.lease().await.map_err(|e| e.to_string())?
-        }
+    let place = match target {
+        Target::Tenant(rec) => Place::Tenant(rec),
+        Target::Database(d) => Place::Pooled(d),
     };
-    let session_ctx = SessionContext::new(&ctx, fraiseql_config::TENANT_DATABASE);
+    let lease = inner.routes.lease(place).await.map_err(|e| e.message)?;
+    let session_ctx = SessionContext::new(&ctx, matches!(place, Place::Tenant(_)));
     session::begin(&lease, &session_ctx, true)
         .await
         .map_err(|e| e.to_string())?;

@@ -11,11 +11,9 @@ use async_nats::jetstream::AckKind;
 use fraiseql_config::SubscriberConfig;
 use futures_util::StreamExt;
 use serde_json::Value;
-use tokio_postgres::types::ToSql;
 
+use super::handler::{run_handler, Handler};
 use super::{dead_letter, ensure_stream, Inner};
-use crate::connections::{Pools, TextParam};
-use crate::resolvers::{EventContext, EventMessage, SubscriberFn};
 
 /// Messages handled at once per consumer group and instance.
 const CONCURRENCY: usize = 16;
@@ -27,81 +25,6 @@ fn backoff(s: &SubscriberConfig, delivered: i64) -> Duration {
         .saturating_mul(1u64 << exp)
         .min(s.max_backoff_ms);
     Duration::from_millis(ms)
-}
-
-/// How a consumer group handles a message.
-#[derive(Clone)]
-pub(crate) enum Handler {
-    /// `[[subscribers]] sql`, compiled: the statement, its parameter names, its database.
-    Sql {
-        sql: String,
-        names: Vec<String>,
-        database: String,
-    },
-    /// A Rust handler registered for the group.
-    Rust(Arc<SubscriberFn>),
-}
-
-/// Runs the group's handler for one message; `Err` is the reason (for logs and dead letters).
-pub(crate) async fn run_handler(
-    pools: &Arc<Pools>,
-    handler: &Handler,
-    subject: &str,
-    raw: &str,
-    body: &Value,
-    delivered: i64,
-) -> Result<(), String> {
-    match handler {
-        Handler::Sql {
-            sql,
-            names,
-            database,
-        } => handle_sql(pools, database, sql, names, subject, raw, body).await,
-        Handler::Rust(f) => f(
-            EventContext {
-                pools: pools.clone(),
-            },
-            EventMessage {
-                subject: subject.to_owned(),
-                payload: body.clone(),
-                delivered,
-            },
-        )
-        .await
-        .map_err(|e| e.message),
-    }
-}
-
-async fn handle_sql(
-    pools: &Pools,
-    database: &str,
-    sql: &str,
-    names: &[String],
-    subject: &str,
-    raw: &str,
-    body: &Value,
-) -> Result<(), String> {
-    let client = pools.lease(database).await.map_err(|e| e.message)?;
-    let values: Vec<Option<String>> = names
-        .iter()
-        .map(|n| match n.as_str() {
-            "data" => Some(raw.to_owned()),
-            "subject" => Some(subject.to_owned()),
-            other => body.get(other).and_then(fraiseql_plan::param_text),
-        })
-        .collect();
-    let params: Vec<Option<TextParam<'_>>> =
-        values.iter().map(|v| v.as_deref().map(TextParam)).collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    let stmt = client.prepare(sql).await.map_err(|e| e.to_string())?;
-    client
-        .execute(&stmt, &refs)
-        .await
-        .map(drop)
-        .map_err(|e| match e.as_db_error() {
-            Some(d) => format!("{}: {}", d.code().code(), d.message()),
-            None => e.to_string(),
-        })
 }
 
 async fn handle(
@@ -120,7 +43,7 @@ async fn handle(
         serde_json::from_str(&raw).map_err(|e| format!("the message is not JSON: {e}"));
     let result = match &body {
         Ok(b @ Value::Object(_)) => {
-            run_handler(&inner.pools, handler, &subject, &raw, b, delivered).await
+            run_handler(inner.routes.pools(), handler, &subject, &raw, b, delivered).await
         }
         Ok(_) => Err("the message is not a JSON object".to_owned()),
         Err(e) => Err(e.clone()),
@@ -159,7 +82,9 @@ async fn handle(
                     sequence,
                     event_id,
                 };
-                match dead_letter::insert(&inner.pools, &inner.dead_letter_db, &letter).await {
+                match dead_letter::insert(inner.routes.pools(), &inner.dead_letter_db, &letter)
+                    .await
+                {
                     Ok(_) => {
                         tracing::error!(consumer = group, %subject, attempts = delivered, error = %reason, "message moved to the dead letters");
                         inner.metrics.dead_lettered(group);

@@ -1,26 +1,25 @@
 //! Execution (the pipeline's seventh step): a plan's statements on the right connections.
 //! Plain reads are pipelined ([`read`]); mutations, Rust resolvers and field markers run in the
 //! request's transactions ([`transaction`], [`markers`]). Every transaction first sets the
-//! tenant and caller context ([`session`]). Database errors become client errors that say what
-//! happened and never how ([`db_error`]).
+//! tenant and caller context on the connection `routing` picked ([`crate::routing`]). Database errors become client errors that say what
+//! happened and never how ([`crate::error::db_error`]).
 
-pub mod db_error;
 pub(crate) mod markers;
+mod pipeline;
 pub(crate) mod read;
-pub mod session;
 pub(crate) mod transaction;
 pub(crate) mod write;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use crate::connections::Pools;
-use crate::error::GraphqlError;
-use crate::events::Observers;
-use crate::resolvers::Resolvers;
-use crate::tenancy::Tenants;
+use fraiseql_plan::Plan;
 
-pub use db_error::{db_error, pool_error};
+use crate::error::GraphqlError;
+use crate::events::{Observers, OutboxEvent};
+use crate::identity::RequestContext;
+use crate::resolvers::Resolvers;
+use crate::routing::Routes;
 
 /// What one statement produced: JSON text, or `None` for no row (`null`).
 pub type FieldResult = Result<Option<JsonText>, GraphqlError>;
@@ -62,10 +61,63 @@ impl JsonText {
     }
 }
 
+/// The root fields' results, field errors found on the way, and whether `data` must be `null`.
+pub(crate) struct Done {
+    /// Result `i` belongs to root field `i` (`None`: not run).
+    pub results: Vec<Option<FieldResult>>,
+    /// Errors that belong to no root field's value (or to nested fields).
+    pub errors: Vec<GraphqlError>,
+    /// The operation's writes were rolled back: no field's value stands.
+    pub aborted: bool,
+    /// Outbox events written (on the tenant database), to publish once committed.
+    pub events: Vec<OutboxEvent>,
+}
+
+impl Done {
+    /// Nothing run yet for `plan`.
+    pub(crate) fn new(plan: &Plan) -> Self {
+        Self {
+            results: plan.fields.iter().map(|_| None).collect(),
+            errors: Vec::new(),
+            aborted: false,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// The pipeline's execution stage for a query: plain reads pipelined per database, anything
+/// that needs Rust code or several steps in the request's transactions.
+pub(crate) async fn query(
+    env: &Env<'_>,
+    plan: &Plan,
+    ctx: &RequestContext,
+    gate: &CommitGate,
+) -> Done {
+    if plan.needs_transaction_work() {
+        return transaction::run(env, plan, ctx, false, gate).await;
+    }
+    let mut done = Done::new(plan);
+    done.results = read::run(env, &plan.fields, ctx).await;
+    done
+}
+
+/// The execution stage for a mutation: in one round trip when it fits, else transactions.
+pub(crate) async fn mutation(
+    env: &Env<'_>,
+    plan: &Plan,
+    ctx: &RequestContext,
+    gate: &CommitGate,
+) -> Done {
+    if write::fits(env, plan) {
+        write::run(env, plan, ctx, gate).await
+    } else {
+        transaction::run(env, plan, ctx, true, gate).await
+    }
+}
+
 /// What the engine lends the executor.
 pub(crate) struct Env<'e> {
-    pub pools: &'e Arc<Pools>,
-    pub tenants: Option<&'e Tenants>,
+    pub routes: &'e Routes,
     pub resolvers: &'e Resolvers,
     pub statements: &'e Arc<AtomicU64>,
     pub observers: &'e Observers,

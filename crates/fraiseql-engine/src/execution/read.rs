@@ -3,17 +3,16 @@
 //! before any answer is awaited (one round trip once the statements are prepared on the
 //! connection). Each result's JSON text is copied straight into the response body.
 
-use fraiseql_config::TENANT_DATABASE;
 use fraiseql_plan::{RootPlan, SqlPlan};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use super::db_error::db_error;
-use super::session::{begin_sql, SessionContext, SET_CONTEXT};
+use super::pipeline::{self, Frame};
 use super::{Env, FieldResult};
 use crate::connections::{Lease, TextParam};
-use crate::error::GraphqlError;
+use crate::error::db_error;
 use crate::identity::RequestContext;
+use crate::routing::session::{begin_sql, SessionContext, SET_CONTEXT};
 
 async fn query(client: &Client, stmt: &Statement, params: &[String], field: &str) -> FieldResult {
     let params: Vec<TextParam<'_>> = params.iter().map(|p| TextParam(p)).collect();
@@ -61,9 +60,9 @@ pub(crate) async fn run(
     let runs = by_db.iter().map(|(db, items)| async move {
         let plans: Vec<(&str, &SqlPlan)> = items.iter().map(|(_, k, p)| (*k, *p)).collect();
         env.count(plans.len());
-        match lease(env, db, ctx).await {
+        match env.routes.route(ctx, db).await {
             Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
-            Ok(lease) => run_on(&lease, &SessionContext::new(ctx, db), &plans).await,
+            Ok((lease, session)) => run_on(&lease, &session, &plans).await,
         }
     });
     let results = futures_util::future::join_all(runs).await;
@@ -73,18 +72,6 @@ pub(crate) async fn run(
         }
     }
     out
-}
-
-/// A connection to `database` for `ctx`: the tenant's, or the shared database's pool.
-pub(crate) async fn lease(
-    env: &Env<'_>,
-    database: &str,
-    ctx: &RequestContext,
-) -> Result<Lease, GraphqlError> {
-    match (database == TENANT_DATABASE, &ctx.tenant, env.tenants) {
-        (true, Some(rec), Some(tenants)) => tenants.connection(rec).await,
-        _ => env.pools.lease(database).await,
-    }
 }
 
 /// Runs `plans` (all on one database) on `lease`.
@@ -119,60 +106,27 @@ pub(crate) async fn run_on(
         .iter()
         .map(|p| p as &(dyn ToSql + Sync))
         .collect();
-    let cached = lease.cached(&sqls);
-    lease.set_dirty();
-    let begin = client.execute(&fixed[0], &[]);
-    let set = client.execute(&fixed[1], &ctx_refs);
-    let (begun, set, results, committed) = if cached.iter().all(Option::is_some) {
-        let stmts: Vec<Statement> = cached.into_iter().flatten().collect();
+    let frame = Frame {
+        begin: &fixed[0],
+        set: &fixed[1],
+        end: &fixed[2],
+    };
+    let commit = &fixed[2];
+    let ran = pipeline::run(lease, frame, &ctx_refs, &sqls, |stmts| async move {
         let work = futures_util::future::join_all(
             plans
                 .iter()
                 .zip(&stmts)
                 .map(|((f, p), s)| query(client, s, &p.params, f)),
         );
-        // Polled in this order, so sent in this order, in one flush.
-        futures_util::future::join4(begin, set, work, client.execute(&fixed[2], &[])).await
-    } else {
-        // First use on this connection: parsed after the context is set.
-        let missing: Vec<usize> = (0..sqls.len()).filter(|i| cached[*i].is_none()).collect();
-        let prepare =
-            futures_util::future::join_all(missing.iter().map(|i| client.prepare(sqls[*i])));
-        let (begun, set, prepared) = futures_util::future::join3(begin, set, prepare).await;
-        let mut stmts = cached;
-        let mut failed = None;
-        for (i, p) in missing.into_iter().zip(prepared) {
-            match p {
-                Ok(s) => {
-                    lease.remember(sqls[i], &s);
-                    stmts[i] = Some(s);
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        let commit = client.execute(&fixed[2], &[]);
-        match failed {
-            Some(e) => {
-                let committed = commit.await;
-                if begun.is_ok() && set.is_ok() && committed.is_ok() {
-                    lease.set_clean();
-                }
-                return all_failed(plans, &e);
-            }
-            None => {
-                let stmts: Vec<Statement> = stmts.into_iter().flatten().collect();
-                let work = futures_util::future::join_all(
-                    plans
-                        .iter()
-                        .zip(&stmts)
-                        .map(|((f, p), s)| query(client, s, &p.params, f)),
-                );
-                let (results, committed) = futures_util::future::join(work, commit).await;
-                (begun, set, results, committed)
-            }
-        }
+        futures_util::future::join(work, client.execute(commit, &[])).await
+    })
+    .await;
+    let (begun, (results, committed)) = match ran {
+        Ok(r) => r,
+        Err(e) => return all_failed(plans, &e),
     };
-    match begun.map(drop).and(set.map(drop)).and(committed.map(drop)) {
+    match begun.and(committed.map(drop)) {
         Ok(()) => {
             // Reached only when the whole pipeline (through COMMIT) was answered.
             lease.set_clean();

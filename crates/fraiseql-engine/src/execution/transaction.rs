@@ -17,27 +17,18 @@ use fraiseql_schema::ContextValue;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
-use super::db_error::db_error;
 use super::markers::{collect_markers, project, replace_markers, resolve_batch};
-use super::session::{self, SessionContext};
-use super::{CommitGate, Env, JsonText};
+use super::{CommitGate, Done, Env, JsonText};
 use crate::connections::{text_params, Lease};
+use crate::error::db_error;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::events::OutboxEvent;
 use crate::identity::RequestContext;
 use crate::resolvers::{Args, Context, Transaction};
+use crate::routing::session::{self, SessionContext};
 
 /// A field's JSON built here.
 type TextResult = Result<Option<String>, GraphqlError>;
-
-/// The root fields' results, field errors found on the way, and whether `data` must be `null`.
-pub(crate) struct Done {
-    pub results: Vec<Option<super::FieldResult>>,
-    pub errors: Vec<GraphqlError>,
-    pub aborted: bool,
-    /// Outbox events written (on the tenant database), to publish once committed.
-    pub events: Vec<OutboxEvent>,
-}
 
 struct Txs<'e, 'r> {
     env: &'e Env<'e>,
@@ -59,8 +50,8 @@ impl Txs<'_, '_> {
         if let Some((_, t)) = self.open.iter().find(|(d, _)| d == database) {
             return Ok(t.clone());
         }
-        let lease = super::read::lease(self.env, database, self.ctx).await?;
-        session::begin(&lease, &SessionContext::new(self.ctx, database), self.write)
+        let (lease, values) = self.env.routes.route(self.ctx, database).await?;
+        session::begin(&lease, &values, self.write)
             .await
             .map_err(|e| db_error(&e, "transaction"))?;
         let tx = Transaction {
@@ -173,15 +164,10 @@ pub(crate) async fn run(
         ctx,
         write,
         gate,
-        values: SessionContext::new(ctx, TENANT_DATABASE),
+        values: SessionContext::on(ctx, TENANT_DATABASE),
         open: Vec::new(),
     };
-    let mut done = Done {
-        results: plan.fields.iter().map(|_| None).collect(),
-        errors: Vec::new(),
-        aborted: false,
-        events: Vec::new(),
-    };
+    let mut done = Done::new(plan);
     for (i, field) in plan.fields.iter().enumerate() {
         let key = field.response_key.as_str();
         let errors_before = done.errors.len();
@@ -424,7 +410,7 @@ async fn context(txs: &mut Txs<'_, '_>) -> Result<Context, GraphqlError> {
         user_id: txs.ctx.identity.subject.clone(),
         roles: txs.ctx.identity.roles.to_vec(),
         tx,
-        pools: txs.env.pools.clone(),
+        pools: txs.env.routes.pools().clone(),
     })
 }
 

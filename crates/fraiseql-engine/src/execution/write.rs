@@ -9,16 +9,15 @@
 use fraiseql_plan::{BoundParam, MutationPlan, OutputPlan, Plan, RootKind};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Statement;
 
-use super::db_error::db_error;
-use super::session::{begin_sql, SessionContext, SET_CONTEXT};
-use super::transaction::Done;
-use super::{CommitGate, Env};
+use super::pipeline::{self, Frame};
+use super::{CommitGate, Done, Env};
 use crate::connections::text_params;
+use crate::error::db_error;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::events::OutboxEvent;
 use crate::identity::RequestContext;
+use crate::routing::session::{begin_sql, SET_CONTEXT};
 
 /// Whether `plan` can be sent in one round trip: SQL mutations only, all on one database, with
 /// outputs that need no Rust code, and observers that are SQL rules only.
@@ -74,12 +73,7 @@ pub(crate) async fn run(
     ctx: &RequestContext,
     gate: &CommitGate,
 ) -> Done {
-    let mut done = Done {
-        results: plan.fields.iter().map(|_| None).collect(),
-        errors: Vec::new(),
-        aborted: false,
-        events: Vec::new(),
-    };
+    let mut done = Done::new(plan);
     let database = plan
         .fields
         .iter()
@@ -97,14 +91,13 @@ pub(crate) async fn run(
             }
         }
     };
-    let lease = match super::read::lease(env, database, ctx).await {
+    let (lease, session) = match env.routes.route(ctx, database).await {
         Ok(l) => l,
         Err(e) => {
             fail_all(&mut done, e);
             return done;
         }
     };
-    let session = SessionContext::new(ctx, database);
     let tenant_key = session
         .value(fraiseql_schema::ContextValue::TenantKey)
         .map(str::to_owned);
@@ -183,60 +176,32 @@ pub(crate) async fn run(
         .iter()
         .map(|b| b.iter().map(|p| p as &(dyn ToSql + Sync)).collect())
         .collect();
-    let cached = lease.cached(&sqls);
-    lease.set_dirty();
-    let begin = client.execute(&fixed[0], &[]);
-    let set = client.execute(&fixed[1], &ctx_refs);
-    let (begun, set, answers) = if cached.iter().all(Option::is_some) {
-        let stmts: Vec<Statement> = cached.into_iter().flatten().collect();
-        let rest = futures_util::future::join_all(
+    let frame = Frame {
+        begin: &fixed[0],
+        set: &fixed[1],
+        end: &fixed[3],
+    };
+    let (probe, commit) = (&fixed[2], &fixed[3]);
+    let ran = pipeline::run(&lease, frame, &ctx_refs, &sqls, |stmts| async move {
+        futures_util::future::join_all(
             stmts
                 .iter()
                 .zip(&refs)
                 .map(|(s, r)| client.query(s, r.as_slice()))
-                .chain([client.query(&fixed[2], &[]), client.query(&fixed[3], &[])]),
-        );
-        // Polled in order, so sent in order, in one flush.
-        futures_util::future::join3(begin, set, rest).await
-    } else {
-        // First use on this connection: parsed after the context is set (names resolve in the
-        // tenant's schema), then the rest.
-        let missing: Vec<usize> = (0..sqls.len()).filter(|i| cached[*i].is_none()).collect();
-        let prepare =
-            futures_util::future::join_all(missing.iter().map(|i| client.prepare(sqls[*i])));
-        let (begun, set, prepared) = futures_util::future::join3(begin, set, prepare).await;
-        let mut stmts = cached;
-        let mut failed = None;
-        for (i, p) in missing.into_iter().zip(prepared) {
-            match p {
-                Ok(st) => {
-                    lease.remember(sqls[i], &st);
-                    stmts[i] = Some(st);
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        if let Some(e) = failed {
-            if client.execute(&fixed[3], &[]).await.is_ok() && begun.is_ok() && set.is_ok() {
-                lease.set_clean();
-            }
+                .chain([client.query(probe, &[]), client.query(commit, &[])]),
+        )
+        .await
+    })
+    .await;
+    let (context, answers) = match ran {
+        Ok(r) => r,
+        Err(e) => {
             fail_all(&mut done, db_error(&e, "transaction"));
             return done;
         }
-        let stmts: Vec<Statement> = stmts.into_iter().flatten().collect();
-        let rest = futures_util::future::join_all(
-            stmts
-                .iter()
-                .zip(&refs)
-                .map(|(s, r)| client.query(s, r.as_slice()))
-                .chain([client.query(&fixed[2], &[]), client.query(&fixed[3], &[])]),
-        )
-        .await;
-        (begun, set, rest)
     };
     let mut answers: Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> = answers;
-    let context_error = begun.and(set).err();
-    if let Some(e) = context_error {
+    if let Err(e) = context {
         answers.insert(0, Err(e));
         steps.insert(0, Step::Begin);
     }

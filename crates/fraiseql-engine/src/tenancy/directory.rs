@@ -1,9 +1,6 @@
-//! Routing at run time: tenant key -> registry row (cached a few seconds, so new, suspended and
-//! resumed tenants are seen without a restart) -> a connection to its database from one pool
-//! under a global budget. Tenants whose login target is the same (one host database for
-//! `schema_per_tenant` and `row_level`) share connections; each transaction switches to the
-//! tenant's role and schema. Every tenant has its own share of the pool (`pool_max`), so one
-//! tenant's slow queries cannot take every connection.
+//! The registry as servers see it: tenant key -> registry row, cached a few seconds (so new,
+//! suspended and resumed tenants are seen without a restart) and refreshed in the background for
+//! busy tenants. Which connection serves a tenant is `routing`'s business, not this module's.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,8 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::keys;
 use super::registry::{self, TenantRecord, TenantStatus};
-use crate::connections::{parse_url, Database, Lease, Pool, PoolError, PoolSize, Target};
-use crate::error::{ErrorCode, GraphqlError};
+use crate::connections::{Database, Lease};
 
 /// How long a registry answer about an active tenant is trusted: a suspension (or a move's)
 /// reaches every running server within this (`fraiseql tenant move` waits it out).
@@ -123,19 +119,15 @@ pub struct Tenants {
     /// Registry queries in flight at once: fewer than the registry pool holds, so a flood of
     /// unknown keys leaves it room for everything else.
     lookups: Arc<Semaphore>,
-    /// Connection settings per login target, built once from the registry row.
-    targets: moka::sync::Cache<Box<str>, Arc<Target>>,
-    pool: Arc<Pool>,
-    idle: Duration,
+    /// How long a registry look-up waits for its turn.
     wait: Duration,
-    statement_timeout: Duration,
     lookups_done: Arc<AtomicU64>,
     refreshed: Arc<AtomicU64>,
 }
 
 impl Tenants {
-    /// Routing for `config`, reading the registry through `registry` (the registry database).
-    pub fn new(config: &Config, registry: Arc<Database>, statement_timeout: Duration) -> Self {
+    /// The registry of `config`, read through `registry` (the registry database).
+    pub fn new(config: &Config, registry: Arc<Database>) -> Self {
         let mt = &config.multi_tenancy;
         let tenant_db = config.databases.get(TENANT_DATABASE);
         let wait = Duration::from_secs(tenant_db.map_or(5, |d| d.pool_timeout_secs));
@@ -152,19 +144,7 @@ impl Tenants {
                 .build(),
             forgotten: Arc::default(),
             lookups: Arc::new(Semaphore::new(registry_size.saturating_sub(1).max(1))),
-            targets: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(Duration::from_secs(mt.idle_pool_secs))
-                .build(),
-            pool: Pool::new(PoolSize {
-                budget: mt.connection_budget,
-                per_share: tenant_db.map_or(10, |d| d.pool_max),
-                wait,
-                statements: config.limits.prepared_statements,
-            }),
-            idle: Duration::from_secs(mt.idle_pool_secs),
             wait,
-            statement_timeout,
             lookups_done: Arc::default(),
             refreshed: Arc::default(),
         }
@@ -298,71 +278,6 @@ impl Tenants {
         Ok(batch.len())
     }
 
-    /// The login target of `rec`: tenants of one `row_level` or `schema_per_tenant` host share it.
-    pub fn target_key(rec: &TenantRecord) -> String {
-        format!("{}\u{0}{}\u{0}{}", rec.server, rec.database, rec.login_role)
-    }
-
-    fn target(&self, rec: &TenantRecord) -> Result<Arc<Target>, GraphqlError> {
-        if let Some(t) = rec.derived.target.get() {
-            return Ok(t.clone());
-        }
-        let key = Self::target_key(rec);
-        if let Some(t) = self.targets.get(key.as_str()) {
-            let _ = rec.derived.target.set(t.clone());
-            return Ok(t);
-        }
-        let base = parse_url("tenant", &rec.server).map_err(|e| {
-            tracing::error!(tenant = %rec.key, reason = %e, "bad tenant server url");
-            GraphqlError::new(
-                ErrorCode::DatabaseUnavailable,
-                "the tenant's database is unavailable",
-            )
-        })?;
-        let timeout = self.statement_timeout.as_millis();
-        let target = base.derive(&format!("{}\u{0}{}", rec.database, rec.login_role), |cfg| {
-            cfg.dbname(&rec.database);
-            cfg.user(&rec.login_role);
-            cfg.password(rec.login_password.as_bytes());
-            cfg.application_name("fraiseql");
-            cfg.connect_timeout(self.wait);
-            cfg.options(format!("-c statement_timeout={timeout}"));
-        });
-        let target = Arc::new(target);
-        self.targets.insert(Box::from(key.as_str()), target.clone());
-        let _ = rec.derived.target.set(target.clone());
-        Ok(target)
-    }
-
-    /// A connection for `rec` (its login target), within the global budget and the tenant's share.
-    /// The caller switches to the tenant's role and schema in its transaction.
-    pub async fn connection(&self, rec: &TenantRecord) -> Result<Lease, GraphqlError> {
-        let target = self.target(rec)?;
-        let (affinity, scope) = rec
-            .derived
-            .sharing
-            .as_ref()
-            .map_or((None, None), |(a, s)| (Some(*a), Some(s.clone())));
-        let lease = self
-            .pool
-            .get(&target, &rec.key, affinity)
-            .await
-            .map_err(|e| {
-                tracing::error!(tenant = %rec.key, error = %e, "no tenant connection");
-                match e {
-                    PoolError::Timeout => GraphqlError::new(
-                        ErrorCode::DatabaseUnavailable,
-                        "all database connections are busy; try again shortly",
-                    ),
-                    PoolError::Connect(_) => GraphqlError::new(
-                        ErrorCode::DatabaseUnavailable,
-                        "the tenant's database is unavailable; try again shortly",
-                    ),
-                }
-            })?;
-        Ok(lease.with_scope(scope))
-    }
-
     /// Every active tenant, read from the registry now.
     pub async fn active(&self) -> Result<Vec<Arc<TenantRecord>>, TenantError> {
         Ok(self
@@ -386,22 +301,6 @@ impl Tenants {
             TenantError::RegistryUnavailable
         })?;
         Ok(all.into_iter().map(Arc::new).collect())
-    }
-
-    /// The tenant pool (for metrics and tests).
-    pub fn pool(&self) -> &Arc<Pool> {
-        &self.pool
-    }
-
-    /// Connections open to tenant databases now.
-    pub fn open_connections(&self) -> usize {
-        self.pool.open_connections()
-    }
-
-    /// Closes connections idle for longer than `idle_pool_secs` (called periodically).
-    pub fn sweep(&self) {
-        self.pool.close_idle(self.idle);
-        self.targets.run_pending_tasks();
     }
 
     /// The first active tenant, for start-up schema checks.

@@ -681,6 +681,7 @@ async fn connection_budget_is_shared_by_all_tenants() {
         assert!(
             engine_client
                 .engine()
+                .routes()
                 .tenants()
                 .expect("tenancy")
                 .open_connections()
@@ -717,7 +718,7 @@ async fn schema_tenants_keep_their_own_connections_and_plans() {
     let mut config = t.config.clone();
     config.multi_tenancy.connection_budget = 8;
     let client = TestClient::from_config(config).await.expect("client");
-    let tenants = client.engine().tenants().expect("tenancy");
+    let tenants = client.engine().routes().tenants().expect("tenancy");
     let lease = tenants.connection(&a).await.expect("lease a");
     let first_a = backend(&lease).await;
     drop(lease);
@@ -747,6 +748,7 @@ async fn schema_tenants_keep_their_own_connections_and_plans() {
     }
     let lease = client
         .engine()
+        .routes()
         .tenants()
         .expect("tenancy")
         .connection(&a)
@@ -848,7 +850,7 @@ async fn a_pooled_connection_keeps_no_tenant_state_between_transactions(strategy
 
     // Every connection the engine pooled for tenant B (under schema_per_tenant and row_level the
     // very connections tenant A's transactions ran on) is in a fresh login's state.
-    let tenants = client.engine().tenants().expect("tenancy");
+    let tenants = client.engine().routes().tenants().expect("tenancy");
     let lease = tenants.connection(&b).await.expect("lease");
     let pooled = session_state(lease.client()).await;
     assert_eq!(

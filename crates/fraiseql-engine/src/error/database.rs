@@ -1,8 +1,7 @@
 //! Database errors as clients may see them: a code per kind of failure and a message that names
 //! no table, constraint or SQL; the details go to the log only.
 
-use crate::connections::PoolError;
-use crate::error::{ErrorCode, GraphqlError};
+use super::{ErrorCode, GraphqlError};
 
 /// Maps a database failure to what the client may see: an error code per kind of failure and a
 /// message that names no table, constraint or SQL; the details go to the log only.
@@ -113,14 +112,5 @@ pub fn db_error(e: &tokio_postgres::Error, field: &str) -> GraphqlError {
     GraphqlError::new(
         ErrorCode::InternalServerError,
         "internal error while reading the database (see server log)",
-    )
-}
-
-/// Maps a pool failure (timeout, connection refused) to `DATABASE_UNAVAILABLE`.
-pub fn pool_error(e: &PoolError, database: &str) -> GraphqlError {
-    tracing::error!(database, error = %e, "no database connection");
-    GraphqlError::new(
-        ErrorCode::DatabaseUnavailable,
-        format!("database `{database}` is unavailable; try again shortly"),
     )
 }

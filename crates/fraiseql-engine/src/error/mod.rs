@@ -1,6 +1,10 @@
 //! GraphQL errors as clients see them: `message`, `locations`, `path`, `extensions.code`.
 
+mod database;
+
 use serde::Serialize;
+
+pub use database::db_error;
 
 /// `extensions.code` values. Stable: clients match on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

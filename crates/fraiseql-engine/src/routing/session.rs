@@ -3,7 +3,6 @@
 //! `app.tenant_key`, `app.user_id`, `app.roles`), all local to the transaction, so nothing of it
 //! outlives COMMIT and a pooled connection is back to its login state afterwards.
 
-use fraiseql_config::TENANT_DATABASE;
 use fraiseql_schema::ContextValue;
 use tokio_postgres::types::ToSql;
 
@@ -22,10 +21,15 @@ pub struct SessionContext<'a> {
 }
 
 impl<'a> SessionContext<'a> {
-    /// The context on `database` for `ctx`: on the tenant database the tenant's role and schema;
-    /// on every database the tenant and the caller.
-    pub fn new(ctx: &'a RequestContext, database: &str) -> Self {
-        let tenant_db = database == TENANT_DATABASE;
+    /// The context on `database` for `ctx` (see [`super::Routes::place`]).
+    pub fn on(ctx: &'a RequestContext, database: &str) -> Self {
+        let place = super::Routes::place(ctx.tenant.as_deref(), database);
+        Self::new(ctx, matches!(place, super::Place::Tenant(_)))
+    }
+
+    /// The context for `ctx`: on the tenant's own database (`tenant_db`) the tenant's role and
+    /// schema; on every database the tenant and the caller.
+    pub fn new(ctx: &'a RequestContext, tenant_db: bool) -> Self {
         let t = ctx.tenant.as_deref();
         Self {
             values: [

@@ -2,7 +2,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+mod assemble;
+
 use crate::error::GraphqlError;
+
+pub(crate) use assemble::assemble;
 
 /// How the HTTP layer should treat an outcome (GraphQL over HTTP status rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,129 @@
+//! [`Engine::execute`]: one request through the pipeline's stages, one call per stage (see
+//! ARCHITECTURE.md): document -> planning -> cache look-up -> execution -> response -> trace.
+
+use std::sync::Arc;
+
+use fraiseql_config::TENANT_DATABASE;
+use fraiseql_plan::Plan;
+
+use super::Engine;
+use crate::cache::{invalidate, Lookups};
+use crate::document;
+use crate::error::{ErrorCode, GraphqlError};
+use crate::events::Target;
+use crate::execution::{self, CommitGate, Done};
+use crate::identity::RequestContext;
+use crate::request::{GraphqlRequest, Method};
+use crate::response::{self, Outcome, OutcomeKind};
+use crate::trace;
+
+impl Engine {
+    /// Runs one GraphQL request to completion. `gate` decides whether its writes may still
+    /// commit (see [`CommitGate`]): a caller that times the request out wins the gate first, and
+    /// then nothing commits.
+    pub async fn execute(
+        self: &Arc<Self>,
+        req: &GraphqlRequest,
+        method: Method,
+        ctx: &RequestContext,
+        gate: &Arc<CommitGate>,
+    ) -> Outcome {
+        let prepared = self
+            .documents
+            .get(&self.schema.api, &self.config.limits, &req.query);
+        let (doc, op) = match document::operation(&prepared, req.operation_name.as_deref(), method)
+        {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let write = op.is_mutation();
+        let (plan, introspection) =
+            match self
+                .planner()
+                .plan_cached(&self.plans, &prepared, req, (doc, op), ctx)
+            {
+                Ok(planned) => planned,
+                Err(outcome) => return outcome,
+            };
+        let lookups = Lookups::take(self.cache.as_deref().filter(|_| !write), &plan, ctx);
+        let started = req.trace.then(trace::Started::now);
+        let done = if lookups.all_hit(&plan) {
+            Done::new(&plan)
+        } else if write {
+            match self
+                .spawn_writes(plan.clone(), ctx.clone(), gate.clone())
+                .await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(error = %e, "write task failed");
+                    return Outcome::request_error(vec![GraphqlError::new(
+                        ErrorCode::InternalServerError,
+                        "internal error (see server log)",
+                    )]);
+                }
+            }
+        } else {
+            execution::query(&self.env(), &plan, ctx, gate).await
+        };
+        let mut results = done.results;
+        lookups.fill(&mut results, &plan, true);
+        let mut body = response::assemble(&plan, results, introspection.as_ref());
+        body.errors.extend(done.errors);
+        if done.aborted {
+            // The operation's writes were rolled back: no field's value stands.
+            body.null_data();
+        }
+        if let Some(started) = started {
+            trace::attach(&mut body, started, op, &plan);
+        }
+        let error_codes: Vec<ErrorCode> = body.errors.iter().map(|e| e.extensions.code).collect();
+        Outcome {
+            kind: OutcomeKind::Data,
+            cache: lookups.headers(&plan).filter(|_| error_codes.is_empty()),
+            body: body.finish(),
+            error_codes,
+            operation: Some(if write { "mutation" } else { "query" }),
+        }
+    }
+
+    /// Runs a write plan to its end, then what follows its commit: in a task of its own, so a
+    /// caller that goes away (a disconnected client) cannot stop it between COMMIT and the
+    /// hand-off. `gate` still decides whether it may commit.
+    fn spawn_writes(
+        self: &Arc<Self>,
+        plan: Arc<Plan>,
+        ctx: RequestContext,
+        gate: Arc<CommitGate>,
+    ) -> tokio::task::JoinHandle<Done> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut done = execution::mutation(&engine.env(), &plan, &ctx, &gate).await;
+            if !done.aborted {
+                engine.after_commit(&ctx, &plan, &mut done).await;
+            }
+            done
+        })
+    }
+
+    /// After a commit: its outbox events to the relay, and the cached answers it outdates moved
+    /// on here and on every instance, before the response is sent.
+    async fn after_commit(&self, ctx: &RequestContext, plan: &Plan, done: &mut Done) {
+        let tenant = ctx.tenant.as_ref().map_or("", |t| t.key.as_str());
+        if !done.events.is_empty() {
+            self.metrics
+                .outbox_written(tenant, done.events.len() as u64);
+            if let Some(events) = self.events.get() {
+                let target = match &ctx.tenant {
+                    Some(t) => Target::Tenant(t.clone()),
+                    None => Target::Database(TENANT_DATABASE.to_owned()),
+                };
+                events.after_commit(target, std::mem::take(&mut done.events));
+            }
+        }
+        if let Some(cache) = &self.cache {
+            let bus = self.cache_bus.get().and_then(Option::as_deref);
+            invalidate::after_commit(cache, bus, tenant, plan).await;
+        }
+    }
+}
