@@ -17,7 +17,7 @@ use crate::error::db_error;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::events::OutboxEvent;
 use crate::identity::RequestContext;
-use crate::routing::session::{begin_sql, SET_CONTEXT};
+use crate::routing::session::{begin_sql, SessionContext, SET_CONTEXT};
 
 /// Whether `plan` can be sent in one round trip: SQL mutations only, all on one database, with
 /// outputs that need no Rust code, and observers that are SQL rules only.
@@ -66,6 +66,69 @@ enum Step<'p> {
     Commit,
 }
 
+/// The statements after BEGIN and the context, in order, with their parameters.
+struct Steps<'p> {
+    steps: Vec<Step<'p>>,
+    sqls: Vec<&'p str>,
+    params: Vec<Vec<Option<String>>>,
+}
+
+impl<'p> Steps<'p> {
+    /// Each mutation of `plan`, its outbox inserts and its read-back, then the probe and COMMIT.
+    fn of(env: &'p Env<'_>, plan: &'p Plan, session: &SessionContext<'_>) -> Self {
+        let tenant_key = session
+            .value(fraiseql_schema::ContextValue::TenantKey)
+            .map(str::to_owned);
+        let mut s = Self {
+            steps: Vec::new(),
+            sqls: Vec::new(),
+            params: Vec::new(),
+        };
+        for (i, f) in plan.fields.iter().enumerate() {
+            let RootKind::Mutation(m) = &f.kind else {
+                continue;
+            };
+            let bound = m.params.iter().map(|p| match p {
+                BoundParam::Value(v) => v.clone(),
+                BoundParam::Context(c) => session.value(*c).map(str::to_owned),
+            });
+            s.push(Step::Mutation(i, m), &m.sql, bound.collect());
+            if let (Some(c), true) = (&m.change, env.record_events) {
+                for st in env.observers.statements(&c.entity, &c.operation) {
+                    let params = vec![tenant_key.clone(), Some(st.subject.clone())];
+                    s.push(Step::Outbox(i), &st.sql, params);
+                }
+            }
+            if let OutputPlan::Readback { plan: rb, .. } = &m.output {
+                let params = rb.params.iter().map(|s| Some(s.clone())).collect();
+                s.push(Step::Readback(i), &rb.sql, params);
+            }
+        }
+        env.count(s.steps.len());
+        s.steps.push(Step::Probe);
+        s.steps.push(Step::Commit);
+        s
+    }
+
+    fn push(&mut self, step: Step<'p>, sql: &'p str, params: Vec<Option<String>>) {
+        self.steps.push(step);
+        self.sqls.push(sql);
+        self.params.push(params);
+    }
+}
+
+/// Marks the operation failed with `e` on its first mutation.
+fn fail_all(done: &mut Done, plan: &Plan, e: GraphqlError) {
+    done.aborted = true;
+    if let Some(i) = plan
+        .fields
+        .iter()
+        .position(|f| matches!(f.kind, RootKind::Mutation(_)))
+    {
+        done.results[i] = Some(Err(e));
+    }
+}
+
 /// Runs `plan` (which [`fits`]) in one round trip.
 pub(crate) async fn run(
     env: &Env<'_>,
@@ -82,90 +145,68 @@ pub(crate) async fn run(
             _ => None,
         })
         .unwrap_or(fraiseql_config::TENANT_DATABASE);
-    let fail_all = |done: &mut Done, e: GraphqlError| {
-        done.aborted = true;
-        for (i, f) in plan.fields.iter().enumerate() {
-            if matches!(f.kind, RootKind::Mutation(_)) {
-                done.results[i] = Some(Err(e.clone()));
-                break;
-            }
-        }
-    };
     let (lease, session) = match env.routes.route(ctx, database).await {
         Ok(l) => l,
         Err(e) => {
-            fail_all(&mut done, e);
+            fail_all(&mut done, plan, e);
             return done;
         }
     };
-    let tenant_key = session
-        .value(fraiseql_schema::ContextValue::TenantKey)
-        .map(str::to_owned);
-
-    // The statements after BEGIN and the context, in order, with their parameters.
-    let mut steps: Vec<Step<'_>> = Vec::new();
-    let mut sqls: Vec<&str> = Vec::new();
-    let mut params: Vec<Vec<Option<String>>> = Vec::new();
-    for (i, f) in plan.fields.iter().enumerate() {
-        let RootKind::Mutation(m) = &f.kind else {
-            continue;
-        };
-        steps.push(Step::Mutation(i, m));
-        sqls.push(&m.sql);
-        params.push(
-            m.params
-                .iter()
-                .map(|p| match p {
-                    BoundParam::Value(v) => v.clone(),
-                    BoundParam::Context(c) => session.value(*c).map(str::to_owned),
-                })
-                .collect(),
-        );
-        if let (Some(c), true) = (&m.change, env.record_events) {
-            for st in env.observers.statements(&c.entity, &c.operation) {
-                steps.push(Step::Outbox(i));
-                sqls.push(&st.sql);
-                params.push(vec![tenant_key.clone(), Some(st.subject.clone())]);
-            }
-        }
-        if let OutputPlan::Readback { plan: rb, .. } = &m.output {
-            steps.push(Step::Readback(i));
-            sqls.push(&rb.sql);
-            params.push(rb.params.iter().map(|s| Some(s.clone())).collect());
-        }
-    }
-    env.count(steps.len());
-    steps.push(Step::Probe);
-    steps.push(Step::Commit);
-
+    let mut steps = Steps::of(env, plan, &session);
     let fixed = match lease
         .prepare_all(&[begin_sql(true, 2), SET_CONTEXT, "SELECT 1", "COMMIT"])
         .await
     {
         Ok(f) => f,
         Err(e) => {
-            fail_all(&mut done, db_error(&e, "transaction"));
+            fail_all(&mut done, plan, db_error(&e, "transaction"));
             return done;
         }
     };
     // Decided before COMMIT leaves: from here the outcome is reported, whatever the deadline.
     if !gate.try_commit() {
-        fail_all(
-            &mut done,
-            GraphqlError::new(
-                ErrorCode::InternalServerError,
-                "the request timed out before it committed; nothing was changed",
-            ),
+        let e = GraphqlError::new(
+            ErrorCode::InternalServerError,
+            "the request timed out before it committed; nothing was changed",
         );
+        fail_all(&mut done, plan, e);
         return done;
     }
+    let answers = match send(&lease, &session, &fixed, &steps).await {
+        Ok(a) => a,
+        Err(e) => {
+            fail_all(&mut done, plan, db_error(&e, "transaction"));
+            return done;
+        }
+    };
+    let (mut answers, context) = answers;
+    if let Err(e) = context {
+        answers.insert(0, Err(e));
+        steps.steps.insert(0, Step::Begin);
+    }
+    read_answers(plan, &steps.steps, answers, &lease, &mut done);
+    done
+}
+
+type Answer = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>;
+
+/// Sends BEGIN, the context and every step in one flush (`fixed`: BEGIN, context, probe,
+/// COMMIT); the steps' answers (probe and COMMIT last) and whether BEGIN and the context went
+/// through.
+async fn send(
+    lease: &crate::connections::Lease,
+    session: &SessionContext<'_>,
+    fixed: &[tokio_postgres::Statement],
+    steps: &Steps<'_>,
+) -> Result<(Vec<Answer>, Result<(), tokio_postgres::Error>), tokio_postgres::Error> {
     let client = lease.client();
     let ctx_params = session.params();
     let ctx_refs: Vec<&(dyn ToSql + Sync)> = ctx_params
         .iter()
         .map(|p| p as &(dyn ToSql + Sync))
         .collect();
-    let bound: Vec<Vec<Option<crate::connections::TextParam<'_>>>> = params
+    let bound: Vec<Vec<Option<crate::connections::TextParam<'_>>>> = steps
+        .params
         .iter()
         .map(|p| {
             let v: Vec<Option<&str>> = p.iter().map(Option::as_deref).collect();
@@ -182,30 +223,30 @@ pub(crate) async fn run(
         end: &fixed[3],
     };
     let (probe, commit) = (&fixed[2], &fixed[3]);
-    let ran = pipeline::run(&lease, frame, &ctx_refs, &sqls, |stmts| async move {
-        futures_util::future::join_all(
-            stmts
-                .iter()
-                .zip(&refs)
-                .map(|(s, r)| client.query(s, r.as_slice()))
-                .chain([client.query(probe, &[]), client.query(commit, &[])]),
-        )
-        .await
-    })
-    .await;
-    let (context, answers) = match ran {
-        Ok(r) => r,
-        Err(e) => {
-            fail_all(&mut done, db_error(&e, "transaction"));
-            return done;
-        }
-    };
-    let mut answers: Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> = answers;
-    if let Err(e) = context {
-        answers.insert(0, Err(e));
-        steps.insert(0, Step::Begin);
-    }
+    let (context, answers) =
+        pipeline::run(lease, frame, &ctx_refs, &steps.sqls, |stmts| async move {
+            futures_util::future::join_all(
+                stmts
+                    .iter()
+                    .zip(&refs)
+                    .map(|(s, r)| client.query(s, r.as_slice()))
+                    .chain([client.query(probe, &[]), client.query(commit, &[])]),
+            )
+            .await
+        })
+        .await?;
+    Ok((answers, context))
+}
 
+/// Reads each step's answer into `done`: the first error is the answer (COMMIT was then a
+/// ROLLBACK and every result is dropped), else each mutation's output and its outbox events.
+fn read_answers(
+    plan: &Plan,
+    steps: &[Step<'_>],
+    answers: Vec<Answer>,
+    lease: &crate::connections::Lease,
+    done: &mut Done,
+) {
     let mut first_error: Option<(usize, GraphqlError)> = None;
     let mut committed = false;
     for (step, answer) in steps.iter().zip(answers) {
@@ -296,7 +337,6 @@ pub(crate) async fn run(
             }
         }
     }
-    done
 }
 
 /// The answer of a mutation returning a scalar: the first of the values its statement returned.
