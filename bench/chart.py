@@ -3,6 +3,7 @@
 
   python3 bench/chart.py                                   bench/results/latest.json -> latest.svg
   python3 bench/chart.py --json other.json --out other.svg  any JSON of the same shape
+  python3 bench/chart.py --table 16                        the README's summary table, markdown
 
 The JSON is the shape bench/compare.py writes: `queries.<name>.runs.<connections>.<target>.rps`
 (the median requests/s of the rounds), with `machine`, `rounds`, `secs` and `date` beside it.
@@ -187,6 +188,32 @@ def render(data, json_path, targets=None, title=None):
     return "\n".join(out) + "\n"
 
 
+def table(data, conns):
+    """A markdown table of one number of connections: per query, fraiseql, the limit and
+    PostGraphile in requests/s and fraiseql's ratio to each (the README's summary)."""
+    def rps(run, t):
+        v = (run.get(t) or {}).get("rps")
+        return f"{v:,.0f}" if v else "-"
+
+    def ratio(run, key):
+        v = run.get(key)
+        return f"{v:.2f}x" if v else "-"
+
+    rows = ["| query | fraiseql | the limit (pipelined pgbench) | PostGraphile v5 | fraiseql / limit "
+            "| fraiseql / PostGraphile |",
+            "|---|---|---|---|---|---|"]
+    for name, q in (data.get("queries") or {}).items():
+        run = q.get("runs", {}).get(str(conns))
+        if run is None:
+            continue
+        rows.append(f"| `{name}` | {rps(run, 'fraiseql')} | {rps(run, 'pipelined')} | "
+                    f"{rps(run, 'postgraphile')} | {ratio(run, 'ratio_pipelined')} | "
+                    f"{ratio(run, 'ratio_postgraphile')} |")
+    if len(rows) == 2:
+        raise SystemExit(f"no run at {conns} connections")
+    return "\n".join(rows) + "\n"
+
+
 def write_chart(json_path, out_path=None, targets=None, title=None):
     """Reads `json_path`, writes the chart to `out_path` (default: beside it, `.svg`); returns
     the path written."""
@@ -208,9 +235,16 @@ def main(argv=None):
                    help=f"bars per group, in order (default {','.join(DEFAULT_TARGETS)}; "
                         f"known: {','.join(TARGETS)})")
     p.add_argument("--title", help="the chart's heading")
+    p.add_argument("--table", type=int, metavar="CONNS",
+                   help="print the README's summary table for this number of connections "
+                        "instead of drawing")
     a = p.parse_args(argv)
     if not os.path.exists(a.json):
         sys.exit(f"{a.json}: no such file (bench/compare.sh writes bench/results/latest.json)")
+    if a.table is not None:
+        with open(a.json) as f:
+            print(table(json.load(f), a.table), end="")
+        return
     out = write_chart(a.json, a.out, [t for t in a.targets.split(",") if t], a.title)
     print(f"written {os.path.relpath(out)}")
 

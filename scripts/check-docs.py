@@ -5,8 +5,9 @@
     exists, and every `#anchor` a heading of that file (GitHub's rules: lowercase, punctuation
     dropped, each space a hyphen, `-1`, `-2` for repeated headings);
   - README.md stays short (at most 350 lines: the details live in docs/);
-  - bench/results/latest.svg is what bench/chart.py draws from bench/results/latest.json, so the
-    committed chart shows the committed figures.
+  - bench/results/latest.svg is what bench/chart.py draws from bench/results/latest.json, and the
+    README's benchmark table is what `bench/chart.py --table 16` prints from it, so the committed
+    chart and table show the committed figures.
 
 Exits non-zero naming each problem.
 """
@@ -106,16 +107,22 @@ def check_chart():
     import json
 
     with open(data_path) as f:
-        want = chart.render(json.load(f), data_path)
+        data = json.load(f)
+    want = chart.render(data, data_path)
+    problems = []
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        if chart.table(data, 16) not in f.read():
+            problems.append("README.md: the benchmark table is not what `python3 bench/chart.py "
+                            "--table 16` prints from bench/results/latest.json: paste its output")
     try:
         with open(svg_path) as f:
             have = f.read()
     except FileNotFoundError:
-        return ["bench/results/latest.svg is missing: run python3 bench/chart.py"]
+        return problems + ["bench/results/latest.svg is missing: run python3 bench/chart.py"]
     if have != want:
-        return ["bench/results/latest.svg is not what bench/chart.py draws from "
-                "bench/results/latest.json: run python3 bench/chart.py and commit both"]
-    return []
+        problems.append("bench/results/latest.svg is not what bench/chart.py draws from "
+                        "bench/results/latest.json: run python3 bench/chart.py and commit both")
+    return problems
 
 
 def main():
@@ -127,7 +134,7 @@ def main():
     if problems:
         sys.exit(1)
     print(f"check-docs: links in {len(files)} files resolve; README.md is short; "
-          "the benchmark chart matches its JSON")
+          "the benchmark chart and table match their JSON")
 
 
 if __name__ == "__main__":
