@@ -18,9 +18,11 @@ The statements are captured from the server (PostgreSQL's log, log_statement = a
 fraiseql answers each query once), never copied by hand. Every client connects without TLS.
 Answers are checked equal across the targets before any load. Figures: requests/s, p50/p99,
 CPU seconds per 1,000 requests of the servers and of PostgreSQL, peak RSS; medians of the
-rounds. Results go to bench/results/latest.json.
+rounds. Results go to bench/results/latest.json, and bench/chart.py draws them beside it as
+bench/results/latest.svg (the chart in the README).
 """
 
+import datetime
 import json
 import os
 import re
@@ -33,6 +35,8 @@ import tempfile
 import time
 import tomllib
 import urllib.request
+
+import chart  # bench/chart.py, beside this file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/fraiseql")
@@ -608,7 +612,8 @@ def main():
             log(f"  {name}: {len(stmts)} statements: " + " | ".join(s["sql"][:60] for s in stmts))
         log("== checking answers")
         check_answers(qs, captured, answers, tenants, token)
-        results = {"machine": machine(), "secs": SECS, "rounds": ROUNDS, "queries": {}}
+        results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   "machine": machine(), "secs": SECS, "rounds": ROUNDS, "queries": {}}
         for name, q in qs.items():
             results["queries"][name] = {"statements": [s["sql"] for s in captured[name]], "runs": {}}
             for conns in CONNS:
@@ -652,6 +657,7 @@ def main():
         with open(out, "w") as f:
             json.dump(results, f, indent=2)
         log(f"written {out}")
+        log(f"written {chart.write_chart(out)}")
         print_table(results)
     finally:
         for s in servers.values():

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end checks, each against real processes on this machine (scripts/test.sh runs them
 # after the Rust tests; each can also be run on its own):
+#   0. scripts/check-docs.py        links and anchors in README.md and docs/, README's length,
+#                                   the benchmark chart drawn from its committed JSON
 #   1. deploy/check.sh              Prometheus alerts and their unit tests, the Grafana dashboard
 #   2. scripts/check-containers.sh  Dockerfile / docker-compose.yml / .env.example, offline
 #   3. scripts/up.sh + examples/saas/walkthrough.sh   the README's first command, then the
@@ -27,6 +29,10 @@ need_deb() { # command package
 section() { printf '\n######## %s\n' "$*"; }
 started=$(date +%s)
 took() { echo "($(($(date +%s) - started)) s so far)"; }
+
+section "0. scripts/check-docs.py"
+python3 scripts/check-docs.py
+took
 
 section "1. deploy/check.sh"
 need_deb promtool prometheus
