@@ -225,21 +225,7 @@ impl Cx<'_> {
     }
 
     fn build(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
-        let profile = match raw.server.profile.as_deref().map(str::trim) {
-            None | Some("production") => Profile::Production,
-            Some("development") => Profile::Development,
-            Some(other) => {
-                return Err(self.invalid(
-                    "server.profile",
-                    format!("{other:?} is not \"production\" or \"development\""),
-                ))
-            }
-        };
-        let server = ServerConfig {
-            host: raw.server.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
-            port: self.int("server.port", raw.server.port, 8080, 0, 65535)? as u16,
-            profile,
-        };
+        let server = self.server(raw.server)?;
         let schema_path = raw
             .schema
             .path
@@ -247,131 +233,8 @@ impl Cx<'_> {
         let schema = SchemaConfig {
             path: resolve(base, &schema_path),
         };
-
-        let strategy = match raw.multi_tenancy.strategy.as_deref() {
-            None | Some("database_per_tenant") => TenancyStrategy::DatabasePerTenant,
-            Some("schema_per_tenant") => TenancyStrategy::SchemaPerTenant,
-            Some("row_level") => TenancyStrategy::RowLevel,
-            Some(other) => {
-                return Err(self.invalid(
-                    "multi_tenancy.strategy",
-                    format!("unknown strategy {other:?}; expected \"database_per_tenant\", \"schema_per_tenant\" or \"row_level\""),
-                ))
-            }
-        };
-        let auth_header = raw
-            .multi_tenancy
-            .auth_header
-            .clone()
-            .unwrap_or_else(|| "X-Tenant-ID".to_owned());
-        let header_ok = !auth_header.is_empty()
-            && auth_header
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !header_ok {
-            return Err(self.invalid(
-                "multi_tenancy.auth_header",
-                format!("{auth_header:?} is not a valid HTTP header name"),
-            ));
-        }
-        let mt = raw.multi_tenancy;
-        let name_prefix = mt.name_prefix.unwrap_or_else(|| "tenant_".to_owned());
-        let prefix_ok = !name_prefix.is_empty()
-            && name_prefix.len() <= 14
-            && name_prefix.starts_with(|c: char| c.is_ascii_lowercase())
-            && name_prefix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !prefix_ok {
-            return Err(self.invalid(
-                "multi_tenancy.name_prefix",
-                "must be 1-14 characters of [a-z0-9_], starting with a letter",
-            ));
-        }
-        let multi_tenancy = MultiTenancyConfig {
-            enabled: self.flag("multi_tenancy.enabled", mt.enabled, false)?,
-            strategy,
-            auth_header,
-            registry: mt.registry.unwrap_or_else(|| "shared".to_owned()),
-            name_prefix,
-            connection_budget: self.int(
-                "multi_tenancy.connection_budget",
-                mt.connection_budget,
-                100,
-                1,
-                100_000,
-            )? as usize,
-            idle_pool_secs: self.int(
-                "multi_tenancy.idle_pool_secs",
-                mt.idle_pool_secs,
-                60,
-                1,
-                86_400,
-            )? as u64,
-            trust_tenant_header: self.flag(
-                "multi_tenancy.trust_tenant_header",
-                mt.trust_tenant_header,
-                false,
-            )?,
-        };
-
-        let mut databases = BTreeMap::new();
-        for (name, db) in raw.databases {
-            let path = format!("databases.{name}");
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(self.invalid(&path, "database names are [A-Za-z0-9_]+"));
-            }
-            let kind = match db.kind.as_deref() {
-                Some("postgresql") | Some("postgres") => DatabaseType::Postgresql,
-                Some(other) => {
-                    return Err(self.invalid(
-                        &format!("{path}.type"),
-                        format!("unsupported database type {other:?}; expected \"postgresql\""),
-                    ))
-                }
-                None => {
-                    return Err(
-                        self.invalid(&path, "missing key `type` (use type = \"postgresql\")")
-                    )
-                }
-            };
-            let url = db.url.filter(|u| !u.trim().is_empty());
-            if url.is_none() && name != TENANT_DATABASE {
-                return Err(self.invalid(
-                    &format!("{path}.url"),
-                    "missing or empty `url` (only the `tenant` database may omit it)",
-                ));
-            }
-            let pool_max =
-                self.int(&format!("{path}.pool_max"), db.pool_max, 10, 1, 10_000)? as usize;
-            let pool_timeout_secs = self.int(
-                &format!("{path}.pool_timeout_secs"),
-                db.pool_timeout_secs,
-                5,
-                1,
-                3600,
-            )? as u64;
-            databases.insert(
-                name,
-                DatabaseConfig {
-                    kind,
-                    url,
-                    pool_max,
-                    pool_timeout_secs,
-                    migrations: db
-                        .migrations
-                        .filter(|m| !m.is_empty())
-                        .map(|m| resolve(base, &m)),
-                },
-            );
-        }
-        if !databases.contains_key(TENANT_DATABASE) {
-            return Err(self.invalid(
-                "databases",
-                "missing `[databases.tenant]`: the database the schema's types live in",
-            ));
-        }
-
+        let multi_tenancy = self.multi_tenancy(raw.multi_tenancy)?;
+        let databases = self.databases(raw.databases, base)?;
         let backend = raw
             .observers
             .backend
@@ -401,140 +264,10 @@ impl Cx<'_> {
             }
         }
 
-        let d = LimitsConfig::default();
-        let l = raw.limits;
-        let big = i64::from(u32::MAX);
-        let limits = LimitsConfig {
-            max_body_bytes: self.int(
-                "limits.max_body_bytes",
-                l.max_body_bytes,
-                d.max_body_bytes as i64,
-                1024,
-                big,
-            )? as usize,
-            max_tokens: self.int(
-                "limits.max_tokens",
-                l.max_tokens,
-                d.max_tokens as i64,
-                1,
-                big,
-            )? as usize,
-            max_depth: self.int("limits.max_depth", l.max_depth, d.max_depth as i64, 1, 1000)?
-                as usize,
-            max_aliases: self.int(
-                "limits.max_aliases",
-                l.max_aliases,
-                d.max_aliases as i64,
-                0,
-                big,
-            )? as usize,
-            max_root_fields: self.int(
-                "limits.max_root_fields",
-                l.max_root_fields,
-                d.max_root_fields as i64,
-                1,
-                big,
-            )? as usize,
-            max_limit: self.int("limits.max_limit", l.max_limit, d.max_limit, 1, big)?,
-            max_string_length: self.int(
-                "limits.max_string_length",
-                l.max_string_length,
-                d.max_string_length as i64,
-                1,
-                big,
-            )? as usize,
-            max_list_length: self.int(
-                "limits.max_list_length",
-                l.max_list_length,
-                d.max_list_length as i64,
-                1,
-                big,
-            )? as usize,
-            request_timeout_ms: self.int(
-                "limits.request_timeout_ms",
-                l.request_timeout_ms,
-                d.request_timeout_ms as i64,
-                1,
-                big,
-            )? as u64,
-            introspection: self.flag("limits.introspection", l.introspection, d.introspection)?,
-            max_fields: self.int(
-                "limits.max_fields",
-                l.max_fields,
-                d.max_fields as i64,
-                1,
-                big,
-            )? as usize,
-            max_rows: self.int(
-                "limits.max_rows",
-                l.max_rows,
-                d.max_rows as i64,
-                1,
-                i64::MAX,
-            )? as u64,
-            max_in_flight: self.int(
-                "limits.max_in_flight",
-                l.max_in_flight,
-                d.max_in_flight as i64,
-                1,
-                1_000_000,
-            )? as usize,
-            document_cache_bytes: self.int(
-                "limits.document_cache_bytes",
-                l.document_cache_bytes,
-                d.document_cache_bytes as i64,
-                0,
-                i64::MAX,
-            )? as u64,
-            plan_cache_bytes: self.int(
-                "limits.plan_cache_bytes",
-                l.plan_cache_bytes,
-                d.plan_cache_bytes as i64,
-                0,
-                i64::MAX,
-            )? as u64,
-            prepared_statements: self.int(
-                "limits.prepared_statements",
-                l.prepared_statements,
-                d.prepared_statements as i64,
-                1,
-                100_000,
-            )? as usize,
-        };
+        let limits = self.limits(raw.limits)?;
         let metrics = self.metrics(raw.metrics)?;
-        let logging = LoggingConfig {
-            format: match raw.logging.format.as_deref().map(str::trim) {
-                None | Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(other) => {
-                    return Err(self.invalid(
-                        "logging.format",
-                        format!("{other:?} is not \"text\" or \"json\""),
-                    ))
-                }
-            },
-        };
-        let cd = CacheConfig::default();
-        let cache = CacheConfig {
-            enabled: self.flag("cache.enabled", raw.cache.enabled, cd.enabled)?,
-            max_bytes: self.int(
-                "cache.max_bytes",
-                raw.cache.max_bytes,
-                cd.max_bytes as i64,
-                0,
-                i64::MAX,
-            )? as u64,
-            subject: match raw.cache.subject {
-                None => cd.subject,
-                Some(s) if valid_subject_prefix(&s) => s,
-                Some(_) => {
-                    return Err(self.invalid(
-                        "cache.subject",
-                        "a subject prefix is dot-separated tokens of letters, digits, `_` and `-` (no wildcards)",
-                    ))
-                }
-            },
-        };
+        let logging = self.logging(raw.logging)?;
+        let cache = self.cache(raw.cache)?;
 
         if multi_tenancy.enabled && !databases.contains_key(&multi_tenancy.registry) {
             return Err(self.invalid(
@@ -993,5 +726,6 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+mod sections;
 #[cfg(test)]
 mod tests;

@@ -72,6 +72,37 @@ pub async fn check<C: GenericClient>(
     database: &str,
 ) -> Result<Vec<CatalogProblem>, tokio_postgres::Error> {
     let mut problems = Vec::new();
+    let cols = views(client, catalog, database, &mut problems).await?;
+    let c = Columns(cols);
+    type_fields(client, catalog, database, &c, &mut problems).await?;
+    root_fields(client, catalog, database, &c, &mut problems).await?;
+    foreign_relations(catalog, database, &c, &mut problems);
+    object_sql(client, catalog, database, &mut problems).await?;
+    entity_keys(catalog, database, &c, &mut problems);
+    mutations(client, catalog, database, &c, &mut problems).await?;
+    Ok(problems)
+}
+
+/// The columns of the views of `database`'s types, by type name.
+struct Columns(HashMap<String, HashMap<String, String>>);
+
+impl Columns {
+    fn col(&self, ty: &str, name: &str) -> Option<String> {
+        self.0.get(ty).and_then(|c| c.get(name)).cloned()
+    }
+
+    fn has_view(&self, ty: &str) -> bool {
+        self.0.contains_key(ty)
+    }
+}
+
+/// Every view exists and has its JSON data column; their columns, by type.
+async fn views<C: GenericClient>(
+    client: &C,
+    catalog: &Catalog,
+    database: &str,
+    problems: &mut Vec<CatalogProblem>,
+) -> Result<HashMap<String, HashMap<String, String>>, tokio_postgres::Error> {
     let mut cols: HashMap<String, HashMap<String, String>> = HashMap::new();
     for ty in catalog.types.values().filter(|t| t.database == database) {
         let view = ty.view.to_string();
@@ -99,12 +130,22 @@ pub async fn check<C: GenericClient>(
             }
         }
     }
-    let col = |ty: &str, name: &str| cols.get(ty).and_then(|c| c.get(name)).cloned();
-    let has_view = |ty: &str| cols.contains_key(ty);
+    Ok(cols)
+}
+
+/// Columns, `@sql` expressions and relations of the types' fields.
+async fn type_fields<C: GenericClient>(
+    client: &C,
+    catalog: &Catalog,
+    database: &str,
+    c: &Columns,
+    problems: &mut Vec<CatalogProblem>,
+) -> Result<(), tokio_postgres::Error> {
+    let col = |ty: &str, name: &str| c.col(ty, name);
     for ty in catalog
         .types
         .values()
-        .filter(|t| t.database == database && has_view(&t.name))
+        .filter(|t| t.database == database && c.has_view(&t.name))
     {
         for (fname, src) in &ty.fields {
             let coord = format!("{}.{fname}", ty.name);
@@ -124,24 +165,36 @@ pub async fn check<C: GenericClient>(
                         expr.replace("{parent}", "t0"),
                         ty.view
                     );
-                    check_sql(client, &coord, &sql, scalar, &mut problems).await?;
+                    check_sql(client, &coord, &sql, scalar, problems).await?;
                 }
                 FieldSource::Relation(c) => {
-                    check_collection(catalog, Some(ty), c, &coord, &col, &mut problems);
+                    check_collection(catalog, Some(ty), c, &coord, &col, problems);
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// Root fields: their collections, `@sql` expressions and resolvers' key columns.
+async fn root_fields<C: GenericClient>(
+    client: &C,
+    catalog: &Catalog,
+    database: &str,
+    c: &Columns,
+    problems: &mut Vec<CatalogProblem>,
+) -> Result<(), tokio_postgres::Error> {
+    let col = |ty: &str, name: &str| c.col(ty, name);
     for (fname, root) in &catalog.queries {
         let coord = format!("Query.{fname}");
         match root {
-            RootField::Rows(c) => {
+            RootField::Rows(coll) => {
                 let here = catalog
                     .types
-                    .get(&c.target)
+                    .get(&coll.target)
                     .is_some_and(|t| t.database == database);
-                if here && has_view(&c.target) {
-                    check_collection(catalog, None, c, &coord, &col, &mut problems);
+                if here && c.has_view(&coll.target) {
+                    check_collection(catalog, None, coll, &coord, &col, problems);
                 }
             }
             RootField::Sql { expr, scalar } if database == fraiseql_schema::DEFAULT_DATABASE => {
@@ -150,16 +203,26 @@ pub async fn check<C: GenericClient>(
                     &coord,
                     &format!("SELECT ({expr}) LIMIT 0"),
                     scalar,
-                    &mut problems,
+                    problems,
                 )
                 .await?;
             }
             RootField::Sql { .. } | RootField::Entities | RootField::Service => {}
-            RootField::Resolver(out) => check_key(catalog, &coord, out, &col, &mut problems),
+            RootField::Resolver(out) => check_key(catalog, &coord, out, &col, problems),
         }
     }
-    // Relations into this database from elsewhere (another database's views, JSON objects):
-    // their target side is checked here.
+    Ok(())
+}
+
+/// Relations into this database from elsewhere (another database's views, JSON objects): their
+/// target side is checked here.
+fn foreign_relations(
+    catalog: &Catalog,
+    database: &str,
+    c: &Columns,
+    problems: &mut Vec<CatalogProblem>,
+) {
+    let col = |ty: &str, name: &str| c.col(ty, name);
     let foreign = catalog
         .types
         .values()
@@ -168,15 +231,15 @@ pub async fn check<C: GenericClient>(
         .chain(catalog.objects.values().map(|o| (&o.name, &o.fields)));
     for (name, fields) in foreign {
         for (fname, src) in fields {
-            if let FieldSource::Relation(c) = src {
+            if let FieldSource::Relation(rel) = src {
                 let here = catalog
                     .types
-                    .get(&c.target)
+                    .get(&rel.target)
                     .is_some_and(|t| t.database == database);
-                if here && has_view(&c.target) {
+                if here && c.has_view(&rel.target) {
                     let coord = format!("{name}.{fname}");
-                    check_collection(catalog, None, c, &coord, &col, &mut problems);
-                    if let (Some(j), Some(tm)) = (&c.join, catalog.types.get(&c.target)) {
+                    check_collection(catalog, None, rel, &coord, &col, problems);
+                    if let (Some(j), Some(tm)) = (&rel.join, catalog.types.get(&rel.target)) {
                         if col(&tm.name, &j.references).is_none() {
                             problems.push(problem(
                                 &coord,
@@ -188,7 +251,15 @@ pub async fn check<C: GenericClient>(
             }
         }
     }
-    // `@sql` of types without a view: `{parent}` is a JSON object.
+}
+
+/// `@sql` of types without a view: `{parent}` is a JSON object.
+async fn object_sql<C: GenericClient>(
+    client: &C,
+    catalog: &Catalog,
+    database: &str,
+    problems: &mut Vec<CatalogProblem>,
+) -> Result<(), tokio_postgres::Error> {
     for o in catalog.objects.values().filter(|o| o.database == database) {
         for (fname, src) in &o.fields {
             if let FieldSource::Sql { expr, scalar } = src {
@@ -201,13 +272,22 @@ pub async fn check<C: GenericClient>(
                     &format!("{}.{fname}", o.name),
                     &sql,
                     scalar,
-                    &mut problems,
+                    problems,
                 )
                 .await?;
             }
         }
     }
-    // Entity keys read from columns: the columns exist.
+    Ok(())
+}
+
+/// Entity keys read from columns: the columns exist.
+fn entity_keys(
+    catalog: &Catalog,
+    database: &str,
+    cols: &Columns,
+    problems: &mut Vec<CatalogProblem>,
+) {
     if let Some(f) = &catalog.federation {
         for (name, e) in &f.entities {
             let Some(tm) = catalog.types.get(name).filter(|t| t.database == database) else {
@@ -216,7 +296,7 @@ pub async fn check<C: GenericClient>(
             for k in &e.keys {
                 for leaf in &k.leaves {
                     if let fraiseql_schema::KeyLookup::Column(c) = &leaf.lookup {
-                        if has_view(name) && col(name, c).is_none() {
+                        if cols.has_view(name) && cols.col(name, c).is_none() {
                             problems.push(problem(
                                 format!("{name} @key(fields: {:?})", k.fields),
                                 format!("view {} has no column `{c}`", tm.view),
@@ -227,9 +307,20 @@ pub async fn check<C: GenericClient>(
             }
         }
     }
+}
+
+/// Mutations: the key column of what they return, and their statements (prepared).
+async fn mutations<C: GenericClient>(
+    client: &C,
+    catalog: &Catalog,
+    database: &str,
+    c: &Columns,
+    problems: &mut Vec<CatalogProblem>,
+) -> Result<(), tokio_postgres::Error> {
+    let col = |ty: &str, name: &str| c.col(ty, name);
     for (fname, m) in &catalog.mutations {
         let coord = format!("Mutation.{fname}");
-        check_key(catalog, &coord, &m.output, &col, &mut problems);
+        check_key(catalog, &coord, &m.output, &col, problems);
         if let MutationAction::Sql {
             database: db, sql, ..
         } = &m.action
@@ -250,7 +341,7 @@ pub async fn check<C: GenericClient>(
             }
         }
     }
-    Ok(problems)
+    Ok(())
 }
 
 /// Entities returned by keys are read back by the type's key column: it must exist.

@@ -169,6 +169,174 @@ pub struct PoolSnapshot {
     pub budget: usize,
 }
 
+/// Events: subscribers, dead letters, the outbox.
+struct EventSeries {
+    events_processed: Family<TenantEvent, SeedCounter>,
+    consumer_lag: Family<Consumer, Gauge>,
+    handler_failures: Family<Consumer, Counter>,
+    dead_letters: Family<Consumer, Counter>,
+    outbox_events: Family<TenantOnly, Counter>,
+    outbox_published: Family<TenantOnly, Counter>,
+    outbox_failures: Family<TenantOnly, Counter>,
+    outbox_backlog: Gauge,
+}
+
+impl EventSeries {
+    fn register(r: &mut Registry) -> Self {
+        let events_processed = register(r, "fraiseql_nats_events_processed", "Messages a subscriber handled and acknowledged (a counter; type unknown to keep this name without _total)", Family::<TenantEvent, SeedCounter>::default());
+        let consumer_lag = register(
+            r,
+            "fraiseql_nats_consumer_lag",
+            "Messages of a consumer group not yet delivered",
+            Family::<Consumer, Gauge>::default(),
+        );
+        let handler_failures = register(
+            r,
+            "fraiseql_nats_handler_failures",
+            "Subscriber handler failures (redelivered later)",
+            Family::<Consumer, Counter>::default(),
+        );
+        let dead_letters = register(
+            r,
+            "fraiseql_nats_dead_letters",
+            "Messages moved to the dead letters",
+            Family::<Consumer, Counter>::default(),
+        );
+        let outbox_events = register(
+            r,
+            "fraiseql_outbox_events",
+            "Events written to an outbox with their mutation",
+            Family::<TenantOnly, Counter>::default(),
+        );
+        let outbox_published = register(r, "fraiseql_outbox_published", "Outbox events JetStream took as new (a copy published again, e.g. by the sweeper, and dropped as a duplicate is not counted)", Family::<TenantOnly, Counter>::default());
+        let outbox_failures = register(
+            r,
+            "fraiseql_outbox_publish_failures",
+            "Failed publish attempts (retried by the sweeper)",
+            Family::<TenantOnly, Counter>::default(),
+        );
+        let outbox_backlog = register(
+            r,
+            "fraiseql_outbox_backlog",
+            "Events committed and not yet published, as last seen",
+            Gauge::default(),
+        );
+        Self {
+            events_processed,
+            consumer_lag,
+            handler_failures,
+            dead_letters,
+            outbox_events,
+            outbox_published,
+            outbox_failures,
+            outbox_backlog,
+        }
+    }
+}
+
+/// The result cache.
+struct CacheSeries {
+    cache_hits: Family<CacheLabel, Counter>,
+    cache_misses: Family<CacheLabel, Counter>,
+    cache_evictions: Counter,
+    cache_bytes: Gauge,
+    cache_peers: Gauge,
+}
+
+impl CacheSeries {
+    fn register(r: &mut Registry) -> Self {
+        let cache_hits = register(
+            r,
+            "fraiseql_cache_hits",
+            "Answers of @cache fields served from the result cache",
+            Family::<CacheLabel, Counter>::default(),
+        );
+        let cache_misses = register(
+            r,
+            "fraiseql_cache_misses",
+            "Answers of @cache fields read from the database",
+            Family::<CacheLabel, Counter>::default(),
+        );
+        let cache_evictions = register(
+            r,
+            "fraiseql_cache_evictions",
+            "Cached answers removed to stay within [cache] max_bytes, or at the end of their TTL",
+            Counter::default(),
+        );
+        let cache_bytes = register(
+            r,
+            "fraiseql_cache_bytes",
+            "Bytes the result cache holds",
+            Gauge::default(),
+        );
+        let cache_peers = register(
+            r,
+            "fraiseql_cache_peers",
+            "Other server instances this one hears on the cache invalidation bus",
+            Gauge::default(),
+        );
+        Self {
+            cache_hits,
+            cache_misses,
+            cache_evictions,
+            cache_bytes,
+            cache_peers,
+        }
+    }
+}
+
+/// Connection pools and the tenant registry.
+struct PoolSeries {
+    registry_reads: Family<ReadPath, Counter>,
+    pool_open: Family<PoolLabel, Gauge>,
+    pool_idle: Family<PoolLabel, Gauge>,
+    pool_waiting: Family<PoolLabel, Gauge>,
+    pool_budget: Family<PoolLabel, Gauge>,
+}
+
+impl PoolSeries {
+    fn register(r: &mut Registry) -> Self {
+        let registry_reads = register(
+            r,
+            "fraiseql_registry_reads",
+            "Tenant records read from the registry: one per request that missed the cache \
+             (path=lookup), or in batches before busy tenants' records expire (path=refresh)",
+            Family::<ReadPath, Counter>::default(),
+        );
+        let pool_open = register(
+            r,
+            "fraiseql_pool_connections_open",
+            "Database connections open, by pool (tenants, or a [databases.<name>])",
+            Family::<PoolLabel, Gauge>::default(),
+        );
+        let pool_idle = register(
+            r,
+            "fraiseql_pool_connections_idle",
+            "Idle database connections, by pool",
+            Family::<PoolLabel, Gauge>::default(),
+        );
+        let pool_waiting = register(
+            r,
+            "fraiseql_pool_waiting",
+            "Requests waiting for a database connection, by pool",
+            Family::<PoolLabel, Gauge>::default(),
+        );
+        let pool_budget = register(
+            r,
+            "fraiseql_pool_connections_max",
+            "The most connections a pool may open",
+            Family::<PoolLabel, Gauge>::default(),
+        );
+        Self {
+            registry_reads,
+            pool_open,
+            pool_idle,
+            pool_waiting,
+            pool_budget,
+        }
+    }
+}
+
 /// The process's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -179,26 +347,11 @@ pub struct Metrics {
     requests: Family<TenantEndpoint, Counter>,
     latency: Family<TenantOperation, Histogram>,
     errors: Family<TenantError, Counter>,
-    events_processed: Family<TenantEvent, SeedCounter>,
-    consumer_lag: Family<Consumer, Gauge>,
-    handler_failures: Family<Consumer, Counter>,
-    dead_letters: Family<Consumer, Counter>,
-    outbox_events: Family<TenantOnly, Counter>,
-    outbox_published: Family<TenantOnly, Counter>,
-    outbox_failures: Family<TenantOnly, Counter>,
-    outbox_backlog: Gauge,
     in_flight: Gauge,
+    events: EventSeries,
+    cache: CacheSeries,
+    pools: PoolSeries,
     shed: Counter,
-    cache_hits: Family<CacheLabel, Counter>,
-    cache_misses: Family<CacheLabel, Counter>,
-    cache_evictions: Counter,
-    cache_bytes: Gauge,
-    cache_peers: Gauge,
-    registry_reads: Family<ReadPath, Counter>,
-    pool_open: Family<PoolLabel, Gauge>,
-    pool_idle: Family<PoolLabel, Gauge>,
-    pool_waiting: Family<PoolLabel, Gauge>,
-    pool_budget: Family<PoolLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -215,6 +368,15 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// Registers `metric` under `name` and returns it (the registry keeps a clone that shares it).
+fn register<M>(r: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    r.register(name, help, metric.clone());
+    metric
+}
+
 fn histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
@@ -224,148 +386,41 @@ impl Metrics {
     /// keeping series of their own.
     pub fn new(enabled: bool, max_tenant_labels: usize) -> Self {
         let mut r = Registry::default();
-        let requests = Family::<TenantEndpoint, Counter>::default();
-        r.register(
+        let requests = register(
+            &mut r,
             "fraiseql_tenant_requests",
             "GraphQL requests by tenant",
-            requests.clone(),
+            Family::<TenantEndpoint, Counter>::default(),
         );
-        let latency = Family::<TenantOperation, Histogram>::new_with_constructor(
-            histogram as fn() -> Histogram,
-        );
-        let latency_family = latency.clone();
-        r.register(
+        let latency = register(
+            &mut r,
             "fraiseql_tenant_latency_seconds",
             "GraphQL request latency by tenant and operation type",
-            latency_family,
+            Family::<TenantOperation, Histogram>::new_with_constructor(
+                histogram as fn() -> Histogram,
+            ),
         );
-        let errors = Family::<TenantError, Counter>::default();
-        r.register(
+        let errors = register(
+            &mut r,
             "fraiseql_tenant_errors",
             "GraphQL errors by tenant and code",
-            errors.clone(),
+            Family::<TenantError, Counter>::default(),
         );
-        let events_processed = Family::<TenantEvent, SeedCounter>::default();
-        r.register(
-            "fraiseql_nats_events_processed",
-            "Messages a subscriber handled and acknowledged (a counter; type unknown to keep this name without _total)",
-            events_processed.clone(),
-        );
-        let consumer_lag = Family::<Consumer, Gauge>::default();
-        r.register(
-            "fraiseql_nats_consumer_lag",
-            "Messages of a consumer group not yet delivered",
-            consumer_lag.clone(),
-        );
-        let handler_failures = Family::<Consumer, Counter>::default();
-        r.register(
-            "fraiseql_nats_handler_failures",
-            "Subscriber handler failures (redelivered later)",
-            handler_failures.clone(),
-        );
-        let dead_letters = Family::<Consumer, Counter>::default();
-        r.register(
-            "fraiseql_nats_dead_letters",
-            "Messages moved to the dead letters",
-            dead_letters.clone(),
-        );
-        let outbox_events = Family::<TenantOnly, Counter>::default();
-        r.register(
-            "fraiseql_outbox_events",
-            "Events written to an outbox with their mutation",
-            outbox_events.clone(),
-        );
-        let outbox_published = Family::<TenantOnly, Counter>::default();
-        r.register(
-            "fraiseql_outbox_published",
-            "Outbox events JetStream took as new (a copy published again, e.g. by the sweeper, and dropped as a duplicate is not counted)",
-            outbox_published.clone(),
-        );
-        let outbox_failures = Family::<TenantOnly, Counter>::default();
-        r.register(
-            "fraiseql_outbox_publish_failures",
-            "Failed publish attempts (retried by the sweeper)",
-            outbox_failures.clone(),
-        );
-        let outbox_backlog = Gauge::default();
-        r.register(
-            "fraiseql_outbox_backlog",
-            "Events committed and not yet published, as last seen",
-            outbox_backlog.clone(),
-        );
-        let in_flight = Gauge::default();
-        r.register(
+        let events = EventSeries::register(&mut r);
+        let in_flight = register(
+            &mut r,
             "fraiseql_requests_in_flight",
             "GraphQL requests being answered now",
-            in_flight.clone(),
+            Gauge::default(),
         );
-        let shed = Counter::default();
-        r.register(
+        let shed = register(
+            &mut r,
             "fraiseql_requests_shed",
             "Requests refused with 503 because [limits] max_in_flight was reached",
-            shed.clone(),
+            Counter::default(),
         );
-        let cache_hits = Family::<CacheLabel, Counter>::default();
-        r.register(
-            "fraiseql_cache_hits",
-            "Answers of @cache fields served from the result cache",
-            cache_hits.clone(),
-        );
-        let cache_misses = Family::<CacheLabel, Counter>::default();
-        r.register(
-            "fraiseql_cache_misses",
-            "Answers of @cache fields read from the database",
-            cache_misses.clone(),
-        );
-        let cache_evictions = Counter::default();
-        r.register(
-            "fraiseql_cache_evictions",
-            "Cached answers removed to stay within [cache] max_bytes, or at the end of their TTL",
-            cache_evictions.clone(),
-        );
-        let cache_bytes = Gauge::default();
-        r.register(
-            "fraiseql_cache_bytes",
-            "Bytes the result cache holds",
-            cache_bytes.clone(),
-        );
-        let cache_peers = Gauge::default();
-        r.register(
-            "fraiseql_cache_peers",
-            "Other server instances this one hears on the cache invalidation bus",
-            cache_peers.clone(),
-        );
-        let registry_reads = Family::<ReadPath, Counter>::default();
-        r.register(
-            "fraiseql_registry_reads",
-            "Tenant records read from the registry: one per request that missed the cache \
-             (path=lookup), or in batches before busy tenants' records expire (path=refresh)",
-            registry_reads.clone(),
-        );
-        let pool_open = Family::<PoolLabel, Gauge>::default();
-        r.register(
-            "fraiseql_pool_connections_open",
-            "Database connections open, by pool (tenants, or a [databases.<name>])",
-            pool_open.clone(),
-        );
-        let pool_idle = Family::<PoolLabel, Gauge>::default();
-        r.register(
-            "fraiseql_pool_connections_idle",
-            "Idle database connections, by pool",
-            pool_idle.clone(),
-        );
-        let pool_waiting = Family::<PoolLabel, Gauge>::default();
-        r.register(
-            "fraiseql_pool_waiting",
-            "Requests waiting for a database connection, by pool",
-            pool_waiting.clone(),
-        );
-        let pool_budget = Family::<PoolLabel, Gauge>::default();
-        r.register(
-            "fraiseql_pool_connections_max",
-            "The most connections a pool may open",
-            pool_budget.clone(),
-        );
+        let cache = CacheSeries::register(&mut r);
+        let pools = PoolSeries::register(&mut r);
         let mut m = Self {
             registry: r,
             enabled,
@@ -380,26 +435,11 @@ impl Metrics {
             requests,
             latency,
             errors,
-            events_processed,
-            consumer_lag,
-            handler_failures,
-            dead_letters,
-            outbox_events,
-            outbox_published,
-            outbox_failures,
-            outbox_backlog,
             in_flight,
+            events,
+            cache,
+            pools,
             shed,
-            cache_hits,
-            cache_misses,
-            cache_evictions,
-            cache_bytes,
-            cache_peers,
-            registry_reads,
-            pool_open,
-            pool_idle,
-            pool_waiting,
-            pool_budget,
         };
         m.other = Arc::new(m.series(Arc::from(OTHER_TENANT)));
         m
@@ -501,7 +541,8 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        self.events_processed
+        self.events
+            .events_processed
             .get_or_create(&TenantEvent {
                 tenant_id: self.label(tenant),
                 event_type: Arc::from(subject),
@@ -514,14 +555,15 @@ impl Metrics {
         let c = Consumer {
             consumer: Arc::from(group),
         };
-        self.handler_failures.get_or_create_owned(&c);
-        self.dead_letters.get_or_create_owned(&c);
-        self.consumer_lag.get_or_create_owned(&c);
+        self.events.handler_failures.get_or_create_owned(&c);
+        self.events.dead_letters.get_or_create_owned(&c);
+        self.events.consumer_lag.get_or_create_owned(&c);
     }
 
     /// Consumer group `group` has `pending` messages not yet delivered.
     pub fn consumer_lag(&self, group: &str, pending: u64) {
-        self.consumer_lag
+        self.events
+            .consumer_lag
             .get_or_create(&Consumer {
                 consumer: Arc::from(group),
             })
@@ -530,7 +572,8 @@ impl Metrics {
 
     /// A handler of `group` failed (the message is redelivered).
     pub fn handler_failed(&self, group: &str) {
-        self.handler_failures
+        self.events
+            .handler_failures
             .get_or_create(&Consumer {
                 consumer: Arc::from(group),
             })
@@ -539,7 +582,8 @@ impl Metrics {
 
     /// A message of `group` went to the dead letters.
     pub fn dead_lettered(&self, group: &str) {
-        self.dead_letters
+        self.events
+            .dead_letters
             .get_or_create(&Consumer {
                 consumer: Arc::from(group),
             })
@@ -556,22 +600,23 @@ impl Metrics {
 
     /// A mutation of `tenant` wrote `n` events to its outbox.
     pub fn outbox_written(&self, tenant: &str, n: u64) {
-        self.tenant_counter(&self.outbox_events, tenant, n);
+        self.tenant_counter(&self.events.outbox_events, tenant, n);
     }
 
     /// `n` events of `tenant` were published and marked sent.
     pub fn outbox_published(&self, tenant: &str, n: u64) {
-        self.tenant_counter(&self.outbox_published, tenant, n);
+        self.tenant_counter(&self.events.outbox_published, tenant, n);
     }
 
     /// `n` publish attempts for `tenant` failed.
     pub fn outbox_failed(&self, tenant: &str, n: u64) {
-        self.tenant_counter(&self.outbox_failures, tenant, n);
+        self.tenant_counter(&self.events.outbox_failures, tenant, n);
     }
 
     /// Events committed and not yet published, as last seen.
     pub fn outbox_backlog(&self, n: u64) {
-        self.outbox_backlog
+        self.events
+            .outbox_backlog
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
@@ -595,33 +640,37 @@ impl Metrics {
             tenant_id: self.label(tenant),
         };
         if hit {
-            self.cache_hits.get_or_create(&l).inc();
+            self.cache.cache_hits.get_or_create(&l).inc();
         } else {
-            self.cache_misses.get_or_create(&l).inc();
+            self.cache.cache_misses.get_or_create(&l).inc();
         }
     }
 
     /// Cached answers evicted or invalidated.
     pub fn cache_evicted(&self, n: u64) {
-        self.cache_evictions.inc_by(n);
+        self.cache.cache_evictions.inc_by(n);
     }
 
     /// The result cache's size now.
     pub fn cache_size(&self, bytes: u64) {
-        self.cache_bytes
+        self.cache
+            .cache_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Instances heard on the cache bus now.
     pub fn cache_peers(&self, n: usize) {
-        self.cache_peers.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.cache
+            .cache_peers
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Registry reads so far, per path (`lookup`, `refresh`): counted by the tenant directory,
     /// copied here when metrics are rendered.
     pub fn registry_reads(&self, lookups: u64, refreshed: u64) {
         for (path, n) in [("lookup", lookups), ("refresh", refreshed)] {
-            self.registry_reads
+            self.pools
+                .registry_reads
                 .get_or_create(&ReadPath { path })
                 .inner()
                 .fetch_max(n, std::sync::atomic::Ordering::Relaxed);
@@ -634,12 +683,13 @@ impl Metrics {
             pool: Arc::from(pool),
         };
         let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-        self.pool_open.get_or_create(&l).set(n(s.open));
-        self.pool_idle.get_or_create(&l).set(n(s.idle));
-        self.pool_waiting
+        self.pools.pool_open.get_or_create(&l).set(n(s.open));
+        self.pools.pool_idle.get_or_create(&l).set(n(s.idle));
+        self.pools
+            .pool_waiting
             .get_or_create(&l)
             .set(i64::try_from(s.waiting).unwrap_or(i64::MAX));
-        self.pool_budget.get_or_create(&l).set(n(s.budget));
+        self.pools.pool_budget.get_or_create(&l).set(n(s.budget));
     }
 
     /// The OpenMetrics text exposition of everything.
