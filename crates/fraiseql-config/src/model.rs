@@ -407,8 +407,14 @@ pub struct LimitsConfig {
     pub max_string_length: usize,
     /// Longest list accepted in an argument value (e.g. `bulkCreateProjects(names:)`).
     pub max_list_length: usize,
-    /// Whole-request time limit, in milliseconds.
+    /// Whole-request time limit, in milliseconds (execution, once the body is read).
     pub request_timeout_ms: u64,
+    /// Time a client has to send a request's headers (and, on a kept-alive connection, the next
+    /// request's), in milliseconds; then the connection is closed.
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request's body, in milliseconds (408 after it). Bodies are
+    /// read before a request counts against `max_in_flight`, so slow senders take no slot.
+    pub body_timeout_ms: u64,
     /// Whether introspection (`__schema`, `__type`) is allowed.
     pub introspection: bool,
     /// Most fields in one operation once fragments are expanded (the selection budget).
@@ -437,6 +443,8 @@ impl Default for LimitsConfig {
             max_string_length: 65_536,
             max_list_length: 10_000,
             request_timeout_ms: 30_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
             introspection: true,
             max_fields: 1000,
             max_rows: 100_000,
@@ -662,6 +670,8 @@ pub(crate) struct RawLimits {
     pub max_string_length: Option<Num>,
     pub max_list_length: Option<Num>,
     pub request_timeout_ms: Option<Num>,
+    pub header_timeout_ms: Option<Num>,
+    pub body_timeout_ms: Option<Num>,
     pub introspection: Option<Flag>,
     pub max_fields: Option<Num>,
     pub max_rows: Option<Num>,

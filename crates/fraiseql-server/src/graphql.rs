@@ -61,9 +61,18 @@ fn error_response(status: StatusCode, media: Media, code: ErrorCode, message: &s
     with_media(status, media, body)
 }
 
-/// An error response in `application/json` (for middleware that knows no media type).
-pub(crate) fn error_response_json(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    error_response(status, Media::Json, code, message)
+/// 503 with `Retry-After: 1`: every slot for requests in flight is taken.
+fn shed(state: &AppState, media: Media) -> Response {
+    state.engine.metrics().shed();
+    let mut r = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        media,
+        ErrorCode::InternalServerError,
+        "the server is at its limit of requests in flight; retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn with_media(status: StatusCode, media: Media, body: Bytes) -> Response {
@@ -250,6 +259,11 @@ async fn run(
     media: Media,
     log: &mut RequestLog,
 ) -> Response {
+    // The body is read by now: from here the request holds a slot, or is shed at once (nothing
+    // queues).
+    let Ok(_slot) = state.in_flight.try_acquire() else {
+        return shed(state, media);
+    };
     let engine = &state.engine;
     let tenant = tenant_header(headers, &engine.config().multi_tenancy.auth_header);
     let authorization = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
@@ -365,16 +379,33 @@ pub(crate) async fn post(
             "send the request as Content-Type: application/json",
         );
     }
-    let limit = state.engine.config().limits.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
+    let limits = &state.engine.config().limits;
+    let limit = limits.max_body_bytes;
+    let deadline = std::time::Duration::from_millis(limits.body_timeout_ms);
+    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
             return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 media,
                 ErrorCode::BadRequest,
                 &format!("the request body is larger than {limit} bytes, the limit"),
             )
+        }
+        Err(_) => {
+            // The rest of the body is never read: the connection is closed after this answer.
+            let mut r = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                media,
+                ErrorCode::BadRequest,
+                &format!(
+                    "the request body did not arrive within {} ms ([limits] body_timeout_ms)",
+                    limits.body_timeout_ms
+                ),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
     };
     execute(

@@ -3,24 +3,27 @@
 //! listener with `[metrics] listen`).
 //!
 //! `/graphql` sheds load beyond `[limits] max_in_flight` requests (503 with `Retry-After`), so a
-//! flood queues nowhere and `/health` keeps answering; each request has a deadline
-//! (`[limits] request_timeout_ms`, 408) that never lets a write commit behind the client's back.
+//! flood queues nowhere and `/health` keeps answering. A request counts against that limit only
+//! once its body is read: headers and bodies have deadlines of their own (`serve.rs`,
+//! `[limits] header_timeout_ms`, `body_timeout_ms`), so clients that send slowly hold no slot.
+//! Each request has a deadline (`[limits] request_timeout_ms`, 408) that never lets a write
+//! commit behind the client's back.
 
 mod graphiql;
 mod graphql;
 mod probes;
 pub mod request_id;
+mod serve;
+
+pub use serve::serve;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use fraiseql_engine::Engine;
-use http::{header, HeaderValue, StatusCode};
-use tower::ServiceBuilder;
+use http::StatusCode;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -29,43 +32,19 @@ use tower_http::timeout::TimeoutLayer;
 pub struct AppState {
     /// The engine.
     pub engine: Arc<Engine>,
-}
-
-async fn shed(engine: Arc<Engine>, err: tower::BoxError) -> Response {
-    if err.is::<tower::load_shed::error::Overloaded>() {
-        engine.metrics().shed();
-        let mut r = graphql::error_response_json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            fraiseql_engine::ErrorCode::InternalServerError,
-            "the server is at its limit of requests in flight; retry shortly",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
-    }
-    tracing::error!(error = %err, "request failed in a middleware");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    /// Slots for `/graphql` requests in flight (`[limits] max_in_flight`), taken once a request's
+    /// body is read.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The complete router for `engine`.
 pub fn router(engine: Arc<Engine>) -> Router {
     let c = engine.config();
-    let in_flight = c.limits.max_in_flight;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(c.limits.max_in_flight));
     let metrics_here = c.metrics.enabled && c.metrics.listen.is_none();
-    let shed_engine = engine.clone();
-    let state = AppState { engine };
-    let graphql = Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(move |err| {
-                    shed(shed_engine.clone(), err)
-                }))
-                .load_shed()
-                .concurrency_limit(in_flight),
-        );
+    let state = AppState { engine, in_flight };
     let mut router = Router::new()
-        .merge(graphql)
+        .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/health", get(probes::health))
         .route(
@@ -88,5 +67,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
 pub fn metrics_router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/metrics", get(probes::metrics))
-        .with_state(AppState { engine })
+        .with_state(AppState {
+            engine,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(0)),
+        })
 }

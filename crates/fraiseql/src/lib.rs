@@ -132,8 +132,10 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
             println!("Metrics: http://{a}/metrics");
         }
         let router = fraiseql_server::metrics_router(engine.clone());
+        let header_timeout = std::time::Duration::from_millis(c.limits.header_timeout_ms);
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, router).await {
+            let never = std::future::pending::<()>();
+            if let Err(e) = fraiseql_server::serve(l, router, header_timeout, never).await {
                 tracing::error!(error = %e, "metrics listener stopped");
             }
         })
@@ -277,15 +279,14 @@ pub async fn serve(
             }
         })
     });
-    // No Nagle delay: a response is written as soon as it is ready.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    let result = axum::serve(listener, fraiseql_server::router(engine))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let header_timeout = std::time::Duration::from_millis(engine.config().limits.header_timeout_ms);
+    let result = fraiseql_server::serve(
+        listener,
+        fraiseql_server::router(engine),
+        header_timeout,
+        shutdown,
+    )
+    .await;
     if let Some(s) = sweeper {
         s.abort();
     }

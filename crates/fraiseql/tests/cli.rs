@@ -1023,3 +1023,138 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
         "the two instances' consumers handled each event once between them"
     );
 }
+
+/// Sends `head` on a new connection to `port`, then one byte of `trickle` every `every` until the
+/// server answers or closes; what it answered (`""`: closed without an answer).
+async fn trickle(
+    port: u16,
+    head: &'static [u8],
+    trickle: &'static [u8],
+    every: std::time::Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return "connect failed".to_owned();
+    };
+    if s.write_all(head).await.is_err() {
+        return String::new();
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut bytes = trickle.iter().cycle();
+    loop {
+        tokio::select! {
+            n = s.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return String::from_utf8_lossy(&answer).into_owned(),
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            },
+            () = tokio::time::sleep(every) => {
+                let b = bytes.next().copied().unwrap_or(b' ');
+                if s.write_all(&[b]).await.is_err() {
+                    return String::from_utf8_lossy(&answer).into_owned();
+                }
+            }
+        }
+    }
+}
+
+/// Slow clients hold no slot: 1,000 connections from 127.0.0.1 (behind a load balancer every
+/// client has one address) trickle their bodies (700, more than `max_in_flight`) or their headers
+/// (300). Meanwhile an authenticated query from the same address is answered normally; then each
+/// trickler is cut off at its deadline: 408 for a body, a closed connection for headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_take_no_slot_and_are_cut_off_at_their_deadlines() {
+    use fraiseql::testing::{http, ServerProcess};
+    const BODIES: usize = 700;
+    const HEADERS: usize = 300;
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let token = String::from_utf8_lossy(
+        &run(
+            &w,
+            &config,
+            &["token", "--tenant", "acme_corp", "--role", "admin"],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    let port = ServerProcess::free_port().expect("port");
+    let mut c = cmd(&w, &config, &["run"]);
+    c.env("PORT", port.to_string())
+        .env("MAX_IN_FLIGHT", "512")
+        .env("HEADER_TIMEOUT_MS", "6000")
+        .env("BODY_TIMEOUT_MS", "6000")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let server = ServerProcess::start(c, port).await.expect("server");
+
+    let every = std::time::Duration::from_millis(500);
+    let body_head: &'static [u8] = b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{";
+    let header_head: &'static [u8] = b"POST /graphql HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let started = std::time::Instant::now();
+    let mut tricklers = Vec::new();
+    for _ in 0..BODIES {
+        tricklers.push(tokio::spawn(trickle(port, body_head, b" ", every)));
+    }
+    for _ in 0..HEADERS {
+        tricklers.push(tokio::spawn(trickle(port, header_head, b"a", every)));
+    }
+    // Let every connection reach the server (the bodies' headers are complete at once).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let auth = format!("Bearer {token}");
+    let answer = http(
+        port,
+        "POST",
+        "/graphql",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Tenant-ID", "acme_corp"),
+            ("Authorization", &auth),
+        ],
+        r#"{"query": "{ organizations { id } }"}"#,
+    )
+    .await
+    .expect("an answer while 1,000 connections trickle");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"data": {"organizations": []}})
+    );
+    assert!(
+        tricklers.iter().all(|t| !t.is_finished()),
+        "the tricklers were still sending when the query was answered"
+    );
+
+    let mut timed_out = 0;
+    let mut closed = 0;
+    for (i, t) in tricklers.into_iter().enumerate() {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(60), t)
+            .await
+            .expect("every trickler is cut off within a minute")
+            .expect("trickler task");
+        if i < BODIES {
+            assert!(
+                got.starts_with("HTTP/1.1 408"),
+                "a body trickler got: {got:?}"
+            );
+            assert!(
+                got.contains("the request body did not arrive within 6000 ms"),
+                "{got:?}"
+            );
+            timed_out += 1;
+        } else {
+            assert_eq!(got, "", "a header trickler is closed without an answer");
+            closed += 1;
+        }
+    }
+    assert_eq!((timed_out, closed), (BODIES, HEADERS));
+    // Not before their deadline: none was cut off before 6 s had passed.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(6));
+    drop(server);
+}

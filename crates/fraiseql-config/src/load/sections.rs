@@ -221,6 +221,20 @@ impl Cx<'_> {
                 1,
                 big,
             )? as u64,
+            header_timeout_ms: self.int(
+                "limits.header_timeout_ms",
+                l.header_timeout_ms,
+                d.header_timeout_ms as i64,
+                1,
+                big,
+            )? as u64,
+            body_timeout_ms: self.int(
+                "limits.body_timeout_ms",
+                l.body_timeout_ms,
+                d.body_timeout_ms as i64,
+                1,
+                big,
+            )? as u64,
             introspection: self.flag("limits.introspection", l.introspection, d.introspection)?,
             max_fields: self.int(
                 "limits.max_fields",
