@@ -8,6 +8,7 @@ pub mod failover;
 pub mod keys;
 pub mod provision;
 pub mod registry;
+pub mod strategy;
 pub mod transfer;
 
 pub use directory::{TenantError, Tenants};
