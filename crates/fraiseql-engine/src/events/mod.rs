@@ -12,7 +12,6 @@
 pub mod dead_letter;
 pub mod outbox;
 mod relay;
-pub mod status;
 mod subscribe;
 
 use std::collections::HashMap;

@@ -4,12 +4,9 @@
 //! the routing.
 
 pub mod directory;
-pub mod failover;
 pub mod keys;
-pub mod provision;
 pub mod registry;
 pub mod strategy;
-pub mod transfer;
 
 pub use directory::{TenantError, Tenants};
 pub use registry::{TenantRecord, TenantStatus};

@@ -11,10 +11,10 @@ use rand::distr::{Alphanumeric, SampleString};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use super::keys;
-use super::registry::{self, TenantRecord, TenantStatus};
-use crate::connections::{self, parse_url};
-use crate::migrate::{self, MigrateError};
+use fraiseql_engine::connections::{self, parse_url};
+use fraiseql_engine::migrate::{self, MigrateError};
+use fraiseql_engine::tenancy::keys;
+use fraiseql_engine::tenancy::registry::{self, TenantRecord, TenantStatus};
 
 /// Why provisioning (or a registry command) failed.
 #[derive(Debug, thiserror::Error)]
@@ -407,7 +407,7 @@ pub async fn migrate_tenant(
     let mut client = connect(&rec.server, Some(&rec.database), search_path).await?;
     let applied = migrate::apply(&mut client, dir).await?;
     client
-        .batch_execute(crate::events::outbox::DDL)
+        .batch_execute(fraiseql_engine::events::outbox::DDL)
         .await
         .map_err(db("outbox"))?;
     client

@@ -4,10 +4,11 @@
 
 use fraiseql_config::{Config, TenancyStrategy};
 
-use super::keys;
-use super::provision::{self, cluster_key, db, ProvisionError};
-use super::registry::{self, TenantRecord};
-use crate::connections::parse_url;
+use fraiseql_engine::connections::parse_url;
+use fraiseql_engine::tenancy::keys;
+use fraiseql_engine::tenancy::registry::{self, TenantRecord};
+
+use crate::provision::{self, cluster_key, db, ProvisionError};
 
 /// What [`set_server`] switches.
 #[derive(Debug, Clone, Copy)]

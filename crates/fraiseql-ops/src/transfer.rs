@@ -35,10 +35,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use super::directory::RECORD_TTL;
-use super::keys;
-use super::provision::{self, Created, ProvisionError};
-use super::registry::{self, TenantRecord, TenantStatus};
+use fraiseql_engine::tenancy::directory::RECORD_TTL;
+use fraiseql_engine::tenancy::keys;
+use fraiseql_engine::tenancy::registry::{self, TenantRecord, TenantStatus};
+
+use crate::provision::{self, Created, ProvisionError};
 
 /// The first line of every archive.
 pub const MAGIC: &str = "FRAISEQL-TENANT-ARCHIVE";
@@ -569,7 +570,7 @@ pub fn exact_pattern(name: &str) -> String {
 pub fn libpq_env(url: &str, database: &str) -> Result<Vec<(String, String)>, String> {
     use std::str::FromStr;
     // The URL's TLS settings go to libpq as written; the rest is parsed as the servers parse it.
-    let (rest, mode, root) = crate::connections::target::split_tls(url)?;
+    let (rest, mode, root) = fraiseql_engine::connections::target::split_tls(url)?;
     let c = tokio_postgres::Config::from_str(&rest)
         .map_err(|e| format!("invalid connection URL ({e})"))?;
     let mode = mode.unwrap_or_else(|| "prefer".to_owned());
@@ -2064,7 +2065,7 @@ async fn undo_target(config: &Config, rec: &TenantRecord, made: &Made) -> Vec<St
     let Ok(admin) = connect(&rec.server, None).await else {
         return vec![format!(
             "the target {} could not be reached to clean up",
-            rec.server_place()
+            server_place(rec)
         )];
     };
     let run = |sql: String, what: String| {
@@ -2150,10 +2151,9 @@ async fn undo_target(config: &Config, rec: &TenantRecord, made: &Made) -> Vec<St
     left
 }
 
-impl TenantRecord {
-    fn server_place(&self) -> String {
-        provision::cluster_key(&self.server).unwrap_or_else(|_| "(unparsable server URL)".into())
-    }
+/// `host:port` of `rec`'s server, for messages.
+fn server_place(rec: &TenantRecord) -> String {
+    provision::cluster_key(&rec.server).unwrap_or_else(|_| "(unparsable server URL)".into())
 }
 
 /// Restores tenant `key` from `archive` onto `server` (default: the config's tenant server).

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use fraiseql_config::Config;
 
-use crate::connections::Pools;
-use crate::tenancy::provision;
+use fraiseql_engine::connections::Pools;
+
+use crate::provision;
 
 /// The stream, as JetStream reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +82,7 @@ pub async fn report(config: &Config, pools: &Pools) -> EventsStatus {
         Err(e) => (Err(e), Vec::new()),
     };
     let outboxes = outboxes(config, pools).await;
-    let dead_letters = match super::dead_letter::list(config, pools).await {
+    let dead_letters = match fraiseql_engine::events::dead_letter::list(config, pools).await {
         Ok(letters) => {
             let mut by: Vec<(String, usize)> = config
                 .subscribers
@@ -107,7 +108,7 @@ pub async fn report(config: &Config, pools: &Pools) -> EventsStatus {
 }
 
 async fn nats_status(config: &Config) -> Result<(StreamStatus, Vec<ConsumerStatus>), String> {
-    let client = crate::nats::probe(&config.nats, Duration::from_secs(3))
+    let client = fraiseql_engine::nats::probe(&config.nats, Duration::from_secs(3))
         .await
         .map_err(|e| e.to_string())?;
     let js = async_nats::jetstream::new(client);
