@@ -7,8 +7,10 @@ use std::time::Duration;
 use fraiseql_config::Config;
 
 use fraiseql_engine::connections::Pools;
+use fraiseql_engine::tenancy::strategy;
 
 use crate::provision;
+use crate::server;
 
 /// The stream, as JetStream reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,16 +226,17 @@ async fn outboxes(config: &Config, pools: &Pools) -> Vec<OutboxStatus> {
     for rec in tenants {
         let r = async {
             let path = (rec.schema != "public").then_some(rec.schema.as_str());
-            let c = provision::connect(&rec.server, Some(&rec.database), path)
+            let c = server::connect(&rec.server, Some(&rec.database), path)
                 .await
                 .map_err(|e| e.to_string())?;
-            // row_level tenants share one outbox: their rows are told apart by tenant key.
-            let sql = if rec.strategy == "row_level" {
+            // Tenants that share tables share one outbox: their rows are told apart by key.
+            let shared = strategy::named(&rec.strategy).is_some_and(|s| s.shares_tables());
+            let sql = if shared {
                 format!("{BACKLOG} AND tenant_key = $1")
             } else {
                 BACKLOG.to_owned()
             };
-            let row = if rec.strategy == "row_level" {
+            let row = if shared {
                 c.query_one(&sql, &[&rec.key]).await
             } else {
                 c.query_one(&sql, &[]).await

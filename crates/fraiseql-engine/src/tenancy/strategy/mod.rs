@@ -62,16 +62,12 @@ pub fn of(kind: TenancyStrategy) -> &'static dyn Strategy {
     }
 }
 
+/// Every strategy.
+pub const ALL: [&dyn Strategy; 3] = [&DatabasePerTenant, &SchemaPerTenant, &RowLevel];
+
 /// The strategy of a name as the registry stores it, if it is one.
 pub fn named(name: &str) -> Option<&'static dyn Strategy> {
-    [
-        TenancyStrategy::DatabasePerTenant,
-        TenancyStrategy::SchemaPerTenant,
-        TenancyStrategy::RowLevel,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == name)
-    .map(of)
+    ALL.into_iter().find(|s| s.name() == name)
 }
 
 #[cfg(test)]
@@ -82,6 +78,9 @@ mod tests {
     fn names_and_homes() {
         for name in ["database_per_tenant", "schema_per_tenant", "row_level"] {
             assert_eq!(named(name).map(|s| s.name()), Some(name));
+        }
+        for s in ALL {
+            assert_eq!(of(s.kind()).name(), s.name());
         }
         assert!(named("rows").is_none());
         let home = |s: &dyn Strategy| s.home("t_", "acme", "hostdb");
