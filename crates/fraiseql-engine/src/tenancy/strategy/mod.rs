@@ -3,8 +3,9 @@
 //! relay ask what is shared); the operations (`fraiseql-ops`) add what provisioning, backups and
 //! moves do differently per strategy.
 //!
-//! One file per strategy; [`of`] and [`named`] register them. A new strategy is a new file, a
-//! line in each of them, and its name in the config (`fraiseql_config::TenancyStrategy`).
+//! One file per strategy, registered in [`of`] and [`ALL`]. A new strategy is a new file, a line
+//! in each of them, its name in the config (`fraiseql_config::TenancyStrategy`), and its
+//! operations in `fraiseql-ops` (`strategy/`).
 
 mod database_per_tenant;
 mod row_level;
