@@ -1,7 +1,8 @@
 //! fraiseql: a multi-tenant GraphQL engine for PostgreSQL.
 //!
-//! This crate is what applications depend on: it re-exports the pipeline's crates and offers
-//! [`serve`] (what `fraiseql run` does) and [`testing`] (a test client and per-test databases).
+//! This crate is what applications depend on: it re-exports the pipeline's crates and the
+//! operations ([`ops`]: provisioning, backup, restore, move), and offers [`serve`] (what
+//! `fraiseql run` does) and [`testing`] (a test client and per-test databases).
 
 pub mod testing;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 pub use fraiseql_config as config;
 pub use fraiseql_engine as engine;
+pub use fraiseql_ops as ops;
 pub use fraiseql_plan as plan;
 pub use fraiseql_schema as schema;
 pub use fraiseql_server as server;

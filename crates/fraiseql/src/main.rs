@@ -6,9 +6,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use fraiseql::config::Config;
-use fraiseql::engine::tenancy::provision;
-use fraiseql::engine::tenancy::transfer;
 use fraiseql::engine::tenancy::TenantStatus;
+use fraiseql::ops::provision;
+use fraiseql::ops::transfer;
 use fraiseql::Engine;
 
 #[derive(Parser)]
@@ -249,7 +249,7 @@ async fn events_status(path: &Path) -> anyhow::Result<()> {
         .enabled
         .then_some(fraiseql::config::TENANT_DATABASE);
     let pools = fraiseql::engine::connections::Pools::new(&config, timeout, skip)?;
-    let s = fraiseql::engine::events::status::report(&config, &pools).await;
+    let s = fraiseql::ops::events_status::report(&config, &pools).await;
     let mut attention = 0;
     match &s.stream {
         Ok(st) => {
@@ -586,7 +586,7 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
             server_url,
             from,
         } => {
-            use fraiseql::engine::tenancy::failover::{set_server, Which};
+            use fraiseql::ops::failover::{set_server, Which};
             let which = match (&key, &from) {
                 (Some(k), _) => Which::Tenant(k),
                 (None, Some(f)) => Which::From(f),

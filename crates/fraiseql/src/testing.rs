@@ -248,10 +248,7 @@ audience = "fraiseql"
         &self,
         key: &str,
     ) -> Result<fraiseql_engine::tenancy::TenantRecord, TestError> {
-        Ok(
-            fraiseql_engine::tenancy::provision::create_tenant(&self.config, key, "free", None)
-                .await?,
-        )
+        Ok(fraiseql_ops::provision::create_tenant(&self.config, key, "free", None).await?)
     }
 
     /// A superuser client inside the tenant's database with its schema on the search_path
@@ -261,10 +258,7 @@ audience = "fraiseql"
         rec: &fraiseql_engine::tenancy::TenantRecord,
     ) -> Result<tokio_postgres::Client, TestError> {
         let path = (rec.schema != "public").then_some(rec.schema.as_str());
-        Ok(
-            fraiseql_engine::tenancy::provision::connect(&rec.server, Some(&rec.database), path)
-                .await?,
-        )
+        Ok(fraiseql_ops::provision::connect(&rec.server, Some(&rec.database), path).await?)
     }
 
     /// A client connected AS the tenant's own role (what the server uses), no tenant context set.

@@ -147,8 +147,9 @@ fn quote_kv(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// Takes `sslmode` and `sslrootcert` out of `url`; returns the rest and the two values.
-pub(crate) fn split_tls(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
+/// Takes `sslmode` and `sslrootcert` out of `url`; returns the rest and the two values. Public
+/// for the operations crate, which hands them to libpq's tools as written.
+pub fn split_tls(url: &str) -> Result<(String, Option<String>, Option<String>), String> {
     let mut mode = None;
     let mut root = None;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -13,7 +13,6 @@ pub mod dead_letter;
 mod handler;
 pub mod outbox;
 mod relay;
-pub mod status;
 mod subscribe;
 
 use std::collections::HashMap;

@@ -250,7 +250,7 @@ async fn follow_move(inner: &Inner, key: &str, target: Target) -> Option<Target>
     }
     tracing::info!(tenant = %rec.key, "tenant moved: its unsent events are swept at its new home");
     mark_dirty(inner, &moved, 0);
-    if rec.strategy == fraiseql_config::TenancyStrategy::RowLevel.as_str() {
+    if crate::tenancy::strategy::named(&rec.strategy).is_some_and(|s| s.shares_tables()) {
         return Some(target);
     }
     let mut d = inner

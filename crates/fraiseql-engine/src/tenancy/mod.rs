@@ -4,11 +4,9 @@
 //! the routing.
 
 pub mod directory;
-pub mod failover;
 pub mod keys;
-pub mod provision;
 pub mod registry;
-pub mod transfer;
+pub mod strategy;
 
 pub use directory::{TenantError, Tenants};
 pub use registry::{TenantRecord, TenantStatus};

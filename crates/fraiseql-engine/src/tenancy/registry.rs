@@ -64,25 +64,29 @@ pub struct TenantRecord {
     pub status: TenantStatus,
     /// Subscription tier.
     pub tier: String,
-    /// Worked out once per registry read, not per request.
-    pub(crate) derived: Derived,
+    /// Worked out once per registry read, not per request. A record built by hand (the
+    /// operations crate plans one before provisioning) starts with `Derived::default()`; see
+    /// [`TenantRecord::derive`].
+    pub derived: Derived,
 }
 
 /// What requests need of a record, computed once: the context values of every transaction and
-/// the connection target.
+/// the connection target. Opaque outside the engine.
 #[derive(Clone, Default)]
-pub(crate) struct Derived {
+pub struct Derived {
     /// `id` as text (`app.tenant_id`).
-    pub id_text: String,
+    pub(crate) id_text: String,
     /// The schema as a `search_path` value.
-    pub search_path: String,
-    /// Under `schema_per_tenant`, where tenants share connections: the pool's affinity hash and
-    /// the scope of the tenant's prepared statements (see `connections::pool`).
-    pub sharing: Option<(u64, std::sync::Arc<str>)>,
+    pub(crate) search_path: String,
+    /// Where tenants share connections with an affinity (`schema_per_tenant`): the pool's
+    /// affinity hash and the scope of the tenant's prepared statements (see `connections::pool`).
+    pub(crate) sharing: Option<(u64, std::sync::Arc<str>)>,
     /// The login target, built on first use.
-    pub target: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::connections::Target>>>,
+    pub(crate) target:
+        std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::connections::Target>>>,
     /// The tenant's metric series, resolved on its first request.
-    pub metrics: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::metrics::TenantMetrics>>>,
+    pub(crate) metrics:
+        std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::metrics::TenantMetrics>>>,
 }
 
 impl TenantRecord {
@@ -91,7 +95,8 @@ impl TenantRecord {
         self.derived = Derived {
             id_text: self.id.to_string(),
             search_path: fraiseql_schema::quote_ident(&self.schema),
-            sharing: (self.strategy == fraiseql_config::TenancyStrategy::SchemaPerTenant.as_str())
+            sharing: super::strategy::named(&self.strategy)
+                .is_some_and(|s| s.connection_affinity())
                 .then(|| {
                     (
                         affinity(&self.key),

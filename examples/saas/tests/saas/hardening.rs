@@ -453,7 +453,7 @@ async fn row_level_tenants_cannot_live_in_the_registry_database() {
     let mut config = t.config.clone();
     let registry = config.databases["shared"].url.clone();
     config.databases.get_mut("tenant").expect("tenant").url = registry;
-    let e = fraiseql::engine::tenancy::provision::create_tenant(&config, "tenant_a", "free", None)
+    let e = fraiseql::ops::provision::create_tenant(&config, "tenant_a", "free", None)
         .await
         .expect_err("refused");
     assert!(e.to_string().contains("holds the tenant registry"), "{e}");
@@ -552,14 +552,10 @@ async fn postgres_connections_use_tls_as_the_url_says_and_verify_the_server() {
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={ca}"),
     );
-    let rec = fraiseql::engine::tenancy::provision::create_tenant(
-        &t.config,
-        "tls_tenant",
-        "free",
-        Some(&server),
-    )
-    .await
-    .expect("provision over TLS");
+    let rec =
+        fraiseql::ops::provision::create_tenant(&t.config, "tls_tenant", "free", Some(&server))
+            .await
+            .expect("provision over TLS");
     assert!(rec.server.contains("sslmode=verify-full"));
     insert_org(&t, &rec, "Org over TLS").await;
     let mut client = t.client().await.expect("client");

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fraiseql::engine::tenancy::transfer::{self, TransferError};
-use fraiseql::engine::tenancy::{provision, TenantRecord, TenantStatus};
+use fraiseql::engine::tenancy::{TenantRecord, TenantStatus};
+use fraiseql::ops::provision;
+use fraiseql::ops::transfer::{self, TransferError};
 use fraiseql::testing::{http, HttpAnswer, NatsServer, PgCluster, ServerProcess, TestTenancy};
 use serde_json::{json, Value};
 
@@ -981,7 +982,7 @@ each_strategy!(a_promoted_replica_takes_over_with_one_command);
 /// command refuses (a standby cannot take writes) and changes nothing; after it, the tenant's
 /// answers are the same and it writes again, while a tenant on another server never noticed.
 async fn a_promoted_replica_takes_over_with_one_command(strategy: &str) {
-    use fraiseql::engine::tenancy::failover::{set_server, Which};
+    use fraiseql::ops::failover::{set_server, Which};
     let primary = PgCluster::start("", None).expect("primary");
     let from = target_url(&primary, strategy).await;
     let t = world(strategy).await;

@@ -21,7 +21,7 @@ async fn insert_org(t: &TestTenancy, rec: &TenantRecord, name: &str) -> String {
 
 /// Sets `key`'s status in the registry, as `fraiseql tenant suspend` / `resume` do.
 async fn set_status(t: &TestTenancy, key: &str, status: TenantStatus) {
-    fraiseql::engine::tenancy::provision::set_status(&t.config, key, status)
+    fraiseql::ops::provision::set_status(&t.config, key, status)
         .await
         .expect("set status");
 }
@@ -487,7 +487,7 @@ async fn provisioning_is_idempotent_and_registered_once() {
     let again = t.create_tenant("acme_corp").await.expect("again");
     assert_eq!(first, again, "same id, names and credentials");
     assert_eq!(first.database, format!("{}acme_corp", t.prefix));
-    let all = fraiseql::engine::tenancy::provision::list(&t.config)
+    let all = fraiseql::ops::provision::list(&t.config)
         .await
         .expect("list");
     assert_eq!(all.len(), 1);

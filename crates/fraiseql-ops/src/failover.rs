@@ -2,12 +2,16 @@
 //! already holds their data (a promoted replica after a failover), after checking that each of
 //! them can be served there. Unlike `tenant move`, nothing is copied: the old server may be gone.
 
-use fraiseql_config::{Config, TenancyStrategy};
+use fraiseql_config::Config;
 
-use super::keys;
-use super::provision::{self, cluster_key, db, ProvisionError};
-use super::registry::{self, TenantRecord};
-use crate::connections::parse_url;
+use fraiseql_engine::connections::parse_url;
+use fraiseql_engine::tenancy::keys;
+use fraiseql_engine::tenancy::registry::{self, TenantRecord};
+use tokio_postgres::Client;
+
+use crate::error::{provision_db as db, ProvisionError};
+use crate::server::{cluster_key, connect, registry_client};
+use crate::strategy;
 
 /// What [`set_server`] switches.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +36,7 @@ pub struct Switched {
 /// `database_per_tenant`, its database) and tables are there.
 async fn check(rec: &TenantRecord, server: &str) -> Result<(), ProvisionError> {
     let place = cluster_key(server)?;
-    let admin = provision::connect(server, None, None).await?;
+    let admin = connect(server, None, None).await?;
     let standby: bool = admin
         .query_one("SELECT pg_is_in_recovery()", &[])
         .await
@@ -87,41 +91,17 @@ pub async fn set_server(
     server: &str,
 ) -> Result<Vec<Switched>, ProvisionError> {
     let to = cluster_key(server)?;
-    let registry = provision::registry_client(config).await?;
+    let registry = registry_client(config).await?;
     let all = registry::list(&registry).await.map_err(db("registry"))?;
-    let chosen: Vec<TenantRecord> = match which {
-        Which::Tenant(key) => {
-            if !keys::is_valid(key) {
-                return Err(ProvisionError::InvalidKey(keys::why_invalid(key)));
-            }
-            let rec = all
-                .into_iter()
-                .find(|r| r.key == key)
-                .ok_or_else(|| ProvisionError::Unknown(key.to_owned()))?;
-            vec![rec]
-        }
-        Which::From(old) => {
-            let from = cluster_key(old)?;
-            let list: Vec<TenantRecord> = all
-                .into_iter()
-                .filter(|r| cluster_key(&r.server).is_ok_and(|k| k == from))
-                .collect();
-            if list.is_empty() {
-                return Err(ProvisionError::Config(format!(
-                    "no tenant in the registry is served from {from}"
-                )));
-            }
-            list
-        }
-    };
-    let strategy = config.multi_tenancy.strategy;
+    let chosen = choose(all, which)?;
+    let strategy = strategy::of(config.multi_tenancy.strategy);
     for rec in &chosen {
-        if rec.strategy != strategy.as_str() {
+        if rec.strategy != strategy.serving().name() {
             return Err(ProvisionError::Config(format!(
                 "tenant `{}` is {}, this config is {}",
                 rec.key,
                 rec.strategy,
-                strategy.as_str()
+                strategy.serving().name()
             )));
         }
         if cluster_key(&rec.server)? == to {
@@ -139,50 +119,8 @@ pub async fn set_server(
     let result = async {
         let mut out = Vec::new();
         for rec in &chosen {
-            let from = cluster_key(&rec.server)?;
-            let n = registry
-                .execute(
-                    "UPDATE fraiseql_tenant SET server = $2, updated_at = now() WHERE key = $1 AND server = $3",
-                    &[&rec.key, &server, &rec.server],
-                )
-                .await
-                .map_err(db("registry"))?;
-            if n != 1 {
-                return Err(ProvisionError::Config(format!(
-                    "tenant `{}` changed in the registry meanwhile; run the command again",
-                    rec.key
-                )));
-            }
-            if strategy != TenancyStrategy::DatabasePerTenant || rec.login_role != rec.role {
-                registry
-                    .execute(
-                        "INSERT INTO fraiseql_login_role (server, role_name, role_password) \
-                         SELECT $2, role_name, role_password FROM fraiseql_login_role WHERE server = $1 \
-                         ON CONFLICT DO NOTHING",
-                        &[&from, &to],
-                    )
-                    .await
-                    .map_err(db("registry"))?;
-            }
-            // Old copies a move kept on the failed server are on the replica too.
-            let has_copies: bool = registry
-                .query_one("SELECT to_regclass('fraiseql_tenant_copy') IS NOT NULL", &[])
-                .await
-                .map_err(db("registry"))?
-                .get(0);
-            if has_copies {
-                registry
-                    .execute(
-                        "UPDATE fraiseql_tenant_copy SET server = $3, server_key = $4 WHERE key = $1 AND server_key = $2",
-                        &[&rec.key, &from, &server, &to],
-                    )
-                    .await
-                    .map_err(db("registry"))?;
-            }
-            out.push(Switched {
-                key: rec.key.clone(),
-                from,
-            });
+            let shared_login = strategy.shared_login() || rec.login_role != rec.role;
+            out.push(switch(&registry, rec, server, &to, shared_login).await?);
         }
         Ok(out)
     }
@@ -200,4 +138,91 @@ pub async fn set_server(
             Err(e)
         }
     }
+}
+
+/// The registered tenants `which` names, out of `all`.
+fn choose(all: Vec<TenantRecord>, which: Which<'_>) -> Result<Vec<TenantRecord>, ProvisionError> {
+    match which {
+        Which::Tenant(key) => {
+            if !keys::is_valid(key) {
+                return Err(ProvisionError::InvalidKey(keys::why_invalid(key)));
+            }
+            let rec = all
+                .into_iter()
+                .find(|r| r.key == key)
+                .ok_or_else(|| ProvisionError::Unknown(key.to_owned()))?;
+            Ok(vec![rec])
+        }
+        Which::From(old) => {
+            let from = cluster_key(old)?;
+            let list: Vec<TenantRecord> = all
+                .into_iter()
+                .filter(|r| cluster_key(&r.server).is_ok_and(|k| k == from))
+                .collect();
+            if list.is_empty() {
+                return Err(ProvisionError::Config(format!(
+                    "no tenant in the registry is served from {from}"
+                )));
+            }
+            Ok(list)
+        }
+    }
+}
+
+/// Points `rec`'s row at `server` (cluster `to`) inside the caller's transaction, with its
+/// shared login roles' passwords (`shared_login`) and its old copies.
+async fn switch(
+    registry: &Client,
+    rec: &TenantRecord,
+    server: &str,
+    to: &str,
+    shared_login: bool,
+) -> Result<Switched, ProvisionError> {
+    let from = cluster_key(&rec.server)?;
+    let n = registry
+        .execute(
+            "UPDATE fraiseql_tenant SET server = $2, updated_at = now() WHERE key = $1 AND server = $3",
+            &[&rec.key, &server, &rec.server],
+        )
+        .await
+        .map_err(db("registry"))?;
+    if n != 1 {
+        return Err(ProvisionError::Config(format!(
+            "tenant `{}` changed in the registry meanwhile; run the command again",
+            rec.key
+        )));
+    }
+    if shared_login {
+        registry
+            .execute(
+                "INSERT INTO fraiseql_login_role (server, role_name, role_password) \
+                 SELECT $2, role_name, role_password FROM fraiseql_login_role WHERE server = $1 \
+                 ON CONFLICT DO NOTHING",
+                &[&from, &to],
+            )
+            .await
+            .map_err(db("registry"))?;
+    }
+    // Old copies a move kept on the failed server are on the replica too.
+    let has_copies: bool = registry
+        .query_one(
+            "SELECT to_regclass('fraiseql_tenant_copy') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(db("registry"))?
+        .get(0);
+    if has_copies {
+        registry
+            .execute(
+                "UPDATE fraiseql_tenant_copy SET server = $3, server_key = $4 WHERE key = $1 AND server_key = $2",
+                &[&rec.key, &from, &server, &to],
+            )
+            .await
+            .map_err(db("registry"))?;
+    }
+    Ok(Switched {
+        key: rec.key.clone(),
+        from,
+    })
 }

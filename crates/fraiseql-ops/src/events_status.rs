@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use fraiseql_config::Config;
 
-use crate::connections::Pools;
-use crate::tenancy::provision;
+use fraiseql_engine::connections::Pools;
+use fraiseql_engine::tenancy::strategy;
+
+use crate::provision;
+use crate::server;
 
 /// The stream, as JetStream reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +84,7 @@ pub async fn report(config: &Config, pools: &Pools) -> EventsStatus {
         Err(e) => (Err(e), Vec::new()),
     };
     let outboxes = outboxes(config, pools).await;
-    let dead_letters = match super::dead_letter::list(config, pools).await {
+    let dead_letters = match fraiseql_engine::events::dead_letter::list(config, pools).await {
         Ok(letters) => {
             let mut by: Vec<(String, usize)> = config
                 .subscribers
@@ -107,7 +110,7 @@ pub async fn report(config: &Config, pools: &Pools) -> EventsStatus {
 }
 
 async fn nats_status(config: &Config) -> Result<(StreamStatus, Vec<ConsumerStatus>), String> {
-    let client = crate::nats::probe(&config.nats, Duration::from_secs(3))
+    let client = fraiseql_engine::nats::probe(&config.nats, Duration::from_secs(3))
         .await
         .map_err(|e| e.to_string())?;
     let js = async_nats::jetstream::new(client);
@@ -223,16 +226,17 @@ async fn outboxes(config: &Config, pools: &Pools) -> Vec<OutboxStatus> {
     for rec in tenants {
         let r = async {
             let path = (rec.schema != "public").then_some(rec.schema.as_str());
-            let c = provision::connect(&rec.server, Some(&rec.database), path)
+            let c = server::connect(&rec.server, Some(&rec.database), path)
                 .await
                 .map_err(|e| e.to_string())?;
-            // row_level tenants share one outbox: their rows are told apart by tenant key.
-            let sql = if rec.strategy == "row_level" {
+            // Tenants that share tables share one outbox: their rows are told apart by key.
+            let shared = strategy::named(&rec.strategy).is_some_and(|s| s.shares_tables());
+            let sql = if shared {
                 format!("{BACKLOG} AND tenant_key = $1")
             } else {
                 BACKLOG.to_owned()
             };
-            let row = if rec.strategy == "row_level" {
+            let row = if shared {
                 c.query_one(&sql, &[&rec.key]).await
             } else {
                 c.query_one(&sql, &[]).await
