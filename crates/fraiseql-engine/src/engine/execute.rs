@@ -66,8 +66,11 @@ impl Engine {
         } else {
             execution::query(&self.env(), &plan, ctx, gate).await
         };
+        // An answer with errors (a nested field that failed is a null beside its error) is
+        // never kept: a later hit would return the null without the error.
+        let storable = !done.has_errors() && plan.denied.is_empty();
         let mut results = done.results;
-        lookups.fill(&mut results, &plan, true);
+        lookups.fill(&mut results, &plan, storable);
         let mut body = response::assemble(&plan, results, introspection.as_ref());
         body.errors.extend(done.errors);
         if done.aborted {

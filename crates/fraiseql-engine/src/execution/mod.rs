@@ -83,6 +83,13 @@ impl Done {
             events: Vec::new(),
         }
     }
+
+    /// Whether the response will carry errors (an answer with errors is never cached).
+    pub(crate) fn has_errors(&self) -> bool {
+        self.aborted
+            || !self.errors.is_empty()
+            || self.results.iter().any(|r| matches!(r, Some(Err(_))))
+    }
 }
 
 /// The pipeline's execution stage for a query: plain reads pipelined per database, anything

@@ -231,3 +231,75 @@ async fn without_cache_every_request_reads() {
     assert_eq!(client.engine().statements_executed() - before, 2);
     assert_eq!(control, None);
 }
+
+/// An answer with errors is never cached: when a nested field fails (here its Rust resolver),
+/// the answer carries a null and the error, and the next request reads again instead of getting
+/// the null without the error until the TTL ends.
+#[tokio::test]
+async fn an_answer_with_errors_is_never_cached() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let sdl = std::fs::read_to_string(schema_with_cached_organizations())
+        .expect("schema")
+        .replace("  memberCount: Int! @sql", "  memberCount: Int @sql");
+    assert!(sdl.contains("memberCount: Int @sql"));
+    let path = std::env::temp_dir().join(format!(
+        "fraiseql-cached-orgs-nullable-{}.graphql",
+        std::process::id()
+    ));
+    std::fs::write(&path, sdl).expect("write schema");
+    let t = TestTenancy::new(
+        "row_level",
+        &example_dir().join("migrations/tenant"),
+        &path,
+        "",
+    )
+    .await
+    .expect("world");
+    t.shared
+        .apply(&example_dir().join("migrations/shared"))
+        .await
+        .expect("shared migrations");
+    t.create_tenant("acme").await.expect("tenant");
+    let failing = Arc::new(AtomicBool::new(true));
+    let flag = failing.clone();
+    let resolvers =
+        fraiseql::Resolvers::new().field("Organization", "memberCount", move |ctx, batch| {
+            let fail = flag.load(Ordering::SeqCst);
+            async move {
+                if fail {
+                    return Err(fraiseql::ResolverError::internal("member service down"));
+                }
+                fraiseql_example_saas::member_count(ctx, batch).await
+            }
+        });
+    let mut client = t.client_with(resolvers).await.expect("client");
+    client.set_tenant("acme");
+    create_org(&client, "Acme").await;
+    let q = "{ organizations { name memberCount } }";
+
+    let first = client.execute(q).await.expect("answer");
+    assert_eq!(
+        first["data"],
+        json!({"organizations": [{"name": "Acme", "memberCount": null}]})
+    );
+    assert_eq!(
+        first["errors"][0]["message"],
+        json!("internal error in a resolver (see server log)"),
+        "{first}"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    let before = client.engine().statements_executed();
+    let second = client.execute(q).await.expect("answer");
+    assert_eq!(
+        second,
+        json!({"data": {"organizations": [{"name": "Acme", "memberCount": 0}]}}),
+        "read again, not the cached null"
+    );
+    assert!(client.engine().statements_executed() > before);
+    // A clean answer is cached as before.
+    let before = client.engine().statements_executed();
+    assert_eq!(client.execute(q).await.expect("answer"), second);
+    assert_eq!(client.engine().statements_executed(), before, "cached");
+}
