@@ -98,25 +98,4 @@ impl Engine {
         }
         Ok(())
     }
-
-    /// Whether every database (and NATS, with observers) answers now (for `/ready`); the error
-    /// names what does not.
-    pub async fn ready(&self) -> Result<(), String> {
-        if let Some(e) = self.events.get() {
-            if !e.connected() {
-                return Err("NATS is not connected".to_owned());
-            }
-        }
-        for (name, db) in self.pools().iter() {
-            let client = db
-                .lease()
-                .await
-                .map_err(|_| format!("database `{name}` unavailable"))?;
-            client
-                .simple_query("SELECT 1")
-                .await
-                .map_err(|_| format!("database `{name}` does not answer"))?;
-        }
-        Ok(())
-    }
 }

@@ -4,6 +4,9 @@
 
 mod checks;
 mod execute;
+mod readiness;
+
+pub use readiness::READY_EVERY;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -105,6 +108,7 @@ pub struct Engine {
     cache_bus: tokio::sync::OnceCell<Option<Arc<crate::cache::bus::CacheBus>>>,
     events: std::sync::OnceLock<Events>,
     marker_nonce: u64,
+    readiness: readiness::Readiness,
 }
 
 impl Engine {
@@ -224,6 +228,7 @@ impl Engine {
             metrics,
             events: std::sync::OnceLock::new(),
             marker_nonce: rand::random(),
+            readiness: readiness::Readiness::default(),
         })
     }
 

@@ -710,3 +710,67 @@ sql = "INSERT INTO tb_handled (event_id) SELECT $event_id FROM pg_sleep(0.3)"
         .expect("list")
         .is_empty());
 }
+
+/// `/ready` is unauthenticated: a flood of it borrows no more than one connection per pool at a
+/// time and checks at most once a second, so tenant look-ups on the registry never queue behind
+/// it (before: every call leased a connection of every pool, the registry's too: 1,959 callers
+/// at once asked the registry pool for a connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_ready_leaves_the_registry_to_tenant_lookups() {
+    let t = world_with("row_level", "").await;
+    t.create_tenant("acme").await.expect("tenant");
+    let client = Arc::new(t.client().await.expect("client"));
+    let engine = client.engine();
+    let registry = engine
+        .pools()
+        .get(&t.config.multi_tenancy.registry)
+        .expect("registry pool")
+        .pool
+        .clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, registry) = (stop.clone(), registry.clone());
+        tokio::spawn(async move {
+            let mut worst = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                worst = worst.max(registry.waiting());
+                tokio::task::yield_now().await;
+            }
+            worst
+        })
+    };
+    let checks_before = engine.readiness_checks();
+    let started = Instant::now();
+    let flood: Vec<_> = (0..2_000)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get("/ready", None).await.expect("ready").status })
+        })
+        .collect();
+    // Registry look-ups of keys no cache knows, during the flood.
+    let tenants = engine.tenants().expect("tenancy");
+    for i in 0..50 {
+        let key = format!("nobody_{i}");
+        assert_eq!(
+            tenants.resolve(&key).await.map(|_| ()),
+            Err(fraiseql::engine::tenancy::TenantError::Unknown),
+            "{key}"
+        );
+    }
+    for f in flood {
+        assert_eq!(f.await.expect("task"), 200);
+    }
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let worst = sampler.await.expect("sampler");
+    // One readiness check and one look-up at a time, at most: nothing queues behind the flood.
+    assert!(
+        worst <= 2,
+        "{worst} callers at once asked the registry pool for a connection"
+    );
+    let checks = engine.readiness_checks() - checks_before;
+    assert!(
+        checks <= took.as_secs() + 1,
+        "{checks} checks in {took:?}: at most one a second"
+    );
+}
