@@ -154,11 +154,18 @@ for var in sorted(refs):
         ok(f"{var} (used in {where})")
     else:
         fail(f"{var} is used in docker-compose.yml ({where}) but not defined in .env.example")
-check("each reference has a default (${VAR:-default}) equal to the .env.example value")
+check("each reference has a default (${VAR:-default}) equal to the .env.example value; secrets are required (${VAR:?why})")
+# A deployment brings its own: no default, compose refuses to start without it.
+REQUIRED = {"JWT_SECRET"}
 before = len(failures)
 for var in sorted(refs):
     for path, op, default in refs[var]:
-        if op != ":-":
+        if var in REQUIRED:
+            if op != ":?" or not (default or "").strip():
+                fail(f"{path}: ${{{var}}} must be required with a message: ${{{var}:?why}}")
+            elif env_example.get(var):
+                fail(f".env.example gives {var} a value: a copied .env would deploy it")
+        elif op != ":-":
             fail(f"{path}: ${{{var}}} has no `:-` default")
         elif var in env_example and default != env_example[var]:
             fail(f"{path}: default of {var} is {default!r}, .env.example says {env_example[var]!r}")
@@ -173,6 +180,11 @@ need(not leaked, f"none of {', '.join(LOCAL_ONLY)} is interpolated",
 # ---------------------------------------------------------------------------------------------
 print("\n== (c) every variable the example configs read is defined in .env.example ==")
 CONFIGS = ["examples/saas/fraiseql.toml", "examples/saas/analytics/fraiseql.toml"]
+# Defaults meant for scripts/up.sh only: a deployment (.env, compose) never inherits them.
+DEPLOYMENT_ONLY = {
+    "FRAISEQL_PROFILE": "compose runs production; the production profile refuses the example's secret",
+    "JWT_SECRET": "compose requires it: ${JWT_SECRET:?...}",
+}
 TOML_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 config_vars = {}   # config -> {VAR: default}
 config_data = {}
@@ -191,6 +203,9 @@ for cfg in CONFIGS:
     for var, default in sorted(found.items()):
         if var not in env_example:
             fail(f"{cfg} reads {var}, which .env.example does not define")
+        elif var in DEPLOYMENT_ONLY:
+            ok(f"{var}: the config's default ({default!r}) is for scripts/up.sh on this machine; "
+               f"a deployment sets its own ({DEPLOYMENT_ONLY[var]})")
         elif default is not None and env_example[var] != default:
             if cfg == CONFIGS[0]:
                 fail(f"{var}: .env.example has {env_example[var]!r}, {cfg} defaults to {default!r}")
@@ -304,6 +319,11 @@ for name, cfg in runners.items():
         need(good, f"{name}: {var} -> postgres:5432/{db}, sslmode=disable",
              f"{name}: {var} is {u!r} (expected host postgres, database {db}, sslmode=disable)")
     need(env.get("NATS_URL") == "nats://nats:4222", f"{name}: NATS_URL=nats://nats:4222", f"{name}: NATS_URL is {env.get('NATS_URL')!r}")
+check("the containers run the production profile")
+for name in runners:
+    prof = env_of(services[name]).get("FRAISEQL_PROFILE")
+    need(prof == "production", f"{name}: FRAISEQL_PROFILE=production",
+         f"{name}: FRAISEQL_PROFILE is {prof!r}: a deployment would print development tokens")
 check("tenancy settings and the JWT secret are the same in every fraiseql container")
 for var in ["JWT_SECRET", "TENANCY_STRATEGY", "TENANT_PREFIX", "TENANT_DB_URL", "MASTER_DB_URL", "SHARED_DB_URL"]:
     vals = {n: env_of(services[n]).get(var) for n in runners}

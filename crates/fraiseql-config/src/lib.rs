@@ -9,7 +9,10 @@ mod load;
 mod model;
 
 pub use error::ConfigError;
-pub use load::{load_file, parse_str, subject_matches, RESERVED_PAYLOAD_KEYS};
+pub use load::{
+    load_file, parse_str, subject_matches, KNOWN_DEVELOPMENT_SECRETS, PRODUCTION_SECRET_BYTES,
+    RESERVED_PAYLOAD_KEYS,
+};
 pub use model::{
     AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, JwtAlgorithm,
     LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig, NatsConfig,

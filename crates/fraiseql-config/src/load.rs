@@ -280,7 +280,7 @@ impl Cx<'_> {
         }
         let auth = match raw.auth {
             None => None,
-            Some(a) => Some(self.auth(a, base)?),
+            Some(a) => Some(self.auth(a, base, server.profile)?),
         };
         for (coord, roles) in &raw.rbac {
             if !coord.contains('.') || roles.is_empty() {
@@ -657,7 +657,7 @@ pub fn subject_matches(pattern: &str, subject: &str) -> bool {
 }
 
 impl Cx<'_> {
-    fn auth(&self, a: RawAuth, base: &Path) -> Result<AuthConfig, ConfigError> {
+    fn auth(&self, a: RawAuth, base: &Path, profile: Profile) -> Result<AuthConfig, ConfigError> {
         let algorithm = match a.algorithm.as_deref().unwrap_or("HS256") {
             "HS256" => JwtAlgorithm::Hs256,
             "RS256" => JwtAlgorithm::Rs256,
@@ -682,6 +682,22 @@ impl Cx<'_> {
                 };
                 if s.len() < 16 {
                     return Err(self.invalid("auth.secret", "use a secret of at least 16 bytes"));
+                }
+                if profile == Profile::Production {
+                    let published = KNOWN_DEVELOPMENT_SECRETS.contains(&s.as_str());
+                    if published || s.len() < PRODUCTION_SECRET_BYTES {
+                        let why = if published {
+                            "is the example's published development secret".to_owned()
+                        } else {
+                            format!("is {} bytes, fewer than {PRODUCTION_SECRET_BYTES}", s.len())
+                        };
+                        return Err(self.invalid(
+                            "auth.secret",
+                            format!(
+                                "{why}: the production profile refuses it. Set it (the example reads JWT_SECRET) to at least {PRODUCTION_SECRET_BYTES} random bytes, e.g. `openssl rand -base64 48`, or run with [server] profile = \"development\" (FRAISEQL_PROFILE=development) on a machine of your own"
+                            ),
+                        ));
+                    }
                 }
             }
             _ if public_key.is_none() && jwks.is_none() => {
@@ -716,6 +732,12 @@ impl Cx<'_> {
         })
     }
 }
+
+/// Secrets published in this repository's examples: a production server refuses them.
+pub const KNOWN_DEVELOPMENT_SECRETS: &[&str] = &["dev-only-secret-change-me-0123456789"];
+
+/// The shortest HS256 secret the production profile accepts.
+pub const PRODUCTION_SECRET_BYTES: usize = 32;
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);

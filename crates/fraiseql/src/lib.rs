@@ -207,10 +207,11 @@ pub async fn development_link(engine: &Engine, endpoint: &str) -> Option<String>
     roles.dedup();
     // Without multi-tenancy the tenant claim is not used; the token still needs one.
     let claim = tenant.as_deref().unwrap_or("default");
-    let token = match fraiseql_engine::identity::jwt::issue(auth, claim, &roles, None) {
-        Ok(t) => t,
-        Err(e) => return no_link(e.to_string()),
-    };
+    let token =
+        match fraiseql_engine::identity::jwt::issue(auth, c.server.profile, claim, &roles, None) {
+            Ok(t) => t,
+            Err(e) => return no_link(e.to_string()),
+        };
     Some(match tenant {
         Some(key) => {
             format!("GraphiQL (development token for {key}): {endpoint}#tenant={key}&token={token}")

@@ -233,8 +233,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .auth
                 .as_ref()
                 .context("no [auth] section in the config: tokens are not used")?;
-            let token =
-                fraiseql::engine::identity::jwt::issue(auth, &tenant, &roles, subject.as_deref())?;
+            let profile = config.server.profile;
+            if profile == fraiseql::config::Profile::Production {
+                eprintln!("note: the production profile: this token is not marked as a development token and is valid on production servers until it expires");
+            }
+            let token = fraiseql::engine::identity::jwt::issue(
+                auth,
+                profile,
+                &tenant,
+                &roles,
+                subject.as_deref(),
+            )?;
             println!("{token}");
             Ok(())
         }

@@ -147,7 +147,7 @@ impl TestDatabase {
 }
 
 /// The HS256 secret [`TestTenancy`] configures.
-pub const TEST_JWT_SECRET: &str = "fraiseql-test-secret-0123456789";
+pub const TEST_JWT_SECRET: &str = "fraiseql-test-secret-0123456789-abcdefghij";
 
 /// A multi-tenant world for one test: a registry database and a host database (of
 /// `schema_per_tenant` and `row_level` tenants) of its own, and a unique name prefix so tenant
@@ -293,7 +293,11 @@ audience = "fraiseql"
         let auth = self.config.auth.as_ref().ok_or("no [auth]")?;
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
         Ok(fraiseql_engine::identity::jwt::issue(
-            auth, tenant, &roles, None,
+            auth,
+            self.config.server.profile,
+            tenant,
+            &roles,
+            None,
         )?)
     }
 }

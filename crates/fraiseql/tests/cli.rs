@@ -1158,3 +1158,33 @@ async fn slow_clients_take_no_slot_and_are_cut_off_at_their_deadlines() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(6));
     drop(server);
 }
+
+/// The example's published secret does not reach production: under the production profile,
+/// `config validate` and `run` refuse it and say which setting to change; with a secret of 32+
+/// bytes of its own the same config validates.
+#[tokio::test]
+async fn production_refuses_the_development_secret() {
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    for args in [&["config", "validate"][..], &["run"][..]] {
+        let o = cmd(&w, &config, args)
+            .env("FRAISEQL_PROFILE", "production")
+            .env_remove("JWT_SECRET")
+            .output()
+            .expect("run fraiseql");
+        assert!(!o.status.success(), "{args:?}: {}", out(&o));
+        let text = out(&o);
+        assert!(
+            text.contains("auth.secret")
+                && text.contains("the example's published development secret")
+                && text.contains("JWT_SECRET"),
+            "{args:?}: {text}"
+        );
+    }
+    let o = cmd(&w, &config, &["config", "validate"])
+        .env("FRAISEQL_PROFILE", "production")
+        .env("JWT_SECRET", "k".repeat(48))
+        .output()
+        .expect("run fraiseql");
+    assert!(o.status.success(), "{}", out(&o));
+}

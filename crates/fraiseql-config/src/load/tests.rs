@@ -200,3 +200,34 @@ fn metrics_logging_cache_and_limits_sections() {
     let err = parse(&format!("{SEED}[logging]\nformat = \"xml\"\n")).expect_err("format");
     assert!(err.to_string().contains("\"xml\" is not"), "{err}");
 }
+
+#[test]
+fn production_refuses_the_published_development_secret_and_short_secrets() {
+    let with = |profile: &str, secret: &str| {
+        parse(&format!(
+            "{SEED}[server]\nprofile = \"{profile}\"\n[auth]\nalgorithm = \"HS256\"\nsecret = \"{secret}\"\n"
+        ))
+    };
+    let published = crate::KNOWN_DEVELOPMENT_SECRETS[0];
+    let e = with("production", published)
+        .expect_err("published secret")
+        .to_string();
+    assert!(
+        e.contains("auth.secret")
+            && e.contains("the example's published development secret")
+            && e.contains("JWT_SECRET")
+            && e.contains("openssl rand -base64 48"),
+        "{e}"
+    );
+    let e = with("production", "short-but-over-16-bytes")
+        .expect_err("short secret")
+        .to_string();
+    assert!(e.contains("is 23 bytes, fewer than 32"), "{e}");
+    // The engine's default profile is production too.
+    let e = parse(&format!("{SEED}[auth]\nsecret = \"{published}\"\n"))
+        .expect_err("default profile")
+        .to_string();
+    assert!(e.contains("published development secret"), "{e}");
+    assert!(with("development", published).is_ok());
+    assert!(with("production", &"k".repeat(32)).is_ok());
+}

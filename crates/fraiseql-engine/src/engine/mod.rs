@@ -179,7 +179,7 @@ impl Engine {
         };
         let routes = Routes::new(pools, multi.then(|| TenantPool::new(&config, timeout)));
         let verifier = match &config.auth {
-            Some(a) => Some(Verifier::new(a).map_err(EngineError::Auth)?),
+            Some(a) => Some(Verifier::new(a, config.server.profile).map_err(EngineError::Auth)?),
             None => None,
         };
         for coord in config.rbac.keys() {

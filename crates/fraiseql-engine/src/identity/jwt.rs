@@ -1,12 +1,14 @@
 //! Bearer tokens: verification with the algorithm fixed by config (a token's `alg` header is
 //! never trusted, so `none` and HS/RS confusion are refused), and issuing development tokens.
 //! Configured `issuer` and `audience` are required claims, as is `exp`; `nbf` is checked when
-//! present.
+//! present. Tokens issued under the development profile carry [`DEVELOPMENT_CLAIM`], and a
+//! server under the production profile refuses them: a token printed by a development server
+//! (its GraphiQL link, `fraiseql token`) is no key to production, even with the same secret.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fraiseql_config::{AuthConfig, JwtAlgorithm};
+use fraiseql_config::{AuthConfig, JwtAlgorithm, Profile};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -43,9 +45,14 @@ pub struct Identity {
     pub roles_text: Option<String>,
 }
 
+/// The claim that marks a token issued under the development profile (`true`).
+pub const DEVELOPMENT_CLAIM: &str = "fraiseql_dev";
+
 /// Verifies tokens for one `[auth]` config.
 pub struct Verifier {
     config: AuthConfig,
+    /// The production profile: tokens marked with [`DEVELOPMENT_CLAIM`] are refused.
+    production: bool,
     validation: Validation,
     key: Option<DecodingKey>,
     jwks: HashMap<String, DecodingKey>,
@@ -71,8 +78,9 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, AuthError> {
 }
 
 impl Verifier {
-    /// Loads keys; fails at start-up, never at the first request.
-    pub fn new(config: &AuthConfig) -> Result<Self, AuthError> {
+    /// Loads keys; fails at start-up, never at the first request. Under `profile` production,
+    /// development tokens are refused.
+    pub fn new(config: &AuthConfig, profile: Profile) -> Result<Self, AuthError> {
         super::crypto::install();
         let alg = algorithm(config.algorithm);
         let mut validation = Validation::new(alg);
@@ -122,6 +130,7 @@ impl Verifier {
         }
         Ok(Self {
             config: config.clone(),
+            production: profile == Profile::Production,
             validation,
             key,
             jwks,
@@ -171,6 +180,11 @@ impl Verifier {
             decode::<serde_json::Map<String, serde_json::Value>>(token, key, &self.validation)
                 .map_err(invalid)?;
         let claims = data.claims;
+        if self.production && claims.get(DEVELOPMENT_CLAIM).is_some_and(|v| v != &false) {
+            return Err(AuthError::Invalid(
+                "a development token (issued under the development profile) is refused by a production server".into(),
+            ));
+        }
         // jsonwebtoken accepts a list for `iss`; RFC 7519 makes it one string.
         if self.config.issuer.is_some() && !claims.get("iss").is_some_and(|v| v.is_string()) {
             return Err(AuthError::Invalid("claim `iss` must be a string".into()));
@@ -255,10 +269,12 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Issues a token for `tenant` with `roles`, signed with the configured key (development use:
-/// `fraiseql token`).
+/// Issues a token for `tenant` with `roles`, signed with the configured key (`fraiseql token`,
+/// the development GraphiQL link). Under the development `profile` it is marked with
+/// [`DEVELOPMENT_CLAIM`], so production servers refuse it.
 pub fn issue(
     config: &AuthConfig,
+    profile: Profile,
     tenant: &str,
     roles: &[String],
     subject: Option<&str>,
@@ -271,6 +287,9 @@ pub fn issue(
     claims.insert("nbf".into(), now.into());
     claims.insert("exp".into(), (now + config.token_ttl_secs).into());
     claims.insert("sub".into(), subject.unwrap_or("dev").into());
+    if profile == Profile::Development {
+        claims.insert(DEVELOPMENT_CLAIM.into(), true.into());
+    }
     if let Some(iss) = &config.issuer {
         claims.insert("iss".into(), iss.clone().into());
     }

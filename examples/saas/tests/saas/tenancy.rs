@@ -283,7 +283,14 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     let mut other = config.auth.clone().expect("auth");
     other.secret = Some("another-secret-0123456789abcdef".into());
     client.set_token(Some(
-        fraiseql::engine::identity::jwt::issue(&other, "tenant_a", &[], None).expect("t"),
+        fraiseql::engine::identity::jwt::issue(
+            &other,
+            t.config.server.profile,
+            "tenant_a",
+            &[],
+            None,
+        )
+        .expect("t"),
     ));
     check(
         &client.execute_with(q, json!({})).await.expect("send"),
@@ -304,8 +311,14 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
 
     let mut short = config.auth.clone().expect("auth");
     short.token_ttl_secs = 1;
-    let expiring =
-        fraiseql::engine::identity::jwt::issue(&short, "tenant_a", &[], None).expect("t");
+    let expiring = fraiseql::engine::identity::jwt::issue(
+        &short,
+        t.config.server.profile,
+        "tenant_a",
+        &[],
+        None,
+    )
+    .expect("t");
     client.set_token(Some(t.token("tenant_b", &[]).expect("token")));
     check(
         &client.execute_with(q, json!({})).await.expect("send"),

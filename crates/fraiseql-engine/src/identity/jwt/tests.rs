@@ -1,3 +1,4 @@
+use fraiseql_config::Profile;
 use std::path::PathBuf;
 
 use fraiseql_config::{AuthConfig, JwtAlgorithm};
@@ -50,8 +51,15 @@ mod base64_like {
 #[test]
 fn issued_tokens_verify_and_carry_tenant_and_roles() {
     let c = hs();
-    let t = issue(&c, "acme_corp", &["admin".into()], None).expect("issue");
-    let id = Verifier::new(&c)
+    let t = issue(
+        &c,
+        Profile::Production,
+        "acme_corp",
+        &["admin".into()],
+        None,
+    )
+    .expect("issue");
+    let id = Verifier::new(&c, Profile::Production)
         .expect("verifier")
         .verify(&t)
         .expect("valid");
@@ -63,9 +71,11 @@ fn issued_tokens_verify_and_carry_tenant_and_roles() {
 fn another_secret_is_refused() {
     let mut other = hs();
     other.secret = Some("another-secret-of-enough-length".into());
-    let t = issue(&other, "acme_corp", &[], None).expect("issue");
+    let t = issue(&other, Profile::Production, "acme_corp", &[], None).expect("issue");
     assert!(matches!(
-        Verifier::new(&hs()).expect("v").verify(&t),
+        Verifier::new(&hs(), Profile::Production)
+            .expect("v")
+            .verify(&t),
         Err(AuthError::Invalid(_))
     ));
 }
@@ -77,7 +87,9 @@ fn alg_none_is_refused() {
         b64(r#"{"tenant_id":"acme_corp","exp":99999999999,"iss":"fraiseql","aud":"fraiseql"}"#);
     let t = format!("{header}.{body}.");
     assert!(matches!(
-        Verifier::new(&hs()).expect("v").verify(&t),
+        Verifier::new(&hs(), Profile::Production)
+            .expect("v")
+            .verify(&t),
         Err(AuthError::Invalid(_))
     ));
 }
@@ -86,18 +98,18 @@ fn alg_none_is_refused() {
 fn expired_wrong_issuer_and_audience_are_refused() {
     let mut c = hs();
     c.token_ttl_secs = 1;
-    let v = Verifier::new(&hs()).expect("v");
+    let v = Verifier::new(&hs(), Profile::Production).expect("v");
     let mut wrong_iss = hs();
     wrong_iss.issuer = Some("someone-else".into());
     assert!(v
-        .verify(&issue(&wrong_iss, "a", &[], None).expect("t"))
+        .verify(&issue(&wrong_iss, Profile::Production, "a", &[], None).expect("t"))
         .is_err());
     let mut wrong_aud = hs();
     wrong_aud.audience = Some("other-api".into());
     assert!(v
-        .verify(&issue(&wrong_aud, "a", &[], None).expect("t"))
+        .verify(&issue(&wrong_aud, Profile::Production, "a", &[], None).expect("t"))
         .is_err());
-    let t = issue(&c, "a", &[], None).expect("t");
+    let t = issue(&c, Profile::Production, "a", &[], None).expect("t");
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert!(matches!(v.verify(&t), Err(AuthError::Invalid(m)) if m.contains("xpired")));
 }
@@ -112,8 +124,15 @@ fn es256_with_pem_keys_and_no_hs_confusion() {
         private_key: Some(dir.join("es256-private.pem")),
         ..hs()
     };
-    let t = issue(&es, "acme_corp", &["viewer".into()], None).expect("issue");
-    let v = Verifier::new(&es).expect("verifier");
+    let t = issue(
+        &es,
+        Profile::Production,
+        "acme_corp",
+        &["viewer".into()],
+        None,
+    )
+    .expect("issue");
+    let v = Verifier::new(&es, Profile::Production).expect("verifier");
     assert_eq!(&*v.verify(&t).expect("valid").roles, ["viewer".to_owned()]);
     // An HS256 token signed with the public key's bytes as the secret: the classic confusion.
     let public = std::fs::read_to_string(dir.join("es256-public.pem")).expect("pem");
@@ -121,7 +140,7 @@ fn es256_with_pem_keys_and_no_hs_confusion() {
         secret: Some(public),
         ..hs()
     };
-    let t = issue(&confused, "acme_corp", &[], None).expect("issue");
+    let t = issue(&confused, Profile::Production, "acme_corp", &[], None).expect("issue");
     assert!(v.verify(&t).is_err());
 }
 
@@ -135,8 +154,15 @@ fn rs256_with_pem_keys() {
         private_key: Some(dir.join("rs256-private.pem")),
         ..hs()
     };
-    let t = issue(&rs, "acme_corp", &["admin".into()], None).expect("issue");
-    let id = Verifier::new(&rs)
+    let t = issue(
+        &rs,
+        Profile::Production,
+        "acme_corp",
+        &["admin".into()],
+        None,
+    )
+    .expect("issue");
+    let id = Verifier::new(&rs, Profile::Production)
         .expect("verifier")
         .verify(&t)
         .expect("valid");
@@ -149,8 +175,11 @@ fn rs256_with_pem_keys() {
         private_key: Some(dir.join("es256-private.pem")),
         ..hs()
     };
-    let t = issue(&es, "acme_corp", &[], None).expect("issue");
-    assert!(Verifier::new(&rs).expect("verifier").verify(&t).is_err());
+    let t = issue(&es, Profile::Production, "acme_corp", &[], None).expect("issue");
+    assert!(Verifier::new(&rs, Profile::Production)
+        .expect("verifier")
+        .verify(&t)
+        .is_err());
 }
 
 #[test]
@@ -169,8 +198,8 @@ fn jwks_keys_are_selected_by_kid() {
         private_key: None,
         ..signer.clone()
     };
-    let v = Verifier::new(&verifier).expect("verifier from JWKS");
-    let t = issue(&signer, "acme_corp", &[], None).expect("issue");
+    let v = Verifier::new(&verifier, Profile::Production).expect("verifier from JWKS");
+    let t = issue(&signer, Profile::Production, "acme_corp", &[], None).expect("issue");
     assert_eq!(
         v.verify(&t).expect("valid").tenant.as_deref(),
         Some("acme_corp")
@@ -179,7 +208,7 @@ fn jwks_keys_are_selected_by_kid() {
         key_id: Some("rotated-away".into()),
         ..signer
     };
-    let t = issue(&unknown, "acme_corp", &[], None).expect("issue");
+    let t = issue(&unknown, Profile::Production, "acme_corp", &[], None).expect("issue");
     assert!(matches!(v.verify(&t), Err(AuthError::Invalid(m)) if m.contains("unknown key id")));
 }
 
@@ -202,7 +231,7 @@ fn claims(extra: serde_json::Value) -> serde_json::Map<String, serde_json::Value
 #[test]
 fn configured_issuer_and_audience_are_required_and_nbf_checked() {
     let c = hs();
-    let v = Verifier::new(&c).expect("v");
+    let v = Verifier::new(&c, Profile::Production).expect("v");
     let ok = sign(&c, &claims(serde_json::json!({}))).expect("sign");
     assert!(v.verify(&ok).is_ok());
     for (what, extra) in [
@@ -230,13 +259,16 @@ fn configured_issuer_and_audience_are_required_and_nbf_checked() {
     let mut open = hs();
     open.audience = None;
     let t = sign(&open, &claims(serde_json::json!({"aud": null}))).expect("sign");
-    assert!(Verifier::new(&open).expect("v").verify(&t).is_ok());
+    assert!(Verifier::new(&open, Profile::Production)
+        .expect("v")
+        .verify(&t)
+        .is_ok());
 }
 
 #[test]
 fn null_tenant_is_no_tenant_and_the_tenants_claim_is_read() {
     let c = hs();
-    let v = Verifier::new(&c).expect("v");
+    let v = Verifier::new(&c, Profile::Production).expect("v");
     let t = sign(&c, &claims(serde_json::json!({"tenant_id": null}))).expect("sign");
     let id = v.verify(&t).expect("valid");
     assert_eq!(id.tenant, None);
@@ -247,4 +279,36 @@ fn null_tenant_is_no_tenant_and_the_tenants_claim_is_read() {
     )
     .expect("sign");
     assert_eq!(v.verify(&t).expect("valid").tenants, ["a", "b"]);
+}
+
+#[test]
+fn development_tokens_are_marked_and_refused_in_production() {
+    let c = hs();
+    let dev = issue(
+        &c,
+        Profile::Development,
+        "acme_corp",
+        &["admin".into()],
+        None,
+    )
+    .expect("t");
+    let prod = issue(
+        &c,
+        Profile::Production,
+        "acme_corp",
+        &["admin".into()],
+        None,
+    )
+    .expect("t");
+    let in_production = Verifier::new(&c, Profile::Production).expect("v");
+    assert_eq!(
+        in_production.verify(&dev).map(|_| ()),
+        Err(AuthError::Invalid(
+            "a development token (issued under the development profile) is refused by a production server".into()
+        ))
+    );
+    assert!(in_production.verify(&prod).is_ok());
+    let in_development = Verifier::new(&c, Profile::Development).expect("v");
+    assert!(in_development.verify(&dev).is_ok());
+    assert!(in_development.verify(&prod).is_ok());
 }
