@@ -546,9 +546,17 @@ impl Cx<'_> {
                 ));
             }
         }
+        let token = m.token.filter(|s| !s.trim().is_empty());
+        if token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(self.invalid(
+                "metrics.token",
+                "use a token of at least 16 bytes (e.g. `openssl rand -hex 24`)",
+            ));
+        }
         Ok(MetricsConfig {
             enabled: self.flag("metrics.enabled", m.enabled, d.enabled)?,
             listen,
+            token,
             max_tenant_labels: self.int(
                 "metrics.max_tenant_labels",
                 m.max_tenant_labels,

@@ -46,8 +46,12 @@ pub struct MetricsConfig {
     /// Whether metrics are recorded at all (`GET /metrics` answers 404 when off).
     pub enabled: bool,
     /// Serve `/metrics` on this `host:port` instead of the `[server]` port (so it can be kept
-    /// off the public interface). `None`: served beside `/graphql`.
+    /// off the public interface).
     pub listen: Option<String>,
+    /// A bearer token `/metrics` requires (`Authorization: Bearer <token>`), wherever it is
+    /// served. Without `listen` or `token`, the production profile serves no `/metrics` beside
+    /// `/graphql` (it lists tenant keys); the development profile serves it there openly.
+    pub token: Option<String>,
     /// Tenants that keep a `tenant_id` label of their own; later ones report as `other`.
     pub max_tenant_labels: usize,
 }
@@ -57,6 +61,7 @@ impl Default for MetricsConfig {
         Self {
             enabled: true,
             listen: None,
+            token: None,
             max_tenant_labels: 100,
         }
     }
@@ -517,6 +522,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawMetrics {
     pub enabled: Option<Flag>,
     pub listen: Option<String>,
+    pub token: Option<String>,
     pub max_tenant_labels: Option<Num>,
 }
 

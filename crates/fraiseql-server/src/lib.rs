@@ -41,7 +41,7 @@ pub struct AppState {
 pub fn router(engine: Arc<Engine>) -> Router {
     let c = engine.config();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(c.limits.max_in_flight));
-    let metrics_here = c.metrics.enabled && c.metrics.listen.is_none();
+    let metrics_here = metrics_beside_graphql(c);
     let state = AppState { engine, in_flight };
     let mut router = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
@@ -61,6 +61,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(state)
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(request_id::layer))
+}
+
+/// Whether `/metrics` is served beside `/graphql`: not with its own `[metrics] listen`; and
+/// under the production profile only behind `[metrics] token` (it lists tenant keys).
+pub fn metrics_beside_graphql(c: &fraiseql_config::Config) -> bool {
+    c.metrics.enabled
+        && c.metrics.listen.is_none()
+        && (c.metrics.token.is_some() || c.server.profile == fraiseql_config::Profile::Development)
 }
 
 /// The router of a separate `/metrics` listener (`[metrics] listen`).

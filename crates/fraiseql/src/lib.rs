@@ -129,6 +129,12 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     if let Some(line) = development_link(&engine, &endpoint).await {
         println!("{line}");
     }
+    if c.metrics.enabled
+        && metrics_listener.is_none()
+        && !fraiseql_server::metrics_beside_graphql(c)
+    {
+        println!("Metrics: not served (they list tenant keys): set [metrics] listen = \"127.0.0.1:9100\" or [metrics] token");
+    }
     let metrics_task = metrics_listener.map(|l| {
         if let Ok(a) = l.local_addr() {
             println!("Metrics: http://{a}/metrics");

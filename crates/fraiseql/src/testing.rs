@@ -536,6 +536,27 @@ impl TestClient {
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
+        self.oneshot(req, body).await
+    }
+
+    /// Sends a GET to `uri` with these headers alone (no tenant header, no token).
+    pub async fn get_with(
+        &self,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<TestResponse, TestError> {
+        let mut req = http::Request::get(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.oneshot(req, Body::empty()).await
+    }
+
+    async fn oneshot(
+        &self,
+        req: http::request::Builder,
+        body: Body,
+    ) -> Result<TestResponse, TestError> {
         let resp = self.router.clone().oneshot(req.body(body)?).await?;
         let status = resp.status().as_u16();
         let content_type = resp

@@ -14,6 +14,19 @@ use crate::harness::{create_org, create_project, world_with};
 const SYNC_SQL: &str = "INSERT INTO tb_analytics_event (event_id, event_type, tenant_id, data, recorded_at) VALUES ($event_id, $subject, $tenant_id, $data, now()) ON CONFLICT (event_id) DO NOTHING";
 
 /// The example's observers and subscriber, pointed at `nats`, with quick retries.
+/// `/metrics` is served beside `/graphql` behind this token (the production profile's rule).
+const METRICS_TOKEN: &str = "a-metrics-token-of-the-tests";
+
+/// GET `/metrics` with the token.
+async fn scrape(client: &TestClient) -> String {
+    let auth = format!("Bearer {METRICS_TOKEN}");
+    client
+        .get_with("/metrics", &[("Authorization", &auth)])
+        .await
+        .expect("metrics")
+        .text
+}
+
 fn events_config(nats: &NatsServer, max_deliver: u32) -> String {
     events_config_for(&format!("nats_url = {:?}", nats.url()), max_deliver)
 }
@@ -29,6 +42,8 @@ fn events_config_for(nats: &str, max_deliver: u32) -> String {
     format!(
         r#"
 {nats_section}
+[metrics]
+token = "{METRICS_TOKEN}"
 [observers]
 enabled = true
 {observers_line}sweep_interval_ms = 200
@@ -172,7 +187,11 @@ async fn test_analytics_sync(strategy: &str) {
         ),
         1.0
     );
-    let text = client.get("/metrics", None).await.expect("metrics").text;
+    // It lists tenant keys: without the token, nothing.
+    let refused = client.get_with("/metrics", &[]).await.expect("metrics");
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert!(!refused.text.contains("acme"), "{}", refused.text);
+    let text = scrape(&client).await;
     assert!(
         text.contains(r#"fraiseql_nats_events_processed{tenant_id="acme",event_type="analytics.project_created"} 1"#),
         "{text}"
@@ -191,7 +210,7 @@ async fn test_analytics_sync(strategy: &str) {
     client.execute("{ tenantConfig }").await.expect("config");
     let lag = async {
         loop {
-            let text = client.get("/metrics", None).await.expect("metrics").text;
+            let text = scrape(&client).await;
             if text.contains("fraiseql_nats_consumer_lag{consumer=\"analytics_sync\"} 0") {
                 return text;
             }

@@ -774,3 +774,60 @@ async fn a_flood_of_ready_leaves_the_registry_to_tenant_lookups() {
         "{checks} checks in {took:?}: at most one a second"
     );
 }
+
+/// `/metrics` lists tenant keys: the production profile serves it beside `/graphql` only behind
+/// `[metrics] token` (else not at all: 404), the development profile openly (before: open in
+/// every profile).
+#[tokio::test]
+async fn metrics_are_not_public_in_production() {
+    let t = world_with("row_level", "").await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("a request");
+    let public = client.get_with("/metrics", &[]).await.expect("answer");
+    assert_eq!(public.status, 404, "{}", public.text);
+    assert!(!public.text.contains("acme"));
+
+    let t = world_with(
+        "row_level",
+        "[metrics]\ntoken = \"sixteen-bytes-or-more\"\n",
+    )
+    .await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("a request");
+    for auth in [None, Some("Bearer wrong-token-of-some-length")] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        let r = client.get_with("/metrics", &headers).await.expect("answer");
+        assert_eq!(r.status, 401, "{auth:?}: {}", r.text);
+        assert!(!r.text.contains("acme"));
+    }
+    let ok = client
+        .get_with(
+            "/metrics",
+            &[("Authorization", "Bearer sixteen-bytes-or-more")],
+        )
+        .await
+        .expect("answer");
+    assert_eq!(ok.status, 200);
+    assert!(ok.text.contains("tenant_id=\"acme\""), "{}", ok.text);
+
+    let t = world_with("row_level", "[server]\nprofile = \"development\"\n").await;
+    let client = t.client().await.expect("client");
+    assert_eq!(
+        client
+            .get_with("/metrics", &[])
+            .await
+            .expect("answer")
+            .status,
+        200
+    );
+}
