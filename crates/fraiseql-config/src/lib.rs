@@ -14,8 +14,8 @@ pub use load::{
     RESERVED_PAYLOAD_KEYS,
 };
 pub use model::{
-    AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, JwtAlgorithm,
-    LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig, NatsConfig,
-    ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, ServerConfig, StreamConfig,
-    SubscriberConfig, TenancyStrategy, TENANT_DATABASE,
+    AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, FederationConfig,
+    JwtAlgorithm, LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig,
+    NatsConfig, ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, ServerConfig,
+    StreamConfig, SubscriberConfig, TenancyStrategy, TENANT_DATABASE,
 };

@@ -38,6 +38,17 @@ pub struct Config {
     pub cache: CacheConfig,
     /// NATS connection settings: `[nats]` (or the one-server form `[observers] nats_url`).
     pub nats: NatsConfig,
+    /// `[federation]`: what the engine tells a gateway.
+    pub federation: FederationConfig,
+}
+
+/// `[federation]`
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FederationConfig {
+    /// A bearer token only the gateway holds: `_service { sdl }` (the whole schema, descriptions
+    /// and RBAC-guarded fields included) is answered without a user's token to a request that
+    /// carries it. Without it, `_service` follows `[limits] introspection`.
+    pub service_token: Option<String>,
 }
 
 /// `[metrics]`
@@ -511,6 +522,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub federation: RawFederation,
+    #[serde(default)]
     pub logging: RawLogging,
     #[serde(default)]
     pub cache: RawCache,
@@ -524,6 +537,12 @@ pub(crate) struct RawMetrics {
     pub listen: Option<String>,
     pub token: Option<String>,
     pub max_tenant_labels: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFederation {
+    pub service_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -285,7 +285,7 @@ async fn run(
     // middleware, and a small one is cheap to move.
     let service = req.as_ref().is_ok_and(|r| engine.is_service_query(r));
     let identified = match service {
-        true => Ok(fraiseql_engine::RequestContext::default()),
+        true => engine.identify_service(authorization),
         false => Box::pin(engine.identify(tenant, authorization)).await,
     };
     let ctx = match identified {

@@ -282,6 +282,17 @@ impl Cx<'_> {
         Ok(limits)
     }
 
+    pub(super) fn federation(&self, raw: RawFederation) -> Result<FederationConfig, ConfigError> {
+        let service_token = raw.service_token.filter(|s| !s.trim().is_empty());
+        if service_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(self.invalid(
+                "federation.service_token",
+                "use a token of at least 16 bytes (e.g. `openssl rand -hex 24`)",
+            ));
+        }
+        Ok(FederationConfig { service_token })
+    }
+
     pub(super) fn logging(&self, raw: RawLogging) -> Result<LoggingConfig, ConfigError> {
         let logging = LoggingConfig {
             format: match raw.format.as_deref().map(str::trim) {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use fraiseql_config::TENANT_DATABASE;
-use fraiseql_plan::Plan;
+use fraiseql_plan::{Plan, RootKind};
 
 use super::Engine;
 use crate::cache::{invalidate, Lookups};
@@ -12,7 +12,7 @@ use crate::document;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::events::Target;
 use crate::execution::{self, CommitGate, Done};
-use crate::identity::RequestContext;
+use crate::identity::{self, RequestContext};
 use crate::request::{GraphqlRequest, Method};
 use crate::response::{self, Outcome, OutcomeKind};
 use crate::trace;
@@ -45,6 +45,17 @@ impl Engine {
                 Ok(planned) => planned,
                 Err(outcome) => return outcome,
             };
+        if plan
+            .fields
+            .iter()
+            .any(|f| matches!(f.kind, RootKind::Constant(_)))
+            && !identity::may_read_service(&self.config, ctx)
+        {
+            return Outcome::request_error(vec![GraphqlError::new(
+                ErrorCode::Forbidden,
+                identity::SERVICE_REFUSED,
+            )]);
+        }
         let lookups = Lookups::take(self.cache.as_deref().filter(|_| !write), &plan, ctx);
         let started = req.trace.then(trace::Started::now);
         let done = if lookups.all_hit(&plan) {

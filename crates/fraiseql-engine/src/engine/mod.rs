@@ -394,6 +394,14 @@ impl Engine {
             })
     }
 
+    /// Resolves the caller of a `_service`-only request (see [`identity::identify_service`]).
+    pub fn identify_service(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<RequestContext, IdentifyError> {
+        identity::identify_service(&self.config, authorization)
+    }
+
     /// Resolves the caller (see [`identity::identify`]).
     pub async fn identify(
         &self,

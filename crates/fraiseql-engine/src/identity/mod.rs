@@ -25,6 +25,9 @@ pub struct RequestContext {
     pub tenant: Option<Arc<TenantRecord>>,
     /// The verified token's identity (default: anonymous, no roles).
     pub identity: Arc<Identity>,
+    /// The request carries `[federation] service_token`: the gateway, which may read the
+    /// subgraph's SDL (`_service`) whatever `[limits] introspection` says.
+    pub gateway: bool,
 }
 
 /// Why a request was refused before execution, with the HTTP status to answer.
@@ -59,6 +62,57 @@ pub enum TenantHeader<'a> {
     Malformed,
 }
 
+/// Resolves the caller of a request that reads nothing but `_service` (and `__typename`):
+/// gateways and composition tools fetch the SDL without a user's token. The SDL is the whole
+/// schema, descriptions and RBAC-guarded fields included, so: with `[federation] service_token`
+/// only a request carrying it (the gateway) gets it; without one, `_service` follows `[limits]
+/// introspection` (on: answered without credentials, so `IntrospectAndCompose` works as is).
+pub fn identify_service(
+    config: &Config,
+    authorization: Option<&str>,
+) -> Result<RequestContext, IdentifyError> {
+    match &config.federation.service_token {
+        Some(token) => {
+            let given = authorization.and_then(|a| a.strip_prefix("Bearer "));
+            if given.is_some_and(|g| same_secret(token, g)) {
+                Ok(RequestContext {
+                    gateway: true,
+                    ..RequestContext::default()
+                })
+            } else {
+                Err(IdentifyError::new(
+                    401,
+                    ErrorCode::Forbidden,
+                    SERVICE_REFUSED,
+                ))
+            }
+        }
+        None if config.limits.introspection => Ok(RequestContext::default()),
+        None => Err(IdentifyError::new(
+            403,
+            ErrorCode::Forbidden,
+            SERVICE_REFUSED,
+        )),
+    }
+}
+
+/// Why `_service` is refused.
+pub const SERVICE_REFUSED: &str = "the subgraph's SDL (_service) is served to the gateway with [federation] service_token, or with [limits] introspection on when no service_token is set";
+
+/// Whether `ctx` may read `_service` (see [`identify_service`]).
+pub fn may_read_service(config: &Config, ctx: &RequestContext) -> bool {
+    match &config.federation.service_token {
+        Some(_) => ctx.gateway,
+        None => config.limits.introspection,
+    }
+}
+
+/// Compares digests, so the time taken says nothing about where two secrets differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let d = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    d(a).as_ref() == d(b).as_ref()
+}
+
 /// Resolves the caller: the token (verified; required unless `[auth] required = false`), then
 /// under multi-tenancy the tenant it is bound to.
 pub async fn identify(
@@ -90,6 +144,7 @@ pub async fn identify(
         return Ok(RequestContext {
             tenant: None,
             identity,
+            gateway: false,
         });
     };
     let name = config.multi_tenancy.auth_header.as_str();
@@ -187,6 +242,7 @@ pub async fn identify(
     Ok(RequestContext {
         tenant: Some(tenant),
         identity,
+        gateway: false,
     })
 }
 

@@ -425,3 +425,59 @@ fn federation_tools() -> PathBuf {
     );
     dir
 }
+
+/// `_service { sdl }` is the whole schema (descriptions, RBAC-guarded fields): answered without a
+/// user's token only while introspection is on (before: always, even with `introspection =
+/// false`), or, with `[federation] service_token`, only to the gateway that carries it.
+#[tokio::test]
+async fn the_sdl_follows_introspection_or_the_gateways_token() {
+    const SDL: &str = "{ _service { sdl } }";
+    let anonymous = |client: &mut TestClient| {
+        client.clear_tenant();
+        client.set_token(None);
+    };
+    // introspection = false, no service token: nobody reads it.
+    let t =
+        crate::harness::secured_world_with("row_level", "[limits]\nintrospection = false\n").await;
+    let mut client = t.client().await.expect("client");
+    anonymous(&mut client);
+    let r = client.execute_with(SDL, json!({})).await.expect("answer");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(code(&r.json), "FORBIDDEN");
+    assert!(!r.text.contains("type Organization"), "{}", r.text);
+
+    // With a service token: the gateway reads it, anyone else (a user's token too) does not.
+    let gateway = "the-gateways-own-token-0123";
+    let t = crate::harness::secured_world_with(
+        "row_level",
+        &format!("[federation]\nservice_token = \"{gateway}\"\n"),
+    )
+    .await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    anonymous(&mut client);
+    let r = client.execute_with(SDL, json!({})).await.expect("answer");
+    assert_eq!(r.status, 401, "{}", r.text);
+    client.set_token(Some("not-the-gateways-token".into()));
+    let r = client.execute_with(SDL, json!({})).await.expect("answer");
+    assert_eq!(r.status, 401, "{}", r.text);
+    client.set_token(Some(gateway.into()));
+    let r = client.execute_with(SDL, json!({})).await.expect("answer");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.json["data"]["_service"]["sdl"]
+            .as_str()
+            .is_some_and(|s| s.contains("type Organization")),
+        "{}",
+        r.text
+    );
+    // A tenant's user, identified as usual, still may not read it.
+    client.set_tenant("acme");
+    client.set_token(Some(t.token("acme", &["admin"]).expect("token")));
+    let r = client
+        .execute_with("{ organizations { name } _service { sdl } }", json!({}))
+        .await
+        .expect("answer");
+    assert_eq!(code(&r.json), "FORBIDDEN", "{}", r.text);
+    assert!(!r.text.contains("type Organization"), "{}", r.text);
+}
