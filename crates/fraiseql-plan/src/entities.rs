@@ -8,7 +8,9 @@
 
 use apollo_compiler::executable::Field;
 use apollo_compiler::Node;
-use fraiseql_schema::{quote_literal, Catalog, Entity, FieldSource, KeyLookup, ObjectMapping};
+use fraiseql_schema::{
+    quote_literal, Catalog, Entity, FieldSource, KeyLookup, ObjectMapping, RootField,
+};
 use serde_json::{Map, Value};
 
 use crate::collect::Cx;
@@ -180,6 +182,34 @@ fn check(
     })
 }
 
+/// `_entities` is another way in to a type's rows: a caller may use it for a type only if it may
+/// read one of the root query fields that read that type (where there are any), so `[rbac]`
+/// rules on those root fields are not side-stepped through the gateway's entity fetches.
+fn entry_allowed(
+    catalog: &Catalog,
+    access: &dyn Access,
+    type_name: &str,
+    key: &str,
+) -> Result<(), PlanError> {
+    let entries: Vec<&str> = catalog
+        .queries
+        .iter()
+        .filter(|(_, r)| matches!(r, RootField::Rows(c) if c.target == type_name))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if entries.is_empty() || entries.iter().any(|f| access.allows("Query", f)) {
+        return Ok(());
+    }
+    let fields: Vec<String> = entries.iter().map(|f| format!("Query.{f}")).collect();
+    Err(PlanError::Forbidden {
+        message: format!(
+            "reading {type_name} entities needs a role that may read {} ([rbac])",
+            fields.join(" or ")
+        ),
+        path: vec![key.to_owned()],
+    })
+}
+
 /// Plans `_entities`.
 pub(crate) fn plan<'a>(
     cx: &Cx<'a>,
@@ -219,6 +249,9 @@ pub(crate) fn plan<'a>(
         .enumerate()
         .map(|(i, r)| check(catalog, &federation.entities, i, r))
         .collect::<Result<_, _>>()?;
+    for rep in &checked {
+        entry_allowed(catalog, access, &rep.type_name, key)?;
+    }
     // One statement per database, in order of first appearance.
     let mut parts: Vec<(String, Vec<Rep>)> = Vec::new();
     for rep in checked {

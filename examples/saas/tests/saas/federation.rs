@@ -481,3 +481,36 @@ async fn the_sdl_follows_introspection_or_the_gateways_token() {
     assert_eq!(code(&r.json), "FORBIDDEN", "{}", r.text);
     assert!(!r.text.contains("type Organization"), "{}", r.text);
 }
+
+/// `_entities` follows the `[rbac]` rules of the root fields that read a type: a role that may
+/// not call `organization`/`organizations` cannot read organizations through the gateway's
+/// entity fetches either (before: it could).
+#[tokio::test]
+async fn entities_follow_the_rbac_of_the_types_root_fields() {
+    let s = crate::harness::setup_with(
+        "[rbac]\n\"Query.organization\" = [\"admin\"]\n\"Query.organizations\" = [\"admin\"]\n",
+    )
+    .await;
+    let q = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Organization { id name } } }";
+    let reps = json!([{"__typename": "Organization", "id": s.acme}]);
+    let v = entities(&s.client, q, reps.clone()).await;
+    assert_eq!(code(&v), "FORBIDDEN", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Query.organization")),
+        "{v}"
+    );
+    assert!(
+        v.get("data").is_none_or(|d| d["_entities"].is_null()),
+        "{v}"
+    );
+    // Projects have root fields of their own, open to everyone: still served.
+    let p = entities(
+        &s.client,
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on Project { id } } }",
+        json!([{"__typename": "Project", "id": "00000000-0000-4000-8000-000000000000"}]),
+    )
+    .await;
+    assert_eq!(p, json!({"data": {"_entities": [null]}}));
+}
