@@ -1,9 +1,8 @@
 //! fraiseql: a multi-tenant GraphQL engine for PostgreSQL.
 //!
 //! This crate is what applications depend on: it re-exports the pipeline's crates and offers
-//! [`serve`] (what `fraiseql run` does) and [`testing`] (a test client and per-test databases).
-
-pub mod testing;
+//! [`serve`] (what `fraiseql run` does). Test support (a test client, per-test databases) is the
+//! `fraiseql-testing` crate, a dev-dependency.
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use fraiseql::testing::TestTenancy;
+use fraiseql_testing::TestTenancy;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/saas")
@@ -162,7 +162,7 @@ async fn run_prints_the_banner_and_stops_on_sigterm() {
         .status
         .success());
     // Events on, against a NATS server of this test's own.
-    let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let mut child = cmd(&w, &config, &["run"])
         .env("OBSERVERS_ENABLED", "true")
         .env("NATS_URL", nats.url())
@@ -333,7 +333,7 @@ async fn config_validate_checks_nats_when_events_are_on() {
         "{}",
         out(&o)
     );
-    let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let o = cmd(&w, &config, &["config", "validate"])
         .env("OBSERVERS_ENABLED", "true")
         .env("NATS_URL", nats.url())
@@ -369,7 +369,7 @@ fn slow_example(extra: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_in_flight_limit_are_shed_and_health_stays_fast() {
-    use fraiseql::testing::{http, ServerProcess};
+    use fraiseql_testing::{http, ServerProcess};
     let w = world().await;
     let config = slow_example("");
     assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
@@ -491,7 +491,7 @@ async fn requests_over_the_in_flight_limit_are_shed_and_health_stays_fast() {
 
 #[tokio::test]
 async fn metrics_can_be_served_on_their_own_address() {
-    use fraiseql::testing::{http, ServerProcess};
+    use fraiseql_testing::{http, ServerProcess};
     let w = world().await;
     let config = example().join("fraiseql.toml");
     let port = ServerProcess::free_port().expect("port");
@@ -575,7 +575,7 @@ async fn run_refuses_tenancy_without_auth_and_warns_when_the_header_is_trusted()
 /// token.
 #[tokio::test]
 async fn requests_are_logged_as_json_with_their_request_id() {
-    use fraiseql::testing::{http, ServerProcess};
+    use fraiseql_testing::{http, ServerProcess};
     let w = world().await;
     let config = example().join("fraiseql.toml");
     assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
@@ -651,7 +651,7 @@ async fn requests_are_logged_as_json_with_their_request_id() {
 /// committed on A (A waits for B's acknowledgement before answering), and the other way round.
 #[tokio::test]
 async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
-    use fraiseql::testing::{http, ServerProcess};
+    use fraiseql_testing::{http, ServerProcess};
     let w = world().await;
     let config = example().join("fraiseql.toml");
     assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
@@ -683,7 +683,7 @@ async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
     )
     .trim()
     .to_owned();
-    let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let start = |port: u16| {
         let mut c = cmd(&w, &config, &["run"]);
         c.env("PORT", port.to_string())
@@ -779,13 +779,13 @@ async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
 /// letters; non-zero with the reason when NATS does not answer.
 #[tokio::test]
 async fn events_status_reports_the_stream_consumers_outboxes_and_dead_letters() {
-    use fraiseql::testing::ServerProcess;
+    use fraiseql_testing::ServerProcess;
     let w = world().await;
     let config = example().join("fraiseql.toml");
     assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
         .status
         .success());
-    let mut nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let mut nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let port = ServerProcess::free_port().expect("port");
     let mut c = cmd(&w, &config, &["run"]);
     c.env("PORT", port.to_string())
@@ -892,7 +892,7 @@ async fn tenant_backup_restore_and_set_server_commands() {
 /// handled each event once (the consumer group is shared).
 #[tokio::test]
 async fn two_instances_share_the_work_and_consume_each_event_once() {
-    use fraiseql::testing::{http, ServerProcess};
+    use fraiseql_testing::{http, ServerProcess};
     let w = world().await;
     let config = example().join("fraiseql.toml");
     assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
@@ -908,7 +908,7 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     )
     .trim()
     .to_owned();
-    let nats = fraiseql::testing::NatsServer::start().expect("nats-server");
+    let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let start = |port: u16| {
         let mut c = cmd(&w, &config, &["run"]);
         c.env("PORT", port.to_string())

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use fraiseql::engine::events::dead_letter::{self, Retried};
-use fraiseql::testing::{NatsServer, TestClient, TestTenancy};
+use fraiseql_testing::{NatsServer, TestClient, TestTenancy};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 

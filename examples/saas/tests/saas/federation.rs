@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fraiseql::testing::{TestClient, TestDatabase};
+use fraiseql_testing::{TestClient, TestDatabase};
 use serde_json::{json, Value};
 
 use crate::harness::{code, create_org, create_project, example_dir, setup, world};

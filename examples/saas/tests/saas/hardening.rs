@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fraiseql::engine::identity::jwt;
-use fraiseql::testing::{TestClient, TestTenancy};
 use fraiseql::Resolvers;
+use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{code, secured_world_with, setup_with, world_with};
@@ -473,9 +473,9 @@ fn scratch(name: &str) -> std::path::PathBuf {
 }
 
 /// A PostgreSQL cluster that only accepts TLS, with a certificate signed by a CA made here.
-fn tls_cluster() -> (fraiseql::testing::PgCluster, fraiseql::testing::TestCerts) {
+fn tls_cluster() -> (fraiseql_testing::PgCluster, fraiseql_testing::TestCerts) {
     let dir = scratch("tls");
-    let certs = fraiseql::testing::TestCerts::make(&dir).expect("certs");
+    let certs = fraiseql_testing::TestCerts::make(&dir).expect("certs");
     // The server reads its key as the `postgres` user, and only if no one else can.
     let _ = std::process::Command::new("chown")
         .args(["-R", "postgres:postgres"])
@@ -489,7 +489,7 @@ fn tls_cluster() -> (fraiseql::testing::PgCluster, fraiseql::testing::TestCerts)
         .arg("0755")
         .arg(&dir)
         .status();
-    let cluster = fraiseql::testing::PgCluster::start(
+    let cluster = fraiseql_testing::PgCluster::start(
         &format!(
             "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
             certs.cert.display(),
@@ -536,7 +536,7 @@ async fn postgres_connections_use_tls_as_the_url_says_and_verify_the_server() {
     assert!(ssl_in_use(c).await);
     // The server refuses plain TCP; a certificate from another CA is refused by us.
     assert!(connect(url("localhost", "sslmode=disable")).await.is_err());
-    let other = fraiseql::testing::TestCerts::make(&scratch("other-ca")).expect("other CA");
+    let other = fraiseql_testing::TestCerts::make(&scratch("other-ca")).expect("other CA");
     let e = connect(url(
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={}", other.ca.display()),
@@ -594,8 +594,8 @@ async fn postgres_connections_use_tls_as_the_url_says_and_verify_the_server() {
 #[tokio::test]
 async fn nats_connections_use_tls_with_the_configured_ca() {
     let dir = scratch("nats-tls");
-    let certs = fraiseql::testing::TestCerts::make(&dir).expect("certs");
-    let nats = fraiseql::testing::NatsServer::start_with(&[
+    let certs = fraiseql_testing::TestCerts::make(&dir).expect("certs");
+    let nats = fraiseql_testing::NatsServer::start_with(&[
         "--tls",
         "--tlscert",
         &certs.cert.display().to_string(),

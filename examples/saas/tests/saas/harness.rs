@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fraiseql::testing::{TestClient, TestDatabase, TestTenancy};
+use fraiseql_testing::{TestClient, TestDatabase, TestTenancy};
 use serde_json::Value;
 
 pub fn example_dir() -> PathBuf {

@@ -3,7 +3,7 @@
 //! updates, deletes, constraint violations and input limits.
 
 use fraiseql::engine::tenancy::TenantRecord;
-use fraiseql::testing::{TestClient, TestTenancy};
+use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{code, create_org, world, world_with};
@@ -449,7 +449,7 @@ async fn a_broken_mutation_statement_stops_the_start_up() {
         );
     let path = std::env::temp_dir().join(format!("fraiseql-broken-{}.graphql", std::process::id()));
     std::fs::write(&path, sdl).expect("write schema");
-    let t = fraiseql::testing::TestTenancy::new(
+    let t = fraiseql_testing::TestTenancy::new(
         "database_per_tenant",
         &crate::harness::example_dir().join("migrations/tenant"),
         &path,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use fraiseql::engine::tenancy::transfer::{self, TransferError};
 use fraiseql::engine::tenancy::{provision, TenantRecord, TenantStatus};
-use fraiseql::testing::{http, HttpAnswer, NatsServer, PgCluster, ServerProcess, TestTenancy};
+use fraiseql_testing::{http, HttpAnswer, NatsServer, PgCluster, ServerProcess, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{code, create_org, create_project, world, world_with};

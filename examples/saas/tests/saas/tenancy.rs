@@ -2,7 +2,7 @@
 //! test over random interleavings, and hostile identities.
 
 use fraiseql::engine::tenancy::{TenantRecord, TenantStatus};
-use fraiseql::testing::{TestClient, TestTenancy};
+use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{code, world, world_with};
@@ -265,7 +265,7 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
         .await
         .expect("client");
     let q = "{ organizations { name } }";
-    let check = |r: &fraiseql::testing::TestResponse, status: u16, want: &str| {
+    let check = |r: &fraiseql_testing::TestResponse, status: u16, want: &str| {
         assert_eq!((r.status, code(&r.json)), (status, want), "{}", r.text);
         assert!(r.json.get("data").is_none());
         for secret in [a.password.as_str(), "postgres://", "tb_organization"] {
