@@ -121,6 +121,42 @@ impl TestDatabase {
         Ok(())
     }
 
+    /// From now on, counts every row a committed transaction proposes for insertion into `table`
+    /// (in `public`), including rows `ON CONFLICT DO NOTHING` then skips: a handler that ran
+    /// twice shows here even where its table keeps one row per event. A `BEFORE INSERT` trigger
+    /// writes the count in the same transaction, so a run that rolled back is not counted. Read
+    /// it with [`TestDatabase::insert_attempts`].
+    pub async fn count_insert_attempts(&self, table: &str) -> Result<(), TestError> {
+        let table = plain_identifier(table)?;
+        self.connect()
+            .await?
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS fraiseql_test_insert_attempt (tbl text NOT NULL);
+                 CREATE OR REPLACE FUNCTION fraiseql_test_count_insert() RETURNS trigger
+                   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+                   BEGIN INSERT INTO fraiseql_test_insert_attempt (tbl) VALUES (TG_TABLE_NAME); RETURN NEW; END $$;
+                 CREATE TRIGGER fraiseql_test_count_insert BEFORE INSERT ON public.\"{table}\"
+                   FOR EACH ROW EXECUTE FUNCTION fraiseql_test_count_insert();"
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Rows proposed for insertion into `table` by committed transactions since
+    /// [`TestDatabase::count_insert_attempts`].
+    pub async fn insert_attempts(&self, table: &str) -> Result<i64, TestError> {
+        let table = plain_identifier(table)?;
+        Ok(self
+            .connect()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM fraiseql_test_insert_attempt WHERE tbl = $1",
+                &[&table],
+            )
+            .await?
+            .get(0))
+    }
+
     /// A fresh, empty database.
     pub async fn empty() -> Result<Self, TestError> {
         let admin = admin().await?;
@@ -139,6 +175,19 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
         with_admin_blocking(move |admin| async move { drop_database(&admin, &name).await });
+    }
+}
+
+/// `name` if it is a plain lower-case SQL identifier (it is spliced into DDL).
+fn plain_identifier(name: &str) -> Result<&str, TestError> {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        Ok(name)
+    } else {
+        Err(format!("`{name}` is not a plain lower-case table name").into())
     }
 }
 

@@ -22,7 +22,7 @@ pub mod tenancy;
 pub use certs::TestCerts;
 pub use client::{TestClient, TestResponse};
 pub use database::{admin_url, url_for, TestDatabase};
-pub use nats::NatsServer;
+pub use nats::{wait_consumer_idle, NatsServer, StreamDelivery};
 pub use postgres::PgCluster;
 pub use process::{http, HttpAnswer, ServerProcess};
 pub use tenancy::{TestTenancy, TEST_JWT_SECRET};

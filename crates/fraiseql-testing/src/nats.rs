@@ -1,4 +1,6 @@
-//! A `nats-server` with JetStream of a test's own.
+//! A `nats-server` with JetStream of a test's own, and what a stream and a consumer group did.
+
+use std::time::{Duration, Instant};
 
 use crate::{free_port, unique_suffix, TestError};
 
@@ -47,6 +49,13 @@ impl NatsServer {
     /// `nats://127.0.0.1:<port>`
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// A JetStream context on this server.
+    pub async fn jetstream(&self) -> Result<async_nats::jetstream::Context, TestError> {
+        Ok(async_nats::jetstream::new(
+            async_nats::connect(self.url()).await?,
+        ))
     }
 
     fn binary() -> String {
@@ -105,4 +114,60 @@ impl Drop for NatsServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.store);
     }
+}
+
+/// What a JetStream stream took, and what one consumer group of it has left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamDelivery {
+    /// Messages the stream ever stored (its last sequence): a copy dropped by its `Nats-Msg-Id`
+    /// is not among them, the same event published again under another id is.
+    pub stored: u64,
+    /// Messages not delivered to the group yet.
+    pub pending: u64,
+    /// Messages delivered and neither acknowledged nor terminated yet.
+    pub unacknowledged: usize,
+}
+
+/// Waits until consumer group `group` of `stream` has been delivered every stored message and
+/// acknowledged (or terminated) each delivery: from then on no handler runs until something new is
+/// published, so what the handlers wrote can be counted. Fails with what was left after `within`.
+pub async fn wait_consumer_idle(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    group: &str,
+    within: Duration,
+) -> Result<StreamDelivery, TestError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = stream_delivery(js, stream, group).await;
+        match &last {
+            Ok(d) if d.pending == 0 && d.unacknowledged == 0 => return Ok(*d),
+            _ if Instant::now() > deadline => {
+                return Err(format!(
+                    "consumer group `{group}` of stream `{stream}` still busy after {within:?}: {last:?}"
+                )
+                .into())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn stream_delivery(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    group: &str,
+) -> Result<StreamDelivery, String> {
+    let mut s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let stored = s.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+    let mut consumer = s
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(group)
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = consumer.info().await.map_err(|e| e.to_string())?;
+    Ok(StreamDelivery {
+        stored,
+        pending: info.num_pending,
+        unacknowledged: info.num_ack_pending,
+    })
 }

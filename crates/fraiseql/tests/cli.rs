@@ -683,6 +683,10 @@ async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
     )
     .trim()
     .to_owned();
+    w.shared
+        .count_insert_attempts("tb_analytics_event")
+        .await
+        .expect("count handler runs");
     let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let start = |port: u16| {
         let mut c = cmd(&w, &config, &["run"]);
@@ -888,8 +892,9 @@ async fn tenant_backup_restore_and_set_server_commands() {
 
 /// Two `fraiseql run` processes on one registry, one analytics database and one NATS: requests
 /// spread over both (four clients, alternating) all commit and are all seen by either; each
-/// event lands in `tb_analytics_event` exactly once, and the two processes' consumers together
-/// handled each event once (the consumer group is shared).
+/// event is stored in the stream once and lands in `tb_analytics_event` once, and the two
+/// processes' consumers together handled each event once (the consumer group is shared: the
+/// group's SQL ran once per event, and so say the processes' metrics).
 #[tokio::test]
 async fn two_instances_share_the_work_and_consume_each_event_once() {
     use fraiseql_testing::{http, ServerProcess};
@@ -908,6 +913,10 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     )
     .trim()
     .to_owned();
+    w.shared
+        .count_insert_attempts("tb_analytics_event")
+        .await
+        .expect("count handler runs");
     let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let start = |port: u16| {
         let mut c = cmd(&w, &config, &["run"]);
@@ -978,7 +987,8 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
         );
     }
 
-    // One organization and `total` projects: that many events, each recorded once.
+    // One organization and `total` projects: that many events, each stored once, handled once,
+    // recorded once.
     let events = total as i64 + 1;
     let analytics = tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
         .await
@@ -988,36 +998,65 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
         })
         .expect("analytics");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let counts = loop {
-        let r = analytics
+    loop {
+        let rows: i64 = analytics
             .query_one(
-                "SELECT count(*), count(DISTINCT event_id) FROM tb_analytics_event WHERE tenant_id = 'acme_corp'",
+                "SELECT count(*) FROM tb_analytics_event WHERE tenant_id = 'acme_corp'",
                 &[],
             )
             .await
-            .expect("count");
-        let counts: (i64, i64) = (r.get(0), r.get(1));
-        if counts.0 >= events || std::time::Instant::now() > deadline {
-            break counts;
+            .expect("count")
+            .get(0);
+        if rows >= events {
+            assert_eq!(rows, events);
+            break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rows} of {events} analytics rows after 30 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    assert_eq!(counts, (events, events));
+    }
+    let js = nats.jetstream().await.expect("jetstream");
+    let idle = fraiseql_testing::wait_consumer_idle(
+        &js,
+        "FRAISEQL_EVENTS",
+        "analytics_sync",
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(idle.stored, events as u64, "messages stored in the stream");
+    assert_eq!(
+        w.shared
+            .insert_attempts("tb_analytics_event")
+            .await
+            .expect("handler runs"),
+        events,
+        "runs of the group's SQL"
+    );
     let processed = |text: &str| -> f64 {
         text.lines()
             .filter(|l| l.starts_with("fraiseql_nats_events_processed{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    // The consumers ack after their commit: give the last acks a moment, then count.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let mut handled = 0.0;
-    for port in ports {
-        let m = http(port, "GET", "/metrics", &[], "")
-            .await
-            .expect("metrics");
-        handled += processed(&m.body);
-    }
+    // A process counts a message once JetStream confirmed its acknowledgement, a moment after
+    // the group went idle: wait for the count (with a deadline), then it must not exceed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let handled = loop {
+        let mut handled = 0.0;
+        for port in ports {
+            let m = http(port, "GET", "/metrics", &[], "")
+                .await
+                .expect("metrics");
+            handled += processed(&m.body);
+        }
+        if handled >= events as f64 || std::time::Instant::now() > deadline {
+            break handled;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(
         handled, events as f64,
         "the two instances' consumers handled each event once between them"

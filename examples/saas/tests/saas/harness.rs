@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use fraiseql_testing::{TestClient, TestDatabase, TestTenancy};
+use std::time::Duration;
+
+use fraiseql_testing::{wait_consumer_idle, TestClient, TestDatabase, TestTenancy};
 use serde_json::Value;
 
 pub fn example_dir() -> PathBuf {
@@ -184,4 +186,67 @@ pub async fn create_project(client: &TestClient, org: &str, name: &str) -> Strin
         "createProject",
     )
     .await
+}
+
+/// What became of a test's events once consumer group `analytics_sync` had nothing left to
+/// deliver or to have acknowledged: the figures that differ when an event is published or
+/// handled twice (the analytics table keeps one row per event id whatever happens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Messages the JetStream stream stored.
+    pub stored: u64,
+    /// Committed runs of the group's SQL (inserts attempted into `tb_analytics_event`, kept or
+    /// skipped by `ON CONFLICT`).
+    pub handled: i64,
+    /// Rows in `tb_analytics_event`.
+    pub rows: i64,
+}
+
+impl EventCounts {
+    /// Each of `n` events stored once, handled once, written once.
+    pub fn once(n: u64) -> Self {
+        Self {
+            stored: n,
+            handled: n as i64,
+            rows: n as i64,
+        }
+    }
+}
+
+/// Makes the shared database count the group's runs (see [`EventCounts::handled`]); call it
+/// before any event flows.
+pub async fn count_handler_runs(shared: &TestDatabase) {
+    shared
+        .count_insert_attempts("tb_analytics_event")
+        .await
+        .expect("count handler runs");
+}
+
+/// Waits (up to `within`, failing with what was left) until group `analytics_sync` of `stream`
+/// is idle, then counts.
+pub async fn event_counts(
+    shared: &TestDatabase,
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    within: Duration,
+) -> EventCounts {
+    let idle = wait_consumer_idle(js, stream, "analytics_sync", within)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows: i64 = shared
+        .connect()
+        .await
+        .expect("shared")
+        .query_one("SELECT count(*) FROM tb_analytics_event", &[])
+        .await
+        .expect("rows")
+        .get(0);
+    EventCounts {
+        stored: idle.stored,
+        handled: shared
+            .insert_attempts("tb_analytics_event")
+            .await
+            .expect("handler runs"),
+        rows,
+    }
 }

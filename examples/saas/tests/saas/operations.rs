@@ -15,7 +15,10 @@ use fraiseql::engine::tenancy::{provision, TenantRecord, TenantStatus};
 use fraiseql_testing::{http, HttpAnswer, NatsServer, PgCluster, ServerProcess, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::{code, create_org, create_project, world, world_with};
+use crate::harness::{
+    code, count_handler_runs, create_org, create_project, event_counts, world, world_with,
+    EventCounts,
+};
 
 /// Everything a tenant's callers can read: organizations with members, projects, tasks and
 /// their counts, and the tenant's configuration.
@@ -191,26 +194,43 @@ async fn project_via(port: u16, tenant: &str, token: &str, org: &str, name: &str
     .await
 }
 
-async fn analytics(t: &TestTenancy) -> (i64, i64, i64, i64) {
+/// Analytics rows of `mover` and of `other`.
+async fn analytics_by_tenant(t: &TestTenancy) -> (i64, i64) {
     let c = t.shared.connect().await.expect("shared");
     let r = c
         .query_one(
-            "SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE tenant_id = 'mover'), count(*) FILTER (WHERE tenant_id = 'other') FROM tb_analytics_event",
+            "SELECT count(*) FILTER (WHERE tenant_id = 'mover'), count(*) FILTER (WHERE tenant_id = 'other') FROM tb_analytics_event",
             &[],
         )
         .await
         .expect("analytics");
-    (r.get(0), r.get(1), r.get(2), r.get(3))
+    (r.get(0), r.get(1))
 }
 
-/// Waits until `n` analytics rows arrived, then a moment more (to catch duplicates).
-async fn wait_for_events(t: &TestTenancy, n: i64, within: Duration) -> (i64, i64, i64, i64) {
+/// Waits until `n` analytics rows arrived (panics after `within`) and the consumer group is
+/// idle; what the stream stored and the group did, and the rows of `mover` and `other`.
+async fn wait_for_events(
+    t: &TestTenancy,
+    nats: &NatsServer,
+    n: i64,
+    within: Duration,
+) -> (EventCounts, (i64, i64)) {
     let deadline = Instant::now() + within;
-    while analytics(t).await.0 < n && Instant::now() < deadline {
+    loop {
+        let (m, o) = analytics_by_tenant(t).await;
+        if m + o >= n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} analytics rows after {within:?}",
+            m + o
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    analytics(t).await
+    let js = nats.jetstream().await.expect("jetstream");
+    let counts = event_counts(&t.shared, &js, "OPS_EVENTS", within).await;
+    (counts, analytics_by_tenant(t).await)
 }
 
 /// One answer seen by a poller.
@@ -233,6 +253,7 @@ async fn move_while_serving(strategy: &str) {
     let cluster = PgCluster::start("", None).expect("second cluster");
     let to = target_url(&cluster, strategy).await;
     let t = world_with(strategy, &events_config(&nats)).await;
+    count_handler_runs(&t.shared).await;
     let mover = t.create_tenant("mover").await.expect("mover");
     let other = t.create_tenant("other").await.expect("other");
     let (server, config_path) = serve(&t, &format!("move-{strategy}")).await;
@@ -252,8 +273,9 @@ async fn move_while_serving(strategy: &str) {
     arrange_rows(&t, &mover).await;
     arrange_rows(&t, &other).await;
     assert_eq!(
-        wait_for_events(&t, 6, Duration::from_secs(20)).await,
-        (6, 6, 3, 3)
+        wait_for_events(&t, &nats, 6, Duration::from_secs(20)).await,
+        (EventCounts::once(6), (3, 3)),
+        "{strategy}: (stored, handled, rows), (mover, other)"
     );
 
     // Right before the move, NATS goes away: these events stay in the outboxes.
@@ -509,13 +531,13 @@ async fn move_while_serving(strategy: &str) {
         }
     }
 
-    // No event lost: NATS back, every event lands exactly once, the moved ones published from
-    // the new home (its outbox is the one marked sent).
+    // No event lost: NATS back, every event stored once and handled once, the moved ones
+    // published from the new home (its outbox is the one marked sent).
     nats.resume().expect("nats again");
     assert_eq!(
-        wait_for_events(&t, 9, Duration::from_secs(30)).await,
-        (9, 9, 5, 4),
-        "{strategy}: (all, distinct, mover, other)"
+        wait_for_events(&t, &nats, 9, Duration::from_secs(30)).await,
+        (EventCounts::once(9), (5, 4)),
+        "{strategy}: (stored, handled, rows), (mover, other)"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -536,8 +558,9 @@ async fn move_while_serving(strategy: &str) {
     // Writes go to the new home, and their events flow.
     project_via(port, "mover", &tm, &mover_org, "M after").await;
     assert_eq!(
-        wait_for_events(&t, 10, Duration::from_secs(20)).await,
-        (10, 10, 6, 4)
+        wait_for_events(&t, &nats, 10, Duration::from_secs(20)).await,
+        (EventCounts::once(10), (6, 4)),
+        "{strategy}: (stored, handled, rows), (mover, other)"
     );
 
     // drop-copy removes the old copy; the tenant is still served.
