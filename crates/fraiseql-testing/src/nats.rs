@@ -159,7 +159,12 @@ async fn stream_delivery(
     group: &str,
 ) -> Result<StreamDelivery, String> {
     let mut s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
-    let stored = s.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+    let stored = s
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
     let mut consumer = s
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>(group)
         .await

@@ -188,6 +188,25 @@ pub async fn create_project(client: &TestClient, org: &str, name: &str) -> Strin
     .await
 }
 
+/// Polls `check` every 50 ms until it answers `Ok`; after `within`, panics with `what` and the
+/// last `Err` (what was seen instead).
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(seen) if std::time::Instant::now() > deadline => {
+                panic!("{what}: not within {within:?}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// What became of a test's events once consumer group `analytics_sync` had nothing left to
 /// deliver or to have acknowledged: the figures that differ when an event is published or
 /// handled twice (the analytics table keeps one row per event id whatever happens).

@@ -5,7 +5,9 @@ use fraiseql::engine::tenancy::{TenantRecord, TenantStatus};
 use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::{code, world, world_with};
+use std::time::Duration;
+
+use crate::harness::{code, eventually, world, world_with};
 
 /// Inserts an organization for `rec` as the superuser (arranging data behind the API's back).
 async fn insert_org(t: &TestTenancy, rec: &TenantRecord, name: &str) -> String {
@@ -645,8 +647,46 @@ fn random_interleavings_never_cross_tenants() {
     }
 }
 
-/// Three tenants, a budget of two connections: connections move between tenants (the least
-/// recently used idle one is closed), the budget is never exceeded, and every request succeeds.
+/// Backends (pids) of the tenants' roles, sorted.
+async fn backends_of(admin: &tokio_postgres::Client, roles: &[String]) -> Vec<i32> {
+    let mut pids: Vec<i32> = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE usename = ANY($1)",
+            &[&roles],
+        )
+        .await
+        .expect("backends")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Waits until the tenants' roles have exactly the backends `want` (a closed connection's
+/// backend leaves `pg_stat_activity` a moment after the socket closes).
+async fn expect_backends(
+    admin: &tokio_postgres::Client,
+    roles: &[String],
+    want: &[i32],
+    what: &str,
+) {
+    let mut want = want.to_vec();
+    want.sort_unstable();
+    eventually(what, Duration::from_secs(10), || async {
+        let now = backends_of(admin, roles).await;
+        if now == want {
+            Ok(())
+        } else {
+            Err(format!("{now:?}, want {want:?}"))
+        }
+    })
+    .await;
+}
+
+/// Three tenants, a budget of two connections: while both are in use a third tenant's request
+/// waits (no third connection is opened); once one is idle, the least recently used idle
+/// connection is the one closed for it; and every request succeeds.
 #[tokio::test]
 async fn connection_budget_is_shared_by_all_tenants() {
     let t = world("database_per_tenant").await;
@@ -659,10 +699,80 @@ async fn connection_budget_is_shared_by_all_tenants() {
     let mut config = t.config.clone();
     config.multi_tenancy.connection_budget = 2;
     let engine_client = TestClient::from_config(config).await.expect("client");
+    let tenants = engine_client.engine().tenants().expect("tenancy");
     let admin = t.admin_client(&recs[0]).await.expect("admin");
     let roles: Vec<String> = recs.iter().map(|r| r.role.clone()).collect();
+    let lease = |i: usize| tenants.connection(&recs[i]);
+
+    // a, then b: both connections of the budget, idle, a's the least recently used.
+    let la = lease(0).await.expect("lease a");
+    let pid_a = backend(&la).await;
+    drop(la);
+    let lb = lease(1).await.expect("lease b");
+    let pid_b = backend(&lb).await;
+    drop(lb);
+    expect_backends(&admin, &roles, &[pid_a, pid_b], "a's and b's connections").await;
+
+    // c: the budget is spent, so a's idle connection (the least recently used) is closed.
+    let lc = lease(2).await.expect("lease c");
+    let pid_c = backend(&lc).await;
+    expect_backends(
+        &admin,
+        &roles,
+        &[pid_b, pid_c],
+        "a's connection closed for c",
+    )
+    .await;
+    // b gets its own connection back; a, arriving now, waits: nothing is idle.
+    let lb = lease(1).await.expect("lease b again");
+    assert_eq!(backend(&lb).await, pid_b, "b's connection was kept");
+    let body = serde_json::to_vec(&json!({"query": "{ organizations { name } }"})).expect("json");
+    let request_a = engine_client.post_as("tenant_a", body);
+    let meanwhile = async {
+        eventually(
+            "a's request waits for a connection",
+            Duration::from_secs(10),
+            || async {
+                match tenants.pool().waiting() {
+                    0 => Err("nothing waiting".to_owned()),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .await;
+        assert_eq!(tenants.open_connections(), 2);
+        expect_backends(
+            &admin,
+            &roles,
+            &[pid_b, pid_c],
+            "no third connection while a waits",
+        )
+        .await;
+        // c is done: its connection, the only idle one, is closed for a.
+        drop(lc);
+    };
+    let (answer, ()) = tokio::join!(request_a, meanwhile);
+    assert_eq!(
+        answer.expect("a's answer").json,
+        json!({"data": {"organizations": [{"name": "tenant_a"}]}})
+    );
+    eventually(
+        "c's idle connection closed for a, b's (in use) kept",
+        Duration::from_secs(10),
+        || async {
+            let pids = backends_of(&admin, &roles).await;
+            if pids.len() == 2 && pids.contains(&pid_b) && !pids.contains(&pid_c) {
+                Ok(())
+            } else {
+                Err(format!("{pids:?} (b {pid_b}, c {pid_c})"))
+            }
+        },
+    )
+    .await;
+    drop(lb);
+
+    // Polled together, three tenants compete for two connections: every request succeeds.
     for round in 0..3 {
-        // Polled together: three tenants compete for two connections.
         let answers = futures_util::future::join_all(recs.iter().map(|r| {
             let body =
                 serde_json::to_vec(&json!({"query": "{ organizations { name } }"})).expect("json");
@@ -678,26 +788,6 @@ async fn connection_budget_is_shared_by_all_tenants() {
                 "round {round}"
             );
         }
-        assert!(
-            engine_client
-                .engine()
-                .tenants()
-                .expect("tenancy")
-                .open_connections()
-                <= 2
-        );
-        let open: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1)",
-                &[&roles],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        assert!(
-            open <= 2,
-            "round {round}: {open} connections open for a budget of 2"
-        );
     }
 }
 
