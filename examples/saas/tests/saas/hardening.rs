@@ -599,7 +599,13 @@ async fn postgres_connections_use_tls_as_the_url_says_and_verify_the_server() {
     let c = connect(kv).await.expect("verify-ca, key=value form");
     assert!(ssl_in_use(c).await);
     // The server refuses plain TCP; a certificate from another CA is refused by us.
-    assert!(connect(url("localhost", "sslmode=disable")).await.is_err());
+    let e = connect(url("localhost", "sslmode=disable"))
+        .await
+        .expect_err("plain TCP refused");
+    assert_eq!(
+        e.to_string(),
+        "pg_hba.conf rejects connection for host \"127.0.0.1\", user \"postgres\", database \"postgres\", no encryption"
+    );
     let other = fraiseql_testing::TestCerts::make(&scratch("other-ca")).expect("other CA");
     let e = connect(url(
         "localhost",
@@ -607,7 +613,11 @@ async fn postgres_connections_use_tls_as_the_url_says_and_verify_the_server() {
     ))
     .await
     .expect_err("wrong CA");
-    assert!(!e.to_string().is_empty());
+    // Both CAs are named alike: the chain is found, its signature does not verify.
+    assert_eq!(
+        e.to_string(),
+        "error performing TLS handshake: invalid peer certificate: BadSignature"
+    );
 
     // A tenant on that server, provisioned and served through a verify-full URL (the registry
     // row keeps it).
@@ -685,9 +695,13 @@ async fn nats_connections_use_tls_with_the_configured_ca() {
     client.flush().await.expect("flush");
     // Without the CA the server's certificate is not trusted.
     c.tls_ca = None;
-    assert!(fraiseql::engine::nats::probe(&c, Duration::from_secs(3))
+    let e = fraiseql::engine::nats::probe(&c, Duration::from_secs(3))
         .await
-        .is_err());
+        .expect_err("the server's certificate is not trusted");
+    assert_eq!(
+        e.to_string(),
+        "NATS: IO error: invalid peer certificate: UnknownIssuer"
+    );
 }
 
 #[tokio::test]

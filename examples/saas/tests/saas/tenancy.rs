@@ -211,15 +211,21 @@ async fn rls_holds_on_its_own(strategy: &str) {
         .await
         .expect("delete runs");
     assert_eq!(deleted, 0);
-    let insert = role
+    let e = role
         .execute(
             "INSERT INTO tb_organization (identifier, tenant_id, name) VALUES ('x-' || gen_random_uuid(), $1, 'x')",
             &[&a.id],
         )
-        .await;
-    assert!(
-        insert.is_err(),
-        "{strategy}: insert for another tenant must be refused"
+        .await
+        .expect_err("an insert for another tenant is refused");
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{strategy}: {e}"));
+    assert_eq!(
+        (db.code(), db.message()),
+        (
+            &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+            "new row violates row-level security policy for table \"tb_organization\""
+        ),
+        "{strategy}: insert for another tenant"
     );
     role.batch_execute("SELECT set_config('app.tenant_id', '', false)")
         .await
@@ -234,10 +240,19 @@ async fn rls_holds_on_its_own(strategy: &str) {
         "{strategy}: '' (unset after use) means no rows, not an error"
     );
     // DDL is not the role's to do.
-    assert!(role
+    let e = role
         .batch_execute("ALTER TABLE tb_organization DISABLE ROW LEVEL SECURITY")
         .await
-        .is_err());
+        .expect_err("DDL is refused");
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{strategy}: {e}"));
+    assert_eq!(
+        (db.code(), db.message()),
+        (
+            &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+            "must be owner of table tb_organization"
+        ),
+        "{strategy}: DDL"
+    );
     if strategy == "database_per_tenant" {
         let other = fraiseql::engine::connections::parse_url("t", &b.server)
             .expect("cfg")
@@ -246,9 +261,20 @@ async fn rls_holds_on_its_own(strategy: &str) {
                     .user(&a.role)
                     .password(a.password.as_bytes());
             });
-        assert!(
-            other.connect().await.is_err(),
-            "role A cannot connect to B's database"
+        let e = other
+            .connect()
+            .await
+            .expect_err("role A cannot connect to B's database");
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(
+            (db.code(), db.message().to_owned()),
+            (
+                &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied for database \"{}\"",
+                    b.database
+                )
+            )
         );
     }
 }
@@ -497,8 +523,11 @@ async fn provisioning_is_idempotent_and_registered_once() {
         !format!("{first:?}").contains(&first.password),
         "Debug hides the password"
     );
-    let bad = t.create_tenant("Bad-Key").await;
-    assert!(bad.is_err());
+    let e = t.create_tenant("Bad-Key").await.expect_err("refused");
+    assert_eq!(
+        e.to_string(),
+        "invalid tenant key: tenant keys are lowercase letters, digits and `_`"
+    );
 }
 
 #[tokio::test]
