@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    count_handler_runs, create_org, create_project, event_counts, world_with, EventCounts,
+    code, count_handler_runs, create_org, create_project, event_counts, world_with, EventCounts,
 };
 
 const SYNC_SQL: &str = "INSERT INTO tb_analytics_event (event_id, event_type, tenant_id, data, recorded_at) VALUES ($event_id, $subject, $tenant_id, $data, now()) ON CONFLICT (event_id) DO NOTHING";
@@ -193,7 +193,7 @@ async fn test_analytics_sync(strategy: &str) {
         .execute("{ organization(id: \"not-a-uuid\") { name } }")
         .await
         .expect("answer");
-    assert!(bad["errors"].is_array(), "{bad}");
+    assert_eq!(code(&bad), "BAD_USER_INPUT", "{bad}");
     client.execute("{ tenantConfig }").await.expect("config");
     client.execute("{ tenantConfig }").await.expect("config");
     let lag = async {

@@ -270,10 +270,7 @@ async fn rls_holds_on_its_own(strategy: &str) {
             (db.code(), db.message().to_owned()),
             (
                 &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "permission denied for database \"{}\"",
-                    b.database
-                )
+                format!("permission denied for database \"{}\"", b.database)
             )
         );
     }
