@@ -832,8 +832,29 @@ async fn events_status_reports_the_stream_consumers_outboxes_and_dead_letters() 
     assert!(out(&o).contains("Stream: not readable"), "{}", out(&o));
 }
 
-/// The tenant transfer and failover commands through the binary: backup writes an archive,
-/// restore over the existing tenant is refused without --force and replaces it with it,
+/// The tenant's organizations as the superuser sees them in its current home, by name.
+async fn org_names(w: &TestTenancy, key: &str) -> Vec<String> {
+    let registry = fraiseql::engine::tenancy::provision::registry_client(&w.config)
+        .await
+        .expect("registry");
+    let rec = fraiseql::engine::tenancy::registry::get(&registry, key)
+        .await
+        .expect("registry")
+        .expect("registered");
+    w.admin_client(&rec)
+        .await
+        .expect("admin")
+        .query("SELECT name FROM tb_organization ORDER BY name", &[])
+        .await
+        .expect("organizations")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The tenant transfer and failover commands through the binary: backup writes an archive (and
+/// does not overwrite one); restore over the existing tenant is refused without --force and
+/// changes nothing, and with it brings back the archive's data over what changed since;
 /// set-server refuses an unknown tenant, the server it is already on, and a call without a
 /// tenant or --from.
 #[tokio::test]
@@ -842,21 +863,54 @@ async fn tenant_backup_restore_and_set_server_commands() {
     let config = example().join("fraiseql.toml");
     let o = run(&w, &config, &["tenant", "create", "acme"]);
     assert!(o.status.success(), "{}", out(&o));
+    let rec = w.create_tenant("acme").await.expect("record");
+    let admin = w.admin_client(&rec).await.expect("admin");
+    admin
+        .execute(
+            "INSERT INTO tb_organization (identifier, tenant_id, name) VALUES ('kept', $1, 'Kept')",
+            &[&rec.id],
+        )
+        .await
+        .expect("arrange");
     let dir = tempdir();
     let archive = dir.join("acme.fraiseql-tenant");
     let file = archive.to_str().expect("path");
     let o = run(&w, &config, &["tenant", "backup", "acme", "--out", file]);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(archive.exists(), "{}", out(&o));
+    let written = std::fs::read(&archive).expect("the archive");
     let o = run(&w, &config, &["tenant", "backup", "acme", "--out", file]);
+    assert!(!o.status.success());
     assert!(
-        !o.status.success(),
+        out(&o).contains("acme.fraiseql-tenant exists: choose another --out, or remove it first"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(
+        std::fs::read(&archive).expect("the archive"),
+        written,
         "an existing archive is not overwritten"
     );
 
+    // Changed after the backup.
+    admin
+        .batch_execute(
+            "UPDATE tb_organization SET name = 'Changed';
+             INSERT INTO tb_organization (identifier, tenant_id, name)
+               SELECT 'added', tenant_id, 'Added' FROM tb_organization",
+        )
+        .await
+        .expect("change");
+    drop(admin);
+    let changed = vec!["Added".to_owned(), "Changed".to_owned()];
+    assert_eq!(org_names(&w, "acme").await, changed);
     let o = run(&w, &config, &["tenant", "restore", "acme", "--from", file]);
     assert!(!o.status.success());
     assert!(out(&o).contains("--force"), "{}", out(&o));
+    assert_eq!(
+        org_names(&w, "acme").await,
+        changed,
+        "a refused restore changes nothing"
+    );
     let o = run(
         &w,
         &config,
@@ -864,6 +918,11 @@ async fn tenant_backup_restore_and_set_server_commands() {
     );
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("tenant `acme` is active"), "{}", out(&o));
+    assert_eq!(
+        org_names(&w, "acme").await,
+        ["Kept"],
+        "the forced restore brought back the archive's data"
+    );
 
     let url = w.shared.url.clone();
     let o = run(

@@ -157,13 +157,25 @@ async fn entities_are_the_callers_tenants_only(strategy: &str) {
         {"__typename": "Project", "id": project_a},
         {"__typename": "Organization", "id": org_b},
     ]);
+    let before = client.engine().statements_executed();
     let v = entities(&client, ENTITIES, reps.clone()).await;
+    assert_eq!(
+        client.engine().statements_executed() - before,
+        1,
+        "{strategy}: one statement for three representations of two types"
+    );
     assert_eq!(
         v,
         json!({"data": {"_entities": [null, null, {"__typename": "Organization", "id": org_b, "name": "Org B"}]}})
     );
     client.set_tenant("tenant_a");
+    let before = client.engine().statements_executed();
     let v = entities(&client, ENTITIES, reps).await;
+    assert_eq!(
+        client.engine().statements_executed() - before,
+        1,
+        "{strategy}: one statement"
+    );
     assert_eq!(
         v,
         json!({"data": {"_entities": [

@@ -16,8 +16,8 @@ use fraiseql_testing::{http, HttpAnswer, NatsServer, PgCluster, ServerProcess, T
 use serde_json::{json, Value};
 
 use crate::harness::{
-    code, count_handler_runs, create_org, create_project, event_counts, world, world_with,
-    EventCounts,
+    code, count_handler_runs, create_org, create_project, event_counts, eventually, world,
+    world_with, EventCounts,
 };
 
 /// Everything a tenant's callers can read: organizations with members, projects, tasks and
@@ -1058,6 +1058,23 @@ async fn a_promoted_replica_takes_over_with_one_command(strategy: &str) {
         .await
         .expect_err("a standby is refused");
     assert!(refused.to_string().contains("is a standby"), "{refused}");
+    let registry = provision::registry_client(&t.config)
+        .await
+        .expect("registry");
+    let record = |key: &'static str| {
+        let registry = &registry;
+        async move {
+            fraiseql::engine::tenancy::registry::get(registry, key)
+                .await
+                .expect("registry")
+                .expect("registered")
+        }
+    };
+    assert_eq!(
+        record("acme").await,
+        rec,
+        "{strategy}: the refused set-server changed nothing"
+    );
     standby.promote().expect("promote");
     let switched = set_server(&t.config, Which::From(&from), &to)
         .await
@@ -1072,9 +1089,24 @@ async fn a_promoted_replica_takes_over_with_one_command(strategy: &str) {
         .expect_err("already there");
     assert!(again.to_string().contains("already served from"), "{again}");
 
-    // Servers follow the registry within its cache's lifetime.
-    tokio::time::sleep(
-        fraiseql::engine::tenancy::directory::RECORD_TTL + Duration::from_millis(200),
+    // A running server follows the registry once its cached record expires.
+    let within = fraiseql::engine::tenancy::directory::RECORD_TTL + Duration::from_secs(10);
+    eventually(
+        "the running server answers for acme from the promoted server",
+        within,
+        || async {
+            let v = canonical(
+                &client
+                    .execute(EVERYTHING)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            if v == before {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
     )
     .await;
     assert_eq!(
@@ -1085,17 +1117,8 @@ async fn a_promoted_replica_takes_over_with_one_command(strategy: &str) {
     create_project(&client, &org, "Written after the failover").await;
     assert_eq!(answers(&t, "other").await, other_before);
     assert_eq!(
-        fraiseql::engine::tenancy::registry::get(
-            &provision::registry_client(&t.config)
-                .await
-                .expect("registry"),
-            "other"
-        )
-        .await
-        .expect("registry")
-        .expect("other")
-        .server,
-        other.server,
+        record("other").await,
+        other,
         "the other tenant's row is untouched"
     );
 }
