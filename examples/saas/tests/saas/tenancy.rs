@@ -331,6 +331,8 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     short.token_ttl_secs = 1;
     let expiring =
         fraiseql::engine::identity::jwt::issue(&short, "tenant_a", &[], None).expect("t");
+    // `exp` is whole seconds: 2 s after issuing it has passed, whatever the fraction.
+    let expired_at = std::time::Instant::now() + Duration::from_millis(2100);
     client.set_token(Some(t.token("tenant_b", &[]).expect("token")));
     check(
         &client.execute_with(q, json!({})).await.expect("send"),
@@ -371,27 +373,46 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
         200
     );
     set_status(&t, "tenant_a", TenantStatus::Suspended).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    // A caller without a token cannot tell a suspended tenant from an unknown one...
-    check(
-        &anon.execute_with(q, json!({})).await.expect("send"),
-        403,
-        "UNKNOWN_TENANT",
-    );
+    // Once the cached record expires (RECORD_TTL), a caller without a token cannot tell a
+    // suspended tenant from an unknown one...
+    let r = eventually(
+        "the suspension is seen",
+        Duration::from_secs(10),
+        || async {
+            let r = anon.execute_with(q, json!({})).await.expect("send");
+            match r.status {
+                200 => Err(r.text),
+                _ => Ok(r),
+            }
+        },
+    )
+    .await;
+    check(&r, 403, "UNKNOWN_TENANT");
     // ...the tenant's own callers are told to come back later.
     anon.set_token(Some(t.token("tenant_a", &[]).expect("token")));
     let r = anon.execute_with(q, json!({})).await.expect("send");
     check(&r, 503, "TENANT_SUSPENDED");
     anon.set_token(None);
     set_status(&t, "tenant_a", TenantStatus::Active).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    let r = anon.execute_with(q, json!({})).await.expect("send");
+    let r = eventually(
+        "the resumption is seen",
+        Duration::from_secs(10),
+        || async {
+            let r = anon.execute_with(q, json!({})).await.expect("send");
+            match r.status {
+                403 => Err(r.text),
+                _ => Ok(r),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         r.json,
         json!({"data": {"organizations": [{"name": "Org A"}]}})
     );
 
-    // By now the 1-second token has expired.
+    // The 1-second token has expired.
+    tokio::time::sleep_until(expired_at.into()).await;
     client.set_tenant("tenant_a");
     client.set_token(Some(expiring));
     check(
@@ -411,13 +432,36 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     );
 }
 
+/// Calls `refresh` until it has re-read `want` records in all (panics after 10 s); returns
+/// when the last of them was read. Records fall due 1.5 s after they were read: this waits for
+/// that event instead of sleeping against it.
+async fn refreshed(
+    tenants: &fraiseql::engine::tenancy::directory::Tenants,
+    want: usize,
+    what: &str,
+) -> std::time::Instant {
+    let got = std::cell::Cell::new(0);
+    eventually(what, Duration::from_secs(10), || async {
+        got.set(got.get() + tenants.refresh().await.map_err(|e| e.to_string())?);
+        match got.get().cmp(&want) {
+            std::cmp::Ordering::Less => Err(format!("{} of {want} records refreshed", got.get())),
+            std::cmp::Ordering::Equal => Ok(std::time::Instant::now()),
+            std::cmp::Ordering::Greater => {
+                panic!("{what}: {} records refreshed, not {want}", got.get())
+            }
+        }
+    })
+    .await
+}
+
 /// Busy tenants' registry records are re-read in batches before they expire, so their
 /// requests never wait for a look-up; a record no request used expires as before; a suspension
 /// still reaches requests through the refresh. (`fraiseql serve` calls `refresh` every second;
-/// here the test calls it, so the timing is the test's.)
+/// here the test calls it as records fall due, and waits past `RECORD_TTL` where expiry is the
+/// point.)
 #[tokio::test]
 async fn busy_tenants_records_are_refreshed_before_they_expire() {
-    use std::time::Duration;
+    use fraiseql::engine::tenancy::directory::RECORD_TTL;
     let t = world_with("schema_per_tenant", "").await;
     let a = t.create_tenant("tenant_a").await.expect("tenant a");
     insert_org(&t, &a, "Org A").await;
@@ -431,46 +475,41 @@ async fn busy_tenants_records_are_refreshed_before_they_expire() {
         async move { client.post_as(key, body).await.expect("send").status }
     };
     let lookups = tenants.registry_lookups();
+    let started = std::time::Instant::now();
     assert_eq!(status("tenant_a").await, 200);
     assert_eq!(status("tenant_b").await, 200);
+    let first_reads = std::time::Instant::now();
     assert_eq!(tenants.registry_lookups() - lookups, 2);
     assert_eq!(
         tenants.refresh().await.expect("refresh"),
         0,
-        "nothing is due yet"
+        "nothing is due yet ({:?} after the first read)",
+        started.elapsed()
     );
 
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(
-        tenants.refresh().await.expect("refresh"),
-        2,
-        "both were used"
-    );
-    // Past the first reads' RECORD_TTL (3 s): tenant A is answered from the refreshed record.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let first_refresh = refreshed(tenants, 2, "both were used: both refreshed").await;
+    // Past the first reads' RECORD_TTL: tenant A is answered from the refreshed record.
+    tokio::time::sleep_until((first_reads + RECORD_TTL + Duration::from_millis(100)).into()).await;
     assert_eq!(status("tenant_a").await, 200);
     assert_eq!(
         tenants.registry_lookups() - lookups,
         2,
         "no look-up: the record was refreshed"
     );
-    assert_eq!(
-        tenants.refresh().await.expect("refresh"),
-        1,
-        "only tenant A was used since the last refresh"
-    );
+    refreshed(tenants, 1, "only tenant A was used since the last refresh").await;
 
     set_status(&t, "tenant_a", TenantStatus::Suspended).await;
     assert_eq!(status("tenant_a").await, 200, "cached for up to RECORD_TTL");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(tenants.refresh().await.expect("refresh"), 1);
+    refreshed(tenants, 1, "tenant A's record, used again").await;
     assert_eq!(
         status("tenant_a").await,
         403,
         "the refresh read the suspension"
     );
     assert_eq!(tenants.registry_lookups() - lookups, 2);
-    // Tenant B was not used after the first refresh: its record expired and is read again.
+    // Tenant B was not used after the first refresh: once that record expired, B is read again.
+    tokio::time::sleep_until((first_refresh + RECORD_TTL + Duration::from_millis(100)).into())
+        .await;
     assert_eq!(status("tenant_b").await, 200);
     assert_eq!(tenants.registry_lookups() - lookups, 3);
 
@@ -487,8 +526,7 @@ async fn busy_tenants_records_are_refreshed_before_they_expire() {
         .execute("DELETE FROM fraiseql_tenant WHERE key = 'tenant_b'", &[])
         .await
         .expect("delete");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(tenants.refresh().await.expect("refresh"), 1);
+    refreshed(tenants, 1, "tenant B's record, used again").await;
     assert_eq!(status("tenant_b").await, 403, "gone");
     assert_eq!(tenants.registry_lookups() - lookups, 3);
     assert!(tenants.records_refreshed() >= 5);
