@@ -257,9 +257,30 @@ async fn a_write_whose_deadline_passed_does_not_commit() {
         .expect("send");
     assert_eq!(r.status, 408, "{}", r.text);
     assert!(r.text.contains("nothing was changed"), "{}", r.text);
-    // Long after the resolver would have returned: nothing was committed.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once the request's transaction has ended (the resolver sleeps past the deadline), nothing
+    // was committed.
     let admin = t.admin_client(&a).await.expect("admin");
+    eventually(
+        "the timed-out request's transaction ends",
+        Duration::from_secs(10),
+        || async {
+            let open: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()
+                        AND xact_start IS NOT NULL",
+                    &[],
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .get(0);
+            match open {
+                0 => Ok(()),
+                n => Err(format!("{n} sessions in a transaction")),
+            }
+        },
+    )
+    .await;
     let n: i64 = admin
         .query_one(
             "SELECT count(*) FROM tb_organization WHERE name = 'Too Late'",

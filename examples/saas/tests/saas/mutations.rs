@@ -376,6 +376,20 @@ async fn bad_input_is_refused_before_any_write() {
             "argument `name` holds a string longer than 40 characters".to_owned()
         )]
     );
+    let c = t.admin_client(&rec).await.expect("admin");
+    let org_names = || async {
+        c.query("SELECT name FROM tb_organization ORDER BY name", &[])
+            .await
+            .expect("organizations")
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        org_names().await,
+        ["Acme Corp"],
+        "the over-long organization was not written"
+    );
     let v = client
         .execute_with(
             "mutation($org: ID!, $n: [String!]!) { bulkCreateProjects(orgId: $org, names: $n) { id } }",
@@ -401,6 +415,11 @@ async fn bad_input_is_refused_before_any_write() {
         let v = client.execute_with(m, vars).await.expect("execute").json;
         assert_eq!(code(&v), "BAD_USER_INPUT", "{v}");
     }
+    assert_eq!(org_names().await, ["Acme Corp"]);
+    assert!(
+        project_names(&t, &rec).await.is_empty(),
+        "no project of the refused lists was written"
+    );
     // SQL-looking text is data.
     let hostile = "'); DROP TABLE x;--";
     let v = client

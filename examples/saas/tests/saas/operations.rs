@@ -915,12 +915,30 @@ async fn a_failed_move_leaves_the_tenant_where_it_was(strategy: &str) {
         now, rec,
         "{strategy}: the registry row is as it was (active, same home)"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         answers(&t, "acme").await,
         original,
         "{strategy}: same answers at the source"
     );
+    // The running client saw the suspension: it serves the tenant again once that expires.
+    eventually(
+        "the running client serves acme again",
+        fraiseql::engine::tenancy::directory::SUSPENDED_TTL + Duration::from_secs(10),
+        || async {
+            let v = canonical(
+                &client
+                    .execute(EVERYTHING)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            if v == original {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await;
     create_project(&client, &org, "Written after the failed move").await;
     assert!(transfer::copies(&t.config, Some("acme"))
         .await
