@@ -137,11 +137,6 @@ impl Engine {
         Self::new_with_resolvers(config, schema, resolvers)
     }
 
-    /// Builds the engine from a config and an already built schema.
-    pub fn new(config: Config, schema: SchemaBundle) -> Result<Self, EngineError> {
-        Self::new_with_resolvers(config, schema, Resolvers::new())
-    }
-
     /// Builds the engine from a config, a schema built with
     /// `fraiseql_schema::build_with_resolvers(.., &resolvers.coordinates())`, and the resolvers.
     pub fn new_with_resolvers(
