@@ -104,9 +104,9 @@ async fn tenant_commands_validate_migrate_and_token() {
             .any(|l| l.starts_with("acme_corp") && l.contains("active")),
         "{list}"
     );
-    assert!(!run(&w, &config, &["tenant", "suspend", "nobody"])
-        .status
-        .success());
+    let o = run(&w, &config, &["tenant", "suspend", "nobody"]);
+    assert!(!o.status.success());
+    assert_eq!(out(&o).trim(), "error: no tenant `nobody` in the registry");
 
     let o = run(&w, &config, &["migrate"]);
     assert!(o.status.success(), "{}", out(&o));
@@ -117,6 +117,11 @@ async fn tenant_commands_validate_migrate_and_token() {
     );
     let o = run(&w, &config, &["migrate", "--tenant", "nobody"]);
     assert!(!o.status.success());
+    assert!(
+        out(&o).contains("error: no tenant `nobody` in the registry"),
+        "{}",
+        out(&o)
+    );
 
     // One broken tenant is reported and does not stop the others.
     assert!(run(&w, &config, &["tenant", "create", "global_corp"])
