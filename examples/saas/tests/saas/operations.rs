@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use fraiseql::engine::tenancy::transfer::{self, TransferError};
 use fraiseql::engine::tenancy::{provision, TenantRecord, TenantStatus};
-use fraiseql_testing::{http, HttpAnswer, NatsServer, PgCluster, ServerProcess, TestTenancy};
+use fraiseql_testing::{
+    http, HttpAnswer, NatsServer, PgCluster, ServerProcess, TestClient, TestTenancy,
+};
 use serde_json::{json, Value};
 
 use crate::harness::{
@@ -665,6 +667,25 @@ impl Drop for Scratch {
     }
 }
 
+/// Waits (up to `within`, panicking with `what`) until `client`, which may hold an outdated
+/// registry record of its tenant, answers [`EVERYTHING`] as `want`.
+async fn answers_until(client: &TestClient, want: &Value, what: &str, within: Duration) {
+    eventually(what, within, || async {
+        let v = canonical(
+            &client
+                .execute(EVERYTHING)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        if v == *want {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+}
+
 async fn answers(t: &TestTenancy, key: &str) -> Value {
     let mut c = t.client().await.expect("client");
     c.set_tenant(key);
@@ -921,22 +942,11 @@ async fn a_failed_move_leaves_the_tenant_where_it_was(strategy: &str) {
         "{strategy}: same answers at the source"
     );
     // The running client saw the suspension: it serves the tenant again once that expires.
-    eventually(
+    answers_until(
+        &client,
+        &original,
         "the running client serves acme again",
         fraiseql::engine::tenancy::directory::SUSPENDED_TTL + Duration::from_secs(10),
-        || async {
-            let v = canonical(
-                &client
-                    .execute(EVERYTHING)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
-            if v == original {
-                Ok(())
-            } else {
-                Err(v.to_string())
-            }
-        },
     )
     .await;
     create_project(&client, &org, "Written after the failed move").await;
@@ -1109,22 +1119,11 @@ async fn a_promoted_replica_takes_over_with_one_command(strategy: &str) {
 
     // A running server follows the registry once its cached record expires.
     let within = fraiseql::engine::tenancy::directory::RECORD_TTL + Duration::from_secs(10);
-    eventually(
+    answers_until(
+        &client,
+        &before,
         "the running server answers for acme from the promoted server",
         within,
-        || async {
-            let v = canonical(
-                &client
-                    .execute(EVERYTHING)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
-            if v == before {
-                Ok(())
-            } else {
-                Err(v.to_string())
-            }
-        },
     )
     .await;
     assert_eq!(
