@@ -122,6 +122,9 @@ pub struct StreamDelivery {
     /// Messages the stream ever stored (its last sequence): a copy dropped by its `Nats-Msg-Id`
     /// is not among them, the same event published again under another id is.
     pub stored: u64,
+    /// Deliveries the group made (its consumer sequence): one per stored message, plus one per
+    /// redelivery of a message whose acknowledgement JetStream did not get in time.
+    pub deliveries: u64,
     /// Messages not delivered to the group yet.
     pub pending: u64,
     /// Messages delivered and neither acknowledged nor terminated yet.
@@ -172,6 +175,7 @@ async fn stream_delivery(
     let info = consumer.info().await.map_err(|e| e.to_string())?;
     Ok(StreamDelivery {
         stored,
+        deliveries: info.delivered.consumer_sequence,
         pending: info.num_pending,
         unacknowledged: info.num_ack_pending,
     })

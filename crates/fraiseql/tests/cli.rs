@@ -1088,13 +1088,17 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(idle.stored, events as u64, "messages stored in the stream");
-    assert_eq!(
-        w.shared
-            .insert_attempts("tb_analytics_event")
-            .await
-            .expect("handler runs"),
-        events,
-        "runs of the group's SQL"
+    // Once per event; a run more only for a redelivery (an acknowledgement JetStream did not get
+    // in time), never twice for one delivery.
+    let runs = w
+        .shared
+        .insert_attempts("tb_analytics_event")
+        .await
+        .expect("handler runs");
+    assert!(
+        runs >= events && runs as u64 <= idle.deliveries,
+        "{runs} runs of the group's SQL for {events} events and {} deliveries",
+        idle.deliveries
     );
     let processed = |text: &str| -> f64 {
         text.lines()
@@ -1102,8 +1106,8 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    // A process counts a message once JetStream confirmed its acknowledgement, a moment after
-    // the group went idle: wait for the count (with a deadline), then it must not exceed.
+    // A process counts a run once JetStream answered its acknowledgement, a moment after the
+    // group went idle: wait for the count (with a deadline), then it must not exceed.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let handled = loop {
         let mut handled = 0.0;
@@ -1113,13 +1117,13 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
                 .expect("metrics");
             handled += processed(&m.body);
         }
-        if handled >= events as f64 || std::time::Instant::now() > deadline {
+        if handled >= runs as f64 || std::time::Instant::now() > deadline {
             break handled;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(
-        handled, events as f64,
-        "the two instances' consumers handled each event once between them"
+        handled, runs as f64,
+        "the two instances' metrics count the group's runs between them"
     );
 }

@@ -214,6 +214,8 @@ where
 pub struct EventCounts {
     /// Messages the JetStream stream stored.
     pub stored: u64,
+    /// Deliveries JetStream made to the group (redeliveries included).
+    pub deliveries: u64,
     /// Committed runs of the group's SQL (inserts attempted into `tb_analytics_event`, kept or
     /// skipped by `ON CONFLICT`).
     pub handled: i64,
@@ -222,13 +224,21 @@ pub struct EventCounts {
 }
 
 impl EventCounts {
-    /// Each of `n` events stored once, handled once, written once.
-    pub fn once(n: u64) -> Self {
-        Self {
-            stored: n,
-            handled: n as i64,
-            rows: n as i64,
-        }
+    /// Panics unless each of `committed` events was stored once, written once, and handled once
+    /// per delivery: a run beyond one per event must be a redelivery by JetStream (an
+    /// acknowledgement it did not get in time, e.g. around a NATS restart), which delivery at
+    /// least once allows and `ON CONFLICT` absorbs; a second run of one delivery, or a second
+    /// publication of an event, fails.
+    pub fn assert_each_once(&self, committed: u64, what: &str) {
+        let handled = u64::try_from(self.handled).unwrap_or(0);
+        assert!(
+            self.stored == committed
+                && self.rows == committed as i64
+                && handled >= committed
+                && handled <= self.deliveries,
+            "{what}: {committed} events committed; want each stored once, written once, handled \
+             once per delivery; got {self:?}"
+        );
     }
 }
 
@@ -262,6 +272,7 @@ pub async fn event_counts(
         .get(0);
     EventCounts {
         stored: idle.stored,
+        deliveries: idle.deliveries,
         handled: shared
             .insert_attempts("tb_analytics_event")
             .await
