@@ -229,6 +229,7 @@ impl EventCounts {
     /// acknowledgement it did not get in time, e.g. around a NATS restart), which delivery at
     /// least once allows and `ON CONFLICT` absorbs; a second run of one delivery, or a second
     /// publication of an event, fails.
+    #[track_caller]
     pub fn assert_each_once(&self, committed: u64, what: &str) {
         let handled = u64::try_from(self.handled).unwrap_or(0);
         assert!(
