@@ -211,7 +211,11 @@ async fn test_analytics_sync(strategy: &str) {
     let lag = async {
         loop {
             let text = client.get("/metrics", None).await.expect("metrics").text;
-            if text.contains("fraiseql_nats_consumer_lag{consumer=\"analytics_sync\"} 0") {
+            // Gauges, as last seen: the consumer's lag (polled every 2 s) and the outbox backlog
+            // (set when the relay marks its rows sent).
+            if text.contains("fraiseql_nats_consumer_lag{consumer=\"analytics_sync\"} 0")
+                && text.contains("fraiseql_outbox_backlog 0")
+            {
                 return text;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -219,7 +223,7 @@ async fn test_analytics_sync(strategy: &str) {
     };
     let text = tokio::time::timeout(Duration::from_secs(10), lag)
         .await
-        .expect("the lag gauge is reported");
+        .expect("the lag and backlog gauges reach 0");
     for want in [
         "# TYPE fraiseql_tenant_latency_seconds histogram",
         "fraiseql_tenant_latency_seconds_bucket{le=\"0.01\",tenant_id=\"acme\",operation=\"mutation\"}",
