@@ -2,9 +2,8 @@
 //!
 //! This crate is what applications depend on: it re-exports the pipeline's crates and the
 //! operations ([`ops`]: provisioning, backup, restore, move), and offers [`serve`] (what
-//! `fraiseql run` does) and [`testing`] (a test client and per-test databases).
-
-pub mod testing;
+//! `fraiseql run` does). Test support (a test client, per-test databases) is the
+//! `fraiseql-testing` crate, a dev-dependency.
 
 use std::sync::Arc;
 

@@ -167,7 +167,10 @@ fn nats_servers_and_the_one_server_form() {
         "{}[nats]\nservers = [\"http://x\"]\n",
         none.replace("enabled = true\nbackend", "enabled = false\nbackend")
     );
-    assert!(parse(&bad).is_err());
+    assert_eq!(
+        parse(&bad).expect_err("http:// refused").to_string(),
+        "fraiseql.toml:18: `nats.servers`: a NATS server is nats://host:port or tls://host:port"
+    );
 }
 
 #[test]

@@ -212,7 +212,7 @@ pub enum ConnectError {
     #[error(transparent)]
     Url(DbError),
     /// The server refused or is unreachable.
-    #[error("{}", .0.as_db_error().map_or_else(|| .0.to_string(), |d| d.message().to_owned()))]
+    #[error("{}", pool::reason(.0))]
     Db(tokio_postgres::Error),
 }
 

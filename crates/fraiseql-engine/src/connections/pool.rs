@@ -249,8 +249,9 @@ pub enum PoolError {
     Connect(#[from] tokio_postgres::Error),
 }
 
-/// PostgreSQL's own message when it sent one (`database "x" does not exist`), else the error.
-fn reason(e: &tokio_postgres::Error) -> String {
+/// PostgreSQL's own message when it sent one (`database "x" does not exist`), else the error
+/// with its causes (`error performing TLS handshake: ... UnknownIssuer`).
+pub(crate) fn reason(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => d.message().to_owned(),
         None => {

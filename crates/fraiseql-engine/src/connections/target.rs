@@ -446,7 +446,12 @@ mod tests {
             (mode.as_deref(), root.as_deref()),
             (Some("verify-ca"), Some("/ca.pem"))
         );
-        assert!(split_tls("postgres://h/db?sslcert=x").is_err());
+        assert_eq!(
+            split_tls("postgres://h/db?sslcert=x")
+                .expect_err("client certificates refused")
+                .to_string(),
+            "client certificates (sslcert/sslkey) are not supported"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The result cache: answers per tenant (never another's), fresh after a mutation, bounded by
 //! bytes, with Cache-Control/Age and metrics.
 
-use fraiseql::testing::{TestClient, TestTenancy};
+use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{create_org, example_dir, world, world_with};

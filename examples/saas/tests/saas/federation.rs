@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fraiseql::testing::{TestClient, TestDatabase};
+use fraiseql_testing::{TestClient, TestDatabase};
 use serde_json::{json, Value};
 
 use crate::harness::{code, create_org, create_project, example_dir, setup, world};
@@ -157,13 +157,25 @@ async fn entities_are_the_callers_tenants_only(strategy: &str) {
         {"__typename": "Project", "id": project_a},
         {"__typename": "Organization", "id": org_b},
     ]);
+    let before = client.engine().statements_executed();
     let v = entities(&client, ENTITIES, reps.clone()).await;
+    assert_eq!(
+        client.engine().statements_executed() - before,
+        1,
+        "{strategy}: one statement for three representations of two types"
+    );
     assert_eq!(
         v,
         json!({"data": {"_entities": [null, null, {"__typename": "Organization", "id": org_b, "name": "Org B"}]}})
     );
     client.set_tenant("tenant_a");
+    let before = client.engine().statements_executed();
     let v = entities(&client, ENTITIES, reps).await;
+    assert_eq!(
+        client.engine().statements_executed() - before,
+        1,
+        "{strategy}: one statement"
+    );
     assert_eq!(
         v,
         json!({"data": {"_entities": [

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use fraiseql::testing::{TestClient, TestDatabase, TestTenancy};
+use std::time::Duration;
+
+use fraiseql_testing::{wait_consumer_idle, TestClient, TestDatabase, TestTenancy};
 use serde_json::Value;
 
 pub fn example_dir() -> PathBuf {
@@ -184,4 +186,98 @@ pub async fn create_project(client: &TestClient, org: &str, name: &str) -> Strin
         "createProject",
     )
     .await
+}
+
+/// Polls `check` every 50 ms until it answers `Ok`; after `within`, panics with `what` and the
+/// last `Err` (what was seen instead).
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(seen) if std::time::Instant::now() > deadline => {
+                panic!("{what}: not within {within:?}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// What became of a test's events once consumer group `analytics_sync` had nothing left to
+/// deliver or to have acknowledged: the figures that differ when an event is published or
+/// handled twice (the analytics table keeps one row per event id whatever happens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Messages the JetStream stream stored.
+    pub stored: u64,
+    /// Deliveries JetStream made to the group (redeliveries included).
+    pub deliveries: u64,
+    /// Committed runs of the group's SQL (inserts attempted into `tb_analytics_event`, kept or
+    /// skipped by `ON CONFLICT`).
+    pub handled: i64,
+    /// Rows in `tb_analytics_event`.
+    pub rows: i64,
+}
+
+impl EventCounts {
+    /// Panics unless each of `committed` events was stored once, written once, and handled once
+    /// per delivery: a run beyond one per event must be a redelivery by JetStream (an
+    /// acknowledgement it did not get in time, e.g. around a NATS restart), which delivery at
+    /// least once allows and `ON CONFLICT` absorbs; a second run of one delivery, or a second
+    /// publication of an event, fails.
+    #[track_caller]
+    pub fn assert_each_once(&self, committed: u64, what: &str) {
+        let handled = u64::try_from(self.handled).unwrap_or(0);
+        assert!(
+            self.stored == committed
+                && self.rows == committed as i64
+                && handled >= committed
+                && handled <= self.deliveries,
+            "{what}: {committed} events committed; want each stored once, written once, handled \
+             once per delivery; got {self:?}"
+        );
+    }
+}
+
+/// Makes the shared database count the group's runs (see [`EventCounts::handled`]); call it
+/// before any event flows.
+pub async fn count_handler_runs(shared: &TestDatabase) {
+    shared
+        .count_insert_attempts("tb_analytics_event")
+        .await
+        .expect("count handler runs");
+}
+
+/// Waits (up to `within`, failing with what was left) until group `analytics_sync` of `stream`
+/// is idle, then counts.
+pub async fn event_counts(
+    shared: &TestDatabase,
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    within: Duration,
+) -> EventCounts {
+    let idle = wait_consumer_idle(js, stream, "analytics_sync", within)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows: i64 = shared
+        .connect()
+        .await
+        .expect("shared")
+        .query_one("SELECT count(*) FROM tb_analytics_event", &[])
+        .await
+        .expect("rows")
+        .get(0);
+    EventCounts {
+        stored: idle.stored,
+        deliveries: idle.deliveries,
+        handled: shared
+            .insert_attempts("tb_analytics_event")
+            .await
+            .expect("handler runs"),
+        rows,
+    }
 }

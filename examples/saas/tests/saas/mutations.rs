@@ -3,7 +3,7 @@
 //! updates, deletes, constraint violations and input limits.
 
 use fraiseql::engine::tenancy::TenantRecord;
-use fraiseql::testing::{TestClient, TestTenancy};
+use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{code, create_org, world, world_with};
@@ -376,6 +376,20 @@ async fn bad_input_is_refused_before_any_write() {
             "argument `name` holds a string longer than 40 characters".to_owned()
         )]
     );
+    let c = t.admin_client(&rec).await.expect("admin");
+    let org_names = || async {
+        c.query("SELECT name FROM tb_organization ORDER BY name", &[])
+            .await
+            .expect("organizations")
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        org_names().await,
+        ["Acme Corp"],
+        "the over-long organization was not written"
+    );
     let v = client
         .execute_with(
             "mutation($org: ID!, $n: [String!]!) { bulkCreateProjects(orgId: $org, names: $n) { id } }",
@@ -401,6 +415,11 @@ async fn bad_input_is_refused_before_any_write() {
         let v = client.execute_with(m, vars).await.expect("execute").json;
         assert_eq!(code(&v), "BAD_USER_INPUT", "{v}");
     }
+    assert_eq!(org_names().await, ["Acme Corp"]);
+    assert!(
+        project_names(&t, &rec).await.is_empty(),
+        "no project of the refused lists was written"
+    );
     // SQL-looking text is data.
     let hostile = "'); DROP TABLE x;--";
     let v = client
@@ -449,7 +468,7 @@ async fn a_broken_mutation_statement_stops_the_start_up() {
         );
     let path = std::env::temp_dir().join(format!("fraiseql-broken-{}.graphql", std::process::id()));
     std::fs::write(&path, sdl).expect("write schema");
-    let t = fraiseql::testing::TestTenancy::new(
+    let t = fraiseql_testing::TestTenancy::new(
         "database_per_tenant",
         &crate::harness::example_dir().join("migrations/tenant"),
         &path,

@@ -3,8 +3,8 @@
 //! transaction, and their failures become GraphQL errors.
 
 use fraiseql::engine::tenancy::TenantRecord;
-use fraiseql::testing::{TestClient, TestTenancy};
 use fraiseql::{ResolverError, Resolvers};
+use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{code, world};

@@ -2,10 +2,12 @@
 //! test over random interleavings, and hostile identities.
 
 use fraiseql::engine::tenancy::{TenantRecord, TenantStatus};
-use fraiseql::testing::{TestClient, TestTenancy};
+use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::{code, world, world_with};
+use std::time::Duration;
+
+use crate::harness::{code, eventually, world, world_with};
 
 /// Inserts an organization for `rec` as the superuser (arranging data behind the API's back).
 async fn insert_org(t: &TestTenancy, rec: &TenantRecord, name: &str) -> String {
@@ -209,15 +211,21 @@ async fn rls_holds_on_its_own(strategy: &str) {
         .await
         .expect("delete runs");
     assert_eq!(deleted, 0);
-    let insert = role
+    let e = role
         .execute(
             "INSERT INTO tb_organization (identifier, tenant_id, name) VALUES ('x-' || gen_random_uuid(), $1, 'x')",
             &[&a.id],
         )
-        .await;
-    assert!(
-        insert.is_err(),
-        "{strategy}: insert for another tenant must be refused"
+        .await
+        .expect_err("an insert for another tenant is refused");
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{strategy}: {e}"));
+    assert_eq!(
+        (db.code(), db.message()),
+        (
+            &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+            "new row violates row-level security policy for table \"tb_organization\""
+        ),
+        "{strategy}: insert for another tenant"
     );
     role.batch_execute("SELECT set_config('app.tenant_id', '', false)")
         .await
@@ -232,10 +240,19 @@ async fn rls_holds_on_its_own(strategy: &str) {
         "{strategy}: '' (unset after use) means no rows, not an error"
     );
     // DDL is not the role's to do.
-    assert!(role
+    let e = role
         .batch_execute("ALTER TABLE tb_organization DISABLE ROW LEVEL SECURITY")
         .await
-        .is_err());
+        .expect_err("DDL is refused");
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{strategy}: {e}"));
+    assert_eq!(
+        (db.code(), db.message()),
+        (
+            &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+            "must be owner of table tb_organization"
+        ),
+        "{strategy}: DDL"
+    );
     if strategy == "database_per_tenant" {
         let other = fraiseql::engine::connections::parse_url("t", &b.server)
             .expect("cfg")
@@ -244,9 +261,17 @@ async fn rls_holds_on_its_own(strategy: &str) {
                     .user(&a.role)
                     .password(a.password.as_bytes());
             });
-        assert!(
-            other.connect().await.is_err(),
-            "role A cannot connect to B's database"
+        let e = other
+            .connect()
+            .await
+            .expect_err("role A cannot connect to B's database");
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(
+            (db.code(), db.message().to_owned()),
+            (
+                &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+                format!("permission denied for database \"{}\"", b.database)
+            )
         );
     }
 }
@@ -265,7 +290,7 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
         .await
         .expect("client");
     let q = "{ organizations { name } }";
-    let check = |r: &fraiseql::testing::TestResponse, status: u16, want: &str| {
+    let check = |r: &fraiseql_testing::TestResponse, status: u16, want: &str| {
         assert_eq!((r.status, code(&r.json)), (status, want), "{}", r.text);
         assert!(r.json.get("data").is_none());
         for secret in [a.password.as_str(), "postgres://", "tb_organization"] {
@@ -319,6 +344,8 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
         None,
     )
     .expect("t");
+    // `exp` is whole seconds: 2 s after issuing it has passed, whatever the fraction.
+    let expired_at = std::time::Instant::now() + Duration::from_millis(2100);
     client.set_token(Some(t.token("tenant_b", &[]).expect("token")));
     check(
         &client.execute_with(q, json!({})).await.expect("send"),
@@ -359,27 +386,46 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
         200
     );
     set_status(&t, "tenant_a", TenantStatus::Suspended).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    // A caller without a token cannot tell a suspended tenant from an unknown one...
-    check(
-        &anon.execute_with(q, json!({})).await.expect("send"),
-        403,
-        "UNKNOWN_TENANT",
-    );
+    // Once the cached record expires (RECORD_TTL), a caller without a token cannot tell a
+    // suspended tenant from an unknown one...
+    let r = eventually(
+        "the suspension is seen",
+        Duration::from_secs(10),
+        || async {
+            let r = anon.execute_with(q, json!({})).await.expect("send");
+            match r.status {
+                200 => Err(r.text),
+                _ => Ok(r),
+            }
+        },
+    )
+    .await;
+    check(&r, 403, "UNKNOWN_TENANT");
     // ...the tenant's own callers are told to come back later.
     anon.set_token(Some(t.token("tenant_a", &[]).expect("token")));
     let r = anon.execute_with(q, json!({})).await.expect("send");
     check(&r, 503, "TENANT_SUSPENDED");
     anon.set_token(None);
     set_status(&t, "tenant_a", TenantStatus::Active).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    let r = anon.execute_with(q, json!({})).await.expect("send");
+    let r = eventually(
+        "the resumption is seen",
+        Duration::from_secs(10),
+        || async {
+            let r = anon.execute_with(q, json!({})).await.expect("send");
+            match r.status {
+                403 => Err(r.text),
+                _ => Ok(r),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         r.json,
         json!({"data": {"organizations": [{"name": "Org A"}]}})
     );
 
-    // By now the 1-second token has expired.
+    // The 1-second token has expired.
+    tokio::time::sleep_until(expired_at.into()).await;
     client.set_tenant("tenant_a");
     client.set_token(Some(expiring));
     check(
@@ -399,13 +445,36 @@ async fn hostile_identities_get_the_right_status_and_nothing_leaks() {
     );
 }
 
+/// Calls `refresh` until it has re-read `want` records in all (panics after 10 s); returns
+/// when the last of them was read. Records fall due 1.5 s after they were read: this waits for
+/// that event instead of sleeping against it.
+async fn refreshed(
+    tenants: &fraiseql::engine::tenancy::directory::Tenants,
+    want: usize,
+    what: &str,
+) -> std::time::Instant {
+    let got = std::cell::Cell::new(0);
+    eventually(what, Duration::from_secs(10), || async {
+        got.set(got.get() + tenants.refresh().await.map_err(|e| e.to_string())?);
+        match got.get().cmp(&want) {
+            std::cmp::Ordering::Less => Err(format!("{} of {want} records refreshed", got.get())),
+            std::cmp::Ordering::Equal => Ok(std::time::Instant::now()),
+            std::cmp::Ordering::Greater => {
+                panic!("{what}: {} records refreshed, not {want}", got.get())
+            }
+        }
+    })
+    .await
+}
+
 /// Busy tenants' registry records are re-read in batches before they expire, so their
 /// requests never wait for a look-up; a record no request used expires as before; a suspension
 /// still reaches requests through the refresh. (`fraiseql serve` calls `refresh` every second;
-/// here the test calls it, so the timing is the test's.)
+/// here the test calls it as records fall due, and waits past `RECORD_TTL` where expiry is the
+/// point.)
 #[tokio::test]
 async fn busy_tenants_records_are_refreshed_before_they_expire() {
-    use std::time::Duration;
+    use fraiseql::engine::tenancy::directory::RECORD_TTL;
     let t = world_with("schema_per_tenant", "").await;
     let a = t.create_tenant("tenant_a").await.expect("tenant a");
     insert_org(&t, &a, "Org A").await;
@@ -419,46 +488,41 @@ async fn busy_tenants_records_are_refreshed_before_they_expire() {
         async move { client.post_as(key, body).await.expect("send").status }
     };
     let lookups = tenants.registry_lookups();
+    let started = std::time::Instant::now();
     assert_eq!(status("tenant_a").await, 200);
     assert_eq!(status("tenant_b").await, 200);
+    let first_reads = std::time::Instant::now();
     assert_eq!(tenants.registry_lookups() - lookups, 2);
     assert_eq!(
         tenants.refresh().await.expect("refresh"),
         0,
-        "nothing is due yet"
+        "nothing is due yet ({:?} after the first read)",
+        started.elapsed()
     );
 
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(
-        tenants.refresh().await.expect("refresh"),
-        2,
-        "both were used"
-    );
-    // Past the first reads' RECORD_TTL (3 s): tenant A is answered from the refreshed record.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let first_refresh = refreshed(tenants, 2, "both were used: both refreshed").await;
+    // Past the first reads' RECORD_TTL: tenant A is answered from the refreshed record.
+    tokio::time::sleep_until((first_reads + RECORD_TTL + Duration::from_millis(100)).into()).await;
     assert_eq!(status("tenant_a").await, 200);
     assert_eq!(
         tenants.registry_lookups() - lookups,
         2,
         "no look-up: the record was refreshed"
     );
-    assert_eq!(
-        tenants.refresh().await.expect("refresh"),
-        1,
-        "only tenant A was used since the last refresh"
-    );
+    refreshed(tenants, 1, "only tenant A was used since the last refresh").await;
 
     set_status(&t, "tenant_a", TenantStatus::Suspended).await;
     assert_eq!(status("tenant_a").await, 200, "cached for up to RECORD_TTL");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(tenants.refresh().await.expect("refresh"), 1);
+    refreshed(tenants, 1, "tenant A's record, used again").await;
     assert_eq!(
         status("tenant_a").await,
         403,
         "the refresh read the suspension"
     );
     assert_eq!(tenants.registry_lookups() - lookups, 2);
-    // Tenant B was not used after the first refresh: its record expired and is read again.
+    // Tenant B was not used after the first refresh: once that record expired, B is read again.
+    tokio::time::sleep_until((first_refresh + RECORD_TTL + Duration::from_millis(100)).into())
+        .await;
     assert_eq!(status("tenant_b").await, 200);
     assert_eq!(tenants.registry_lookups() - lookups, 3);
 
@@ -475,8 +539,7 @@ async fn busy_tenants_records_are_refreshed_before_they_expire() {
         .execute("DELETE FROM fraiseql_tenant WHERE key = 'tenant_b'", &[])
         .await
         .expect("delete");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(tenants.refresh().await.expect("refresh"), 1);
+    refreshed(tenants, 1, "tenant B's record, used again").await;
     assert_eq!(status("tenant_b").await, 403, "gone");
     assert_eq!(tenants.registry_lookups() - lookups, 3);
     assert!(tenants.records_refreshed() >= 5);
@@ -508,8 +571,11 @@ async fn provisioning_is_idempotent_and_registered_once() {
         !format!("{first:?}").contains(&first.password),
         "Debug hides the password"
     );
-    let bad = t.create_tenant("Bad-Key").await;
-    assert!(bad.is_err());
+    let e = t.create_tenant("Bad-Key").await.expect_err("refused");
+    assert_eq!(
+        e.to_string(),
+        "invalid tenant key: tenant keys are lowercase letters, digits and `_`"
+    );
 }
 
 #[tokio::test]
@@ -658,8 +724,46 @@ fn random_interleavings_never_cross_tenants() {
     }
 }
 
-/// Three tenants, a budget of two connections: connections move between tenants (the least
-/// recently used idle one is closed), the budget is never exceeded, and every request succeeds.
+/// Backends (pids) of the tenants' roles, sorted.
+async fn backends_of(admin: &tokio_postgres::Client, roles: &[String]) -> Vec<i32> {
+    let mut pids: Vec<i32> = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE usename = ANY($1)",
+            &[&roles],
+        )
+        .await
+        .expect("backends")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Waits until the tenants' roles have exactly the backends `want` (a closed connection's
+/// backend leaves `pg_stat_activity` a moment after the socket closes).
+async fn expect_backends(
+    admin: &tokio_postgres::Client,
+    roles: &[String],
+    want: &[i32],
+    what: &str,
+) {
+    let mut want = want.to_vec();
+    want.sort_unstable();
+    eventually(what, Duration::from_secs(10), || async {
+        let now = backends_of(admin, roles).await;
+        if now == want {
+            Ok(())
+        } else {
+            Err(format!("{now:?}, want {want:?}"))
+        }
+    })
+    .await;
+}
+
+/// Three tenants, a budget of two connections: while both are in use a third tenant's request
+/// waits (no third connection is opened); once one is idle, the least recently used idle
+/// connection is the one closed for it; and every request succeeds.
 #[tokio::test]
 async fn connection_budget_is_shared_by_all_tenants() {
     let t = world("database_per_tenant").await;
@@ -672,10 +776,80 @@ async fn connection_budget_is_shared_by_all_tenants() {
     let mut config = t.config.clone();
     config.multi_tenancy.connection_budget = 2;
     let engine_client = TestClient::from_config(config).await.expect("client");
+    let tenants = engine_client.engine().routes().tenants().expect("tenancy");
     let admin = t.admin_client(&recs[0]).await.expect("admin");
     let roles: Vec<String> = recs.iter().map(|r| r.role.clone()).collect();
+    let lease = |i: usize| tenants.connection(&recs[i]);
+
+    // a, then b: both connections of the budget, idle, a's the least recently used.
+    let la = lease(0).await.expect("lease a");
+    let pid_a = backend(&la).await;
+    drop(la);
+    let lb = lease(1).await.expect("lease b");
+    let pid_b = backend(&lb).await;
+    drop(lb);
+    expect_backends(&admin, &roles, &[pid_a, pid_b], "a's and b's connections").await;
+
+    // c: the budget is spent, so a's idle connection (the least recently used) is closed.
+    let lc = lease(2).await.expect("lease c");
+    let pid_c = backend(&lc).await;
+    expect_backends(
+        &admin,
+        &roles,
+        &[pid_b, pid_c],
+        "a's connection closed for c",
+    )
+    .await;
+    // b gets its own connection back; a, arriving now, waits: nothing is idle.
+    let lb = lease(1).await.expect("lease b again");
+    assert_eq!(backend(&lb).await, pid_b, "b's connection was kept");
+    let body = serde_json::to_vec(&json!({"query": "{ organizations { name } }"})).expect("json");
+    let request_a = engine_client.post_as("tenant_a", body);
+    let meanwhile = async {
+        eventually(
+            "a's request waits for a connection",
+            Duration::from_secs(10),
+            || async {
+                match tenants.pool().waiting() {
+                    0 => Err("nothing waiting".to_owned()),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .await;
+        assert_eq!(tenants.open_connections(), 2);
+        expect_backends(
+            &admin,
+            &roles,
+            &[pid_b, pid_c],
+            "no third connection while a waits",
+        )
+        .await;
+        // c is done: its connection, the only idle one, is closed for a.
+        drop(lc);
+    };
+    let (answer, ()) = tokio::join!(request_a, meanwhile);
+    assert_eq!(
+        answer.expect("a's answer").json,
+        json!({"data": {"organizations": [{"name": "tenant_a"}]}})
+    );
+    eventually(
+        "c's idle connection closed for a, b's (in use) kept",
+        Duration::from_secs(10),
+        || async {
+            let pids = backends_of(&admin, &roles).await;
+            if pids.len() == 2 && pids.contains(&pid_b) && !pids.contains(&pid_c) {
+                Ok(())
+            } else {
+                Err(format!("{pids:?} (b {pid_b}, c {pid_c})"))
+            }
+        },
+    )
+    .await;
+    drop(lb);
+
+    // Polled together, three tenants compete for two connections: every request succeeds.
     for round in 0..3 {
-        // Polled together: three tenants compete for two connections.
         let answers = futures_util::future::join_all(recs.iter().map(|r| {
             let body =
                 serde_json::to_vec(&json!({"query": "{ organizations { name } }"})).expect("json");
@@ -691,27 +865,6 @@ async fn connection_budget_is_shared_by_all_tenants() {
                 "round {round}"
             );
         }
-        assert!(
-            engine_client
-                .engine()
-                .routes()
-                .tenants()
-                .expect("tenancy")
-                .open_connections()
-                <= 2
-        );
-        let open: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = ANY($1)",
-                &[&roles],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        assert!(
-            open <= 2,
-            "round {round}: {open} connections open for a budget of 2"
-        );
     }
 }
 
