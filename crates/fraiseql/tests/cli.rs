@@ -48,6 +48,35 @@ fn run(w: &TestTenancy, config: &Path, args: &[&str]) -> Output {
     cmd(w, config, args).output().expect("run fraiseql")
 }
 
+/// `fraiseql token --tenant acme_corp --role admin` with `config`.
+fn admin_token(w: &TestTenancy, config: &Path) -> String {
+    let o = run(
+        w,
+        config,
+        &["token", "--tenant", "acme_corp", "--role", "admin"],
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// `fraiseql run` with `config` and `env` on a free port, quiet, once `/health` answers.
+async fn start_run(
+    w: &TestTenancy,
+    config: &Path,
+    env: &[(&str, &str)],
+) -> fraiseql_testing::ServerProcess {
+    let port = fraiseql_testing::ServerProcess::free_port().expect("port");
+    let mut c = cmd(w, config, &["run"]);
+    c.env("PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    fraiseql_testing::ServerProcess::start(c, port)
+        .await
+        .expect("server")
+}
+
 fn out(o: &Output) -> String {
     format!(
         "{}{}",
@@ -396,30 +425,15 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 /// the server serves normally afterwards.
 #[tokio::test]
 async fn requests_over_the_in_flight_limit_are_shed_and_health_still_answers() {
-    use fraiseql_testing::{http, ServerProcess};
+    use fraiseql_testing::http;
     let w = world().await;
     let config = blocking_example("");
     assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
         .status
         .success());
-    let token = String::from_utf8_lossy(
-        &run(
-            &w,
-            &config,
-            &["token", "--tenant", "acme_corp", "--role", "admin"],
-        )
-        .stdout,
-    )
-    .trim()
-    .to_owned();
-    let port = ServerProcess::free_port().expect("port");
-    let mut c = cmd(&w, &config, &["run"]);
-    c.env("PORT", port.to_string())
-        .env("MAX_IN_FLIGHT", "8")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let server = ServerProcess::start(c, port).await.expect("server");
+    let token = admin_token(&w, &config);
+    let server = start_run(&w, &config, &[("MAX_IN_FLIGHT", "8")]).await;
+    let port = server.port;
     let auth = format!("Bearer {token}");
     // The admitted requests wait on a lock the test holds in the tenant's database.
     let rec = w.create_tenant("acme_corp").await.expect("record");
@@ -675,16 +689,7 @@ async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
         }
     };
     set("dark").await;
-    let token = String::from_utf8_lossy(
-        &run(
-            &w,
-            &config,
-            &["token", "--tenant", "acme_corp", "--role", "admin"],
-        )
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let token = admin_token(&w, &config);
     w.shared
         .count_insert_attempts("tb_analytics_event")
         .await
@@ -964,16 +969,7 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
         .status
         .success());
-    let token = String::from_utf8_lossy(
-        &run(
-            &w,
-            &config,
-            &["token", "--tenant", "acme_corp", "--role", "admin"],
-        )
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let token = admin_token(&w, &config);
     w.shared
         .count_insert_attempts("tb_analytics_event")
         .await
@@ -1168,7 +1164,6 @@ async fn trickle(
 /// trickler is cut off at its deadline: 408 for a body, a closed connection for headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_take_no_slot_and_are_cut_off_at_their_deadlines() {
-    use fraiseql_testing::{http, ServerProcess};
     const BODIES: usize = 700;
     const HEADERS: usize = 300;
     let w = world().await;
@@ -1176,26 +1171,14 @@ async fn slow_clients_take_no_slot_and_are_cut_off_at_their_deadlines() {
     assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
         .status
         .success());
-    let token = String::from_utf8_lossy(
-        &run(
-            &w,
-            &config,
-            &["token", "--tenant", "acme_corp", "--role", "admin"],
-        )
-        .stdout,
-    )
-    .trim()
-    .to_owned();
-    let port = ServerProcess::free_port().expect("port");
-    let mut c = cmd(&w, &config, &["run"]);
-    c.env("PORT", port.to_string())
-        .env("MAX_IN_FLIGHT", "512")
-        .env("HEADER_TIMEOUT_MS", "6000")
-        .env("BODY_TIMEOUT_MS", "6000")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let server = ServerProcess::start(c, port).await.expect("server");
+    let token = admin_token(&w, &config);
+    let env = [
+        ("MAX_IN_FLIGHT", "512"),
+        ("HEADER_TIMEOUT_MS", "6000"),
+        ("BODY_TIMEOUT_MS", "6000"),
+    ];
+    let server = start_run(&w, &config, &env).await;
+    let port = server.port;
 
     let every = std::time::Duration::from_millis(500);
     let body_head: &'static [u8] = b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{";
@@ -1212,19 +1195,11 @@ async fn slow_clients_take_no_slot_and_are_cut_off_at_their_deadlines() {
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 
     let auth = format!("Bearer {token}");
-    let answer = http(
-        port,
-        "POST",
-        "/graphql",
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Tenant-ID", "acme_corp"),
-            ("Authorization", &auth),
-        ],
-        r#"{"query": "{ organizations { id } }"}"#,
-    )
-    .await
-    .expect("an answer while 1,000 connections trickle");
+    let tenant = [("X-Tenant-ID", "acme_corp"), ("Authorization", &auth)];
+    let answer = server
+        .graphql(&tenant, "{ organizations { id } }", serde_json::json!({}))
+        .await
+        .expect("an answer while 1,000 connections trickle");
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(
         answer.json(),

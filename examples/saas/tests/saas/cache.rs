@@ -104,10 +104,15 @@ fn schema_with_cached_organizations() -> std::path::PathBuf {
 }
 
 async fn cached_world(extra: &str) -> TestTenancy {
+    world_on(&schema_with_cached_organizations(), extra).await
+}
+
+/// A row_level world serving `schema`, with the shared migrations applied.
+async fn world_on(schema: &std::path::Path, extra: &str) -> TestTenancy {
     let t = TestTenancy::new(
         "row_level",
         &example_dir().join("migrations/tenant"),
-        &schema_with_cached_organizations(),
+        schema,
         extra,
     )
     .await
@@ -248,18 +253,7 @@ async fn an_answer_with_errors_is_never_cached() {
         std::process::id()
     ));
     std::fs::write(&path, sdl).expect("write schema");
-    let t = TestTenancy::new(
-        "row_level",
-        &example_dir().join("migrations/tenant"),
-        &path,
-        "",
-    )
-    .await
-    .expect("world");
-    t.shared
-        .apply(&example_dir().join("migrations/shared"))
-        .await
-        .expect("shared migrations");
+    let t = world_on(&path, "").await;
     t.create_tenant("acme").await.expect("tenant");
     let failing = Arc::new(AtomicBool::new(true));
     let flag = failing.clone();

@@ -879,30 +879,24 @@ async fn a_flood_of_ready_leaves_the_registry_to_tenant_lookups() {
 /// every profile).
 #[tokio::test]
 async fn metrics_are_not_public_in_production() {
-    let t = world_with("row_level", "").await;
-    t.create_tenant("acme").await.expect("tenant");
-    let mut client = t.client().await.expect("client");
-    client.set_tenant("acme");
-    client
-        .execute("{ organizations { name } }")
-        .await
-        .expect("a request");
+    // A world with `extra` config, a tenant `acme` that has sent a request, and its client.
+    async fn served(extra: &str) -> (TestTenancy, TestClient) {
+        let t = world_with("row_level", extra).await;
+        t.create_tenant("acme").await.expect("tenant");
+        let mut client = t.client().await.expect("client");
+        client.set_tenant("acme");
+        client
+            .execute("{ organizations { name } }")
+            .await
+            .expect("a request");
+        (t, client)
+    }
+    let (_t, client) = served("").await;
     let public = client.get_with("/metrics", &[]).await.expect("answer");
     assert_eq!(public.status, 404, "{}", public.text);
     assert!(!public.text.contains("acme"));
 
-    let t = world_with(
-        "row_level",
-        "[metrics]\ntoken = \"sixteen-bytes-or-more\"\n",
-    )
-    .await;
-    t.create_tenant("acme").await.expect("tenant");
-    let mut client = t.client().await.expect("client");
-    client.set_tenant("acme");
-    client
-        .execute("{ organizations { name } }")
-        .await
-        .expect("a request");
+    let (_t, client) = served("[metrics]\ntoken = \"sixteen-bytes-or-more\"\n").await;
     for auth in [None, Some("Bearer wrong-token-of-some-length")] {
         let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
         let r = client.get_with("/metrics", &headers).await.expect("answer");

@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
-"""Fails when modules of a crate import each other in a circle.
+"""The shape of the Rust code, checked in CI (`.ci/run`); exits 1 with one line per problem.
 
-For every crate under crates/ (and examples/*), each source file is a module (`a/b.rs` and
-`a/b/mod.rs` are `a::b`). A file's references to `crate::x::y` and `super::y` are resolved to
-the longest module path that exists. Two graphs are checked for cycles:
-  - the crate's top-level modules (`execution` -> `events` -> `resolvers` -> `execution` is one);
-  - the files of one folder (`events/subscribe.rs` <-> `events/dead_letter.rs` is one).
-A reference from a module to its own descendants or ancestors is not an edge; test modules
-(`tests.rs`, `tests/`, `#[cfg(test)]` blocks) are ignored.
+1. No import circles. For every crate under crates/ (and examples/*), each source file is a
+   module (`a/b.rs` and `a/b/mod.rs` are `a::b`). A file's references to `crate::x::y` and
+   `super::y` are resolved to the longest module path that exists. Two graphs are checked for
+   cycles: the crate's top-level modules (`execution` -> `events` -> `resolvers` -> `execution`
+   is one), and the files of one folder (`events/subscribe.rs` <-> `events/dead_letter.rs`). A
+   reference from a module to its own descendants or ancestors is not an edge; test modules
+   (`tests.rs`, `tests/`, `#[cfg(test)]` blocks) are ignored.
+2. No non-test file over 1,200 lines, no function over 150 lines. Test code is not counted:
+   files named `tests.rs` or under a `tests/` folder, and `#[cfg(test)] mod … { … }` blocks. A
+   function runs from its `fn` line to the closing brace at the indentation of that line.
+   `ALLOWED` names the exceptions, each with why it reads better whole.
 """
 import pathlib
 import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
 REF = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 GROUP = re.compile(r"\b(crate|super)::\{([^}]*)\}")
 
@@ -82,7 +87,7 @@ def cycles(edges: dict) -> list:
     return out
 
 
-def check(src: pathlib.Path) -> list:
+def import_circles(src: pathlib.Path) -> list:
     files = [
         f
         for f in src.rglob("*.rs")
@@ -123,15 +128,60 @@ def check(src: pathlib.Path) -> list:
     return problems
 
 
+MAX_FILE, MAX_FN = 1200, 150
+FN = re.compile(r"^(\s*)(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?fn\s+(\w+)")
+TEST_MOD = re.compile(r"^(\s*)#\[cfg\(test\)\]")
+# "path::function": why it stays whole.
+ALLOWED: dict = {}
+
+
+def sizes(path: pathlib.Path) -> list:
+    rel = path.relative_to(ROOT).as_posix()
+    if path.name == "tests.rs" or "/tests/" in f"/{rel}" or "/target/" in f"/{rel}":
+        return []
+    lines = path.read_text().split("\n")
+    problems, code_lines, i = [], 0, 0
+    skip_until_indent = None
+    while i < len(lines):
+        line = lines[i]
+        if skip_until_indent is not None:
+            if line.startswith(skip_until_indent + "}"):
+                skip_until_indent = None
+            i += 1
+            continue
+        m = TEST_MOD.match(line)
+        if m and i + 1 < len(lines) and re.match(r"\s*(pub\s+)?mod\s+\w+\s*\{", lines[i + 1]):
+            skip_until_indent = m.group(1)
+            i += 2
+            continue
+        code_lines += 1
+        m = FN.match(line)
+        if m and not line.rstrip().endswith(";"):
+            indent, name = m.group(1), m.group(2)
+            j = i + 1
+            while j < len(lines) and not lines[j].startswith(indent + "}"):
+                j += 1
+            length = j - i + 1
+            if length > MAX_FN and f"{rel}::{name}" not in ALLOWED:
+                problems.append(f"{rel}:{i + 1}: fn {name} is {length} lines (max {MAX_FN})")
+        i += 1
+    if code_lines > MAX_FILE:
+        problems.append(f"{rel}: {code_lines} lines of non-test code (max {MAX_FILE})")
+    return problems
+
+
 def main() -> int:
     srcs = sorted(ROOT.glob("crates/*/src")) + sorted(ROOT.glob("examples/*/src"))
-    problems = [p for s in srcs for p in check(s)]
+    files = sorted(p for d in ("crates", "examples") for p in (ROOT / d).rglob("*.rs"))
+    problems = [p for s in srcs for p in import_circles(s)] + [p for f in files for p in sizes(f)]
     for p in problems:
         print(p)
-    if problems:
-        return 1
-    print(f"check-imports: no import circle in {len(srcs)} crates")
-    return 0
+    if not problems:
+        print(
+            f"check-structure: no import circle in {len(srcs)} crates; of {len(files)} files, "
+            f"none over {MAX_FILE} lines and no function over {MAX_FN}"
+        )
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
