@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 
 use crate::harness::{code, create_org, create_project, world, world_with};
 
+mod archives;
+mod moves;
+
 /// Everything a tenant's callers can read: organizations with members, projects, tasks and
 /// their counts, and the tenant's configuration.
 const EVERYTHING: &str = "{ organizations(limit: 20) { id identifier name subscriptionTier createdAt memberCount members(limit: 50) { name email } projects(limit: 50) { id identifier name createdAt taskCount organization { name } tasks(limit: 50) { id title status } } } tenantConfig }";
