@@ -14,5 +14,5 @@ pub use model::{
     AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, JwtAlgorithm,
     LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig, NatsConfig,
     ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, ServerConfig, StreamConfig,
-    SubscriberConfig, TenancyStrategy, TENANT_DATABASE,
+    SubscriberConfig, TenancyStrategy, TransferConfig, MIN_ARCHIVE_KEY_BYTES, TENANT_DATABASE,
 };

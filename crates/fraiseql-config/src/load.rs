@@ -268,6 +268,7 @@ impl Cx<'_> {
         let metrics = self.metrics(raw.metrics)?;
         let logging = self.logging(raw.logging)?;
         let cache = self.cache(raw.cache)?;
+        let transfer = self.transfer(raw.transfer)?;
 
         if multi_tenancy.enabled && !databases.contains_key(&multi_tenancy.registry) {
             return Err(self.invalid(
@@ -304,6 +305,7 @@ impl Cx<'_> {
             logging,
             cache,
             nats,
+            transfer,
             server,
             schema,
             multi_tenancy,
