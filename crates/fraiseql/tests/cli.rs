@@ -39,6 +39,10 @@ fn cmd(w: &TestTenancy, config: &Path, args: &[&str]) -> Command {
         .env("TENANT_PREFIX", &w.prefix)
         .env("PORT", "0")
         .env("OBSERVERS_ENABLED", "false")
+        .env(
+            "FRAISEQL_ARCHIVE_KEY",
+            "fraiseql-cli-test-archive-key-0123456789",
+        )
         .env_remove("TENANT_ID")
         .env_remove("FRAISEQL_CONFIG");
     c
@@ -1279,8 +1283,8 @@ fn listed(w: &TestTenancy, key: &str) -> String {
 }
 
 /// Ctrl-C during `tenant move` (SIGINT while its backup runs): the command undoes what it did
-/// and exits. The tenant is active at its old place with its writes, the target holds nothing
-/// of it, and no scratch file is left in `$TMPDIR`.
+/// and exits. The tenant is active at its old place with its writes, and no scratch file is
+/// left in `$TMPDIR`.
 #[tokio::test]
 async fn ctrl_c_during_a_move_undoes_it() {
     let w = schema_world().await;
@@ -1311,6 +1315,10 @@ async fn ctrl_c_during_a_move_undoes_it() {
     let (status, text) = finish(child);
     std::fs::write(bin.join("go"), b"").expect("go");
     assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("interrupted (SIGINT or SIGTERM)") && text.contains("is served from"),
+        "{text}"
+    );
     let line = listed(&w, "acme");
     assert!(line.contains(" active "), "{line}\n{text}");
     let left: Vec<_> = std::fs::read_dir(&tmp)
@@ -1331,8 +1339,9 @@ async fn ctrl_c_during_a_move_undoes_it() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// `tenant move` killed (SIGKILL) after its restore on the target: `--resume` finishes it from
-/// its last completed step; the tenant is active on the target with every row.
+/// `tenant move` killed (SIGKILL) right after its restore on the target (`pg_restore` waits
+/// there): a plain re-run is refused naming `--resume`; `--resume` clears the partial copy,
+/// copies again and switches; the tenant is active on the target with every row.
 #[tokio::test]
 async fn a_killed_move_resumes() {
     let w = schema_world().await;
@@ -1372,10 +1381,31 @@ async fn a_killed_move_resumes() {
     let (_, text) = finish(child);
     std::fs::write(bin.join("go"), b"").expect("go");
 
+    // Killed: nothing was undone, the move is recorded as unfinished.
+    let line = listed(&w, "acme");
+    assert!(line.contains(" suspended "), "{line}\n{text}");
     let o = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
         .output()
         .expect("again");
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("was interrupted after fencing its writes at the source")
+            && out(&o).contains("--resume"),
+        "{}",
+        out(&o)
+    );
+    let o = transfer_cmd(
+        &w,
+        &["tenant", "move", "acme", "--server-url", &to, "--resume"],
+    )
+    .output()
+    .expect("resume");
     assert!(o.status.success(), "{}\n{text}", out(&o));
+    assert!(
+        out(&o).contains("resuming the move of `acme`"),
+        "{}",
+        out(&o)
+    );
     let line = listed(&w, "acme");
     assert!(line.contains(" active "), "{line}\n{}", out(&o));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

@@ -1,25 +1,32 @@
 //! `fraiseql tenant move`: suspend (503 + `Retry-After`), wait out the servers' registry
 //! caches, fence and drain writes, back up, restore on the target, verify, then switch the
-//! registry row and resume in one statement. Before that, a failure undoes the target and
-//! serves the tenant from where it was; after it, the old copy is marked and kept.
+//! registry row and resume in one statement. Each step is recorded once done (`journal.rs`):
+//! a killed move is finished with `--resume` from its last completed step. Before the switch, a
+//! failure (or SIGINT / SIGTERM) undoes the target and serves the tenant from where it was;
+//! after it, the old copy is marked and kept.
 
-use std::path::Path;
+mod journal;
+mod switch;
+
+pub(crate) use journal::refuse_unfinished;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fraiseql_config::Config;
 use fraiseql_engine::tenancy::keys;
 use fraiseql_engine::tenancy::registry::{self, TenantRecord, TenantStatus};
 use tokio_postgres::Client;
-use uuid::Uuid;
 
 use super::backup::backup_record;
-use super::copies::{record_copy, COPY_DDL};
+use super::copies::COPY_DDL;
 use super::restore::{load, undo_target};
 use super::Progress;
 use crate::archive::read::Archive;
-use crate::archive::Manifest;
+use crate::archive::{ArchiveKey, Manifest};
 use crate::error::{db, TransferError};
-use crate::home::{dml_grants, Created, Made};
+use crate::home::{existing_roles, Made};
+use crate::interrupt::Interrupt;
 use crate::names::unix_now;
 use crate::provision::plan_record;
 use crate::scratch::Scratch;
@@ -28,6 +35,8 @@ use crate::server::{
 };
 use crate::strategy::{self, StrategyOps};
 use crate::tools::tool_version;
+use journal::{Journal, Step};
+use switch::{occupied, switch};
 
 /// What a move did, with the time each step took.
 #[derive(Debug, Clone)]
@@ -38,14 +47,14 @@ pub struct MoveReport {
     pub from: String,
     /// Where it is.
     pub to: String,
-    /// From the suspension to the switch (running servers answered 503 at most this long, plus
-    /// their cache's lifetime of a suspended entry).
+    /// From the suspension (or the resumption) to the switch (running servers answered 503 at
+    /// most this long, plus their cache's lifetime of a suspended entry).
     pub suspended_for: Duration,
     /// Each step and how long it took.
     pub steps: Vec<(String, Duration)>,
-    /// Rows moved.
+    /// Rows moved (0 when a resumed move had copied them before it was interrupted).
     pub rows: u64,
-    /// Unsent events moved.
+    /// Unsent events moved (as `rows`).
     pub outbox_unsent: u64,
     /// The old copy, as kept.
     pub old_copy: String,
@@ -53,22 +62,33 @@ pub struct MoveReport {
     pub notes: Vec<String>,
 }
 
+/// How a move runs.
+#[derive(Debug, Clone, Default)]
+pub struct MoveOptions {
+    /// Finish a move that was interrupted (killed) from its last completed step.
+    pub resume: bool,
+    /// Stops the move and undoes it when fired (before its switch; after it, the move finishes).
+    pub interrupt: Interrupt,
+}
+
 /// How long running servers may still start work on a tenant after its suspension: their
-/// registry cache, plus (row_level, whose writes cannot be fenced per tenant) the longest wait
-/// for a pooled connection.
+/// registry cache, plus (row_level) the longest wait for a pooled connection.
 pub fn suspension_wait(config: &Config) -> Duration {
     strategy::of(config.multi_tenancy.strategy).suspension_wait(config)
 }
 
 /// Moves tenant `key` to the PostgreSQL server (and, for `schema_per_tenant` / `row_level`,
-/// the host database) of `server` while the servers run: suspend, wait for running servers
-/// and in-flight work, back up, restore on the target, verify row counts, switch the registry
-/// row and resume in one statement. A failure before the switch leaves the tenant served from
-/// where it was, the target cleaned up. The old copy is kept until [`drop_copy`](super::drop_copy).
+/// the host database) of `server` while the servers run: suspend, wait for running servers,
+/// fence and drain its writes, back up, restore on the target, verify, switch the registry row
+/// and resume in one statement. A failure or an interrupt before the switch leaves the tenant
+/// served from where it was, the target cleaned up. A move that was killed is refused until it
+/// is resumed ([`MoveOptions::resume`]). The old copy is kept until
+/// [`drop_copy`](super::drop_copy).
 pub async fn move_tenant(
     config: &Config,
     key: &str,
     server: &str,
+    options: &MoveOptions,
     progress: Progress<'_>,
 ) -> Result<MoveReport, TransferError> {
     if !keys::is_valid(key) {
@@ -79,8 +99,12 @@ pub async fn move_tenant(
         .batch_execute(COPY_DDL)
         .await
         .map_err(db("registry"))?;
+    registry
+        .batch_execute(journal::DDL)
+        .await
+        .map_err(db("registry"))?;
     try_lock(&registry, key).await?;
-    let result = match Move::prepare(config, &registry, key, server, progress).await {
+    let result = match Move::prepare(config, &registry, key, server, options, progress).await {
         Ok(m) => m.run().await,
         Err(e) => Err(e),
     };
@@ -93,6 +117,7 @@ struct Move<'a> {
     config: &'a Config,
     registry: &'a Client,
     progress: Progress<'a>,
+    interrupt: &'a Interrupt,
     strategy: &'static dyn StrategyOps,
     /// The tenant's registry row at the source.
     rec: TenantRecord,
@@ -102,10 +127,10 @@ struct Move<'a> {
     to: Location,
     /// Its status before the move, restored at the end.
     was: TenantStatus,
-    /// What the restore made on the target.
+    /// The last step done (recorded in the journal).
+    done: Step,
+    /// What the restore made on the target (what undoing it removes).
     made: Made,
-    /// Whether the source's writes were fenced (granted again if the move fails).
-    fenced: bool,
     notes: Vec<String>,
     steps: Vec<(String, Duration)>,
     step_at: Instant,
@@ -113,12 +138,14 @@ struct Move<'a> {
 
 impl<'a> Move<'a> {
     /// The preflight, before anything changes: the tenant, the strategy, the tools, both
-    /// servers, and the target's place (free, and not where the tenant is).
+    /// servers, and the target's place (free, and not where the tenant is). A recorded
+    /// unfinished move is refused, or taken up with `resume`.
     async fn prepare(
         config: &'a Config,
         registry: &'a Client,
         key: &str,
         server: &str,
+        options: &'a MoveOptions,
         progress: Progress<'a>,
     ) -> Result<Self, TransferError> {
         let strategy = strategy::of(config.multi_tenancy.strategy);
@@ -126,6 +153,10 @@ impl<'a> Move<'a> {
             .await
             .map_err(db("registry"))?
             .ok_or_else(|| TransferError::Unknown(key.to_owned()))?;
+        let recorded = journal::load(registry, &rec).await?;
+        if !options.resume {
+            journal::refuse_unfinished(registry, key).await?;
+        }
         if rec.status == TenantStatus::Provisioning {
             return Err(TransferError::NotReady(key.to_owned()));
         }
@@ -135,42 +166,139 @@ impl<'a> Move<'a> {
                 configured: strategy.serving().name().to_owned(),
             });
         }
-        let from = Location::of(&rec)?;
         if strategy.uses_pg_tools() {
             tool_version("pg_dump").await?;
             tool_version("pg_restore").await?;
         }
-        let source = connect_to(&rec.server, Some(&rec.database)).await?;
-        check_admin(&source, "tenant's current server").await?;
-        check_admin(&connect_to(server, None).await?, "target server").await?;
-        let target = plan_record(config, registry, key, &rec.tier, server, rec.id).await?;
-        let to = Location::of(&target)?;
-        if strategy.same_place(&from, &to) {
-            return Err(TransferError::SameLocation {
-                key: key.to_owned(),
-                place: from.to_string(),
-            });
-        }
-        if let Some(what) = strategy.occupied(&target, key).await? {
-            return Err(occupied(registry, key, &to, what).await?);
-        }
-        drop(source);
-        Ok(Self {
+        let planned = plan_record(config, registry, key, &rec.tier, server, rec.id).await?;
+        let mut m = Self {
             config,
             registry,
             progress,
+            interrupt: &options.interrupt,
             strategy,
             was: rec.status,
+            from: Location::of(&rec)?,
+            to: Location::of(&planned)?,
+            target: planned,
             rec,
-            target,
-            from,
-            to,
+            done: Step::Started,
             made: Made::default(),
-            fenced: false,
             notes: Vec::new(),
             steps: Vec::new(),
             step_at: Instant::now(),
-        })
+        };
+        match (recorded, options.resume) {
+            (Some(j), true) => m.take_up(j).await?,
+            (None, true) => {
+                return Err(TransferError::Refused(format!(
+                    "no interrupted move of tenant `{key}` is recorded: run `fraiseql tenant move` without --resume"
+                )))
+            }
+            (_, false) => m.check_fresh(server).await?,
+        }
+        Ok(m)
+    }
+
+    /// A new move: both servers answer as admins, the target is another place and free; the
+    /// move is recorded.
+    async fn check_fresh(&mut self, server: &str) -> Result<(), TransferError> {
+        let key = self.rec.key.clone();
+        check_admin(
+            &connect_to(&self.rec.server, Some(&self.rec.database)).await?,
+            "tenant's current server",
+        )
+        .await?;
+        check_admin(&connect_to(server, None).await?, "target server").await?;
+        if self.strategy.same_place(&self.from, &self.to) {
+            return Err(TransferError::SameLocation {
+                key,
+                place: self.from.to_string(),
+            });
+        }
+        if let Some(what) = self.strategy.occupied(&self.target, &key).await? {
+            return Err(occupied(self.registry, &key, &self.to, what).await?);
+        }
+        if let Some(what) = self
+            .strategy
+            .occupied_by_source_name(&self.rec, &self.target)
+            .await?
+        {
+            return Err(TransferError::TargetOccupied {
+                what,
+                hint: "restore into another database (--server-url …/<database>)".to_owned(),
+            });
+        }
+        let before = existing_roles(&self.target).await?;
+        self.made = self.planned_made(before);
+        journal::begin(self.registry, &self.rec, &self.target, before).await
+    }
+
+    /// An interrupted move, taken up where its journal says: the registry row must still be
+    /// where the move left it, and `--server-url` the recorded target.
+    async fn take_up(&mut self, j: Journal) -> Result<(), TransferError> {
+        let key = self.rec.key.clone();
+        let at_source = (&self.rec.server, &self.rec.database, &self.rec.schema)
+            == (&j.source.0, &j.source.1, &j.source.2);
+        let at_target = Location::of(&self.rec)? == Location::of(&j.target)?;
+        if !(at_source || (j.step >= Step::Switched && at_target)) {
+            return Err(TransferError::Refused(format!(
+                "the registry row of `{key}` changed since its move was interrupted (it is served from {} now); remove the record with `DELETE FROM fraiseql_tenant_move WHERE key = '{key}'` in the registry, then move it again",
+                self.from
+            )));
+        }
+        let recorded_to = Location::of(&j.target)?;
+        if recorded_to != self.to {
+            return Err(TransferError::Refused(format!(
+                "the interrupted move of `{key}` goes to {recorded_to}; resume it with that --server-url"
+            )));
+        }
+        if let Some(dir) = j.scratch.as_deref().filter(|d| is_scratch(d)) {
+            // Left by the killed process: its copy of the tenant's data.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        (self.progress)(&format!(
+            "resuming the move of `{key}` to {recorded_to} (started {}) after {}",
+            j.started_at,
+            j.step.done()
+        ));
+        if j.step >= Step::Switched {
+            self.from = Location {
+                cluster: cluster_key(&j.source.0)?,
+                database: j.source.1.clone(),
+                schema: j.source.2.clone(),
+            };
+            self.rec.server = j.source.0.clone();
+            self.rec.database = j.source.1.clone();
+            self.rec.schema = j.source.2.clone();
+        }
+        self.target = j.target;
+        self.was = j.was;
+        self.done = j.step;
+        if j.step < Step::Switched && self.rec.status != TenantStatus::Suspended {
+            // Resumed by hand since: suspend, wait and fence again before copying.
+            self.done = Step::Started;
+        }
+        self.made = self.planned_made(j.roles_before);
+        Ok(())
+    }
+
+    /// What undoing the target removes: the roles that did not exist before the move, the
+    /// tenant's database, schema or rows there (the target was free), and a schema of the
+    /// source's name (`schema_per_tenant`, while it is restored under it).
+    fn planned_made(&self, before: crate::home::RolesThere) -> Made {
+        Made {
+            created: before.created_if_missing(true),
+            found: false,
+            loaded: true,
+            foreign_schema: (self.rec.schema != self.target.schema
+                && self.strategy.uses_pg_tools())
+            .then(|| self.rec.schema.clone()),
+            restore_role: self
+                .strategy
+                .uses_pg_tools()
+                .then(|| crate::dump::restore_role_name(&self.target)),
+        }
     }
 
     /// Records step `name` as done now, with the time since the last one.
@@ -184,65 +312,59 @@ impl<'a> Move<'a> {
         self.step_at = now;
     }
 
+    /// Records `step` as done in the journal.
+    async fn record(&mut self, step: Step, scratch: Option<&str>) -> Result<(), TransferError> {
+        journal::advance(self.registry, &self.rec.key, step, scratch).await?;
+        self.done = step;
+        Ok(())
+    }
+
     async fn run(mut self) -> Result<MoveReport, TransferError> {
         let key = self.rec.key.clone();
         let started = Instant::now();
         self.step_at = Instant::now();
-        // 1. Suspend; every running server sees it within its registry cache's lifetime.
-        if self.was == TenantStatus::Active {
-            registry::set_status(self.registry, &key, TenantStatus::Suspended)
-                .await
-                .map_err(db("registry"))?;
-        }
-        let wait = self.strategy.suspension_wait(self.config);
-        (self.progress)(&format!(
-            "tenant `{key}` suspended (new requests get 503 with Retry-After); waiting {:.1} s until every server has seen it",
-            wait.as_secs_f64()
-        ));
-        let suspended_at = Instant::now();
-        let mut scratch = Scratch::default();
-        let archive_path = std::env::temp_dir().join(format!(
-            ".fraiseql-move-{key}-{}.fraiseql-tenant",
-            Uuid::new_v4().simple()
-        ));
-        scratch.adopt(archive_path.clone());
-        let manifest = match self.copy(wait, &archive_path).await {
-            Ok(m) => m,
-            Err((step, e)) => return Err(self.failed(step, e).await),
-        };
-        // 6. Switch and resume, in one statement; only if nobody changed the row meanwhile.
-        match switch(
-            self.registry,
-            &self.rec,
-            &self.target,
-            self.was,
-            &self.to.to_string(),
-        )
-        .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                let e = TransferError::Refused(
-                    "the registry row changed during the move (someone resumed, moved or re-created the tenant)".to_owned(),
-                );
-                return Err(self.failed("switching the registry".to_owned(), e).await);
+        let mut copied = None;
+        if self.done < Step::Switched {
+            copied = match self.until_copied().await {
+                Ok(m) => m,
+                Err((step, e)) => return Err(self.failed(step, e).await),
+            };
+            // 6. Switch and resume, in one statement; only if nobody changed the row meanwhile.
+            match switch(
+                self.registry,
+                &self.rec,
+                &self.target,
+                self.was,
+                &self.to.to_string(),
+            )
+            .await
+            {
+                Ok(true) => self.done = Step::Switched,
+                Ok(false) => {
+                    let e = TransferError::Refused(
+                        "the registry row changed during the move (someone resumed, moved or re-created the tenant)".to_owned(),
+                    );
+                    return Err(self.failed("switching the registry".to_owned(), e).await);
+                }
+                Err(e) => return Err(self.failed("switching the registry".to_owned(), e).await),
             }
-            Err(e) => return Err(self.failed("switching the registry".to_owned(), e).await),
+            let resumed = if self.was == TenantStatus::Active {
+                "resumed"
+            } else {
+                "left suspended, as it was"
+            };
+            self.step(&format!("switched to {} and {resumed}", self.to));
         }
-        let suspended_for = suspended_at.elapsed();
-        let resumed = if self.was == TenantStatus::Active {
-            "resumed"
-        } else {
-            "left suspended, as it was"
-        };
-        self.step(&format!("switched to {} and {resumed}", self.to));
+        let suspended_for = started.elapsed();
         // 7. Mark the old copy (best effort: the tenant is served from the target already).
         let old_copy = self.mark_old_copy().await;
         self.step("old copy kept");
         self.notes.push(format!(
             "the old copy is kept at {old_copy}; remove it with `fraiseql tenant drop-copy {key}`"
         ));
-        drop(scratch);
+        if let Err(e) = journal::finish(self.registry, &key).await {
+            self.notes.push(format!("the move's record could not be removed ({e}): delete the row of `{key}` from fraiseql_tenant_move"));
+        }
         let record = registry::get(self.registry, &key)
             .await
             .map_err(db("registry"))?
@@ -254,81 +376,168 @@ impl<'a> Move<'a> {
             started.elapsed().as_secs_f64(),
             suspended_for.as_secs_f64()
         ));
+        let (rows, outbox_unsent) = copied
+            .as_ref()
+            .map_or((0, 0), |m: &Manifest| (m.rows(), m.outbox_unsent));
         Ok(MoveReport {
             record,
             from: self.from.to_string(),
             to: self.to.to_string(),
             suspended_for,
             steps: self.steps,
-            rows: manifest.rows(),
-            outbox_unsent: manifest.outbox_unsent,
+            rows,
+            outbox_unsent,
             old_copy,
             notes: self.notes,
         })
     }
 
-    /// Steps 2 to 5, once the tenant is suspended: wait `wait`, fence and drain, back up into
-    /// `archive_path`, restore on the target, check the source. A failure names its step.
-    async fn copy(
-        &mut self,
-        wait: Duration,
-        archive_path: &Path,
-    ) -> Result<Manifest, (String, TransferError)> {
+    /// Steps 1 to 5, from the last one done: suspend, wait, fence and drain, copy. Returns the
+    /// copied manifest (none if the copy was done before an interruption); a failure names its
+    /// step.
+    async fn until_copied(&mut self) -> Result<Option<Manifest>, (String, TransferError)> {
         let at = |step: &str| {
             let step = step.to_owned();
             move |e| (step, e)
         };
-        tokio::time::sleep(wait).await;
-        self.step("suspended; running servers have seen it");
-        // 2. Fence and drain: no write of the tenant's may land at the source from here on.
-        self.fenced = self.strategy.fences_writes();
-        self.drain()
+        let key = self.rec.key.clone();
+        let wait = self.strategy.suspension_wait(self.config);
+        if self.done < Step::Suspended {
+            // 1. Suspend; every running server sees it within its registry cache's lifetime.
+            if self.was == TenantStatus::Active {
+                registry::set_status(self.registry, &key, TenantStatus::Suspended)
+                    .await
+                    .map_err(db("registry"))
+                    .map_err(at("suspending it"))?;
+            }
+            self.record(Step::Suspended, None)
+                .await
+                .map_err(at("suspending it"))?;
+            (self.progress)(&format!(
+                "tenant `{key}` suspended (new requests get 503 with Retry-After); waiting {:.1} s until every server has seen it",
+                wait.as_secs_f64()
+            ));
+            self.interrupt
+                .guard(async {
+                    tokio::time::sleep(wait).await;
+                    Ok(())
+                })
+                .await
+                .map_err(at("waiting for the servers to see the suspension"))?;
+            self.step("suspended; running servers have seen it");
+        }
+        if self.done < Step::Fenced {
+            // 2. Fence and drain: no write of the tenant's may land at the source from here on.
+            self.interrupt
+                .guard(self.fence())
+                .await
+                .map_err(at("fencing its writes"))?;
+            self.record(Step::Fenced, None)
+                .await
+                .map_err(at("fencing its writes"))?;
+            self.step("writes fenced; in-flight writes finished");
+        }
+        if self.done >= Step::Copied {
+            return Ok(None);
+        }
+        self.copy().await.map(Some)
+    }
+
+    /// Steps 3 to 5: back up into a private scratch folder, restore on the target (cleaned
+    /// first, if an interrupted attempt left something there), check the source still holds
+    /// what was copied. A failure names its step.
+    async fn copy(&mut self) -> Result<Manifest, (String, TransferError)> {
+        let at = |step: &str| {
+            let step = step.to_owned();
+            move |e| (step, e)
+        };
+        // Only data: roles made before an interruption are reused (other tenants may share them
+        // by now); a failed move removes them.
+        let data_only = Made {
+            created: crate::home::Created {
+                role: false,
+                login_role: false,
+                ..self.made.created
+            },
+            ..self.made.clone()
+        };
+        let left = undo_target(self.config, &self.target, &data_only).await;
+        if !left.is_empty() {
+            return Err((
+                "clearing what an interrupted attempt left on the target".to_owned(),
+                TransferError::Refused(left.join("; ")),
+            ));
+        }
+        let scratch = Scratch::in_temp().map_err(at("backing it up"))?;
+        let scratch_dir = scratch.dir().display().to_string();
+        journal::advance(self.registry, &self.rec.key, self.done, Some(&scratch_dir))
             .await
-            .map_err(at("waiting for its in-flight work"))?;
-        self.step("in-flight work finished; writes fenced");
+            .map_err(at("backing it up"))?;
+        let archive_path: PathBuf = scratch.file("move.fraiseql-tenant");
+        // The archive never leaves this process: a key of its own seals it.
+        let seal = ArchiveKey::ephemeral().ok_or_else(|| {
+            (
+                "backing it up".to_owned(),
+                TransferError::Refused("the system's random source failed".to_owned()),
+            )
+        })?;
         // 3. Back up.
-        let backup = backup_record(&self.rec, archive_path, self.progress)
+        let backup = self
+            .interrupt
+            .guard(backup_record(
+                &self.rec,
+                &archive_path,
+                Some(&seal),
+                self.progress,
+            ))
             .await
             .map_err(at("backing it up"))?;
         self.step("backed up");
         // 4. Restore on the target and verify.
-        let archive = Archive::open(archive_path)
+        let archive = Archive::open(&archive_path, Some(&seal), false)
             .await
             .map_err(at("reading the backup"))?;
-        load(
-            self.config,
-            &self.target,
-            &archive,
-            &mut self.made,
-            &mut self.notes,
-            self.progress,
-        )
-        .await
-        .map_err(at("restoring it on the target"))?;
-        self.step("restored on the target; row counts verified");
-        // 5. Where writes could not be fenced, the source must still hold what was copied.
-        self.strategy
-            .verify_source(&self.rec, &backup.manifest)
+        let (config, target, progress) = (self.config, &self.target, self.progress);
+        let (made, notes) = (&mut self.made, &mut self.notes);
+        self.interrupt
+            .guard(load(config, target, &archive, made, notes, progress))
             .await
-            .map_err(at("re-counting the source"))?;
+            .map_err(at("restoring it on the target"))?;
+        self.step("restored on the target; verified");
+        // 5. The source must still hold what was copied (the fence guarantees it; this checks).
+        self.interrupt
+            .guard(self.strategy.verify_source(&self.rec, &backup.manifest))
+            .await
+            .map_err(at("checking the source against the copy"))?;
+        self.record(Step::Copied, None)
+            .await
+            .map_err(at("recording the copy"))?;
+        drop(scratch);
         Ok(backup.manifest)
     }
 
     /// Stops the tenant's writes at the source and waits for those in flight.
-    async fn drain(&self) -> Result<(), TransferError> {
+    async fn fence(&self) -> Result<(), TransferError> {
         let c = connect_to(&self.rec.server, Some(&self.rec.database)).await?;
         let timeout_ms = self.config.limits.request_timeout_ms.saturating_add(5_000);
-        self.strategy.drain(&c, &self.rec, timeout_ms).await
+        self.strategy.fence(&c, &self.rec, timeout_ms).await
     }
 
     /// Undoes the move (see [`Self::rollback`]) and says what failed at `step` and what is left.
+    /// The move's record goes: what could not be undone is in the message.
     async fn failed(&self, step: String, source: TransferError) -> TransferError {
-        let cleanup = self.rollback().await;
+        let mut cleanup = self.rollback().await;
+        if let Err(e) = journal::finish(self.registry, &self.rec.key).await {
+            cleanup.push(format!(
+                "the move's record ({e}): delete the row of `{}` from fraiseql_tenant_move in the registry",
+                self.rec.key
+            ));
+        }
         TransferError::MoveFailed {
             key: self.rec.key.clone(),
             step,
             from: self.from.to_string(),
-            source: Box::new(source),
+            cause: Box::new(source),
             cleanup: if cleanup.is_empty() {
                 "; the target was cleaned up".to_owned()
             } else {
@@ -337,25 +546,23 @@ impl<'a> Move<'a> {
         }
     }
 
-    /// Undoes a move that did not switch: the target's copy removed, the source's writes granted
-    /// again, the tenant's status as it was. Returns what could not be undone.
+    /// Undoes a move that did not switch: the target's copy removed, the source's writes let
+    /// through again, the tenant's status as it was. Returns what could not be undone.
     async fn rollback(&self) -> Vec<String> {
-        let (rec, made) = (&self.rec, &self.made);
+        let rec = &self.rec;
         let mut left = Vec::new();
-        if made.loaded || made.created != Created::default() {
-            left.extend(undo_target(self.config, &self.target, made).await);
+        if self.done >= Step::Fenced || self.made.loaded {
+            left.extend(undo_target(self.config, &self.target, &self.made).await);
         }
-        if self.fenced {
-            let regrant = async {
+        if self.done >= Step::Suspended {
+            let unfenced = async {
                 let c = connect_to(&rec.server, Some(&rec.database)).await?;
-                c.batch_execute(&dml_grants(&rec.schema, &rec.role))
-                    .await
-                    .map_err(db("granting writes again"))
+                self.strategy.unfence(&c, rec).await
             }
             .await;
-            if let Err(e) = regrant {
+            if let Err(e) = unfenced {
                 left.push(format!(
-                    "writes at the source could not be granted again ({e}): run `fraiseql migrate --tenant {}`",
+                    "writes at the source could not be let through again ({e}): run `fraiseql migrate --tenant {}`",
                     rec.key
                 ));
             }
@@ -396,70 +603,12 @@ impl<'a> Move<'a> {
     }
 }
 
-/// The target holds `what` already: refused, with a hint when it is the copy an earlier move
-/// kept there.
-async fn occupied(
-    registry: &Client,
-    key: &str,
-    to: &Location,
-    what: String,
-) -> Result<TransferError, TransferError> {
-    let recorded = registry
-        .query_opt(
-            "SELECT 1 FROM fraiseql_tenant_copy WHERE key = $1 AND server_key = $2",
-            &[&key, &to.cluster],
-        )
-        .await
-        .map_err(db("registry"))?
-        .is_some();
-    Ok(TransferError::TargetOccupied {
-        what,
-        hint: if recorded {
-            format!("it is the copy an earlier move kept: remove it with `fraiseql tenant drop-copy {key}`, then move again")
-        } else {
-            "remove it, or move the tenant somewhere else".to_owned()
-        },
-    })
-}
-
-/// Points the registry row at the target and restores its status, only if it is still the
-/// suspended row at the source; records the old copy in the same transaction.
-async fn switch(
-    registry: &Client,
-    rec: &TenantRecord,
-    target: &TenantRecord,
-    status: TenantStatus,
-    moved_to: &str,
-) -> Result<bool, TransferError> {
-    registry
-        .batch_execute("BEGIN")
-        .await
-        .map_err(db("registry"))?;
-    let result = async {
-        let n = registry
-            .execute(
-                "UPDATE fraiseql_tenant SET server = $2, database = $3, schema_name = $4, role_name = $5, role_password = $6, login_role = $7, login_password = $8, status = $9, updated_at = now()
-                 WHERE key = $1 AND status = 'suspended' AND server = $10 AND database = $11 AND schema_name = $12",
-                &[&rec.key, &target.server, &target.database, &target.schema, &target.role, &target.password, &target.login_role, &target.login_password, &status.as_str(), &rec.server, &rec.database, &rec.schema],
-            )
-            .await
-            .map_err(db("registry"))?;
-        if n != 1 {
-            return Ok(false);
-        }
-        record_copy(registry, rec, moved_to).await?;
-        Ok(true)
-    }
-    .await;
-    match result {
-        Ok(true) => registry
-            .batch_execute("COMMIT")
-            .await
-            .map(|()| true)
-            .map_err(db("registry")),
-        other => {
-            let _ = registry.batch_execute("ROLLBACK").await;
-            other
-        }
-    }
+/// Whether `dir` is a scratch folder a move made (`.fraiseql-<hex>`), so removing it on resume
+/// removes nothing else.
+fn is_scratch(dir: &str) -> bool {
+    std::path::Path::new(dir)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(".fraiseql-"))
+        .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -3,16 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
+use fraiseql::ops::provision;
 use fraiseql::ops::transfer::{self, TransferError};
-use serde_json::Value;
 
 use super::{progress, scratch_dir, Scratch};
-use crate::harness::world;
+use crate::harness::{world, world_keyed, TEST_ARCHIVE_KEY};
 
-/// An archive taken apart: its header line, its manifest, its sections by name.
+/// An archive taken apart: its manifest and its sections by name.
 struct Parts {
-    header: String,
-    manifest: Value,
+    manifest: transfer::Manifest,
     sections: Vec<(String, Vec<u8>)>,
 }
 
@@ -24,49 +23,68 @@ fn sha256_hex(b: &[u8]) -> String {
         .collect()
 }
 
-fn take_apart(path: &Path) -> Parts {
+async fn take_apart(path: &Path) -> Parts {
     let raw = std::fs::read(path).expect("archive");
-    let first = raw.iter().position(|b| *b == b'\n').expect("header line");
-    let second = first
-        + 1
-        + raw[first + 1..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .expect("manifest");
-    let header = String::from_utf8(raw[..first].to_vec()).expect("header");
-    let manifest: Value = serde_json::from_slice(&raw[first + 1..second]).expect("manifest");
-    let mut at = second + 1;
+    let mut r = tokio::io::BufReader::new(std::io::Cursor::new(raw.clone()));
+    let h = transfer::decode_header(&mut r).await.expect("header");
+    let mut at = h.data_at as usize;
     let mut sections = Vec::new();
-    for s in manifest["sections"].as_array().expect("sections") {
-        let n = s["bytes"].as_u64().expect("bytes") as usize;
-        sections.push((
-            s["name"].as_str().expect("name").to_owned(),
-            raw[at..at + n].to_vec(),
-        ));
+    for s in &h.manifest.sections {
+        let n = s.bytes as usize;
+        sections.push((s.name.clone(), raw[at..at + n].to_vec()));
         at += n;
     }
     Parts {
-        header,
-        manifest,
+        manifest: h.manifest,
         sections,
     }
 }
 
 /// Writes `p` to `out` with every section's length and SHA-256 recomputed (what anyone who can
-/// write the file can do).
-fn put_together(p: &Parts, out: &Path) {
+/// write the file can do), sealed with `key` (what only a holder of the key can do) or with the
+/// original seal line kept (`seal`).
+fn put_together(p: &Parts, out: &Path, key: Option<&str>, seal: Option<&[u8]>) {
     let mut m = p.manifest.clone();
-    m["sections"] = Value::Array(
-        p.sections
+    m.sections = p
+        .sections
+        .iter()
+        .map(|(n, b)| transfer::Section {
+            name: n.clone(),
+            bytes: b.len() as u64,
+            sha256: sha256_hex(b),
+        })
+        .collect();
+    let k = key.map(|k| transfer::ArchiveKey::new(k.as_bytes()));
+    let mut bytes = transfer::encode_header(&m, k.as_ref()).expect("header");
+    if let Some(line) = seal {
+        // The first two lines, then the seal line of another archive.
+        let two = bytes
             .iter()
-            .map(|(n, b)| serde_json::json!({ "name": n, "bytes": b.len(), "sha256": sha256_hex(b) }))
-            .collect(),
-    );
-    let mut out_bytes = format!("{}\n{}\n", p.header, m).into_bytes();
-    for (_, b) in &p.sections {
-        out_bytes.extend_from_slice(b);
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .map(|(i, _)| i + 1)
+            .expect("two lines");
+        bytes.truncate(two);
+        bytes.extend_from_slice(line);
     }
-    std::fs::write(out, out_bytes).expect("write");
+    for (_, b) in &p.sections {
+        bytes.extend_from_slice(b);
+    }
+    std::fs::write(out, bytes).expect("write");
+}
+
+/// The seal line (third line) of the archive at `path`.
+fn seal_line(path: &Path) -> Vec<u8> {
+    let raw = std::fs::read(path).expect("archive");
+    let ends: Vec<usize> = raw
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i)
+        .take(3)
+        .collect();
+    raw[ends[1] + 1..=ends[2]].to_vec()
 }
 
 fn dir(name: &str) -> (PathBuf, Scratch) {
@@ -74,26 +92,167 @@ fn dir(name: &str) -> (PathBuf, Scratch) {
     (d.clone(), Scratch(d))
 }
 
-/// A manifest changed by hand (the tier, here) with the checksums recomputed: refused.
+/// A manifest changed by hand (the tier, here) with the checksums recomputed and the seal line
+/// kept: refused as altered, naming `--insecure-unsigned`; nothing is restored.
 #[tokio::test]
 async fn a_forged_manifest_is_refused() {
     let a = world("database_per_tenant").await;
     a.create_tenant("acme").await.expect("tenant");
     let (d, _keep) = dir("forged");
     let file = d.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &progress)
+    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
         .await
         .expect("backup");
-    let mut p = take_apart(&file);
-    p.manifest["tenant"]["tier"] = Value::from("enterprise");
+    let mut p = take_apart(&file).await;
+    p.manifest.tenant.tier = "enterprise".to_owned();
     let forged = d.join("forged.fraiseql-tenant");
-    put_together(&p, &forged);
+    put_together(&p, &forged, None, Some(&seal_line(&file)));
     let w = world("database_per_tenant").await;
-    let r = transfer::restore(&w.config, "acme", &forged, None, false, &progress).await;
+    let r = transfer::restore(
+        &w.config,
+        "acme",
+        &forged,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await;
     match r {
-        Err(e) => assert!(e.to_string().contains("altered"), "{e}"),
+        Err(e @ TransferError::Unauthenticated { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("it was altered after it was signed")
+                    && text.contains("--insecure-unsigned"),
+                "{text}"
+            );
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
         Ok(r) => panic!("a forged archive was restored: tier {}", r.record.tier),
     }
+    assert!(provision::list(&w.config).await.expect("list").is_empty());
+}
+
+/// The key is what an archive is checked with: without one a backup is refused (naming the
+/// setting) unless `insecure_unsigned`; an archive of another key, an unsigned one and a
+/// version 1 one are refused unless `insecure_unsigned`, which restores them with a note.
+#[tokio::test]
+async fn archives_are_authenticated_with_the_archive_key() {
+    let a = world("row_level").await;
+    a.create_tenant("acme").await.expect("tenant");
+    let (d, _keep) = dir("keys");
+    let signed = d.join("signed.fraiseql-tenant");
+    transfer::backup(&a.config, "acme", &signed, &Default::default(), &progress)
+        .await
+        .expect("backup");
+
+    let other = world_keyed(
+        "row_level",
+        Some("another key, 32 bytes or more......"),
+        "",
+    )
+    .await;
+    match transfer::restore(
+        &other.config,
+        "acme",
+        &signed,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await
+    {
+        Err(e @ TransferError::Unauthenticated { .. }) => {
+            assert!(e.to_string().contains("made with another key"), "{e}")
+        }
+        r => panic!("an archive of another key: {r:?}"),
+    }
+
+    let keyless = world_keyed("row_level", None, "").await;
+    keyless.create_tenant("acme").await.expect("tenant");
+    let unsigned = d.join("unsigned.fraiseql-tenant");
+    match transfer::backup(
+        &keyless.config,
+        "acme",
+        &unsigned,
+        &Default::default(),
+        &progress,
+    )
+    .await
+    {
+        Err(e @ TransferError::NoArchiveKey) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("[transfer] archive_key") && text.contains("--insecure-unsigned"),
+                "{text}"
+            );
+        }
+        r => panic!("a backup without a key: {r:?}"),
+    }
+    let insecure = transfer::BackupOptions {
+        insecure_unsigned: true,
+        ..Default::default()
+    };
+    transfer::backup(&keyless.config, "acme", &unsigned, &insecure, &progress)
+        .await
+        .expect("an unsigned backup");
+    let w = world("row_level").await;
+    match transfer::restore(
+        &w.config,
+        "acme",
+        &unsigned,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await
+    {
+        Err(e @ TransferError::Unauthenticated { .. }) => {
+            assert!(e.to_string().contains("it is not signed"), "{e}")
+        }
+        r => panic!("an unsigned archive: {r:?}"),
+    }
+    // A version 1 archive (no seal line): the unsigned one, rewritten as before.
+    let p = take_apart(&unsigned).await;
+    let mut m = p.manifest.clone();
+    m.version = 1;
+    let mut v1 = format!(
+        "{} 1\n{}\n",
+        transfer::MAGIC,
+        serde_json::to_string(&m).expect("json")
+    )
+    .into_bytes();
+    for (_, b) in &p.sections {
+        v1.extend_from_slice(b);
+    }
+    let old = d.join("v1.fraiseql-tenant");
+    std::fs::write(&old, v1).expect("write");
+    match transfer::restore(
+        &w.config,
+        "acme",
+        &old,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await
+    {
+        Err(e @ TransferError::Unauthenticated { .. }) => {
+            assert!(e.to_string().contains("version 1 archive"), "{e}")
+        }
+        r => panic!("a version 1 archive: {r:?}"),
+    }
+    let trusting = transfer::RestoreOptions {
+        insecure_unsigned: true,
+        ..Default::default()
+    };
+    let r = transfer::restore(&w.config, "acme", &old, None, &trusting, &progress)
+        .await
+        .expect("restored with --insecure-unsigned");
+    assert!(
+        r.notes.iter().any(|n| n.contains("origin was not checked")),
+        "{:?}",
+        r.notes
+    );
 }
 
 /// Under the strategies whose archives hold a `pg_dump`.
@@ -133,11 +292,19 @@ async fn an_archive_cannot_run_sql_as_the_administrator(strategy: &str) {
         .expect("trap");
     let (d, _keep) = dir("trap");
     let file = d.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &progress)
+    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
         .await
         .expect("backup");
     let w = world(strategy).await;
-    let r = transfer::restore(&w.config, "acme", &file, None, false, &progress).await;
+    let r = transfer::restore(
+        &w.config,
+        "acme",
+        &file,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await;
     let made: bool = admin
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
@@ -150,11 +317,28 @@ async fn an_archive_cannot_run_sql_as_the_administrator(strategy: &str) {
         !made,
         "{strategy}: the archive's SQL created a superuser role ({r:?})"
     );
+    // PostgreSQL's refusal: the restore runs as a role of its own, which cannot do that.
     let e = r.expect_err("refused");
     assert!(
-        e.to_string().contains("permission denied"),
+        e.to_string()
+            .contains("must be superuser to create superusers"),
         "{strategy}: {e}"
     );
+    // Nothing of it is left: no tenant registered, no database or schema of it.
+    assert!(provision::list(&w.config).await.expect("list").is_empty());
+    let like = format!("{}%", w.prefix);
+    let host = provision::connect(&w.host.url, None, None)
+        .await
+        .expect("host");
+    let left: i64 = host
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname LIKE $1) + (SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1)",
+            &[&like],
+        )
+        .await
+        .expect("leftovers")
+        .get(0);
+    assert_eq!(left, 0, "{strategy}: left on the target");
 }
 
 /// A database_per_tenant archive holding an event trigger and an extension (objects that are
@@ -173,11 +357,19 @@ async fn an_archive_with_objects_beyond_the_tenant_is_refused() {
         .expect("event trigger");
     let (d, _keep) = dir("beyond");
     let file = d.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &progress)
+    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
         .await
         .expect("backup");
     let w = world("database_per_tenant").await;
-    let r = transfer::restore(&w.config, "acme", &file, None, false, &progress).await;
+    let r = transfer::restore(
+        &w.config,
+        "acme",
+        &file,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await;
     match r {
         Err(e) => assert!(e.to_string().contains("EVENT TRIGGER"), "{e}"),
         Ok(r) => {
@@ -200,10 +392,10 @@ async fn row_level_outbox_rows_of_another_tenant_are_refused() {
     a.create_tenant("acme").await.expect("tenant");
     let (d, _keep) = dir("outbox");
     let file = d.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &progress)
+    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
         .await
         .expect("backup");
-    let mut p = take_apart(&file);
+    let mut p = take_apart(&file).await;
     let id = uuid::Uuid::new_v4();
     let line = format!(
         "{id}\tvictim\tanalytics.project_created\t{{\"tenant_id\": \"victim\", \"event_id\": \"{id}\"}}\t2026-01-01 00:00:00+00\t0\t2026-01-01 00:00:00+00\t\\N\t\\N\n"
@@ -215,11 +407,20 @@ async fn row_level_outbox_rows_of_another_tenant_are_refused() {
         .expect("outbox section");
     outbox.1.extend_from_slice(line.as_bytes());
     let forged = d.join("forged.fraiseql-tenant");
-    put_together(&p, &forged);
+    // Signed with the key: someone who holds it.
+    put_together(&p, &forged, Some(TEST_ARCHIVE_KEY), None);
 
     let w = world("row_level").await;
     let victim = w.create_tenant("victim").await.expect("victim");
-    let r = transfer::restore(&w.config, "acme", &forged, None, false, &progress).await;
+    let r = transfer::restore(
+        &w.config,
+        "acme",
+        &forged,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await;
     let host = w.admin_client(&victim).await.expect("host");
     let n: i64 = host
         .query_one(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fraiseql::engine::tenancy::{TenantRecord, TenantStatus};
 use fraiseql::ops::provision;
-use fraiseql::ops::transfer;
+use fraiseql::ops::transfer::{self, TransferError};
 use fraiseql::testing::{url_for, TestTenancy};
 
 use super::{arrange_rows, progress, scratch_dir, Scratch};
@@ -108,7 +108,8 @@ async fn row_level_move_loses_no_update() {
     let writing = write_all_along(&t, &rec, stop.clone());
     let moving = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let r = transfer::move_tenant(&t.config, "mover", &to, &progress).await;
+        let r =
+            transfer::move_tenant(&t.config, "mover", &to, &Default::default(), &progress).await;
         stop.store(true, Ordering::Relaxed);
         r
     };
@@ -192,7 +193,7 @@ async fn pg_dump_output_is_private() {
     observing_pg_dump(&bin, &log);
     let _bindir = EnvVar::set("FRAISEQL_PG_BINDIR", &bin);
     let out = d.join("acme.fraiseql-tenant");
-    transfer::backup(&t.config, "acme", &out, &progress)
+    transfer::backup(&t.config, "acme", &out, &Default::default(), &progress)
         .await
         .expect("backup");
     let modes = std::fs::read_to_string(&log).expect("pg_dump ran");
@@ -211,4 +212,116 @@ async fn pg_dump_output_is_private() {
         3,
         "bin, modes.log and the archive only: {left:?}"
     );
+}
+
+/// Set by [`pause_after_restore`] once the move restored the tenant on the target.
+static RESTORED: AtomicBool = AtomicBool::new(false);
+/// Set by the test once it aborted the move's task.
+static ABORTED: AtomicBool = AtomicBool::new(false);
+
+/// A move's progress lines; after "restored on the target" it waits (a few seconds at most)
+/// until the test has aborted the move, as a SIGKILL would, before anything else happens.
+fn pause_after_restore(line: &str) {
+    progress(line);
+    if line.starts_with("restored on the target") {
+        RESTORED.store(true, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ABORTED.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A `row_level` move stopped dead after its restore on the target (its task dropped, nothing
+/// undone, as a SIGKILL leaves it): the tenant stays suspended and fenced; a new move is refused
+/// naming `--resume`; `--resume` clears what the first attempt restored, copies again and
+/// switches; every row at the target equals the source's and the tenant is active there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_row_level_move_resumes() {
+    let t = world("row_level").await;
+    let rec = t.create_tenant("mover").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("mover");
+    let org = create_org(&client, "Mover").await;
+    for i in 0..5 {
+        create_project(&client, &org, &format!("P{i}")).await;
+    }
+    arrange_rows(&t, &rec).await;
+    let to = second_host(&t).await;
+
+    let task = tokio::spawn({
+        let (config, to) = (t.config.clone(), to.clone());
+        async move {
+            transfer::move_tenant(
+                &config,
+                "mover",
+                &to,
+                &Default::default(),
+                &pause_after_restore,
+            )
+            .await
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !RESTORED.load(Ordering::SeqCst) {
+        assert!(!task.is_finished(), "the move ended before its restore");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the move never restored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    ABORTED.store(true, Ordering::SeqCst);
+    assert!(task.await.expect_err("aborted").is_cancelled());
+
+    let registry = provision::registry_client(&t.config)
+        .await
+        .expect("registry");
+    let now = fraiseql::engine::tenancy::registry::get(&registry, "mover")
+        .await
+        .expect("registry")
+        .expect("mover");
+    assert_eq!(now.status, TenantStatus::Suspended, "left suspended");
+    assert_eq!(now.database, rec.database, "still at the source");
+    let c = t.role_client(&rec).await.expect("shared role");
+    let fenced = c
+        .batch_execute(&format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{}', true); UPDATE tb_project SET name = name; COMMIT",
+            rec.id
+        ))
+        .await
+        .expect_err("fenced");
+    assert!(
+        fenced.to_string().contains("is being moved")
+            || format!("{fenced:?}").contains("is being moved"),
+        "{fenced:?}"
+    );
+
+    match transfer::move_tenant(&t.config, "mover", &to, &Default::default(), &progress).await {
+        Err(e @ TransferError::MoveUnfinished { .. }) => {
+            assert!(e.to_string().contains("--resume"), "{e}")
+        }
+        r => panic!("a second move while one is unfinished: {r:?}"),
+    }
+    let resume = transfer::MoveOptions {
+        resume: true,
+        ..Default::default()
+    };
+    let report = transfer::move_tenant(&t.config, "mover", &to, &resume, &progress)
+        .await
+        .unwrap_or_else(|e| panic!("resume: {e}"));
+    assert_eq!(report.record.status, TenantStatus::Active);
+    assert_ne!(report.record.database, rec.database, "at the target");
+    let source = t.admin_client(&rec).await.expect("source");
+    let target = t.admin_client(&report.record).await.expect("target");
+    assert_eq!(
+        contents(&source, rec.id).await,
+        contents(&target, rec.id).await,
+        "every row at the target is the source's, once"
+    );
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("mover");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    create_project(&client, &org, "After the resumed move").await;
 }
