@@ -145,12 +145,7 @@ async fn archives_are_authenticated_with_the_archive_key() {
         .await
         .expect("backup");
 
-    let other = world_keyed(
-        "row_level",
-        Some("another key, 32 bytes or more......"),
-        "",
-    )
-    .await;
+    let other = world_keyed("row_level", Some("another key, 32 bytes or more......"), "").await;
     match transfer::restore(
         &other.config,
         "acme",
