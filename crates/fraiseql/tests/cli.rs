@@ -1283,8 +1283,8 @@ fn listed(w: &TestTenancy, key: &str) -> String {
 }
 
 /// Ctrl-C during `tenant move` (SIGINT while its backup runs): the command undoes what it did
-/// and exits. The tenant is active at its old place with its writes, and no scratch file is
-/// left in `$TMPDIR`.
+/// and exits. The tenant is active at its old place with its writes, nothing of it is on the
+/// target, and no scratch file is left in `$TMPDIR`.
 #[tokio::test]
 async fn ctrl_c_during_a_move_undoes_it() {
     let w = schema_world().await;
@@ -1326,6 +1326,18 @@ async fn ctrl_c_during_a_move_undoes_it() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert!(left.is_empty(), "scratch left in $TMPDIR: {left:?}\n{text}");
+    let target = fraiseql::ops::provision::connect(&to, None, None)
+        .await
+        .expect("target");
+    let schemas: i64 = target
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1",
+            &[&format!("{}%", w.prefix)],
+        )
+        .await
+        .expect("schemas")
+        .get(0);
+    assert_eq!(schemas, 0, "nothing of the tenant on the target");
     let mut client = w.client().await.expect("client");
     client.set_tenant("acme");
     let v = client
