@@ -1378,12 +1378,14 @@ async fn a_killed_move_resumes() {
         .expect("read");
     let to = target_database(&w).await;
     let dir = tempdir();
-    let bin = dir.join("bin");
+    let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
     std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&tmp).expect("tmp");
     passthrough_tool(&bin, "pg_dump");
     pausing_tool(&bin, "pg_restore");
     let mut child = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
         .env("FRAISEQL_PG_BINDIR", &bin)
+        .env("TMPDIR", &tmp)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1392,6 +1394,10 @@ async fn a_killed_move_resumes() {
     child.kill().expect("SIGKILL");
     let (_, text) = finish(child);
     std::fs::write(bin.join("go"), b"").expect("go");
+    assert!(
+        std::fs::read_dir(&tmp).expect("tmp").next().is_some(),
+        "a killed move leaves its scratch folder"
+    );
 
     // Killed: nothing was undone, the move is recorded as unfinished.
     let line = listed(&w, "acme");
@@ -1410,9 +1416,18 @@ async fn a_killed_move_resumes() {
         &w,
         &["tenant", "move", "acme", "--server-url", &to, "--resume"],
     )
+    .env("TMPDIR", &tmp)
     .output()
     .expect("resume");
     assert!(o.status.success(), "{}\n{text}", out(&o));
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("tmp")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the resumed move removed the killed one's scratch: {left:?}"
+    );
     assert!(
         out(&o).contains("resuming the move of `acme`"),
         "{}",

@@ -18,6 +18,9 @@ pub(crate) struct Archive {
     data_at: u64,
     /// Why its origin was not established, when it was accepted anyway (`--insecure-unsigned`).
     pub unverified: Option<String>,
+    /// Where restoring it keeps its scratch files (a folder of their own inside), when not
+    /// `$TMPDIR`: a move's own scratch folder, so a killed move leaves one folder to remove.
+    pub scratch_in: Option<PathBuf>,
 }
 
 impl Archive {
@@ -58,6 +61,7 @@ impl Archive {
             manifest,
             data_at,
             unverified,
+            scratch_in: None,
         })
     }
 

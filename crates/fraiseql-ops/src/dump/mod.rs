@@ -82,7 +82,10 @@ pub(crate) async fn restore(
         None => confine::Confined::Database,
         Some(_) => confine::Confined::Schema(&archived_schema),
     };
-    let scratch = Scratch::in_temp()?;
+    let scratch = match &archive.scratch_in {
+        Some(dir) => Scratch::new_in(dir)?,
+        None => Scratch::in_temp()?,
+    };
     let dump = scratch.file("restore.dump");
     archive.extract(DUMP_SECTION, &dump).await?;
     let env = env_for(&rec.server, &rec.database)?;

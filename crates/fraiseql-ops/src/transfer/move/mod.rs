@@ -494,9 +494,10 @@ impl<'a> Move<'a> {
             .map_err(at("backing it up"))?;
         self.step("backed up");
         // 4. Restore on the target and verify.
-        let archive = Archive::open(&archive_path, Some(&seal), false)
+        let mut archive = Archive::open(&archive_path, Some(&seal), false)
             .await
             .map_err(at("reading the backup"))?;
+        archive.scratch_in = Some(scratch.dir().to_owned());
         let (config, target, progress) = (self.config, &self.target, self.progress);
         let (made, notes) = (&mut self.made, &mut self.notes);
         self.interrupt
