@@ -40,6 +40,8 @@ pub struct Config {
     pub nats: NatsConfig,
     /// `[federation]`: what the engine tells a gateway.
     pub federation: FederationConfig,
+    /// `[transfer]`: tenant backup, restore and move.
+    pub transfer: TransferConfig,
 }
 
 /// `[federation]`
@@ -50,6 +52,26 @@ pub struct FederationConfig {
     /// carries it. Without it, `_service` follows `[limits] introspection`.
     pub service_token: Option<String>,
 }
+
+/// `[transfer]`: what `fraiseql tenant backup` signs archives with and `restore` checks them
+/// against.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct TransferConfig {
+    /// The key archives are authenticated with (HMAC-SHA256), at least 32 bytes; `None` when
+    /// unset or empty (backups then need `--insecure-unsigned`).
+    pub archive_key: Option<String>,
+}
+
+impl std::fmt::Debug for TransferConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransferConfig")
+            .field("archive_key", &self.archive_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// The shortest `[transfer] archive_key` accepted, in bytes.
+pub const MIN_ARCHIVE_KEY_BYTES: usize = 32;
 
 /// `[metrics]`
 #[derive(Debug, Clone, PartialEq)]
@@ -528,6 +550,14 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub cache: RawCache,
     pub nats: Option<RawNats>,
+    #[serde(default)]
+    pub transfer: RawTransfer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTransfer {
+    pub archive_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -244,6 +244,7 @@ pub(crate) async fn table_counts(
             rows: n.max(0) as u64,
             columns: Vec::new(),
             tenant_type: None,
+            checksum: None,
         });
     }
     Ok(out)

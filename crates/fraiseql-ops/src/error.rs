@@ -147,7 +147,7 @@ pub enum TransferError {
     #[error("{0}")]
     Refused(String),
     /// A move failed before its switch; the tenant is served from where it was.
-    #[error("moving tenant `{key}` failed while {step}: {source}. Tenant `{key}` is served from {from} again{cleanup}")]
+    #[error("moving tenant `{key}` failed while {step}: {cause}. Tenant `{key}` is served from {from} again{cleanup}")]
     MoveFailed {
         /// The tenant.
         key: String,
@@ -155,15 +155,40 @@ pub enum TransferError {
         step: String,
         /// Its location.
         from: String,
-        /// What failed.
-        #[source]
-        source: Box<TransferError>,
+        /// What failed (in the message already: not a `source`, which would print it twice).
+        cause: Box<TransferError>,
         /// What could not be cleaned up, if anything.
         cleanup: String,
     },
     /// `drop-copy` has nothing to drop.
     #[error("no old copy of tenant `{0}` is recorded (`fraiseql tenant move` keeps one)")]
     NoCopy(String),
+    /// A backup without a key to sign its archive.
+    #[error("no [transfer] archive_key is configured, so the archive cannot be signed: set one (`openssl rand -base64 48` makes one; keep it in the environment: archive_key = \"${{FRAISEQL_ARCHIVE_KEY}}\"), or pass --insecure-unsigned to write an unsigned archive")]
+    NoArchiveKey,
+    /// An archive whose origin cannot be established.
+    #[error("{path}: refused: {reason}. Restore it with the key it was made with ([transfer] archive_key), or pass --insecure-unsigned if you trust everyone who could write where it was kept")]
+    Unauthenticated {
+        /// The archive.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// SIGINT or SIGTERM stopped the operation.
+    #[error("interrupted (SIGINT or SIGTERM)")]
+    Interrupted,
+    /// A move of the tenant was interrupted (killed) and is recorded as unfinished.
+    #[error("a move of tenant `{key}` to {to} was interrupted after {step} (started {started}): finish it with `fraiseql tenant move {key} --server-url <the same URL> --resume`")]
+    MoveUnfinished {
+        /// The tenant.
+        key: String,
+        /// Where it was going.
+        to: String,
+        /// Its last completed step.
+        step: String,
+        /// When it started.
+        started: String,
+    },
 }
 
 /// PostgreSQL's message of `e` (its own words, without the client's prefix), else the error.

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use fraiseql_config::{Config, TENANT_DATABASE};
 use fraiseql_engine::migrate;
+use fraiseql_engine::tenancy::strategy;
 use fraiseql_engine::tenancy::TenantRecord;
 use fraiseql_schema::{quote_ident, quote_literal};
 use tokio_postgres::Client;
@@ -35,6 +36,45 @@ pub(crate) struct Made {
     pub loaded: bool,
     /// `schema_per_tenant`: the archive's schema name, when it differs from the target's.
     pub foreign_schema: Option<String>,
+    /// The role a dump is restored as, while it exists (`dump/confine.rs`).
+    pub restore_role: Option<String>,
+}
+
+/// Which of a tenant's roles exist on its server, before anything is made there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RolesThere {
+    /// The tenant's role.
+    pub role: bool,
+    /// Its login role (true when it is the tenant's role itself).
+    pub login_role: bool,
+}
+
+impl RolesThere {
+    /// What a restore there will have created: the roles missing now, and the database if
+    /// `database_missing`.
+    pub fn created_if_missing(self, database_missing: bool) -> Created {
+        Created {
+            role: !self.role,
+            login_role: !self.login_role,
+            database: database_missing,
+        }
+    }
+}
+
+/// Which of `rec`'s roles exist on its server now.
+pub(crate) async fn existing_roles(rec: &TenantRecord) -> Result<RolesThere, ProvisionError> {
+    let admin = connect(&rec.server, None, None).await?;
+    let row = admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), $1 = $2 OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2)",
+            &[&rec.role, &rec.login_role],
+        )
+        .await
+        .map_err(db("role"))?;
+    Ok(RolesThere {
+        role: row.get(0),
+        login_role: row.get(1),
+    })
 }
 
 /// Creates the tenant's role, or sets its password if it exists, and the login role it is
@@ -146,5 +186,13 @@ pub async fn migrate_tenant(
         .batch_execute(&dml_grants(&rec.schema, &rec.role))
         .await
         .map_err(db("grants"))?;
+    if strategy::named(&rec.strategy).is_some_and(|s| s.shares_tables()) {
+        // Shared tables: each tenant's events to itself, and the fence a move needs.
+        client
+            .batch_execute(fraiseql_engine::events::outbox::SHARED_POLICY)
+            .await
+            .map_err(db("outbox policy"))?;
+        crate::fence::install(&client, &rec.schema, &rec.role).await?;
+    }
     Ok(applied)
 }

@@ -8,9 +8,10 @@
 //!
 //! Commands: [`provision`], [`failover`], [`transfer`] (a file per command), [`events_status`].
 //! Beneath them: `strategy/` (what differs per tenancy strategy, a file each), `home.rs` (roles,
-//! grants, migrations), `archive/` (the archive format), `dump.rs` and `rows/` (a tenant's data
-//! out and in), `catalog.rs`, `fence.rs`, `tools.rs`, `scratch.rs`, `server.rs` (connections,
-//! the tenant lock, where a tenant lives), `error.rs`. Nothing beneath imports a command.
+//! grants, migrations), `archive/` (the archive format and its key), `dump/` and `rows/` (a
+//! tenant's data out and in), `catalog.rs`, `fence.rs`, `tools.rs`, `scratch.rs` (private
+//! scratch folders), `interrupt.rs` (SIGINT / SIGTERM), `server.rs` (connections, the tenant
+//! lock, where a tenant lives), `error.rs`. Nothing beneath imports a command.
 
 pub mod events_status;
 pub mod failover;
@@ -23,6 +24,7 @@ mod dump;
 mod error;
 mod fence;
 mod home;
+pub mod interrupt;
 mod names;
 mod rows;
 mod scratch;

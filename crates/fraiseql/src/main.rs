@@ -126,16 +126,22 @@ enum TenantAction {
         key: String,
     },
     /// Write the tenant's data (its database, schema, or rows), registry entry (no passwords)
-    /// and unsent events to one archive file, from one snapshot, while it is served.
+    /// and unsent events to one archive file, from one snapshot, while it is served. The
+    /// archive is signed with `[transfer] archive_key`.
     Backup {
         /// Tenant key.
         key: String,
         /// The archive to write (refused if it exists); default `<key>-<UTC time>.fraiseql-tenant`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Without `[transfer] archive_key`, write an unsigned archive (it restores only with
+        /// `--insecure-unsigned`) instead of refusing.
+        #[arg(long)]
+        insecure_unsigned: bool,
     },
     /// Provision the tenant from an archive (new roles and passwords), load its data, check
-    /// every table's row count. Refused if the tenant exists there, unless --force.
+    /// every table's row count. Refused if the tenant exists there, unless --force; refused if
+    /// the archive is not signed with `[transfer] archive_key`, unless --insecure-unsigned.
     Restore {
         /// Tenant key (the archive's).
         key: String,
@@ -148,15 +154,23 @@ enum TenantAction {
         /// Replace the tenant's data where it is restored.
         #[arg(long)]
         force: bool,
+        /// Accept an archive that is unsigned, made with another key, or altered: only if you
+        /// trust everyone who could write where it was kept.
+        #[arg(long)]
+        insecure_unsigned: bool,
     },
     /// Move the tenant to another PostgreSQL server while the servers run: suspend (503 with
-    /// Retry-After), drain, back up, restore there, verify, switch, resume. The old copy is kept.
+    /// Retry-After), fence and drain, back up, restore there, verify, switch, resume. The old
+    /// copy is kept. Ctrl-C undoes it; a killed move is finished with --resume.
     Move {
         /// Tenant key.
         key: String,
         /// The target server's admin URL (schema_per_tenant / row_level: with the host database).
         #[arg(long)]
         server_url: String,
+        /// Finish a move that was killed, from its last completed step.
+        #[arg(long)]
+        resume: bool,
     },
     /// Point tenants at another PostgreSQL server that already holds their data (a promoted
     /// replica, after a failover): checks each tenant there first, then switches the registry;
@@ -610,19 +624,38 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
                 );
             }
         }
-        TenantAction::Backup { key, out } => {
+        TenantAction::Backup {
+            key,
+            out,
+            insecure_unsigned,
+        } => {
             let out = out.unwrap_or_else(|| transfer::default_archive_name(&key).into());
-            transfer::backup(&config, &key, &out, &|l| println!("{l}")).await?;
+            let options = transfer::BackupOptions {
+                insecure_unsigned,
+                interrupt: interrupt_on_signals(),
+            };
+            transfer::backup(&config, &key, &out, &options, &|l| println!("{l}")).await?;
         }
         TenantAction::Restore {
             key,
             from,
             server_url,
             force,
+            insecure_unsigned,
         } => {
-            let r = transfer::restore(&config, &key, &from, server_url.as_deref(), force, &|l| {
-                println!("{l}")
-            })
+            let options = transfer::RestoreOptions {
+                force,
+                insecure_unsigned,
+                interrupt: interrupt_on_signals(),
+            };
+            let r = transfer::restore(
+                &config,
+                &key,
+                &from,
+                server_url.as_deref(),
+                &options,
+                &|l| println!("{l}"),
+            )
             .await?;
             for n in &r.notes {
                 println!("note: {n}");
@@ -638,8 +671,18 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
                 r.record.id
             );
         }
-        TenantAction::Move { key, server_url } => {
-            let r = transfer::move_tenant(&config, &key, &server_url, &|l| println!("{l}")).await?;
+        TenantAction::Move {
+            key,
+            server_url,
+            resume,
+        } => {
+            let options = transfer::MoveOptions {
+                resume,
+                interrupt: interrupt_on_signals(),
+            };
+            let r =
+                transfer::move_tenant(&config, &key, &server_url, &options, &|l| println!("{l}"))
+                    .await?;
             for n in &r.notes {
                 println!("note: {n}");
             }
@@ -649,4 +692,47 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM stop a backup, restore or move: the first fires the returned
+/// interrupt (the command undoes what it did and removes its scratch files, then exits with an
+/// error), a second exits at once (a move is then finished or undone with `--resume`).
+fn interrupt_on_signals() -> transfer::Interrupt {
+    let interrupt = transfer::Interrupt::new();
+    let fire = interrupt.clone();
+    // Installed now: a signal from here on is caught.
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    tokio::spawn(async move {
+        let (mut int, mut term) = signals;
+        for n in 0..2 {
+            tokio::select! {
+                () = recv(&mut int) => {},
+                () = recv(&mut term) => {},
+            }
+            if n == 0 {
+                eprintln!("interrupted: undoing what was done (a second Ctrl-C stops at once)");
+                fire.fire();
+            } else {
+                eprintln!("stopped before undoing everything");
+                std::process::exit(130);
+            }
+        }
+    });
+    interrupt
+}
+
+/// The next signal of `s` (never, if it could not be installed).
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }

@@ -39,6 +39,10 @@ fn cmd(w: &TestTenancy, config: &Path, args: &[&str]) -> Command {
         .env("TENANT_PREFIX", &w.prefix)
         .env("PORT", "0")
         .env("OBSERVERS_ENABLED", "false")
+        .env(
+            "FRAISEQL_ARCHIVE_KEY",
+            "fraiseql-cli-test-archive-key-0123456789",
+        )
         .env_remove("TENANT_ID")
         .env_remove("FRAISEQL_CONFIG");
     c
@@ -1266,4 +1270,285 @@ async fn production_refuses_the_development_secret() {
         .output()
         .expect("run fraiseql");
     assert!(o.status.success(), "{}", out(&o));
+}
+
+/// A `schema_per_tenant` world for the transfer commands: the binary reads the example's config
+/// with its host and registry (see [`transfer_cmd`]).
+async fn schema_world() -> TestTenancy {
+    let w = TestTenancy::new(
+        "schema_per_tenant",
+        &example().join("migrations/tenant"),
+        &example().join("schema.graphql"),
+        "",
+    )
+    .await
+    .expect("world");
+    w.shared
+        .apply(&example().join("migrations/shared"))
+        .await
+        .expect("shared migrations");
+    w
+}
+
+/// [`cmd`] for a `schema_per_tenant` world: its host database holds the tenants.
+fn transfer_cmd(w: &TestTenancy, args: &[&str]) -> Command {
+    let mut c = cmd(w, &example().join("fraiseql.toml"), args);
+    c.env("TENANCY_STRATEGY", "schema_per_tenant")
+        .env("TENANT_DB_URL", &w.host.url);
+    c
+}
+
+/// A folder for `pg_dump` / `pg_restore` stand-ins: `tool` runs the real one, then (unless it
+/// was asked for its version or a listing) touches `<dir>/<tool>.reached` and waits until
+/// `<dir>/go` exists (a minute at most) before exiting with the real one's status.
+fn pausing_tool(dir: &Path, tool: &str) {
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .expect("which")
+            .stdout,
+    )
+    .expect("path");
+    let d = dir.display();
+    let script = format!(
+        "#!/bin/sh\n{real} \"$@\"; rc=$?\ncase \"$1\" in --version|--list) exit $rc;; esac\ntouch \"{d}/{tool}.reached\"\ni=0; while [ ! -e \"{d}/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit $rc\n",
+        real = real.trim()
+    );
+    let path = dir.join(tool);
+    std::fs::write(&path, script).expect("script");
+    assert!(Command::new("chmod")
+        .args(["755", path.to_str().expect("path")])
+        .status()
+        .expect("chmod")
+        .success());
+}
+
+/// `tool` in `dir`: the real one, as it is.
+fn passthrough_tool(dir: &Path, tool: &str) {
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .expect("which")
+            .stdout,
+    )
+    .expect("path");
+    std::os::unix::fs::symlink(real.trim(), dir.join(tool)).expect("symlink");
+}
+
+/// A database beside the world's host, for a move's target (dropped with the world).
+async fn target_database(w: &TestTenancy) -> String {
+    let name = format!("{}target", w.prefix);
+    fraiseql::ops::provision::connect(&w.host.url, None, None)
+        .await
+        .expect("admin")
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("target");
+    fraiseql_testing::url_for(&name)
+}
+
+/// Waits until `path` exists (the deadline fails the test).
+fn wait_for_file(path: &Path, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the command ended ({status}) before {}", path.display());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits for `child` to exit (a minute at most); its status and everything it printed.
+fn finish(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(_status) = child.try_wait().expect("wait") {
+            let o = child.wait_with_output().expect("output");
+            return (o.status, out(&o));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The tenant's registry row as `tenant list` prints it.
+fn listed(w: &TestTenancy, key: &str) -> String {
+    let o = transfer_cmd(w, &["tenant", "list"]).output().expect("list");
+    out(&o)
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} ")))
+        .unwrap_or_else(|| panic!("{key} is not listed: {}", out(&o)))
+        .to_owned()
+}
+
+/// Ctrl-C during `tenant move` (SIGINT while its backup runs): the command undoes what it did
+/// and exits. The tenant is active at its old place with its writes, nothing of it is on the
+/// target, and no scratch file is left in `$TMPDIR`.
+#[tokio::test]
+async fn ctrl_c_during_a_move_undoes_it() {
+    let w = schema_world().await;
+    let o = transfer_cmd(&w, &["tenant", "create", "acme"])
+        .output()
+        .expect("create");
+    assert!(o.status.success(), "{}", out(&o));
+    let to = target_database(&w).await;
+    let dir = tempdir();
+    let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    pausing_tool(&bin, "pg_dump");
+    passthrough_tool(&bin, "pg_restore");
+    let mut child = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
+        .env("FRAISEQL_PG_BINDIR", &bin)
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("move");
+    wait_for_file(&bin.join("pg_dump.reached"), &mut child);
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    let (status, text) = finish(child);
+    std::fs::write(bin.join("go"), b"").expect("go");
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("interrupted (SIGINT or SIGTERM)") && text.contains("is served from"),
+        "{text}"
+    );
+    let line = listed(&w, "acme");
+    assert!(line.contains(" active "), "{line}\n{text}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("tmp")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "scratch left in $TMPDIR: {left:?}\n{text}");
+    let target = fraiseql::ops::provision::connect(&to, None, None)
+        .await
+        .expect("target");
+    let schemas: i64 = target
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1",
+            &[&format!("{}%", w.prefix)],
+        )
+        .await
+        .expect("schemas")
+        .get(0);
+    assert_eq!(schemas, 0, "nothing of the tenant on the target");
+    let mut client = w.client().await.expect("client");
+    client.set_tenant("acme");
+    let v = client
+        .execute(r#"mutation { createOrganization(name: "After Ctrl-C") { id } }"#)
+        .await
+        .expect("execute");
+    assert!(
+        v.get("errors").is_none(),
+        "writes after Ctrl-C: {v}\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `tenant move` killed (SIGKILL) right after its restore on the target (`pg_restore` waits
+/// there): a plain re-run is refused naming `--resume`; `--resume` clears the partial copy,
+/// copies again and switches; the tenant is active on the target with every row.
+#[tokio::test]
+async fn a_killed_move_resumes() {
+    let w = schema_world().await;
+    let o = transfer_cmd(&w, &["tenant", "create", "acme"])
+        .output()
+        .expect("create");
+    assert!(o.status.success(), "{}", out(&o));
+    let mut client = w.client().await.expect("client");
+    client.set_tenant("acme");
+    for name in ["One", "Two", "Three"] {
+        let v = client
+            .execute(&format!(
+                r#"mutation {{ createOrganization(name: "{name}") {{ id }} }}"#
+            ))
+            .await
+            .expect("execute");
+        assert!(v.get("errors").is_none(), "{v}");
+    }
+    let before = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("read");
+    let to = target_database(&w).await;
+    let dir = tempdir();
+    let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    passthrough_tool(&bin, "pg_dump");
+    pausing_tool(&bin, "pg_restore");
+    let mut child = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
+        .env("FRAISEQL_PG_BINDIR", &bin)
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("move");
+    wait_for_file(&bin.join("pg_restore.reached"), &mut child);
+    child.kill().expect("SIGKILL");
+    let (_, text) = finish(child);
+    std::fs::write(bin.join("go"), b"").expect("go");
+    assert!(
+        std::fs::read_dir(&tmp).expect("tmp").next().is_some(),
+        "a killed move leaves its scratch folder"
+    );
+
+    // Killed: nothing was undone, the move is recorded as unfinished.
+    let line = listed(&w, "acme");
+    assert!(line.contains(" suspended "), "{line}\n{text}");
+    let o = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
+        .output()
+        .expect("again");
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("was interrupted after fencing its writes at the source")
+            && out(&o).contains("--resume"),
+        "{}",
+        out(&o)
+    );
+    let o = transfer_cmd(
+        &w,
+        &["tenant", "move", "acme", "--server-url", &to, "--resume"],
+    )
+    .env("TMPDIR", &tmp)
+    .output()
+    .expect("resume");
+    assert!(o.status.success(), "{}\n{text}", out(&o));
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("tmp")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the resumed move removed the killed one's scratch: {left:?}"
+    );
+    assert!(
+        out(&o).contains("resuming the move of `acme`"),
+        "{}",
+        out(&o)
+    );
+    let line = listed(&w, "acme");
+    assert!(line.contains(" active "), "{line}\n{}", out(&o));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let after = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("read");
+    assert_eq!(after, before);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -334,4 +334,20 @@ impl Cx<'_> {
 
         Ok(cache)
     }
+
+    pub(super) fn transfer(&self, raw: RawTransfer) -> Result<TransferConfig, ConfigError> {
+        let archive_key = raw.archive_key.filter(|k| !k.is_empty());
+        if let Some(k) = &archive_key {
+            if k.len() < MIN_ARCHIVE_KEY_BYTES {
+                return Err(self.invalid(
+                    "transfer.archive_key",
+                    format!(
+                        "the key is {} bytes; use at least {MIN_ARCHIVE_KEY_BYTES} (`openssl rand -base64 48` makes one)",
+                        k.len()
+                    ),
+                ));
+            }
+        }
+        Ok(TransferConfig { archive_key })
+    }
 }

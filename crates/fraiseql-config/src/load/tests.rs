@@ -234,3 +234,37 @@ fn production_refuses_the_published_development_secret_and_short_secrets() {
     assert!(with("development", published).is_ok());
     assert!(with("production", &"k".repeat(32)).is_ok());
 }
+
+#[test]
+fn the_archive_key_comes_from_the_environment_and_is_long_enough() {
+    let env = |name: &str| match name {
+        "FRAISEQL_ARCHIVE_KEY" => Some("k".repeat(48)),
+        "SHORT_KEY" => Some("too short".to_owned()),
+        other => self::env(other),
+    };
+    let read = |extra: &str| {
+        parse_str(
+            &format!("{SEED}{extra}"),
+            "fraiseql.toml",
+            Path::new("/etc/app"),
+            &env,
+        )
+    };
+    let c = read("[transfer]\narchive_key = \"${FRAISEQL_ARCHIVE_KEY}\"\n").expect("key");
+    assert_eq!(c.transfer.archive_key, Some("k".repeat(48)));
+    assert!(
+        !format!("{:?}", c.transfer).contains("kkkk"),
+        "the key is not in Debug output"
+    );
+    let none = read("[transfer]\narchive_key = \"${UNSET_KEY:-}\"\n").expect("empty");
+    assert_eq!(none.transfer.archive_key, None, "an empty key is no key");
+    assert_eq!(read("").expect("absent").transfer.archive_key, None);
+    let err = read("[transfer]\narchive_key = \"${SHORT_KEY}\"\n")
+        .expect_err("short")
+        .to_string();
+    insta::assert_snapshot!(err, @"fraiseql.toml:19: `transfer.archive_key`: the key is 9 bytes; use at least 32 (`openssl rand -base64 48` makes one)");
+    let err = read("[transfer]\narchive_kee = \"x\"\n")
+        .expect_err("unknown")
+        .to_string();
+    assert!(err.contains("unknown field `archive_kee`"), "{err}");
+}

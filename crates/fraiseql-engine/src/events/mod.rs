@@ -65,10 +65,15 @@ pub enum Target {
 }
 
 impl Target {
-    /// Where the outbox is: targets with equal keys share one outbox table.
+    /// Whose outbox rows, where: a tenant's at its home. Tenants that share one outbox table
+    /// (`row_level`) each see only their own rows in it (row-level security by
+    /// `app.tenant_key`), so each is a target of its own.
     fn key(&self) -> String {
         match self {
-            Target::Tenant(t) => format!("{}\u{0}{}\u{0}{}", t.server, t.database, t.schema),
+            Target::Tenant(t) => format!(
+                "{}\u{0}{}\u{0}{}\u{0}{}",
+                t.server, t.database, t.schema, t.key
+            ),
             Target::Database(d) => format!("db:{d}"),
         }
     }

@@ -21,6 +21,21 @@ pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_outbox (
 );
 CREATE INDEX IF NOT EXISTS fraiseql_outbox_unsent ON fraiseql_outbox (next_attempt_at) WHERE sent_at IS NULL;";
 
+/// Under `row_level` every tenant's events are in one outbox: row-level security keeps each
+/// tenant's rows to itself, by the transaction's `app.tenant_key` (what requests and the relay
+/// set), for reads and writes alike. No context, no rows. Idempotent: provisioning and `fraiseql
+/// migrate` apply it to every `row_level` host.
+pub const SHARED_POLICY: &str = "ALTER TABLE fraiseql_outbox ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fraiseql_outbox FORCE ROW LEVEL SECURITY;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = 'fraiseql_outbox'::regclass AND polname = 'fraiseql_tenant_outbox') THEN
+        CREATE POLICY fraiseql_tenant_outbox ON fraiseql_outbox
+            USING (tenant_key = (SELECT nullif(current_setting('app.tenant_key', true), '')))
+            WITH CHECK (tenant_key = (SELECT nullif(current_setting('app.tenant_key', true), '')));
+    END IF;
+END $$;";
+
 /// One event written by a mutation, as returned by the outbox INSERT.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {

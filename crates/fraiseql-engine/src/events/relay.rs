@@ -233,9 +233,8 @@ async fn all_targets(inner: &Inner) -> Vec<Target> {
 
 /// The target to sweep for the dirty entry `key`: a tenant that was moved (`fraiseql tenant
 /// move` changed its registry row) took its unsent events along, so its new home is marked
-/// dirty. Its old home is swept no more (`None`) unless other tenants share that outbox
-/// (`row_level`), whose rows are still there; the moved tenant's old rows were marked sent by
-/// the move.
+/// dirty, and its old home is swept no more (`None`): the move marked its old rows sent (other
+/// tenants of a shared outbox are targets of their own).
 async fn follow_move(inner: &Inner, key: &str, target: Target) -> Option<Target> {
     let (Target::Tenant(rec), Some(tenants)) = (&target, &inner.tenants) else {
         return Some(target);
@@ -250,9 +249,6 @@ async fn follow_move(inner: &Inner, key: &str, target: Target) -> Option<Target>
     }
     tracing::info!(tenant = %rec.key, "tenant moved: its unsent events are swept at its new home");
     mark_dirty(inner, &moved, 0);
-    if crate::tenancy::strategy::named(&rec.strategy).is_some_and(|s| s.shares_tables()) {
-        return Some(target);
-    }
     let mut d = inner
         .dirty
         .lock()

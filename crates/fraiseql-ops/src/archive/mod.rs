@@ -1,7 +1,8 @@
 //! The archive format (pure): one file, a header line, a JSON manifest line ([`Manifest`]:
 //! format version, strategy, the tenant's registry row without any password, the source server
-//! as `host:port`, row counts per table, the unsent outbox rows' count) and the data sections it
-//! lists, each with its length and SHA-256:
+//! as `host:port`, row counts per table, the unsent outbox rows' count), a seal line (the
+//! HMAC-SHA256 of the first two lines with `[transfer] archive_key`, `key.rs`, or `unsigned`)
+//! and the data sections the manifest lists, each with its length and SHA-256:
 //!
 //! - a `dump` section (tenants with tables of their own: `database_per_tenant`,
 //!   `schema_per_tenant`): `pg_dump --format=custom --no-owner --no-privileges` of the tenant's
@@ -9,11 +10,14 @@
 //! - tenants sharing tables (`row_level`): a `rows:<schema>.<table>` section per table, the
 //!   `COPY` text of the tenant's rows, and an `outbox` section with its unsent events.
 //!
-//! `read.rs` opens an archive and checks its sections; `write.rs` writes the sections and puts
-//! the file together.
+//! Version 1 archives (no seal line) are read as unsigned. `read.rs` opens an archive, checks
+//! its seal and its sections; `write.rs` writes the sections and puts the file together.
 
+pub(crate) mod key;
 pub(crate) mod read;
 pub(crate) mod write;
+
+pub use key::ArchiveKey;
 
 use std::collections::BTreeSet;
 
@@ -24,8 +28,12 @@ use uuid::Uuid;
 
 /// The first line of every archive.
 pub const MAGIC: &str = "FRAISEQL-TENANT-ARCHIVE";
-/// The archive format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The archive format this build writes (it reads 1 and 2; 1 has no seal line).
+pub const FORMAT_VERSION: u32 = 2;
+/// The seal line's first word when the archive is signed.
+const SEAL_HMAC: &str = "hmac-sha256";
+/// The seal line of an unsigned archive.
+const SEAL_UNSIGNED: &str = "unsigned";
 /// The outbox columns an archive's `outbox` section holds, in order.
 pub const OUTBOX_COLUMNS: &[&str] = &[
     "event_id",
@@ -122,6 +130,10 @@ pub struct ArchivedTable {
     /// `row_level`: the type of its `tenant_id` column.
     #[serde(default)]
     pub tenant_type: Option<String>,
+    /// `row_level`: `<rows>:<sum>` of the tenant's rows (see `rows::checksum_sql`), from the
+    /// backup's snapshot; a move checks the source against it, a restore the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// One data section of an archive.
@@ -215,27 +227,103 @@ impl Manifest {
     }
 }
 
-/// The header and manifest lines of an archive.
-pub fn encode_header(m: &Manifest) -> Result<Vec<u8>, serde_json::Error> {
+/// How an archive is sealed: its seal line, and the bytes the MAC covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seal {
+    /// Signed with the key of id `key_id`: `mac` is the HMAC-SHA256 of `signed`.
+    Signed {
+        /// The signing key's id ([`ArchiveKey::id`]).
+        key_id: String,
+        /// The MAC, hex.
+        mac: String,
+        /// The header and manifest lines, as read.
+        signed: Vec<u8>,
+    },
+    /// Written with `--insecure-unsigned`.
+    Unsigned,
+    /// A version 1 archive, from before archives were signed.
+    Legacy,
+}
+
+/// What a seal says with the key at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Signed with this key, unaltered.
+    Verified,
+    /// Not signed, or not verifiable here; why, in words an operator can act on.
+    Unverified(String),
+}
+
+impl Seal {
+    /// Checks the seal with `key` (the config's), in constant time.
+    pub fn check(&self, key: Option<&ArchiveKey>) -> Trust {
+        match (self, key) {
+            (Self::Signed { mac, signed, .. }, Some(k)) if k.verify(signed, mac) => Trust::Verified,
+            (Self::Signed { key_id, .. }, Some(k)) if key_id != k.id() => Trust::Unverified(format!(
+                "its signature does not verify: it was made with another key (key id {key_id}; this config's key is {}), or altered",
+                k.id()
+            )),
+            (Self::Signed { .. }, Some(_)) => Trust::Unverified(
+                "its signature does not verify with this config's key: it was altered after it was signed (or made with another key)".to_owned(),
+            ),
+            (Self::Signed { key_id, .. }, None) => Trust::Unverified(format!(
+                "it is signed (key id {key_id}) but this config has no [transfer] archive_key to check it with"
+            )),
+            (Self::Unsigned, _) => Trust::Unverified(
+                "it is not signed (it was written with --insecure-unsigned): whoever could write it could have changed it".to_owned(),
+            ),
+            (Self::Legacy, _) => Trust::Unverified(
+                "it is a version 1 archive, from before archives were signed: whoever could write it could have changed it".to_owned(),
+            ),
+        }
+    }
+}
+
+/// The header, manifest and seal lines of an archive, signed with `key` if given.
+pub fn encode_header(m: &Manifest, key: Option<&ArchiveKey>) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = format!("{MAGIC} {FORMAT_VERSION}\n").into_bytes();
     // Compact JSON escapes every control character: the manifest is one line.
     out.extend_from_slice(serde_json::to_string(m)?.as_bytes());
     out.push(b'\n');
+    let seal = match key {
+        Some(k) => format!("{SEAL_HMAC} {} {}\n", k.id(), k.sign(&out)),
+        None => format!("{SEAL_UNSIGNED}\n"),
+    };
+    out.extend_from_slice(seal.as_bytes());
     Ok(out)
 }
 
-/// Reads the header and manifest lines from `r`; returns the manifest and the data's offset
-/// from the start of the file.
-pub async fn decode_header<R: tokio::io::AsyncBufRead + Unpin>(
+/// What [`decode_header`] read.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The data's offset from the start of the file.
+    pub data_at: u64,
+    /// The seal (not checked yet: see [`Seal::check`]).
+    pub seal: Seal,
+}
+
+/// Reads one line of at most `max` bytes from `r`, with its newline.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
-) -> Result<(Manifest, u64), String> {
+    max: u64,
+) -> Result<Vec<u8>, String> {
     use tokio::io::AsyncBufReadExt;
-    let mut first = Vec::new();
+    let mut line = Vec::new();
     (&mut *r)
-        .take(64)
-        .read_until(b'\n', &mut first)
+        .take(max)
+        .read_until(b'\n', &mut line)
         .await
         .map_err(|e| e.to_string())?;
+    Ok(line)
+}
+
+/// Reads the header, manifest and seal lines from `r`.
+pub async fn decode_header<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> Result<Header, String> {
+    let first = read_line(r, 64).await?;
     let line = std::str::from_utf8(&first).unwrap_or("");
     let Some(version) = line
         .strip_suffix('\n')
@@ -252,19 +340,59 @@ pub async fn decode_header<R: tokio::io::AsyncBufRead + Unpin>(
             "archive format version {version} is not one this fraiseql reads (1..={FORMAT_VERSION}); use a newer fraiseql"
         ));
     }
-    let mut second = Vec::new();
-    (&mut *r)
-        .take(MAX_MANIFEST)
-        .read_until(b'\n', &mut second)
-        .await
-        .map_err(|e| e.to_string())?;
+    let second = read_line(r, MAX_MANIFEST).await?;
     if second.last() != Some(&b'\n') {
         return Err("the manifest line is truncated (or longer than 16 MiB)".to_owned());
     }
     let manifest: Manifest =
         serde_json::from_slice(&second).map_err(|e| format!("unreadable manifest: {e}"))?;
+    if manifest.version != version {
+        return Err(format!(
+            "the header says version {version}, the manifest {}",
+            manifest.version
+        ));
+    }
     manifest.validate()?;
-    Ok((manifest, (first.len() + second.len()) as u64))
+    let mut data_at = (first.len() + second.len()) as u64;
+    let seal = if version == 1 {
+        Seal::Legacy
+    } else {
+        let third = read_line(r, 256).await?;
+        data_at += third.len() as u64;
+        let mut signed = first;
+        signed.extend_from_slice(&second);
+        parse_seal(&third, signed)?
+    };
+    Ok(Header {
+        manifest,
+        data_at,
+        seal,
+    })
+}
+
+/// The seal line: `hmac-sha256 <key id> <mac>` or `unsigned`.
+fn parse_seal(line: &[u8], signed: Vec<u8>) -> Result<Seal, String> {
+    let bad = || "the seal line (third line) is missing or malformed".to_owned();
+    let line = std::str::from_utf8(line)
+        .ok()
+        .and_then(|l| l.strip_suffix('\n'))
+        .ok_or_else(bad)?;
+    let words: Vec<&str> = line.split(' ').collect();
+    match words.as_slice() {
+        [SEAL_UNSIGNED] => Ok(Seal::Unsigned),
+        [SEAL_HMAC, key_id, mac]
+            if !key_id.is_empty()
+                && mac.len() == 64
+                && mac.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(Seal::Signed {
+                key_id: (*key_id).to_owned(),
+                mac: (*mac).to_owned(),
+                signed,
+            })
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// SHA-256 as lowercase hex.

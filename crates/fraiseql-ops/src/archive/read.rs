@@ -1,10 +1,11 @@
-//! Reading an archive: its manifest, and its sections checked against their SHA-256.
+//! Reading an archive: its seal checked with the config's key, its manifest, and its sections
+//! checked against their SHA-256 (the manifest, hence the checksums, are what the seal covers).
 
 use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use super::{decode_header, hex, Manifest};
+use super::{decode_header, hex, ArchiveKey, Manifest, Trust};
 use crate::error::{archive_error, io, TransferError};
 use crate::scratch::create_private;
 
@@ -15,16 +16,38 @@ pub(crate) struct Archive {
     /// Its manifest.
     pub manifest: Manifest,
     data_at: u64,
+    /// Why its origin was not established, when it was accepted anyway (`--insecure-unsigned`).
+    pub unverified: Option<String>,
+    /// Where restoring it keeps its scratch files (a folder of their own inside), when not
+    /// `$TMPDIR`: a move's own scratch folder, so a killed move leaves one folder to remove.
+    pub scratch_in: Option<PathBuf>,
 }
 
 impl Archive {
-    /// Reads the header and manifest of `path` and checks the file's length against them.
-    pub async fn open(path: &Path) -> Result<Self, TransferError> {
+    /// Reads the header and manifest of `path`, checks its seal with `key` and the file's length
+    /// against the manifest. An archive that is unsigned, or whose seal does not verify, is
+    /// refused unless `insecure_unsigned`.
+    pub async fn open(
+        path: &Path,
+        key: Option<&ArchiveKey>,
+        insecure_unsigned: bool,
+    ) -> Result<Self, TransferError> {
         let f = tokio::fs::File::open(path).await.map_err(io(path))?;
         let mut r = tokio::io::BufReader::new(f);
-        let (manifest, data_at) = decode_header(&mut r)
+        let header = decode_header(&mut r)
             .await
             .map_err(|e| archive_error(path, e))?;
+        let unverified = match header.seal.check(key) {
+            Trust::Verified => None,
+            Trust::Unverified(reason) if insecure_unsigned => Some(reason),
+            Trust::Unverified(reason) => {
+                return Err(TransferError::Unauthenticated {
+                    path: path.display().to_string(),
+                    reason,
+                })
+            }
+        };
+        let (manifest, data_at) = (header.manifest, header.data_at);
         let len = tokio::fs::metadata(path).await.map_err(io(path))?.len();
         let want = data_at + manifest.sections.iter().map(|s| s.bytes).sum::<u64>();
         if len != want {
@@ -37,6 +60,8 @@ impl Archive {
             path: path.to_owned(),
             manifest,
             data_at,
+            unverified,
+            scratch_in: None,
         })
     }
 

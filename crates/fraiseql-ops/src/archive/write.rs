@@ -1,6 +1,7 @@
 //! Writing an archive: data sections go to private scratch files first (a `COPY` or a
-//! `pg_dump`), hashed as they are written; the archive is then put together in a partial file
-//! renamed at the end, so a failed backup leaves no half archive behind.
+//! `pg_dump`), hashed as they are written; the archive is then put together, sealed with the
+//! archive key, in a scratch file renamed at the end, so a failed backup leaves no half archive
+//! behind.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::Client;
 
-use super::{encode_header, hex, ArchivedTable, Manifest, Section};
+use super::{encode_header, hex, ArchiveKey, ArchivedTable, Manifest, Section};
 use crate::error::{archive_error, db, io, TransferError};
 use crate::scratch::{create_private, Scratch};
 
@@ -72,10 +73,9 @@ pub(crate) async fn copy_to_file(
     c: &Client,
     sql: &str,
     name: String,
-    dir: &Path,
-    scratch: &mut Scratch,
+    scratch: &Scratch,
 ) -> Result<(u64, SectionFile), TransferError> {
-    let path = scratch.file(dir, "rows");
+    let path = scratch.file("rows");
     let mut f = create_private(&path).await?;
     let stream = c.copy_out(sql).await.map_err(db("copying rows"))?;
     futures_util::pin_mut!(stream);
@@ -102,20 +102,18 @@ pub(crate) async fn copy_to_file(
     ))
 }
 
-/// Writes the archive: header, manifest, sections; to a partial file renamed at the end.
+/// Writes the archive: header, manifest, seal (signed with `key`, else `unsigned`), sections;
+/// into `scratch` (on `out`'s file system), renamed to `out` at the end.
 pub(crate) async fn assemble(
     out: &Path,
     manifest: &Manifest,
     sections: &[SectionFile],
-    scratch: &mut Scratch,
+    key: Option<&ArchiveKey>,
+    scratch: &Scratch,
 ) -> Result<u64, TransferError> {
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let partial = scratch.file(dir, "archive");
+    let partial = scratch.file("archive");
     let mut f = create_private(&partial).await?;
-    let header = encode_header(manifest).map_err(|e| archive_error(out, e.to_string()))?;
+    let header = encode_header(manifest, key).map_err(|e| archive_error(out, e.to_string()))?;
     f.write_all(&header).await.map_err(io(&partial))?;
     let mut total = header.len() as u64;
     for s in sections {

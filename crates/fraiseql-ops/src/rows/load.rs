@@ -1,9 +1,10 @@
 //! Loading a tenant's rows (`row_level`) in one transaction: every table staged from its
-//! section, sequence keys taken on the target renumbered (with the foreign keys pointing at
-//! them), inserted parents first, sequences moved past the restored keys, the unsent events
-//! added, and the counts checked before COMMIT.
+//! section (every row must be the tenant's), sequence keys taken on the target renumbered (with
+//! the foreign keys pointing at them), inserted parents first, sequences moved past the
+//! restored keys, the unsent events added (every one must be the tenant's), and the counts and
+//! checksums checked before COMMIT.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fraiseql_engine::tenancy::TenantRecord;
@@ -11,7 +12,7 @@ use fraiseql_schema::quote_ident;
 use futures_util::SinkExt;
 use tokio_postgres::Client;
 
-use super::column_list;
+use super::{checksum, column_list};
 use crate::archive::read::Archive;
 use crate::archive::{rows_section, ArchivedTable, COPY_SETTINGS, OUTBOX_COLUMNS, OUTBOX_SECTION};
 use crate::catalog::{restore_order, tenant_tables, unsent_outbox, ForeignKey, TenantTable};
@@ -99,8 +100,9 @@ impl Loader<'_> {
         for t in tables {
             self.stage(t).await?;
         }
+        let mut renumbered = BTreeSet::new();
         for t in tables {
-            self.renumber(t, notes).await?;
+            renumbered.extend(self.renumber(t, notes).await?);
         }
         for name in order {
             if let Some(t) = tables.iter().find(|t| &t.name == name) {
@@ -108,7 +110,7 @@ impl Loader<'_> {
             }
         }
         self.load_outbox().await?;
-        self.check_counts().await
+        self.check_counts(&renumbered).await
     }
 
     fn target(&self, t: &ArchivedTable) -> (&TenantTable, &str) {
@@ -170,16 +172,40 @@ impl Loader<'_> {
                 t.name, t.rows
             )));
         }
+        // Inserted as the admin (no row-level security): each row must be the tenant's.
+        let foreign: i64 = self
+            .c
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {stage} WHERE tenant_id IS DISTINCT FROM ($1::text)::{}",
+                    here.tenant_type
+                ),
+                &[&self.rec.id.to_string()],
+            )
+            .await
+            .map_err(db("staging"))?
+            .get(0);
+        if foreign > 0 {
+            return Err(TransferError::Archive {
+                path: self.archive.path.display().to_string(),
+                reason: format!(
+                    "table {} of the archive holds {foreign} row(s) of another tenant (a tenant_id other than {}): refused, nothing was restored",
+                    t.name, self.rec.id
+                ),
+            });
+        }
         Ok(())
     }
 
-    /// Renumbers the table's sequence keys that are taken on the target.
+    /// Renumbers the table's sequence keys that are taken on the target; returns the tables
+    /// whose rows changed (it, and those with foreign keys to it).
     async fn renumber(
         &self,
         t: &ArchivedTable,
         notes: &mut Vec<String>,
-    ) -> Result<(), TransferError> {
+    ) -> Result<Vec<String>, TransferError> {
         let (here, _) = self.target(t);
+        let mut changed = Vec::new();
         for (i, (col, seq)) in here.sequences.iter().enumerate() {
             if !t.columns.contains(col) {
                 continue;
@@ -189,9 +215,16 @@ impl Loader<'_> {
                     "{}.{col}: {n} keys renumbered (they were taken on the target); foreign keys follow",
                     t.name
                 ));
+                changed.push(t.name.clone());
+                changed.extend(
+                    self.fks
+                        .iter()
+                        .filter(|f| f.parent == t.name)
+                        .map(|f| f.child.clone()),
+                );
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Staged keys of `col` that exist on the target get new ones from `seq`, and so do the
@@ -307,6 +340,26 @@ impl Loader<'_> {
             "copying events",
         )
         .await?;
+        // Published as whose they say they are: each must be the tenant's, by its key and by the
+        // tenant its payload names.
+        let foreign: i64 = self
+            .c
+            .query_one(
+                "SELECT count(*) FROM fraiseql_restore_outbox WHERE tenant_key IS DISTINCT FROM $1 OR (jsonb_typeof(payload) = 'object' AND payload ? 'tenant_id' AND payload->>'tenant_id' IS DISTINCT FROM $1)",
+                &[&self.rec.key],
+            )
+            .await
+            .map_err(db("staging"))?
+            .get(0);
+        if foreign > 0 {
+            return Err(TransferError::Archive {
+                path: self.archive.path.display().to_string(),
+                reason: format!(
+                    "the archive's outbox holds {foreign} event(s) of another tenant (not `{}`): refused, nothing was restored",
+                    self.rec.key
+                ),
+            });
+        }
         let picked = OUTBOX_COLUMNS
             .iter()
             .map(|c| if *c == "next_attempt_at" { "now()" } else { c })
@@ -320,8 +373,9 @@ impl Loader<'_> {
             .map_err(db("restoring events"))
     }
 
-    /// Every table's count of the tenant's rows, and its unsent events, against the manifest.
-    async fn check_counts(&self) -> Result<(), TransferError> {
+    /// Every table's count of the tenant's rows and (unless keys were renumbered in it) their
+    /// checksum, and its unsent events, against the manifest.
+    async fn check_counts(&self, renumbered: &BTreeSet<String>) -> Result<(), TransferError> {
         let m = &self.archive.manifest;
         let id = self.rec.id.to_string();
         let mut wrong = Vec::new();
@@ -342,6 +396,27 @@ impl Loader<'_> {
                 .get(0);
             if n.max(0) as u64 != t.rows {
                 wrong.push(format!("{}: {n} rows, the archive has {}", t.name, t.rows));
+                continue;
+            }
+            if let Some(want) = t
+                .checksum
+                .as_deref()
+                .filter(|_| !renumbered.contains(&t.name))
+            {
+                let got = checksum(
+                    self.c,
+                    &here.qualified(),
+                    &t.columns,
+                    &here.tenant_type,
+                    self.rec.id,
+                )
+                .await?;
+                if got != want {
+                    wrong.push(format!(
+                        "{}: its rows differ from the archive's (checksum {got}, the archive has {want})",
+                        t.name
+                    ));
+                }
             }
         }
         let unsent = unsent_outbox(self.c, &self.rec.schema, Some(&self.rec.key)).await?;

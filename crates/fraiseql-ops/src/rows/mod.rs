@@ -1,13 +1,11 @@
 //! The data of a tenant that shares tables (`row_level`): its rows of every table with a
-//! `tenant_id` column, in foreign-key order, and its unsent outbox rows, as `COPY` text. Out from
-//! the backup's snapshot; in (`load.rs`) in one transaction; found, re-counted and deleted by
-//! tenant id.
+//! `tenant_id` column, in foreign-key order, and its unsent outbox rows, as `COPY` text, with a
+//! checksum of each table's rows. Out from the backup's snapshot; in (`load.rs`) in one
+//! transaction; found, checked against the copy and deleted by tenant id.
 
 mod load;
 
 pub(crate) use load::load;
-
-use std::path::Path;
 
 use fraiseql_engine::tenancy::TenantRecord;
 use fraiseql_schema::quote_ident;
@@ -15,7 +13,9 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::archive::write::{copy_to_file, section_file, Contents};
-use crate::archive::{rows_section, ArchivedTable, Manifest, OUTBOX_COLUMNS, OUTBOX_SECTION};
+use crate::archive::{
+    rows_section, ArchivedTable, Manifest, COPY_SETTINGS, OUTBOX_COLUMNS, OUTBOX_SECTION,
+};
 use crate::catalog::{has_outbox, ordered, tenant_tables, unsent_outbox};
 use crate::error::{db, TransferError};
 use crate::scratch::{create_private, Scratch};
@@ -25,8 +25,7 @@ use crate::scratch::{create_private, Scratch};
 pub(crate) async fn backup(
     c: &Client,
     rec: &TenantRecord,
-    dir: &Path,
-    scratch: &mut Scratch,
+    scratch: &Scratch,
 ) -> Result<Contents, TransferError> {
     c.execute(
         "SELECT set_config('fraiseql.transfer_tenant', $1, true), set_config('fraiseql.transfer_key', $2, true)",
@@ -45,14 +44,15 @@ pub(crate) async fn backup(
             t.qualified(),
             t.tenant_type
         );
-        let (rows, file) =
-            copy_to_file(c, &sql, rows_section(&t.schema, &t.name), dir, scratch).await?;
+        let (rows, file) = copy_to_file(c, &sql, rows_section(&t.schema, &t.name), scratch).await?;
+        let sum = checksum(c, &t.qualified(), &t.columns, &t.tenant_type, rec.id).await?;
         archived.push(ArchivedTable {
             schema: t.schema.clone(),
             name: t.name.clone(),
             rows,
             columns: t.columns.clone(),
             tenant_type: Some(t.tenant_type.clone()),
+            checksum: Some(sum),
         });
         sections.push(file);
     }
@@ -63,9 +63,9 @@ pub(crate) async fn backup(
         quote_ident(&rec.schema)
     );
     let (unsent, file) = if has_outbox(c, &rec.schema).await? {
-        copy_to_file(c, &outbox_sql, OUTBOX_SECTION.to_owned(), dir, scratch).await?
+        copy_to_file(c, &outbox_sql, OUTBOX_SECTION.to_owned(), scratch).await?
     } else {
-        let path = scratch.file(dir, "outbox");
+        let path = scratch.file("outbox");
         drop(create_private(&path).await?);
         (0, section_file(path, OUTBOX_SECTION).await?)
     };
@@ -128,8 +128,8 @@ pub(crate) async fn occupied(
     }))
 }
 
-/// Deletes tenant `id`'s rows from every tenant table of `schema` (children first) and its
-/// outbox rows, in one transaction.
+/// Deletes tenant `id`'s rows from every tenant table of `schema` (children first), its outbox
+/// rows and its fence, in one transaction.
 pub(crate) async fn delete(
     c: &Client,
     schema: &str,
@@ -143,6 +143,8 @@ pub(crate) async fn delete(
         .map_err(db("deleting rows"))?;
     let id = id.to_string();
     let result = async {
+        // A kept copy is fenced: its rows can only go with the fence.
+        crate::fence::unfence_sql(c, schema, &id).await?;
         for t in tables.iter().rev() {
             c.execute(
                 &format!(
@@ -178,31 +180,48 @@ pub(crate) async fn delete(
     }
 }
 
-/// The tenant's row counts at the source still equal the archive's (a write that slipped past
-/// the drain would be lost).
-pub(crate) async fn recount(
+/// A checksum of tenant `id`'s rows of `table` (`columns` in order): `<rows>:<sum>`, the sum of
+/// the first 64 bits of every row's MD5 (of its text, as the session renders it: both ends use
+/// `COPY_SETTINGS`). Independent of row order; one changed value changes it.
+pub(crate) async fn checksum(
+    c: &Client,
+    table: &str,
+    columns: &[String],
+    tenant_type: &str,
+    id: Uuid,
+) -> Result<String, TransferError> {
+    let sql = format!(
+        "SELECT count(*)::text || ':' || coalesce(sum(('x' || left(md5(ROW({cols})::text), 16))::bit(64)::bigint::numeric), 0)::text FROM {table} WHERE tenant_id = ($1::text)::{tenant_type}",
+        cols = column_list(columns)
+    );
+    Ok(c.query_one(&sql, &[&id.to_string()])
+        .await
+        .map_err(db("checksumming rows"))?
+        .get(0))
+}
+
+/// The tenant's rows at the source, table by table (count and checksum), still equal what was
+/// copied: the fence kept every write out, and this checks it.
+pub(crate) async fn recheck(
     c: &Client,
     rec: &TenantRecord,
     m: &Manifest,
 ) -> Result<(), TransferError> {
-    let id = rec.id.to_string();
+    c.batch_execute(COPY_SETTINGS)
+        .await
+        .map_err(db("session"))?;
     let mut wrong = Vec::new();
     for t in &m.tables {
-        let n: i64 = c
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM {}.{} WHERE tenant_id = ($1::text)::{}",
-                    quote_ident(&t.schema),
-                    quote_ident(&t.name),
-                    t.tenant_type.as_deref().unwrap_or("uuid")
-                ),
-                &[&id],
-            )
-            .await
-            .map_err(db("re-counting"))?
-            .get(0);
-        if n.max(0) as u64 != t.rows {
-            wrong.push(format!("{}: {n} rows now, {} copied", t.name, t.rows));
+        let table = format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name));
+        let tenant_type = t.tenant_type.as_deref().unwrap_or("uuid");
+        let now = checksum(c, &table, &t.columns, tenant_type, rec.id).await?;
+        if t.checksum.as_deref() != Some(now.as_str()) {
+            wrong.push(format!(
+                "{}: {} now, {} copied (rows:checksum)",
+                t.name,
+                now,
+                t.checksum.as_deref().unwrap_or("none")
+            ));
         }
     }
     if wrong.is_empty() {

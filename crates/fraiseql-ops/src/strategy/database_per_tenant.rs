@@ -1,7 +1,6 @@
 //! `database_per_tenant`: the tenant's own database and role. Backed up and restored as a
 //! `pg_dump` of the database; a moved tenant's old database is renamed `…_moved_<time>`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use fraiseql_config::Config;
@@ -89,10 +88,9 @@ impl StrategyOps for DatabasePerTenant {
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,
-        dir: &'a Path,
-        scratch: &'a mut Scratch,
+        scratch: &'a Scratch,
     ) -> Fut<'a, Result<Contents, TransferError>> {
-        Box::pin(dump::backup(c, rec, None, dir, scratch))
+        Box::pin(dump::backup(c, rec, None, scratch))
     }
 
     fn occupied<'a>(
@@ -168,11 +166,7 @@ impl StrategyOps for DatabasePerTenant {
         from.cluster == to.cluster
     }
 
-    fn fences_writes(&self) -> bool {
-        true
-    }
-
-    fn drain<'a>(
+    fn fence<'a>(
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,

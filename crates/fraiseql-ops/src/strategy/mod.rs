@@ -11,7 +11,6 @@ mod row_level;
 mod schema_per_tenant;
 
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -26,8 +25,8 @@ use uuid::Uuid;
 use crate::archive::read::Archive;
 use crate::archive::write::Contents;
 use crate::archive::Manifest;
-use crate::error::{provision_db, ProvisionError, TransferError};
-use crate::home::{ensure_roles, Created, Made};
+use crate::error::{db, provision_db, ProvisionError, TransferError};
+use crate::home::{dml_grants, ensure_roles, Created, Made};
 use crate::scratch::Scratch;
 use crate::server::{connect, registry_seen, Location};
 
@@ -125,14 +124,13 @@ pub(crate) trait StrategyOps: Send + Sync {
     /// Whether its archives are `pg_dump` archives (so `pg_dump` / `pg_restore` must run).
     fn uses_pg_tools(&self) -> bool;
 
-    /// Writes the tenant's data sections into `dir` from the snapshot `c` holds (a repeatable
-    /// read transaction on the tenant's database).
+    /// Writes the tenant's data sections into `scratch` from the snapshot `c` holds (a
+    /// repeatable read transaction on the tenant's database).
     fn backup<'a>(
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,
-        dir: &'a Path,
-        scratch: &'a mut Scratch,
+        scratch: &'a Scratch,
     ) -> Fut<'a, Result<Contents, TransferError>>;
 
     /// What of tenant `key` is at `rec`'s home already (a description), if anything.
@@ -178,21 +176,40 @@ pub(crate) trait StrategyOps: Send + Sync {
         registry_seen()
     }
 
-    /// Whether the tenant's writes can be fenced on their own (its role loses DML; granted
-    /// again if the move fails).
-    fn fences_writes(&self) -> bool;
+    /// Whether a schema named as the tenant's at the source is on the target already (what a
+    /// restore under that name would collide with), as a description.
+    fn occupied_by_source_name<'a>(
+        &'a self,
+        _source: &'a TenantRecord,
+        _target: &'a TenantRecord,
+    ) -> Fut<'a, Result<Option<String>, TransferError>> {
+        Box::pin(async { Ok(None) })
+    }
 
-    /// Stops the tenant's writes at the source (`c`, on its database) and waits up to
-    /// `timeout_ms` for those in flight.
-    fn drain<'a>(
+    /// Fences the tenant's writes at the source (`c`, on its database): from now on they fail;
+    /// then waits up to `timeout_ms` for the transactions that may have written before.
+    fn fence<'a>(
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,
         timeout_ms: u64,
     ) -> Fut<'a, Result<(), TransferError>>;
 
-    /// After the copy: checks that the source still holds what was copied, where writes could
-    /// not be fenced.
+    /// Lets the tenant's writes through again (a move that did not happen). Its role's DML is
+    /// granted again (what `fraiseql migrate` grants).
+    fn unfence<'a>(
+        &'a self,
+        c: &'a Client,
+        rec: &'a TenantRecord,
+    ) -> Fut<'a, Result<(), TransferError>> {
+        Box::pin(async move {
+            c.batch_execute(&dml_grants(&rec.schema, &rec.role))
+                .await
+                .map_err(db("granting writes again"))
+        })
+    }
+
+    /// After the copy: checks that the source still holds what was copied.
     fn verify_source<'a>(
         &'a self,
         _rec: &'a TenantRecord,

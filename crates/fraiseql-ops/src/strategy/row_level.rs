@@ -1,9 +1,9 @@
 //! `row_level`: the tenant's rows in the host database's shared tables, one role for every
-//! tenant. Backed up and restored as `COPY` of its rows; its writes cannot be fenced on their
-//! own, so a move waits for the shared role's transactions and re-counts the source; a moved
-//! tenant's old rows stay (its old unsent events marked handed over) until `drop-copy`.
+//! tenant. Backed up and restored as `COPY` of its rows; a move fences the tenant's rows (a
+//! `fraiseql_fence` row its tables' trigger checks), waits for the shared role's transactions
+//! and checks every table's content at the source against the copy; a moved tenant's old rows
+//! stay (fenced, its old unsent events marked handed over) until `drop-copy`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use fraiseql_config::{Config, TENANT_DATABASE};
@@ -101,10 +101,9 @@ impl StrategyOps for RowLevel {
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,
-        dir: &'a Path,
-        scratch: &'a mut Scratch,
+        scratch: &'a Scratch,
     ) -> Fut<'a, Result<Contents, TransferError>> {
-        Box::pin(rows::backup(c, rec, dir, scratch))
+        Box::pin(rows::backup(c, rec, scratch))
     }
 
     fn occupied<'a>(
@@ -143,14 +142,31 @@ impl StrategyOps for RowLevel {
         })
     }
 
-    /// The load is one transaction: a failed one left no rows.
+    /// A failed load (one transaction) left no rows; a load that succeeded before the move or
+    /// restore failed later did: the tenant's rows there are deleted.
     fn undo<'a>(
         &'a self,
         _admin: &'a Client,
-        _rec: &'a TenantRecord,
-        _made: &'a Made,
+        rec: &'a TenantRecord,
+        made: &'a Made,
     ) -> Fut<'a, Vec<String>> {
-        Box::pin(async { Vec::new() })
+        Box::pin(async move {
+            if !made.loaded {
+                return Vec::new();
+            }
+            let deleted = async {
+                let host = connect_to(&rec.server, Some(&rec.database)).await?;
+                rows::delete(&host, &rec.schema, rec.id, &rec.key).await
+            }
+            .await;
+            match deleted {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![format!(
+                    "rows of tenant id {} in {}: {e}",
+                    rec.id, rec.database
+                )],
+            }
+        })
     }
 
     /// Plus the longest wait for a pooled connection: a request that got its record before the
@@ -163,21 +179,26 @@ impl StrategyOps for RowLevel {
         registry_seen() + Duration::from_secs(pool)
     }
 
-    fn fences_writes(&self) -> bool {
-        false
-    }
-
-    fn drain<'a>(
+    /// One role for every tenant: the fence is a row of `fraiseql_fence` that the tenant
+    /// tables' fence trigger refuses writes of (`fence.rs`).
+    fn fence<'a>(
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,
         timeout_ms: u64,
     ) -> Fut<'a, Result<(), TransferError>> {
-        Box::pin(fence::wait_for_shared_role(c, rec, timeout_ms))
+        Box::pin(fence::fence_tenant_rows(c, rec, timeout_ms))
     }
 
-    /// A write that slipped past the drain would be lost: the source's counts must still be
-    /// the archive's.
+    fn unfence<'a>(
+        &'a self,
+        c: &'a Client,
+        rec: &'a TenantRecord,
+    ) -> Fut<'a, Result<(), TransferError>> {
+        Box::pin(fence::unfence_tenant_rows(c, rec))
+    }
+
+    /// Every table's rows at the source, by count and checksum, against the archive's.
     fn verify_source<'a>(
         &'a self,
         rec: &'a TenantRecord,
@@ -185,7 +206,7 @@ impl StrategyOps for RowLevel {
     ) -> Fut<'a, Result<(), TransferError>> {
         Box::pin(async move {
             let c = connect_to(&rec.server, Some(&rec.database)).await?;
-            rows::recount(&c, rec, copied).await
+            rows::recheck(&c, rec, copied).await
         })
     }
 

@@ -3,8 +3,6 @@
 //! way when the target names it differently); a moved tenant's old schema is renamed
 //! `…_moved_<time>`.
 
-use std::path::Path;
-
 use fraiseql_config::Config;
 use fraiseql_engine::tenancy::registry;
 use fraiseql_engine::tenancy::strategy::{self as serving, Home, Strategy};
@@ -90,10 +88,9 @@ impl StrategyOps for SchemaPerTenant {
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,
-        dir: &'a Path,
-        scratch: &'a mut Scratch,
+        scratch: &'a Scratch,
     ) -> Fut<'a, Result<Contents, TransferError>> {
-        Box::pin(dump::backup(c, rec, Some(&rec.schema), dir, scratch))
+        Box::pin(dump::backup(c, rec, Some(&rec.schema), scratch))
     }
 
     fn occupied<'a>(
@@ -106,6 +103,25 @@ impl StrategyOps for SchemaPerTenant {
             Ok(schema_exists(&host, &rec.schema)
                 .await?
                 .then(|| format!("a schema named {} in database {}", rec.schema, rec.database)))
+        })
+    }
+
+    fn occupied_by_source_name<'a>(
+        &'a self,
+        source: &'a TenantRecord,
+        target: &'a TenantRecord,
+    ) -> Fut<'a, Result<Option<String>, TransferError>> {
+        Box::pin(async move {
+            if source.schema == target.schema {
+                return Ok(None);
+            }
+            let host = connect_to(&target.server, Some(&target.database)).await?;
+            Ok(schema_exists(&host, &source.schema).await?.then(|| {
+                format!(
+                    "a schema named {} (the source's, which the restore goes through) in database {}",
+                    source.schema, target.database
+                )
+            }))
         })
     }
 
@@ -181,11 +197,7 @@ impl StrategyOps for SchemaPerTenant {
         })
     }
 
-    fn fences_writes(&self) -> bool {
-        true
-    }
-
-    fn drain<'a>(
+    fn fence<'a>(
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,

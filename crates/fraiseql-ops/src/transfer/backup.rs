@@ -1,5 +1,5 @@
 //! `fraiseql tenant backup`: the tenant's data, row counts and unsent events from one snapshot,
-//! while it is served.
+//! while it is served, in an archive signed with `[transfer] archive_key`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +9,11 @@ use fraiseql_engine::tenancy::registry::{self, TenantRecord, TenantStatus};
 
 use super::Progress;
 use crate::archive::write::{assemble, Contents};
-use crate::archive::{ArchivedSource, ArchivedTenant, Manifest, COPY_SETTINGS, FORMAT_VERSION};
+use crate::archive::{
+    ArchiveKey, ArchivedSource, ArchivedTenant, Manifest, COPY_SETTINGS, FORMAT_VERSION,
+};
 use crate::error::{db, TransferError};
+use crate::interrupt::Interrupt;
 use crate::scratch::Scratch;
 use crate::server::{check_admin, cluster_key, connect_to, registry_client};
 use crate::strategy;
@@ -33,16 +36,33 @@ impl BackupReport {
     }
 }
 
+/// How a backup runs.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Without `[transfer] archive_key`, write an unsigned archive (which restores only with
+    /// `--insecure-unsigned`) instead of refusing.
+    pub insecure_unsigned: bool,
+    /// Stops the backup (its scratch removed) when fired.
+    pub interrupt: Interrupt,
+}
+
 /// Backs tenant `key` up into the archive `out` (refused if it exists), without stopping it:
-/// the data, counts and outbox come from one snapshot.
+/// the data, counts and outbox come from one snapshot. The archive is signed with
+/// `[transfer] archive_key`; without one the backup is refused unless
+/// [`BackupOptions::insecure_unsigned`].
 pub async fn backup(
     config: &Config,
     key: &str,
     out: &Path,
+    options: &BackupOptions,
     progress: Progress<'_>,
 ) -> Result<BackupReport, TransferError> {
     if !keys::is_valid(key) {
         return Err(TransferError::InvalidKey(keys::why_invalid(key)));
+    }
+    let signer = ArchiveKey::from_config(config);
+    if signer.is_none() && !options.insecure_unsigned {
+        return Err(TransferError::NoArchiveKey);
     }
     if tokio::fs::try_exists(out).await.unwrap_or(false) {
         return Err(TransferError::Refused(format!(
@@ -58,13 +78,17 @@ pub async fn backup(
     if rec.status == TenantStatus::Provisioning {
         return Err(TransferError::NotReady(key.to_owned()));
     }
-    backup_record(&rec, out, progress).await
+    options
+        .interrupt
+        .guard(backup_record(&rec, out, signer.as_ref(), progress))
+        .await
 }
 
-/// Backs `rec` up into `out` (a move's archive, or [`backup`]'s).
+/// Backs `rec` up into `out` (a move's archive, or [`backup`]'s), signed with `key` if given.
 pub(crate) async fn backup_record(
     rec: &TenantRecord,
     out: &Path,
+    key: Option<&ArchiveKey>,
     progress: Progress<'_>,
 ) -> Result<BackupReport, TransferError> {
     let strategy = strategy::named(&rec.strategy).ok_or_else(|| {
@@ -73,11 +97,12 @@ pub(crate) async fn backup_record(
             rec.key, rec.strategy
         ))
     })?;
+    // Beside `out`: the finished archive is renamed into place, on the same file system.
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut scratch = Scratch::default();
+    let scratch = Scratch::new_in(dir)?;
     let c = connect_to(&rec.server, Some(&rec.database)).await?;
     check_admin(&c, "tenant server").await?;
     c.batch_execute(COPY_SETTINGS)
@@ -94,7 +119,7 @@ pub(crate) async fn backup_record(
         .await
         .map_err(db("snapshot"))?;
     let (created_at, version): (String, String) = (head.get(0), head.get(1));
-    let contents = strategy.backup(&c, rec, dir, &mut scratch).await?;
+    let contents = strategy.backup(&c, rec, &scratch).await?;
     c.batch_execute("COMMIT").await.map_err(db("snapshot"))?;
     let source = ArchivedSource {
         server: cluster_key(&rec.server)?,
@@ -102,15 +127,20 @@ pub(crate) async fn backup_record(
         version,
     };
     let (manifest, sections) = manifest(rec, created_at, source, contents);
-    let bytes = assemble(out, &manifest, &sections, &mut scratch).await?;
+    let bytes = assemble(out, &manifest, &sections, key, &scratch).await?;
     progress(&format!(
-        "backed up tenant `{}`: {} rows in {} tables, {} unsent events, {} bytes -> {}",
+        "backed up tenant `{}`: {} rows in {} tables, {} unsent events, {} bytes -> {}{}",
         rec.key,
         manifest.rows(),
         manifest.tables.len(),
         manifest.outbox_unsent,
         bytes,
-        out.display()
+        out.display(),
+        if key.is_some() {
+            ""
+        } else {
+            " (unsigned: it restores only with --insecure-unsigned)"
+        }
     ));
     Ok(BackupReport {
         path: out.to_owned(),

@@ -7,6 +7,7 @@ use fraiseql_engine::tenancy::registry::{self, TenantRecord};
 use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
+use super::r#move::refuse_unfinished;
 use super::Progress;
 use crate::error::{db, TransferError};
 use crate::server::{cluster_key, registry_client, try_lock, unlock, Location};
@@ -111,7 +112,10 @@ pub async fn drop_copy(
         .await
         .map_err(db("registry"))?;
     try_lock(&registry, key).await?;
-    let result = drop_copy_locked(&registry, key, progress).await;
+    let result = match refuse_unfinished(&registry, key).await {
+        Ok(()) => drop_copy_locked(&registry, key, progress).await,
+        Err(e) => Err(e),
+    };
     unlock(&registry, key).await;
     result
 }

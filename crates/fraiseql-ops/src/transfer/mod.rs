@@ -20,17 +20,18 @@ mod r#move;
 mod restore;
 
 pub use crate::archive::{
-    decode_header, encode_header, rows_section, ArchivedSource, ArchivedTable, ArchivedTenant,
-    Manifest, Section, FORMAT_VERSION, MAGIC, OUTBOX_COLUMNS,
+    decode_header, encode_header, rows_section, ArchiveKey, ArchivedSource, ArchivedTable,
+    ArchivedTenant, Header, Manifest, Seal, Section, Trust, FORMAT_VERSION, MAGIC, OUTBOX_COLUMNS,
 };
 pub use crate::catalog::dependency_order;
 pub use crate::error::TransferError;
+pub use crate::interrupt::Interrupt;
 pub use crate::names::{copy_name, default_archive_name, utc_stamp};
 pub use crate::tools::{exact_pattern, libpq_env};
-pub use backup::{backup, BackupReport};
+pub use backup::{backup, BackupOptions, BackupReport};
 pub use copies::{copies, drop_copy, OldCopy};
-pub use r#move::{move_tenant, suspension_wait, MoveReport};
-pub use restore::{restore, RestoreReport};
+pub use r#move::{move_tenant, suspension_wait, MoveOptions, MoveReport};
+pub use restore::{restore, RestoreOptions, RestoreReport};
 
 /// Reports the steps of a long operation as they happen (the CLI prints them).
 pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);

@@ -1,6 +1,7 @@
-//! `fraiseql tenant restore`: provisions the tenant on the target (new roles and passwords),
-//! loads the archive, checks every table's count, migrates and grants; a failure removes what it
-//! made. Also the loading and undoing a move does on its target.
+//! `fraiseql tenant restore`: checks the archive's seal, provisions the tenant on the target (new
+//! roles and passwords), loads the archive, checks every table's count, migrates and grants; a
+//! failure (or SIGINT / SIGTERM) removes what it made. Also the loading and undoing a move does
+//! on its target.
 
 use std::path::Path;
 
@@ -12,10 +13,13 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::copies::record_copy;
+use super::r#move::refuse_unfinished;
 use super::Progress;
 use crate::archive::read::Archive;
+use crate::archive::ArchiveKey;
 use crate::error::{archive_error, db, TransferError};
-use crate::home::Made;
+use crate::home::{existing_roles, Made};
+use crate::interrupt::Interrupt;
 use crate::provision::plan_record;
 use crate::server::{
     check_admin, connect_to, registry_client, registry_seen, server_place_of, server_url, try_lock,
@@ -39,21 +43,37 @@ pub struct RestoreReport {
     pub notes: Vec<String>,
 }
 
+/// How a restore runs.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Replace the tenant's data where it is restored.
+    pub force: bool,
+    /// Accept an archive that is unsigned, or whose seal does not verify with
+    /// `[transfer] archive_key` (made with another key, or altered). Its content is confined to
+    /// the tenant all the same.
+    pub insecure_unsigned: bool,
+    /// Stops the restore and removes what it made when fired.
+    pub interrupt: Interrupt,
+}
+
 /// Restores tenant `key` from `archive` onto `server` (default: the config's tenant server).
-/// Refused when the tenant is registered or its data is on the target, unless `force`: then
-/// its data there is replaced (a copy elsewhere is kept and listed for `drop-copy`).
+/// The archive must be sealed with `[transfer] archive_key` unless
+/// [`RestoreOptions::insecure_unsigned`]. Refused when the tenant is registered or its data is
+/// on the target, unless [`RestoreOptions::force`]: then its data there is replaced (a copy
+/// elsewhere is kept and listed for `drop-copy`).
 pub async fn restore(
     config: &Config,
     key: &str,
     archive: &Path,
     server: Option<&str>,
-    force: bool,
+    options: &RestoreOptions,
     progress: Progress<'_>,
 ) -> Result<RestoreReport, TransferError> {
     if !keys::is_valid(key) {
         return Err(TransferError::InvalidKey(keys::why_invalid(key)));
     }
-    let archive = Archive::open(archive).await?;
+    let signer = ArchiveKey::from_config(config);
+    let archive = Archive::open(archive, signer.as_ref(), options.insecure_unsigned).await?;
     let m = archive.manifest.clone();
     if m.tenant.key != key {
         return Err(TransferError::WrongTenant {
@@ -80,7 +100,7 @@ pub async fn restore(
     };
     let registry = registry_client(config).await?;
     try_lock(&registry, key).await?;
-    let result = restore_locked(config, &registry, &archive, id, &server, force, progress).await;
+    let result = restore_locked(config, &registry, &archive, id, &server, options, progress).await;
     unlock(&registry, key).await;
     result
 }
@@ -103,21 +123,31 @@ async fn restore_locked(
     archive: &Archive,
     id: Uuid,
     server: &str,
-    force: bool,
+    options: &RestoreOptions,
     progress: Progress<'_>,
 ) -> Result<RestoreReport, TransferError> {
     let m = &archive.manifest;
     let key = m.tenant.key.as_str();
     let strategy = strategy::of(config.multi_tenancy.strategy);
+    refuse_unfinished(registry, key).await?;
     let target = plan_target(config, registry, archive, id, server).await?;
     let found = strategy.occupied(&target.rec, key).await?;
-    if !force {
+    if !options.force {
         refuse(key, &target, found.as_deref())?;
     }
     let mut notes = Vec::new();
+    if let Some(why) = &archive.unverified {
+        notes.push(format!(
+            "the archive's origin was not checked (--insecure-unsigned): {why}"
+        ));
+    }
     set_aside(registry, &target, &mut notes, progress).await?;
     let mut made = Made {
         found: found.is_some(),
+        // Known before anything is made, so an interrupted restore removes exactly that.
+        created: existing_roles(&target.rec)
+            .await?
+            .created_if_missing(found.is_none()),
         ..Made::default()
     };
     if found.is_some() {
@@ -139,16 +169,18 @@ async fn restore_locked(
     registry::put(registry, &target.rec)
         .await
         .map_err(db("registry"))?;
-    if let Err(e) = load(
-        config,
-        &target.rec,
-        archive,
-        &mut made,
-        &mut notes,
-        progress,
-    )
-    .await
-    {
+    let loaded = options
+        .interrupt
+        .guard(load(
+            config,
+            &target.rec,
+            archive,
+            &mut made,
+            &mut notes,
+            progress,
+        ))
+        .await;
+    if let Err(e) = loaded {
         let left = undo_target(config, &target.rec, &made).await;
         if target.existing.is_none() {
             let _ = registry
@@ -318,6 +350,9 @@ pub(super) async fn undo_target(config: &Config, rec: &TenantRecord, made: &Made
         )];
     };
     let mut left = strategy.undo(&admin, rec, made).await;
+    if let Some(role) = &made.restore_role {
+        left.extend(crate::dump::drop_restore_role(rec, role).await);
+    }
     // A role this restore created is nobody else's (row_level's shared role included: it did not
     // exist on the target before); its grants in the host database go with it.
     if made.created.role {

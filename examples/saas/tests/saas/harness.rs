@@ -87,14 +87,26 @@ pub async fn setup_with(extra_config: &str) -> Saas {
     }
 }
 
+/// The archive key of the test worlds (`[transfer] archive_key`): every world signs and
+/// checks archives with it.
+pub const TEST_ARCHIVE_KEY: &str = "fraiseql-test-archive-key-0123456789abcdef";
+
 /// A multi-tenant world with the example's migrations and schema; `extra` is appended to the
-/// config.
+/// config (after `[transfer] archive_key`, see [`world_keyed`]).
 pub async fn world_with(strategy: &str, extra: &str) -> TestTenancy {
+    world_keyed(strategy, Some(TEST_ARCHIVE_KEY), extra).await
+}
+
+/// [`world_with`] with `key` as its archive key (none: backups need `insecure_unsigned`).
+pub async fn world_keyed(strategy: &str, key: Option<&str>, extra: &str) -> TestTenancy {
+    let transfer = key.map_or(String::new(), |k| {
+        format!("[transfer]\narchive_key = \"{k}\"\n")
+    });
     let t = TestTenancy::new(
         strategy,
         &example_dir().join("migrations/tenant"),
         &example_dir().join("schema.graphql"),
-        extra,
+        &format!("{transfer}{extra}"),
     )
     .await
     .expect("tenancy world");

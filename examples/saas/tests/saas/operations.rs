@@ -23,12 +23,23 @@ use crate::harness::{
     world_with,
 };
 
+mod archives;
+mod moves;
+
 /// Everything a tenant's callers can read: organizations with members, projects, tasks and
 /// their counts, and the tenant's configuration.
 const EVERYTHING: &str = "{ organizations(limit: 20) { id identifier name subscriptionTier createdAt memberCount members(limit: 50) { name email } projects(limit: 50) { id identifier name createdAt taskCount organization { name } tasks(limit: 50) { id title status } } } tenantConfig }";
 
 fn progress(line: &str) {
     eprintln!("    {line}");
+}
+
+/// `--force`.
+fn force() -> transfer::RestoreOptions {
+    transfer::RestoreOptions {
+        force: true,
+        ..Default::default()
+    }
 }
 
 /// Arrays sorted by their JSON text: lists without an order of their own (members, tasks) may
@@ -375,7 +386,7 @@ async fn move_while_serving(strategy: &str) {
 
     eprintln!("  moving `mover` ({strategy}) to {}:", cluster.port);
     let moved_at = t0.elapsed();
-    let report = transfer::move_tenant(&t.config, "mover", &to, &progress)
+    let report = transfer::move_tenant(&t.config, "mover", &to, &Default::default(), &progress)
         .await
         .unwrap_or_else(|e| panic!("{strategy}: move failed: {e}"));
     let move_took = t0.elapsed() - moved_at;
@@ -723,7 +734,7 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     let dir = scratch_dir("backup");
     let _cleanup = Scratch(dir.clone());
     let file = dir.join("acme.fraiseql-tenant");
-    let b = transfer::backup(&a.config, "acme", &file, &progress)
+    let b = transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
         .await
         .expect("backup");
     assert_eq!(b.manifest.tenant.id, rec.id.to_string());
@@ -746,7 +757,7 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
         "no password in the archive"
     );
     assert!(matches!(
-        transfer::backup(&a.config, "acme", &file, &progress).await,
+        transfer::backup(&a.config, "acme", &file, &Default::default(), &progress).await,
         Err(TransferError::Refused(m)) if m.contains("exists")
     ));
 
@@ -754,9 +765,16 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     let cluster = PgCluster::start("", None).expect("empty cluster");
     let to = target_url(&cluster, strategy).await;
     let w = world(strategy).await;
-    let r = transfer::restore(&w.config, "acme", &file, Some(&to), false, &progress)
-        .await
-        .unwrap_or_else(|e| panic!("{strategy}: restore: {e}"));
+    let r = transfer::restore(
+        &w.config,
+        "acme",
+        &file,
+        Some(&to),
+        &Default::default(),
+        &progress,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{strategy}: restore: {e}"));
     assert_eq!(r.record.id, rec.id);
     assert_eq!(r.record.status, TenantStatus::Active);
     assert!(r.record.server.contains(&format!(":{}/", cluster.port)));
@@ -776,12 +794,20 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     create_project(&wc, &org, "Epsilon").await;
 
     // Again over it: refused, unless forced; forced, the archive's state comes back.
-    let again = transfer::restore(&w.config, "acme", &file, Some(&to), false, &progress).await;
+    let again = transfer::restore(
+        &w.config,
+        "acme",
+        &file,
+        Some(&to),
+        &Default::default(),
+        &progress,
+    )
+    .await;
     match again {
         Err(e @ TransferError::Exists { .. }) => assert!(e.to_string().contains("--force"), "{e}"),
         other => panic!("{strategy}: expected a refusal, got {other:?}"),
     }
-    let forced = transfer::restore(&w.config, "acme", &file, Some(&to), true, &progress)
+    let forced = transfer::restore(&w.config, "acme", &file, Some(&to), &force(), &progress)
         .await
         .unwrap_or_else(|e| panic!("{strategy}: forced restore: {e}"));
     assert_eq!(forced.record.id, rec.id);
@@ -792,7 +818,15 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     );
 
     // Over the original tenant in its own registry: refused too.
-    let over = transfer::restore(&a.config, "acme", &file, None, false, &progress).await;
+    let over = transfer::restore(
+        &a.config,
+        "acme",
+        &file,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await;
     assert!(
         matches!(over, Err(TransferError::Exists { .. })),
         "{over:?}"
@@ -803,7 +837,7 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     broken[last] ^= 0xff;
     let damaged = dir.join("damaged.fraiseql-tenant");
     std::fs::write(&damaged, broken).expect("write");
-    match transfer::restore(&a.config, "acme", &damaged, None, true, &progress).await {
+    match transfer::restore(&a.config, "acme", &damaged, None, &force(), &progress).await {
         Err(e @ TransferError::Archive { .. }) => assert!(e.to_string().contains("damaged"), "{e}"),
         other => panic!("{strategy}: expected a damaged archive, got {other:?}"),
     }
@@ -832,7 +866,7 @@ async fn row_level_restore_renumbers_keys_taken_on_the_target() {
     let dir = scratch_dir("renumber");
     let _cleanup = Scratch(dir.clone());
     let file = dir.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &progress)
+    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
         .await
         .expect("backup");
 
@@ -847,9 +881,16 @@ async fn row_level_restore_renumbers_keys_taken_on_the_target() {
     arrange_rows(&w, &host).await;
     let resident = answers(&w, "resident").await;
 
-    let r = transfer::restore(&w.config, "acme", &file, None, false, &progress)
-        .await
-        .expect("restore");
+    let r = transfer::restore(
+        &w.config,
+        "acme",
+        &file,
+        None,
+        &Default::default(),
+        &progress,
+    )
+    .await
+    .expect("restore");
     assert!(
         r.notes
             .iter()
@@ -917,7 +958,7 @@ async fn a_failed_move_leaves_the_tenant_where_it_was(strategy: &str) {
     arrange_rows(&t, &rec).await;
     let original = answers(&t, "acme").await;
 
-    let err = transfer::move_tenant(&t.config, "acme", &to, &progress)
+    let err = transfer::move_tenant(&t.config, "acme", &to, &Default::default(), &progress)
         .await
         .expect_err("the move must fail");
     let text = err.to_string();
@@ -998,32 +1039,53 @@ async fn a_failed_move_leaves_the_tenant_where_it_was(strategy: &str) {
 async fn moves_and_restores_that_cannot_work_are_refused_up_front() {
     let t = world("database_per_tenant").await;
     t.create_tenant("acme").await.expect("tenant");
-    let same = transfer::move_tenant(&t.config, "acme", &t.host.url, &progress).await;
+    let same = transfer::move_tenant(
+        &t.config,
+        "acme",
+        &t.host.url,
+        &Default::default(),
+        &progress,
+    )
+    .await;
     assert!(
         matches!(same, Err(TransferError::SameLocation { .. })),
         "{same:?}"
     );
-    let unknown = transfer::move_tenant(&t.config, "nobody", &t.host.url, &progress).await;
+    let unknown = transfer::move_tenant(
+        &t.config,
+        "nobody",
+        &t.host.url,
+        &Default::default(),
+        &progress,
+    )
+    .await;
     assert!(
         matches!(unknown, Err(TransferError::Unknown(_))),
         "{unknown:?}"
     );
-    let bad = transfer::backup(&t.config, "Bad Key", Path::new("/tmp/x"), &progress).await;
+    let bad = transfer::backup(
+        &t.config,
+        "Bad Key",
+        Path::new("/tmp/x"),
+        &Default::default(),
+        &progress,
+    )
+    .await;
     assert!(matches!(bad, Err(TransferError::InvalidKey(_))), "{bad:?}");
     let dir = scratch_dir("refusals");
     let _cleanup = Scratch(dir.clone());
     let file = dir.join("acme.fraiseql-tenant");
-    transfer::backup(&t.config, "acme", &file, &progress)
+    transfer::backup(&t.config, "acme", &file, &Default::default(), &progress)
         .await
         .expect("backup");
-    let wrong = transfer::restore(&t.config, "other", &file, None, true, &progress).await;
+    let wrong = transfer::restore(&t.config, "other", &file, None, &force(), &progress).await;
     assert!(
         matches!(wrong, Err(TransferError::WrongTenant { .. })),
         "{wrong:?}"
     );
     let not_archive = dir.join("not-an-archive");
     std::fs::write(&not_archive, b"PGDMP\x01\x0e\x00").expect("write");
-    let r = transfer::restore(&t.config, "acme", &not_archive, None, true, &progress).await;
+    let r = transfer::restore(&t.config, "acme", &not_archive, None, &force(), &progress).await;
     assert!(matches!(r, Err(TransferError::Archive { .. })), "{r:?}");
     // The tenant was never suspended by any of this.
     let rec = t.create_tenant("acme").await.expect("tenant");

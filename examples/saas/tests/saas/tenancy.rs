@@ -1070,3 +1070,58 @@ async fn a_pooled_connection_keeps_no_tenant_state_between_transactions(strategy
         );
     }
 }
+
+/// Under `row_level` every tenant's events wait in one `fraiseql_outbox`: as the shared role with
+/// tenant A's context, B's rows are invisible and none can be written in B's name; without a
+/// tenant context, none is visible.
+#[tokio::test]
+async fn row_level_outbox_rows_are_the_tenants_own() {
+    let t = world("row_level").await;
+    let a = t.create_tenant("tenant_a").await.expect("tenant a");
+    t.create_tenant("tenant_b").await.expect("tenant b");
+    t.admin_client(&a)
+        .await
+        .expect("admin")
+        .batch_execute(
+            "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) VALUES
+               (gen_random_uuid(), 'tenant_a', 'analytics.a', '{}'),
+               (gen_random_uuid(), 'tenant_b', 'analytics.b', '{}')",
+        )
+        .await
+        .expect("events");
+    let role = t.role_client(&a).await.expect("shared role");
+    role.batch_execute(&format!(
+        "BEGIN; SELECT set_config('app.tenant_id', '{}', true), set_config('app.tenant_key', 'tenant_a', true)",
+        a.id
+    ))
+    .await
+    .expect("context");
+    let seen: Vec<String> = role
+        .query("SELECT tenant_key FROM fraiseql_outbox ORDER BY 1", &[])
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, ["tenant_a"], "tenant A sees only its own events");
+    let forged = role
+        .execute(
+            "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) VALUES (gen_random_uuid(), 'tenant_b', 'analytics.b', '{}')",
+            &[],
+        )
+        .await
+        .expect_err("an event in B's name is refused");
+    assert!(
+        forged
+            .as_db_error()
+            .is_some_and(|d| d.message().contains("row-level security")),
+        "{forged}"
+    );
+    role.batch_execute("ROLLBACK").await.expect("rollback");
+    let none: i64 = role
+        .query_one("SELECT count(*) FROM fraiseql_outbox", &[])
+        .await
+        .expect("read")
+        .get(0);
+    assert_eq!(none, 0, "no tenant context: no events");
+}
