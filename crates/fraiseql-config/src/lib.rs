@@ -17,5 +17,5 @@ pub use model::{
     AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, FederationConfig,
     JwtAlgorithm, LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig,
     NatsConfig, ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, ServerConfig,
-    StreamConfig, SubscriberConfig, TenancyStrategy, TENANT_DATABASE,
+    StreamConfig, SubscriberConfig, SubscriptionsConfig, TenancyStrategy, TENANT_DATABASE,
 };

@@ -269,6 +269,7 @@ impl Cx<'_> {
         let logging = self.logging(raw.logging)?;
         let cache = self.cache(raw.cache)?;
         let federation = self.federation(raw.federation)?;
+        let subscriptions = self.subscriptions(raw.subscriptions, &observers)?;
 
         if multi_tenancy.enabled && !databases.contains_key(&multi_tenancy.registry) {
             return Err(self.invalid(
@@ -306,6 +307,7 @@ impl Cx<'_> {
             cache,
             nats,
             federation,
+            subscriptions,
             server,
             schema,
             multi_tenancy,

@@ -12,6 +12,7 @@ mod error;
 pub mod federation;
 mod ident;
 mod lower;
+mod subscription;
 mod template;
 
 pub use apollo_compiler;
