@@ -1,6 +1,9 @@
-//! `/graphql`: GraphQL over HTTP (media types, status codes) around `Engine::execute`.
+//! `/graphql`: GraphQL over HTTP (media types, status codes) around `Engine::execute`; a
+//! WebSocket upgrade or `Accept: text/event-stream` goes to `subscriptions/`.
 
 use axum::body::{Body, Bytes};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use fraiseql_engine::engine::Method;
@@ -20,7 +23,7 @@ const JSON: &str = "application/json";
 /// codes of GraphQL over HTTP, legacy `application/json` gets 200 for anything that was executed
 /// or well-formed.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Media {
+pub(crate) enum Media {
     GraphqlResponse,
     Json,
 }
@@ -56,7 +59,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Media, Box<Response>> {
     }
 }
 
-fn error_response(status: StatusCode, media: Media, code: ErrorCode, message: &str) -> Response {
+pub(crate) fn error_response(status: StatusCode, media: Media, code: ErrorCode, message: &str) -> Response {
     let body = Outcome::request_error(vec![GraphqlError::new(code, message)]).body;
     with_media(status, media, body)
 }
@@ -132,11 +135,26 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
+/// Whether the request asks to become a WebSocket.
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
 pub(crate) async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if is_websocket(&headers) {
+        return match ws {
+            Ok(ws) => crate::subscriptions::ws::upgrade(state, headers, ws).await,
+            Err(rejection) => rejection.into_response(),
+        };
+    }
     let Ok(Query(params)) = params else {
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -147,6 +165,15 @@ pub(crate) async fn get(
     };
     if params.query.is_none() && wants_html(&headers) {
         return graphiql::page();
+    }
+    if crate::subscriptions::wants_event_stream(&headers) {
+        let req = GraphqlRequest::from_params(
+            params.query,
+            params.operation_name,
+            params.variables,
+            params.extensions,
+        );
+        return crate::subscriptions::sse::get(state, headers, req).await;
     }
     let media = match negotiate(&headers) {
         Ok(m) => m,
@@ -192,7 +219,7 @@ fn record(
 }
 
 /// The tenant header: absent, one visible-ASCII value, or malformed (never ignored).
-fn tenant_header<'h>(headers: &'h HeaderMap, name: &str) -> TenantHeader<'h> {
+pub(crate) fn tenant_header<'h>(headers: &'h HeaderMap, name: &str) -> TenantHeader<'h> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (None, _) => TenantHeader::Absent,
@@ -323,29 +350,15 @@ async fn run(
         .get(fraiseql_engine::trace::TRACE_HEADER)
         .is_some_and(|v| v.as_bytes() == b"ftv1");
     let started = std::time::Instant::now();
-    let _in_flight = engine.metrics().in_flight_guard();
-    let timeout = std::time::Duration::from_millis(engine.config().limits.request_timeout_ms);
-    let gate = CommitGate::new();
-    // The deadline is ours, not a middleware's, so that a write either commits (and the answer
-    // says so) or the client gets 408 and nothing was changed (see CommitGate). Writes run in a
-    // task of their own inside the engine: a client that disconnects cannot stop a mutation
-    // between its COMMIT and handing its events to the relay.
-    let mut run = Box::pin(engine.execute(&req, method, &ctx, &gate));
-    let outcome = match tokio::time::timeout(timeout, &mut run).await {
-        Ok(outcome) => outcome,
-        Err(_) if gate.try_time_out() => {
-            // Nothing has committed and nothing will.
-            record(engine, &ctx, None, started.elapsed());
-            log.errors.push(ErrorCode::InternalServerError);
-            return error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                media,
-                ErrorCode::InternalServerError,
-                "the request took longer than the server's time limit; nothing was changed",
-            );
-        }
-        // A COMMIT is under way: its outcome is the answer.
-        Err(_) => run.await,
+    let Some(outcome) = execute_within_deadline(engine, &req, method, &ctx).await else {
+        // Nothing has committed and nothing will.
+        log.errors.push(ErrorCode::InternalServerError);
+        return error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            media,
+            ErrorCode::InternalServerError,
+            TIMED_OUT,
+        );
     };
     record(engine, &ctx, Some(&outcome), started.elapsed());
     log.kind = outcome.operation;
@@ -353,11 +366,46 @@ async fn run(
     respond(outcome, media)
 }
 
+/// What a client whose request ran out of time is told.
+pub(crate) const TIMED_OUT: &str =
+    "the request took longer than the server's time limit; nothing was changed";
+
+/// Runs `req` under `[limits] request_timeout_ms`; `None` when the deadline won (then nothing
+/// committed; the request is recorded as failed). Used by every transport.
+pub(crate) async fn execute_within_deadline(
+    engine: &std::sync::Arc<fraiseql_engine::Engine>,
+    req: &GraphqlRequest,
+    method: Method,
+    ctx: &fraiseql_engine::RequestContext,
+) -> Option<Outcome> {
+    let started = std::time::Instant::now();
+    let _in_flight = engine.metrics().in_flight_guard();
+    let timeout = std::time::Duration::from_millis(engine.config().limits.request_timeout_ms);
+    let gate = CommitGate::new();
+    // The deadline is ours, not a middleware's, so that a write either commits (and the answer
+    // says so) or the client gets 408 and nothing was changed (see CommitGate). Writes run in a
+    // task of their own inside the engine: a client that disconnects cannot stop a mutation
+    // between its COMMIT and handing its events to the relay.
+    let mut run = Box::pin(engine.execute(req, method, ctx, &gate));
+    match tokio::time::timeout(timeout, &mut run).await {
+        Ok(outcome) => Some(outcome),
+        Err(_) if gate.try_time_out() => {
+            record(engine, ctx, None, started.elapsed());
+            None
+        }
+        // A COMMIT is under way: its outcome is the answer.
+        Err(_) => Some(run.await),
+    }
+}
+
 pub(crate) async fn post(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if crate::subscriptions::wants_event_stream(&headers) {
+        return crate::subscriptions::sse::post(state, headers, body).await;
+    }
     let media = match negotiate(&headers) {
         Ok(m) => m,
         Err(r) => return *r,

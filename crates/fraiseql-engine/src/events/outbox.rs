@@ -32,12 +32,13 @@ pub struct OutboxEvent {
     pub payload: String,
 }
 
-/// An observer rule as a statement: `$1` tenant key, `$2` subject; the changed keys are the
+/// An observer rule as a statement: `$1` tenant key, `$2` subject (for change events: the
+/// subject prefix, the rest is added by the statement); the changed keys are the
 /// mutation's, in the transaction's `fraiseql.keys` setting (so it can be sent together with the
 /// mutation). Returns `event_id, subject, payload` of each event written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObserverStatement {
-    /// The subject.
+    /// The subject (`$2`).
     pub subject: String,
     /// The INSERT … RETURNING.
     pub sql: String,
@@ -126,6 +127,60 @@ impl Observers {
                 });
         }
         Ok(Self { by_change })
+    }
+
+    /// Adds, for each (entity, operation) a subscription field listens to, the statement that
+    /// writes its change events: one outbox row per changed row, on subject
+    /// `<prefix>.<tenant key, or _ without tenancy>.<Entity>.<OPERATION>` (tenant keys are
+    /// `[a-z0-9_]`: valid subject tokens), carrying the key, entity, operation, tenant, event
+    /// id and the time of the write. They ride on the outbox and the relay like any event, so
+    /// a change event exists if and only if its change committed, and is published once.
+    pub fn add_changes<'c>(
+        &mut self,
+        changes: impl IntoIterator<Item = &'c fraiseql_schema::Change>,
+        catalog: &Catalog,
+        prefix: &str,
+    ) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for change in changes {
+            if !seen.insert((change.entity.as_str(), change.operation.as_str())) {
+                continue;
+            }
+            let ty = catalog.types.get(&change.entity).ok_or_else(|| {
+                format!("@event(entity: {:?}) is not a type with @view", change.entity)
+            })?;
+            if ty.database != fraiseql_config::TENANT_DATABASE {
+                return Err(format!(
+                    "@event(entity: {:?}): `{}` lives in database `{}`; subscribed entities must live in the tenant database (where the outbox is)",
+                    change.entity, change.entity, ty.database
+                ));
+            }
+            let subject = format!(
+                "$2::text || '.' || coalesce(nullif($1::text, ''), '_') || {}",
+                quote_literal(&format!(".{}.{}", change.entity, change.operation))
+            );
+            // The key as text, so the payload is the same whatever the key column's type; the
+            // time is the write's (clock_timestamp: the latency histogram measures from it).
+            let sql = format!(
+                "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
+                 SELECT s.eid, $1, {subject}, jsonb_build_object('event_id', s.eid, 'tenant_id', $1::text, 'entity', {entity}, 'operation', {operation}, 'key', s.k, 'timestamp', to_jsonb(clock_timestamp())) \
+                 FROM (SELECT gen_random_uuid() AS eid, t.{key}::text AS k FROM {view} t WHERE t.{key} = ANY({keys}) ORDER BY array_position({keys}, t.{key})) s \
+                 RETURNING event_id::text, subject, payload::text",
+                entity = quote_literal(&change.entity),
+                operation = quote_literal(&change.operation),
+                key = quote_ident(&ty.key_column),
+                keys = fraiseql_schema::returned_keys(&ty.view.to_string(), &ty.key_column),
+                view = ty.view
+            );
+            self.by_change
+                .entry((change.entity.clone(), change.operation.clone()))
+                .or_default()
+                .push(ObserverStatement {
+                    subject: prefix.to_owned(),
+                    sql,
+                });
+        }
+        Ok(())
     }
 
     /// The statements for a change of `entity` by `operation`.
