@@ -581,11 +581,18 @@ impl Access for Deny {
 #[test]
 fn subscriptions_follow_rbac_like_queries() {
     let q = "subscription { projectCreated { id name } }";
-    let denied = plan_subscription_of(q, serde_json::json!({}), &Deny("Subscription", "projectCreated"))
-        .expect_err("root denied");
+    let denied = plan_subscription_of(
+        q,
+        serde_json::json!({}),
+        &Deny("Subscription", "projectCreated"),
+    )
+    .expect_err("root denied");
     insta::assert_snapshot!(denied.to_string(), @"you are not allowed to subscribe to `Subscription.projectCreated` ([rbac])");
     let p = plan_subscription_of(q, serde_json::json!({}), &Deny("Project", "name")).expect("plan");
-    assert_eq!(p.denied, vec![vec!["projectCreated".to_owned(), "name".to_owned()]]);
+    assert_eq!(
+        p.denied,
+        vec![vec!["projectCreated".to_owned(), "name".to_owned()]]
+    );
     assert!(p.read.sql.contains("'name', NULL"), "{}", p.read.sql);
     // A query planner refuses subscription operations with a pointer to the transports.
     let err = plan_of(q, serde_json::json!({})).expect_err("not a query");

@@ -29,7 +29,15 @@ pub(crate) fn lower(
                 "a subscription field needs @event(entity: \"Type\", operation: \"CREATE\" | \"UPDATE\"): the changes it delivers",
             ));
         };
-        for other in ["sql", "json", "column", "relation", "federated", "cache", "mutation"] {
+        for other in [
+            "sql",
+            "json",
+            "column",
+            "relation",
+            "federated",
+            "cache",
+            "mutation",
+        ] {
             if field.directives.has(other) {
                 return Err(SchemaError::mapping(
                     &coord,

@@ -59,7 +59,12 @@ fn negotiate(headers: &HeaderMap) -> Result<Media, Box<Response>> {
     }
 }
 
-pub(crate) fn error_response(status: StatusCode, media: Media, code: ErrorCode, message: &str) -> Response {
+pub(crate) fn error_response(
+    status: StatusCode,
+    media: Media,
+    code: ErrorCode,
+    message: &str,
+) -> Response {
     let body = Outcome::request_error(vec![GraphqlError::new(code, message)]).body;
     with_media(status, media, body)
 }

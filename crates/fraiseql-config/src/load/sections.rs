@@ -420,8 +420,13 @@ impl Cx<'_> {
                 1,
                 big,
             )? as u64,
-            buffer: self.int("subscriptions.buffer", raw.buffer, d.buffer as i64, 1, 1_000_000)?
-                as usize,
+            buffer: self.int(
+                "subscriptions.buffer",
+                raw.buffer,
+                d.buffer as i64,
+                1,
+                1_000_000,
+            )? as usize,
             subject_prefix,
             stream,
             retention_secs: self.int(

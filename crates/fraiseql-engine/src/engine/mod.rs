@@ -270,8 +270,7 @@ impl Engine {
     /// false` or without `[observers] enabled` (the relay publishes the change events), nothing
     /// starts and subscribing is refused with a reason. Idempotent.
     pub fn start_subscriptions(self: &Arc<Self>) {
-        if !subscriptions_served(&self.config, &self.schema) || self.subscriptions.get().is_some()
-        {
+        if !subscriptions_served(&self.config, &self.schema) || self.subscriptions.get().is_some() {
             return;
         }
         let Some(events) = self.events.get() else {

@@ -96,11 +96,14 @@ impl Engine {
         if self.schema.catalog.subscriptions.is_empty() {
             "this schema has no Subscription fields".to_owned()
         } else if !c.subscriptions.enabled {
-            "subscriptions are turned off on this server ([subscriptions] enabled = false)".to_owned()
+            "subscriptions are turned off on this server ([subscriptions] enabled = false)"
+                .to_owned()
         } else if !c.observers.enabled {
-            "subscriptions need the event relay: this server runs with [observers] enabled = false".to_owned()
+            "subscriptions need the event relay: this server runs with [observers] enabled = false"
+                .to_owned()
         } else {
-            "subscriptions are starting on this server (NATS not reached yet); retry shortly".to_owned()
+            "subscriptions are starting on this server (NATS not reached yet); retry shortly"
+                .to_owned()
         }
     }
 }

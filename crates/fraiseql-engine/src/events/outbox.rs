@@ -147,7 +147,10 @@ impl Observers {
                 continue;
             }
             let ty = catalog.types.get(&change.entity).ok_or_else(|| {
-                format!("@event(entity: {:?}) is not a type with @view", change.entity)
+                format!(
+                    "@event(entity: {:?}) is not a type with @view",
+                    change.entity
+                )
             })?;
             if ty.database != fraiseql_config::TENANT_DATABASE {
                 return Err(format!(

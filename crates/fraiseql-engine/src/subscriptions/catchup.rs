@@ -143,7 +143,13 @@ async fn replay(
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| Some(unavailable(e)))?;
             let info = m.info().map_err(|e| Some(unavailable(e)))?;
-            if let Some(e) = feed::event(prefix, identity, &m.subject, &m.payload, info.stream_sequence) {
+            if let Some(e) = feed::event(
+                prefix,
+                identity,
+                &m.subject,
+                &m.payload,
+                info.stream_sequence,
+            ) {
                 events.push(e);
             }
         }

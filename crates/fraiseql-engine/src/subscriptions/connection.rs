@@ -181,7 +181,13 @@ impl Subscriber {
             return Offered::Held;
         }
         drop(phase);
-        self.queue(sequence, self.body(row, position), position, committed, buffer)
+        self.queue(
+            sequence,
+            self.body(row, position),
+            position,
+            committed,
+            buffer,
+        )
     }
 
     /// Queues an event for the writer unless it was sent already or the buffer is full.

@@ -28,9 +28,7 @@ struct Payload {
 
 /// The change stream's configuration: subjects `<prefix>.>`, kept `retention_secs`,
 /// de-duplicated by `Nats-Msg-Id` like the events stream (the relay's exactly-once).
-pub(crate) fn stream_config(
-    config: &fraiseql_config::Config,
-) -> jetstream::stream::Config {
+pub(crate) fn stream_config(config: &fraiseql_config::Config) -> jetstream::stream::Config {
     let s = &config.subscriptions;
     let window = config
         .observers
@@ -51,8 +49,8 @@ pub(crate) fn stream_config(
 
 /// Seconds since the epoch of an RFC 3339 timestamp (PostgreSQL's JSON form of timestamptz).
 fn epoch(text: &str) -> Option<f64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some(t.unix_timestamp_nanos() as f64 / 1e9)
 }
 
@@ -140,7 +138,9 @@ async fn session(
     let id = identity(info);
     if cursor.identity != Some(id) {
         if cursor.identity.is_some() {
-            tracing::warn!("the change stream was created anew: positions handed out before are void");
+            tracing::warn!(
+                "the change stream was created anew: positions handed out before are void"
+            );
         }
         cursor.identity = Some(id);
         cursor.last = info.state.last_sequence;
@@ -258,6 +258,13 @@ mod tests {
             })
         );
         assert!(event("fraiseql.changes", 7, "other.acme.P.CREATE", b"{}", 1).is_none());
-        assert!(event("fraiseql.changes", 7, "fraiseql.changes.a.P.CREATE", b"nope", 1).is_none());
+        assert!(event(
+            "fraiseql.changes",
+            7,
+            "fraiseql.changes.a.P.CREATE",
+            b"nope",
+            1
+        )
+        .is_none());
     }
 }

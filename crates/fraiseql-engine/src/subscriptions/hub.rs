@@ -179,11 +179,7 @@ impl Hub {
             .expires_at
             .map(|e| e.saturating_add(self.leeway));
         let tenant_key = tenant.to_owned();
-        if conn
-            .identified
-            .set(Identified { ctx, expires_at })
-            .is_ok()
-        {
+        if conn.identified.set(Identified { ctx, expires_at }).is_ok() {
             self.metrics.subscription_connections("", -1);
             self.metrics.subscription_connections(&tenant_key, 1);
             lock(&self.connections).insert(conn.uid, Arc::downgrade(conn));
@@ -239,8 +235,7 @@ impl Hub {
             .members
             .insert(sub.uid, sub.clone());
         drop(index);
-        self.metrics
-            .subscriptions_active(tenant_label(&sub.ctx), 1);
+        self.metrics.subscriptions_active(tenant_label(&sub.ctx), 1);
         Ok(())
     }
 

@@ -71,7 +71,10 @@ async fn once(
     };
     let items: Vec<Box<RawValue>> = serde_json::from_slice(text.as_bytes()).map_err(|e| {
         tracing::error!(error = %e, "a subscription statement did not answer a JSON array");
-        GraphqlError::new(ErrorCode::InternalServerError, "internal error (see server log)")
+        GraphqlError::new(
+            ErrorCode::InternalServerError,
+            "internal error (see server log)",
+        )
     })?;
     let mut rows: Rows = items
         .into_iter()

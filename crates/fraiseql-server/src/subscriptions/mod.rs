@@ -80,7 +80,9 @@ mod tests {
         assert!(!wants_event_stream(&h));
         h.insert(
             header::ACCEPT,
-            "application/json, Text/Event-Stream;q=0.9".parse().expect("header"),
+            "application/json, Text/Event-Stream;q=0.9"
+                .parse()
+                .expect("header"),
         );
         assert!(wants_event_stream(&h));
         h.insert(header::ACCEPT, "application/json".parse().expect("header"));

@@ -32,8 +32,10 @@ fn bad(status: StatusCode, code: ErrorCode, message: &str) -> Response {
 
 fn errors_response(status: StatusCode, errors: Vec<GraphqlError>) -> Response {
     let mut r = (status, Outcome::request_error(errors).body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -57,28 +59,26 @@ pub(crate) async fn post(state: AppState, headers: HeaderMap, body: Body) -> Res
     }
     let limits = &state.engine.config().limits;
     let deadline = Duration::from_millis(limits.body_timeout_ms);
-    let bytes = match tokio::time::timeout(
-        deadline,
-        axum::body::to_bytes(body, limits.max_body_bytes),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return bad(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::BadRequest,
-                "the request body is larger than [limits] max_body_bytes",
-            )
-        }
-        Err(_) => {
-            return bad(
-                StatusCode::REQUEST_TIMEOUT,
-                ErrorCode::BadRequest,
-                "the request body did not arrive in time ([limits] body_timeout_ms)",
-            )
-        }
-    };
+    let bytes =
+        match tokio::time::timeout(deadline, axum::body::to_bytes(body, limits.max_body_bytes))
+            .await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return bad(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::BadRequest,
+                    "the request body is larger than [limits] max_body_bytes",
+                )
+            }
+            Err(_) => {
+                return bad(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorCode::BadRequest,
+                    "the request body did not arrive in time ([limits] body_timeout_ms)",
+                )
+            }
+        };
     stream(state, &headers, GraphqlRequest::from_json(&bytes)).await
 }
 
@@ -126,7 +126,13 @@ async fn stream(
     };
     let req = match req {
         Ok(r) => r,
-        Err(e) => return bad(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &e.to_string()),
+        Err(e) => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                &e.to_string(),
+            )
+        }
     };
     let after = headers
         .get(LAST_EVENT_ID)
@@ -167,7 +173,8 @@ async fn once(
     req: &GraphqlRequest,
     ctx: &fraiseql_engine::RequestContext,
 ) -> Response {
-    let Some(outcome) = crate::graphql::execute_within_deadline(engine, req, Method::Post, ctx).await
+    let Some(outcome) =
+        crate::graphql::execute_within_deadline(engine, req, Method::Post, ctx).await
     else {
         return bad(
             StatusCode::REQUEST_TIMEOUT,
@@ -177,8 +184,10 @@ async fn once(
     };
     if outcome.kind != OutcomeKind::Data {
         let mut r = (StatusCode::BAD_REQUEST, outcome.body).into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         return r;
     }
     let body = String::from_utf8_lossy(&outcome.body).into_owned();

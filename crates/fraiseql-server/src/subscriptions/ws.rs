@@ -39,6 +39,9 @@ pub(crate) const PROTOCOL: &str = "graphql-transport-ws";
 /// server does not hold tungstenite's 128 KiB default per socket.
 const READ_BUFFER: usize = 4 * 1024;
 
+/// Keep-alive pings a client may leave unanswered before it is taken for gone.
+const SILENT_PINGS: u32 = 3;
+
 /// A client message (`type` tagged).
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -200,7 +203,10 @@ impl Session {
         if !self.identify(init).await {
             return;
         }
-        if !self.send(json(&serde_json::json!({"type": "connection_ack"}))).await {
+        if !self
+            .send(json(&serde_json::json!({"type": "connection_ack"})))
+            .await
+        {
             return;
         }
         self.serve().await;
@@ -247,7 +253,8 @@ impl Session {
             Ok(ClientMessage::Subscribe { id, .. }) | Ok(ClientMessage::Complete { id })
                 if id.is_empty() || id.len() > 256 =>
             {
-                self.refuse(4400, "a message id is 1 to 256 characters").await;
+                self.refuse(4400, "a message id is 1 to 256 characters")
+                    .await;
                 None
             }
             Ok(m) => Some(m),
@@ -262,7 +269,11 @@ impl Session {
     /// with 4403 when refused.
     async fn identify(&mut self, payload: Option<Value>) -> bool {
         let engine = self.state.engine.clone();
-        let tenant_name = engine.config().multi_tenancy.auth_header.to_ascii_lowercase();
+        let tenant_name = engine
+            .config()
+            .multi_tenancy
+            .auth_header
+            .to_ascii_lowercase();
         let given = credentials(payload.as_ref(), &tenant_name);
         let creds = if given.is_empty() {
             self.upgrade.clone()
@@ -270,8 +281,7 @@ impl Session {
             given
         };
         let identified =
-            Box::pin(engine.identify(creds.tenant_header(), creds.authorization.as_deref()))
-                .await;
+            Box::pin(engine.identify(creds.tenant_header(), creds.authorization.as_deref())).await;
         match identified {
             Ok(ctx) => {
                 self.guard.identify(ctx);
@@ -293,15 +303,16 @@ impl Session {
         let keepalive = Duration::from_secs(self.guard.config().keepalive_secs);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         let mut heard = true;
+        let mut silent = 0;
         let mut started: FuturesUnordered<futures_util::future::BoxFuture<'static, Started>> =
             FuturesUnordered::new();
         loop {
+            // Started operations first: a subscribe is registered before any later message of
+            // the client is handled (a `ping` answered after a `subscribe` means it is live).
             tokio::select! {
-                msg = self.socket.recv() => {
-                    let Some(Ok(msg)) = msg else { return };
-                    heard = true;
-                    let Some(msg) = self.parse(msg).await else { return };
-                    if !self.on_message(msg, &engine, &mut started).await {
+                biased;
+                Some(done) = started.next(), if !started.is_empty() => {
+                    if !self.on_started(done, &engine, &mut started).await {
                         return;
                     }
                 }
@@ -310,17 +321,23 @@ impl Session {
                         return;
                     }
                 }
-                Some(done) = started.next(), if !started.is_empty() => {
-                    if !self.on_started(done, &engine, &mut started).await {
+                msg = self.socket.recv() => {
+                    let Some(Ok(msg)) = msg else { return };
+                    heard = true;
+                    let Some(msg) = self.parse(msg).await else { return };
+                    if !self.on_message(msg, &engine, &mut started).await {
                         return;
                     }
                 }
                 _ = tick.tick() => {
-                    // A peer that answered nothing since the last ping is gone.
-                    if !heard {
+                    // A peer that answered none of the last pings is gone (a client answers a
+                    // ping while it reads the socket, so some leeway).
+                    silent = if heard { 0 } else { silent + 1 };
+                    heard = false;
+                    if silent >= SILENT_PINGS {
+                        self.close(1001, "no answer to the keep-alive pings").await;
                         return;
                     }
-                    heard = false;
                     if !self.send(Message::Ping(Bytes::new())).await {
                         return;
                     }
@@ -397,13 +414,9 @@ impl Session {
                 };
                 let engine = engine.clone();
                 started.push(Box::pin(async move {
-                    let outcome = crate::graphql::execute_within_deadline(
-                        &engine,
-                        &req,
-                        Method::Post,
-                        &ctx,
-                    )
-                    .await;
+                    let outcome =
+                        crate::graphql::execute_within_deadline(&engine, &req, Method::Post, &ctx)
+                            .await;
                     Started::Executed(id, outcome)
                 }));
                 true
@@ -438,8 +451,10 @@ impl Session {
                         .ok()
                         .and_then(|v| v.get("errors").cloned())
                         .unwrap_or(Value::Array(Vec::new()));
-                    self.send(json(&serde_json::json!({"id": id, "type": "error", "payload": errors})))
-                        .await
+                    self.send(json(
+                        &serde_json::json!({"id": id, "type": "error", "payload": errors}),
+                    ))
+                    .await
                 }
             }
         }
@@ -577,7 +592,11 @@ fn credentials(payload: Option<&Value>, tenant_name: &str) -> Credentials {
             });
         } else if key == tenant_name || key == "x-tenant-id" {
             let visible = !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
-            c.tenant = Some(if visible { Ok(text.to_owned()) } else { Err(()) });
+            c.tenant = Some(if visible {
+                Ok(text.to_owned())
+            } else {
+                Err(())
+            });
         }
     }
     c
