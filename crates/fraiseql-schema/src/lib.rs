@@ -78,7 +78,10 @@ pub fn build_with_resolvers(
         link,
         sdl: federation::subgraph_sdl(&doc, &api::OURS),
     });
-    let catalog = lower::lower(&full, resolvers, subgraph)?;
+    let mut catalog = lower::lower(&full, resolvers, subgraph)?;
+    if let Some(root) = full.root_operation(apollo_compiler::ast::OperationType::Subscription) {
+        catalog.subscriptions = subscription::lower(&full, &catalog, root.as_str())?;
+    }
     let api = api::strip(&full)?;
     Ok(SchemaBundle { api, catalog })
 }

@@ -88,9 +88,6 @@ pub(crate) fn lower(
             catalog.mutations.insert(fname.to_string(), m);
         }
     }
-    if let Some(root) = schema.root_operation(apollo_compiler::ast::OperationType::Subscription) {
-        catalog.subscriptions = crate::subscription::lower(schema, &catalog, root.as_str())?;
-    }
     // A relation's target must be a mapped type; checked once all types are known.
     let fields = catalog
         .types

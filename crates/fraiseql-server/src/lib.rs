@@ -10,6 +10,7 @@
 //! Each request has a deadline (`[limits] request_timeout_ms`, 408) that never lets a write
 //! commit behind the client's back.
 
+mod answer;
 mod graphiql;
 mod graphql;
 mod probes;

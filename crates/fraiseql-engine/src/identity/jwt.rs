@@ -182,7 +182,7 @@ impl Verifier {
             decode::<serde_json::Map<String, serde_json::Value>>(token, key, &self.validation)
                 .map_err(invalid)?;
         let claims = data.claims;
-        if self.production && claims.get(DEVELOPMENT_CLAIM).is_some_and(|v| v != &false) {
+        if self.production && claims.get(DEVELOPMENT_CLAIM).is_some_and(|v| *v != false) {
             return Err(AuthError::Invalid(
                 "a development token (issued under the development profile) is refused by a production server".into(),
             ));

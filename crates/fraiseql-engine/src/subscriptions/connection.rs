@@ -11,13 +11,20 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::hub::{Hub, Planned};
+use super::planned::Planned;
 use crate::error::GraphqlError;
 use crate::identity::RequestContext;
 use crate::metrics::Refusal;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a connection tells the index it belongs to (the hub) when it is killed.
+pub(crate) trait Registry: Send + Sync {
+    /// Counts the refusal `why`, and takes `subs` out of the index: nothing more is read or
+    /// queued for a connection that is going away, however long its socket takes to close.
+    fn killed(&self, why: Refusal, subs: Vec<Arc<Subscriber>>);
 }
 
 /// Why the server ends a whole connection.
@@ -127,6 +134,7 @@ pub(crate) enum Offered {
 }
 
 impl Subscriber {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         uid: u64,
         id: Arc<str>,
@@ -253,11 +261,11 @@ pub struct Connection {
     dead: Notify,
     pub(crate) identified: OnceLock<Identified>,
     pub(crate) subs: Mutex<HashMap<Arc<str>, Arc<Subscriber>>>,
-    pub(crate) hub: Weak<Hub>,
+    registry: Weak<dyn Registry>,
 }
 
 impl Connection {
-    pub(crate) fn new(uid: u64, hub: Weak<Hub>) -> Self {
+    pub(crate) fn new(uid: u64, registry: Weak<dyn Registry>) -> Self {
         Self {
             uid,
             queue: Mutex::new(VecDeque::new()),
@@ -267,7 +275,7 @@ impl Connection {
             dead: Notify::new(),
             identified: OnceLock::new(),
             subs: Mutex::new(HashMap::new()),
-            hub,
+            registry,
         }
     }
 
@@ -290,14 +298,9 @@ impl Connection {
         };
         *k = Some(why);
         drop(k);
-        if let (Some(r), Some(hub)) = (refusal, self.hub.upgrade()) {
-            hub.metrics.subscription_refused(r);
-            // Its subscriptions leave the index now: nothing more is read or queued for a
-            // connection that is going away, however long its socket takes to close.
+        if let (Some(r), Some(registry)) = (refusal, self.registry.upgrade()) {
             let subs: Vec<Arc<Subscriber>> = lock(&self.subs).drain().map(|(_, s)| s).collect();
-            for s in subs {
-                hub.unindex(&s);
-            }
+            registry.killed(r, subs);
         }
         self.wake.notify_one();
         self.dead.notify_waiters();

@@ -9,76 +9,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use fraiseql_config::SubscriptionsConfig;
-use fraiseql_plan::SubscriptionPlan;
 
-use super::connection::{Connection, Identified, Kill, Subscriber};
+use super::connection::{Connection, Identified, Kill, Registry, Subscriber};
+use super::planned::Planned;
 use crate::error::{ErrorCode, GraphqlError};
 use crate::identity::RequestContext;
 use crate::metrics::{Metrics, Refusal};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A subscription plan with the fixed parts of its events' bodies worked out once.
-pub(crate) struct Planned {
-    pub plan: SubscriptionPlan,
-    /// `{"data":{"<response key>":`
-    head: String,
-    /// `,"errors":[...]` for the fields `[rbac]` denied, or nothing.
-    errors: String,
-    /// What subscribers must share to share a statement: its SQL and its parameters.
-    pub statement: Arc<str>,
-}
-
-impl Planned {
-    pub fn new(plan: SubscriptionPlan) -> Self {
-        let key = serde_json::to_string(&plan.response_key).unwrap_or_else(|_| "\"\"".into());
-        let denied: Vec<GraphqlError> = plan
-            .denied
-            .iter()
-            .map(|path| {
-                GraphqlError::new(
-                    ErrorCode::Forbidden,
-                    "you are not allowed to read this field",
-                )
-                .with_path(path.iter().cloned())
-            })
-            .collect();
-        let errors = if denied.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ",\"errors\":{}",
-                serde_json::to_string(&denied).unwrap_or_else(|_| "[]".into())
-            )
-        };
-        let statement = format!("{}\u{0}{:?}", plan.read.sql, &plan.read.params[1..]);
-        Self {
-            head: format!("{{\"data\":{{{key}:"),
-            errors,
-            statement: Arc::from(statement),
-            plan,
-        }
-    }
-
-    /// `{"data":{"<key>":<row>},"errors":[...],"extensions":{"position":"<position>"}}`
-    pub fn body(&self, row: &str, position: &str) -> Bytes {
-        let mut b = BytesMut::with_capacity(
-            self.head.len() + row.len() + self.errors.len() + position.len() + 32,
-        );
-        b.put_slice(self.head.as_bytes());
-        b.put_slice(row.as_bytes());
-        b.put_slice(b"}");
-        b.put_slice(self.errors.as_bytes());
-        // Positions are base64url: no escaping needed.
-        b.put_slice(b",\"extensions\":{\"position\":\"");
-        b.put_slice(position.as_bytes());
-        b.put_slice(b"\"}}");
-        b.freeze()
-    }
 }
 
 /// Subscribers who share a statement.
@@ -168,7 +108,8 @@ impl Hub {
             ));
         }
         self.metrics.subscription_connections("", 1);
-        Ok(Arc::new(Connection::new(self.uid(), Arc::downgrade(self))))
+        let registry: Weak<dyn Registry> = Arc::downgrade(self) as Weak<Hub>;
+        Ok(Arc::new(Connection::new(self.uid(), registry)))
     }
 
     /// Gives `conn` its caller; it is then watched for token expiry and its tenant's status.
@@ -343,6 +284,15 @@ impl Hub {
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+}
+
+impl Registry for Hub {
+    fn killed(&self, why: Refusal, subs: Vec<Arc<Subscriber>>) {
+        self.metrics.subscription_refused(why);
+        for s in subs {
+            self.unindex(&s);
+        }
     }
 }
 

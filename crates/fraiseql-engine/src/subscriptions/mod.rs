@@ -16,6 +16,7 @@ mod connection;
 mod dispatch;
 mod feed;
 mod hub;
+mod planned;
 mod position;
 mod read;
 
@@ -30,7 +31,8 @@ use fraiseql_config::{Config, SubscriptionsConfig};
 use tokio::task::JoinHandle;
 
 use connection::{Phase, Queued, Subscriber};
-use hub::{Hub, Planned};
+use hub::Hub;
+use planned::Planned;
 
 use crate::document::Prepared;
 use crate::error::{ErrorCode, GraphqlError};

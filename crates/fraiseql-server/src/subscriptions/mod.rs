@@ -44,7 +44,7 @@ impl Credentials {
                 return Err("the Authorization header must be `Bearer <jwt>` in ASCII".to_owned())
             }
         };
-        let tenant = match crate::graphql::tenant_header(headers, tenant_header) {
+        let tenant = match crate::answer::tenant_header(headers, tenant_header) {
             TenantHeader::Absent => None,
             TenantHeader::Value(v) => Some(Ok(v.to_owned())),
             TenantHeader::Malformed => Some(Err(())),

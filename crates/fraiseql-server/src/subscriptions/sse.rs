@@ -20,7 +20,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use super::Credentials;
-use crate::graphql::{error_response, Media};
+use crate::answer::{error_response, Media};
 use crate::AppState;
 
 /// The header a reconnecting `EventSource` sends.
@@ -174,12 +174,12 @@ async fn once(
     ctx: &fraiseql_engine::RequestContext,
 ) -> Response {
     let Some(outcome) =
-        crate::graphql::execute_within_deadline(engine, req, Method::Post, ctx).await
+        crate::answer::execute_within_deadline(engine, req, Method::Post, ctx).await
     else {
         return bad(
             StatusCode::REQUEST_TIMEOUT,
             ErrorCode::InternalServerError,
-            crate::graphql::TIMED_OUT,
+            crate::answer::TIMED_OUT,
         );
     };
     if outcome.kind != OutcomeKind::Data {

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Credentials;
-use crate::graphql::{error_response, Media};
+use crate::answer::{error_response, Media};
 use crate::AppState;
 
 /// The subprotocol.
@@ -415,7 +415,7 @@ impl Session {
                 let engine = engine.clone();
                 started.push(Box::pin(async move {
                     let outcome =
-                        crate::graphql::execute_within_deadline(&engine, &req, Method::Post, &ctx)
+                        crate::answer::execute_within_deadline(&engine, &req, Method::Post, &ctx)
                             .await;
                     Started::Executed(id, outcome)
                 }));
@@ -436,10 +436,8 @@ impl Session {
                     return true;
                 }
                 let Some(outcome) = outcome else {
-                    let e = GraphqlError::new(
-                        ErrorCode::InternalServerError,
-                        crate::graphql::TIMED_OUT,
-                    );
+                    let e =
+                        GraphqlError::new(ErrorCode::InternalServerError, crate::answer::TIMED_OUT);
                     return self.send(error_message(&id, &[e])).await;
                 };
                 if outcome.kind == OutcomeKind::Data {
