@@ -234,4 +234,21 @@ mod tests {
             .expect_err("unknown entity")
             .contains("entity `Nope` is not a type with @view"));
     }
+
+    #[test]
+    fn subscribed_changes_become_outbox_inserts_on_the_tenants_subject() {
+        let b = fraiseql_schema::build(SDL, "schema.graphql").expect("schema");
+        let mut o = Observers::default();
+        o.add_changes(
+            b.catalog.subscriptions.values().map(|s| &s.change),
+            &b.catalog,
+            "fraiseql.changes",
+        )
+        .expect("changes");
+        let st = &o.statements("Task", "UPDATE")[0];
+        assert_eq!(st.subject, "fraiseql.changes", "$2 is the prefix");
+        insta::assert_snapshot!(st.sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2::text || '.' || coalesce(nullif($1::text, ''), '_') || '.Task.UPDATE', jsonb_build_object('event_id', s.eid, 'tenant_id', $1::text, 'entity', 'Task', 'operation', 'UPDATE', 'key', s.k, 'timestamp', to_jsonb(clock_timestamp())) FROM (SELECT gen_random_uuid() AS eid, t."id"::text AS k FROM "v_task" t WHERE t."id" = ANY(ARRAY(SELECT (json_populate_record(NULL::"v_task", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n)) ORDER BY array_position(ARRAY(SELECT (json_populate_record(NULL::"v_task", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n), t."id")) s RETURNING event_id::text, subject, payload::text"#);
+        assert_eq!(o.statements("Project", "CREATE").len(), 1);
+        assert!(o.statements("Project", "UPDATE").is_empty());
+    }
 }
