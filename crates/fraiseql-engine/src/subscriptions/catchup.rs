@@ -85,8 +85,8 @@ async fn catch_up(
         .get_stream(&hub.config.stream)
         .await
         .map_err(|e| Some(unavailable(e)))?;
-    let info = stream.get_info().await.map_err(|e| Some(unavailable(e)))?;
-    if feed::identity(&info) != identity || after.saturating_add(1) < info.state.first_sequence {
+    let info = stream.cached_info();
+    if feed::identity(info) != identity || after.saturating_add(1) < info.state.first_sequence {
         return Err(Some(expired()));
     }
     let consumer = stream
