@@ -90,8 +90,21 @@ impl Engine {
         subs.register(conn, id, planned, ctx, after).await
     }
 
+    /// Whether `req` names a subscription operation (of a valid document).
+    pub fn is_subscription(&self, req: &GraphqlRequest) -> bool {
+        let prepared = self
+            .documents
+            .get(&self.schema.api, &self.config.limits, &req.query);
+        let Ok(doc) = &prepared.document else {
+            return false;
+        };
+        doc.operations
+            .get(req.operation_name.as_deref())
+            .is_ok_and(|op| op.is_subscription())
+    }
+
     /// Why this server serves no subscriptions.
-    fn subscriptions_unavailable(&self) -> String {
+    pub fn subscriptions_unavailable(&self) -> String {
         let c = &self.config;
         if self.schema.catalog.subscriptions.is_empty() {
             "this schema has no Subscription fields".to_owned()

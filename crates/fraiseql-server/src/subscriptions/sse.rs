@@ -140,6 +140,13 @@ async fn stream(
         .filter(|v| !v.is_empty())
         .map(str::to_owned);
     let Some(subs) = engine.subscriptions() else {
+        if engine.is_subscription(&req) {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::OperationNotSupported,
+                &engine.subscriptions_unavailable(),
+            );
+        }
         return once(&engine, &req, &ctx).await;
     };
     let guard = match subs.open() {

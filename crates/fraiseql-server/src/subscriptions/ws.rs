@@ -35,9 +35,10 @@ use crate::AppState;
 /// The subprotocol.
 pub(crate) const PROTOCOL: &str = "graphql-transport-ws";
 
-/// Bytes of the socket's read buffer: control messages are small, so a 10,000-connection
-/// server does not hold tungstenite's 128 KiB default per socket.
-const READ_BUFFER: usize = 4 * 1024;
+/// Bytes of the socket's read buffer: a client's messages are small (a larger one grows it for
+/// its own frame), so a 10,000-connection server does not hold tungstenite's 128 KiB default
+/// per socket.
+const READ_BUFFER: usize = 512;
 
 /// Keep-alive pings a client may leave unanswered before it is taken for gone.
 const SILENT_PINGS: u32 = 3;
@@ -192,7 +193,7 @@ impl Session {
     /// ends it.
     async fn run(&mut self) {
         let wait = Duration::from_millis(self.guard.config().connection_init_timeout_ms);
-        let init = match tokio::time::timeout(wait, self.await_init()).await {
+        let init = match tokio::time::timeout(wait, Box::pin(self.await_init())).await {
             Ok(Some(payload)) => payload,
             Ok(None) => return,
             Err(_) => {
@@ -200,7 +201,7 @@ impl Session {
                 return;
             }
         };
-        if !self.identify(init).await {
+        if !Box::pin(self.identify(init)).await {
             return;
         }
         if !self
@@ -209,7 +210,7 @@ impl Session {
         {
             return;
         }
-        self.serve().await;
+        Box::pin(self.serve()).await;
     }
 
     /// Reads until `connection_init` (its payload); `None` when the connection ended.
@@ -312,12 +313,13 @@ impl Session {
             tokio::select! {
                 biased;
                 Some(done) = started.next(), if !started.is_empty() => {
-                    if !self.on_started(done, &engine, &mut started).await {
+                    // Boxed: each connection's task holds only the loop's state between events.
+                    if !Box::pin(self.on_started(done, &engine, &mut started)).await {
                         return;
                     }
                 }
                 item = conn.next() => {
-                    if !self.on_item(item).await {
+                    if !Box::pin(self.on_item(item)).await {
                         return;
                     }
                 }
@@ -325,7 +327,7 @@ impl Session {
                     let Some(Ok(msg)) = msg else { return };
                     heard = true;
                     let Some(msg) = self.parse(msg).await else { return };
-                    if !self.on_message(msg, &engine, &mut started).await {
+                    if !Box::pin(self.on_message(msg, &engine, &mut started)).await {
                         return;
                     }
                 }

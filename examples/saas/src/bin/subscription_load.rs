@@ -53,7 +53,11 @@ fn args() -> anyhow::Result<Args> {
         let v = it.next().with_context(|| format!("{k} needs a value"))?;
         map.insert(k.trim_start_matches("--").to_owned(), v);
     }
-    let get = |k: &str| map.get(k).cloned().with_context(|| format!("--{k} is required"));
+    let get = |k: &str| {
+        map.get(k)
+            .cloned()
+            .with_context(|| format!("--{k} is required"))
+    };
     let tokens = std::fs::read_to_string(get("tokens")?)?
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -97,8 +101,10 @@ async fn client(
         .write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
     let send = |v: Value| Message::text(v.to_string());
-    ws.send(send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}})))
-        .await?;
+    ws.send(send(
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
+    ))
+    .await?;
     let extensions = after.map_or(json!({}), |a| json!({ "after": a }));
     ws.send(send(json!({"id": "p", "type": "subscribe", "payload": {
         "query": "subscription { projectCreated { id } }", "extensions": extensions }})))
@@ -123,9 +129,17 @@ async fn client(
             }
             Some("next") => {
                 let p = &v["payload"];
-                let project = p["data"]["projectCreated"]["id"].as_str().unwrap_or("").to_owned();
-                let position = p["extensions"]["position"].as_str().unwrap_or("").to_owned();
-                let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let project = p["data"]["projectCreated"]["id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                let position = p["extensions"]["position"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                let mut log = log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 log.push(Received {
                     project,
                     position,
@@ -181,7 +195,10 @@ impl Clients {
                 bail!("a client ended before it was live ({t:?})");
             }
             if Instant::now() > deadline {
-                bail!("{} of {n} clients live after 120 s", self.live.load(Ordering::Relaxed));
+                bail!(
+                    "{} of {n} clients live after 120 s",
+                    self.live.load(Ordering::Relaxed)
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -192,9 +209,11 @@ impl Clients {
     async fn wait_events(&self, want: impl Fn(usize) -> usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let done = self.logs.iter().enumerate().all(|(i, l)| {
-                l.lock().map_or(0, |l| l.len()) >= want(i)
-            });
+            let done = self
+                .logs
+                .iter()
+                .enumerate()
+                .all(|(i, l)| l.lock().map_or(0, |l| l.len()) >= want(i));
             if done {
                 return true;
             }
@@ -221,7 +240,10 @@ async fn graphql(port: u16, token: &str, query: &str, variables: Value) -> anyho
         port,
         "POST",
         "/graphql",
-        &[("Content-Type", "application/json"), ("Authorization", &auth)],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
         &body,
     )
     .await
@@ -251,23 +273,34 @@ async fn orgs(a: &Args) -> anyhow::Result<Vec<String>> {
 }
 
 /// Creates `n` projects at `rate` a second, round robin over the tenants; their ids per tenant.
-async fn mutate(a: &Args, orgs: &[String], n: usize, rate: f64) -> anyhow::Result<Vec<Vec<String>>> {
+async fn mutate(
+    a: &Args,
+    orgs: &[String],
+    n: usize,
+    rate: f64,
+) -> anyhow::Result<Vec<Vec<String>>> {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut running = Vec::with_capacity(n);
+    // Project names (and identifiers) are unique per tenant: each call has names of its own.
+    let run = format!("{:.6}", now());
     for i in 0..n {
         tick.tick().await;
         let t = i % a.tokens.len();
         let (port, token, org) = (a.port, a.tokens[t].1.clone(), orgs[t].clone());
-        running.push((t, tokio::spawn(async move {
-            graphql(
-                port,
-                &token,
-                "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id } }",
-                json!({ "o": org, "n": format!("load {i}") }),
-            )
-            .await
-        })));
+        let name = format!("load {run} {i}");
+        running.push((
+            t,
+            tokio::spawn(async move {
+                graphql(
+                    port,
+                    &token,
+                    "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id } }",
+                    json!({ "o": org, "n": name }),
+                )
+                .await
+            }),
+        ));
     }
     let mut ids = vec![Vec::new(); a.tokens.len()];
     for (t, r) in running {
@@ -290,7 +323,10 @@ fn check(a: &Args, clients: &Clients, ids: &[Vec<String>], label: &str) -> anyho
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for r in &log {
             *seen.entry(r.project.as_str()).or_default() += 1;
-            out.push_str(&format!("{i} {} {} {} {:.6}\n", a.tokens[t].0, r.project, r.position, r.at));
+            out.push_str(&format!(
+                "{i} {} {} {} {:.6}\n",
+                a.tokens[t].0, r.project, r.position, r.at
+            ));
         }
         for id in &ids[t] {
             match seen.remove(id.as_str()) {
@@ -324,7 +360,8 @@ async fn main() -> anyhow::Result<()> {
             println!("LIVE {}", a.clients);
             // Held until the script closes standard input.
             let mut line = String::new();
-            let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
+            let _ =
+                tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
             clients.close().await;
         }
         "fanout" => {
@@ -334,7 +371,11 @@ async fn main() -> anyhow::Result<()> {
             println!("LIVE {}", a.clients);
             let started = Instant::now();
             let ids = mutate(&a, &orgs, a.mutations, a.rate).await?;
-            println!("MUTATED {} in {:.1} s", a.mutations, started.elapsed().as_secs_f64());
+            println!(
+                "MUTATED {} in {:.1} s",
+                a.mutations,
+                started.elapsed().as_secs_f64()
+            );
             clients.wait_events(|i| ids[i % a.tokens.len()].len()).await;
             let ok = check(&a, &clients, &ids, "fanout")?;
             clients.close().await;
@@ -351,13 +392,19 @@ async fn main() -> anyhow::Result<()> {
             let positions: Vec<Option<String>> = first
                 .logs
                 .iter()
-                .map(|l| l.lock().ok().and_then(|l| l.last().map(|r| r.position.clone())))
+                .map(|l| {
+                    l.lock()
+                        .ok()
+                        .and_then(|l| l.last().map(|r| r.position.clone()))
+                })
                 .collect();
             first.close().await;
             let missed = mutate(&a, &orgs, a.mutations, a.rate).await?;
             let started = Instant::now();
             let again = Clients::open(&a, &positions);
-            again.wait_events(|i| missed[i % a.tokens.len()].len()).await;
+            again
+                .wait_events(|i| missed[i % a.tokens.len()].len())
+                .await;
             println!(
                 "RECONNECTED {} clients, every missed event in {:.2} s",
                 a.clients,
