@@ -108,7 +108,7 @@ def main():
     print("| measure | result | target |")
     print("|---|---|---|")
     print(f"| (a) {m['subscriptions']:,} WebSocket subscriptions: server RSS | {m['rss_mib']} MiB "
-          f"({m['idle_rss_mib']} idle, +{m['added_mib']} MiB, {m['kib_per_subscription']} KiB each) | +100 MiB |")
+          f"({m['idle_rss_mib']} idle, +{m['added_mib']} MiB, {m['kib_per_subscription']} KiB each) | ≤ 100 MiB |")
     print(f"| (b) {f['subscribers']:,} subscribers, 10 tenants, {a.rate} mutations/s: write-to-client latency "
           f"| p50 {f['latency_p50_ms']} ms, p99 {f['latency_p99_ms']} ms; {f['server_cpu_us_per_event']} µs server CPU per event "
           f"| p99 ≤ 100 ms |")
