@@ -6,8 +6,9 @@
 #   1. deploy/check.sh              Prometheus alerts and their unit tests, the Grafana dashboard
 #   2. scripts/check-containers.sh  Dockerfile / docker-compose.yml / .env.example, offline
 #   3. scripts/up.sh + examples/saas/walkthrough.sh   the README's first command, then the
-#                                   seed's steps 5-9 against it
-#   4. scripts/browser/run.sh       GraphiQL in headless Chromium
+#                                   seed's steps 5-9 against it, then the npm subscription
+#                                   clients (scripts/subscriptions/run.sh)
+#   4. scripts/browser/run.sh       GraphiQL in headless Chromium (a subscription too)
 #   5. examples/saas/federation.sh  two subgraphs behind @apollo/gateway, per tenant
 #   6. examples/federation-compat/check.sh   Apollo's subgraph compatibility suite
 # Missing Debian tools (promtool, chromium) are installed with apt-get when running as root.
@@ -71,6 +72,8 @@ done
 curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { tail -30 "$LOGS/up.log" >&2; echo "e2e: no server after 300 s" >&2; exit 1; }
 grep -E "FraiseQL|GraphQL endpoint|Multi-tenancy|NATS|Tenants" "$LOGS/up.log" || true
 PORT=$PORT examples/saas/walkthrough.sh
+section "3b. scripts/subscriptions/run.sh (graphql-ws and graphql-sse against the same server)"
+PORT=$PORT scripts/subscriptions/run.sh
 stop_server
 took
 

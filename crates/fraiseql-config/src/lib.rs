@@ -17,6 +17,6 @@ pub use model::{
     AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, FederationConfig,
     JwtAlgorithm, LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig,
     NatsConfig, ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, ServerConfig,
-    StreamConfig, SubscriberConfig, TenancyStrategy, TransferConfig, MIN_ARCHIVE_KEY_BYTES,
-    TENANT_DATABASE,
+    StreamConfig, SubscriberConfig, SubscriptionsConfig, TenancyStrategy, TransferConfig,
+    MIN_ARCHIVE_KEY_BYTES, TENANT_DATABASE,
 };

@@ -270,6 +270,7 @@ impl Cx<'_> {
         let cache = self.cache(raw.cache)?;
         let federation = self.federation(raw.federation)?;
         let transfer = self.transfer(raw.transfer)?;
+        let subscriptions = self.subscriptions(raw.subscriptions, &observers)?;
 
         if multi_tenancy.enabled && !databases.contains_key(&multi_tenancy.registry) {
             return Err(self.invalid(
@@ -308,6 +309,7 @@ impl Cx<'_> {
             nats,
             federation,
             transfer,
+            subscriptions,
             server,
             schema,
             multi_tenancy,

@@ -42,6 +42,56 @@ pub struct Config {
     pub federation: FederationConfig,
     /// `[transfer]`: tenant backup, restore and move.
     pub transfer: TransferConfig,
+    /// `[subscriptions]`: GraphQL subscriptions over WebSocket and Server-Sent Events.
+    pub subscriptions: SubscriptionsConfig,
+}
+
+/// `[subscriptions]`: GraphQL subscriptions (WebSocket `graphql-transport-ws` and Server-Sent
+/// Events on `/graphql`), fed by change events in a JetStream stream of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionsConfig {
+    /// Whether subscriptions are served (they need `[observers] enabled`: the outbox relay
+    /// publishes their change events).
+    pub enabled: bool,
+    /// Most WebSocket and SSE connections open at once on this instance.
+    pub max_connections: usize,
+    /// Most subscriptions one WebSocket connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Most subscriptions one tenant may hold on this instance.
+    pub max_subscriptions_per_tenant: usize,
+    /// Seconds between keep-alives (WebSocket ping, SSE comment).
+    pub keepalive_secs: u64,
+    /// How long a WebSocket may take to send `connection_init` (then closed with 4408).
+    pub connection_init_timeout_ms: u64,
+    /// Events waiting to be written per subscriber; a subscriber whose buffer is full is
+    /// disconnected ("too slow").
+    pub buffer: usize,
+    /// Change events are published on `<subject_prefix>.<tenant>.<Entity>.<OPERATION>`.
+    pub subject_prefix: String,
+    /// The JetStream stream holding change events (subjects `<subject_prefix>.>`).
+    pub stream: String,
+    /// How long the stream keeps change events: the window in which a client can resume.
+    pub retention_secs: u64,
+    /// Replicas of the stream (1 on a single server).
+    pub replicas: usize,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_connections: 10_000,
+            max_subscriptions_per_connection: 100,
+            max_subscriptions_per_tenant: 10_000,
+            keepalive_secs: 15,
+            connection_init_timeout_ms: 3_000,
+            buffer: 100,
+            subject_prefix: "fraiseql.changes".to_owned(),
+            stream: "FRAISEQL_CHANGES".to_owned(),
+            retention_secs: 3_600,
+            replicas: 1,
+        }
+    }
 }
 
 /// `[federation]`
@@ -552,12 +602,29 @@ pub(crate) struct RawConfig {
     pub nats: Option<RawNats>,
     #[serde(default)]
     pub transfer: RawTransfer,
+    pub subscriptions: RawSubscriptions,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTransfer {
     pub archive_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubscriptions {
+    pub enabled: Option<Flag>,
+    pub max_connections: Option<Num>,
+    pub max_subscriptions_per_connection: Option<Num>,
+    pub max_subscriptions_per_tenant: Option<Num>,
+    pub keepalive_secs: Option<Num>,
+    pub connection_init_timeout_ms: Option<Num>,
+    pub buffer: Option<Num>,
+    pub subject_prefix: Option<String>,
+    pub stream: Option<String>,
+    pub retention_secs: Option<Num>,
+    pub replicas: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]

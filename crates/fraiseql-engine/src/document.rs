@@ -101,7 +101,12 @@ pub(crate) fn operation<'d>(
     })?;
     let allowed = op.is_query() || (op.is_mutation() && method == Method::Post);
     if !allowed {
-        let (kind, message) = if method == Method::Get {
+        let (kind, message) = if op.is_subscription() {
+            (
+                OutcomeKind::RequestError,
+                "subscription operations are served over a WebSocket (subprotocol graphql-transport-ws) or Server-Sent Events (POST with Accept: text/event-stream) on this endpoint".to_owned(),
+            )
+        } else if method == Method::Get {
             (
                 OutcomeKind::MethodNotAllowed,
                 format!("{} operations must be sent with POST", op.operation_type),

@@ -5,7 +5,8 @@
 //! cached by query text) -> [`planning`] (variables, one SQL statement per root field; cached)
 //! -> [`execution`] (connections from [`connections`] and [`tenancy`], pipelined statements,
 //! resolvers) -> [`response`] (PostgreSQL's JSON text spliced into the body). [`events`] runs
-//! beside it: outbox, relay, subscribers.
+//! beside it: outbox, relay, subscribers; [`subscriptions`] is a second way out of the pipeline
+//! (change events read through the subscriber's view, as a query would).
 
 pub mod cache;
 pub mod catalog_check;
@@ -25,6 +26,7 @@ pub mod request;
 pub mod resolvers;
 pub mod response;
 pub mod routing;
+pub mod subscriptions;
 pub mod tenancy;
 pub mod trace;
 

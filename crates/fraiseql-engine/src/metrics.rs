@@ -31,6 +31,10 @@ use prometheus_client::registry::Registry;
 
 use crate::error::ErrorCode;
 
+mod subscriptions;
+
+pub use subscriptions::{EventOutcome, Refusal};
+
 /// The label tenants past the cap report under.
 pub const OTHER_TENANT: &str = "other";
 
@@ -351,6 +355,7 @@ pub struct Metrics {
     events: EventSeries,
     cache: CacheSeries,
     pools: PoolSeries,
+    subscriptions: subscriptions::SubscriptionSeries,
     shed: Counter,
 }
 
@@ -421,6 +426,7 @@ impl Metrics {
         );
         let cache = CacheSeries::register(&mut r);
         let pools = PoolSeries::register(&mut r);
+        let subscriptions = subscriptions::SubscriptionSeries::register(&mut r);
         let mut m = Self {
             registry: r,
             enabled,
@@ -439,6 +445,7 @@ impl Metrics {
             events,
             cache,
             pools,
+            subscriptions,
             shed,
         };
         m.other = Arc::new(m.series(Arc::from(OTHER_TENANT)));

@@ -192,47 +192,13 @@ impl Planner<'_> {
                 )]))
             }
         };
-        let limits = PlanLimits {
-            max_limit: self.limits.max_limit,
-            max_string_length: self.limits.max_string_length,
-            max_list_length: self.limits.max_list_length,
-            max_rows: self.limits.max_rows,
-            marker_nonce: self.marker_nonce,
-        };
+        let limits = self.limits();
         let access = Rbac {
             rules: self.rbac,
             roles,
         };
-        let plan =
-            match fraiseql_plan::plan(api, &self.schema.catalog, doc, op, &vars, limits, &access) {
-                Ok(p) => p,
-                Err(PlanError::BadArgument { message, path }) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::BadUserInput,
-                        message,
-                    )
-                    .with_path(path)]))
-                }
-                Err(PlanError::Forbidden { message, path }) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::Forbidden,
-                        message,
-                    )
-                    .with_path(path)]))
-                }
-                Err(PlanError::TooComplex(m)) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::QueryTooComplex,
-                        m,
-                    )]))
-                }
-                Err(PlanError::Unsupported(m)) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::OperationNotSupported,
-                        m,
-                    )]))
-                }
-            };
+        let plan = fraiseql_plan::plan(api, &self.schema.catalog, doc, op, &vars, limits, &access)
+            .map_err(|e| Outcome::request_error(vec![plan_error(e)]))?;
 
         let introspection = if plan
             .fields
@@ -264,6 +230,71 @@ impl Planner<'_> {
             None
         };
         Ok((Arc::new(plan), introspection))
+    }
+}
+
+impl Planner<'_> {
+    fn limits(&self) -> PlanLimits {
+        PlanLimits {
+            max_limit: self.limits.max_limit,
+            max_string_length: self.limits.max_string_length,
+            max_list_length: self.limits.max_list_length,
+            max_rows: self.limits.max_rows,
+            marker_nonce: self.marker_nonce,
+        }
+    }
+
+    /// Plans a subscription operation for `roles`: variables coerced, `[rbac]` applied as for
+    /// queries. `Err` holds the request errors.
+    pub(crate) fn plan_subscription(
+        &self,
+        req: &GraphqlRequest,
+        doc: &Valid<ExecutableDocument>,
+        op: &Operation,
+        roles: &[String],
+    ) -> Result<fraiseql_plan::SubscriptionPlan, Vec<GraphqlError>> {
+        let raw_vars: JsonMap = match &req.variables {
+            None => JsonMap::new(),
+            Some(v) => v
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+                .collect(),
+        };
+        let api = &self.schema.api;
+        let vars = coerce_variable_values(api, op, &raw_vars).map_err(|e| {
+            vec![GraphqlError::from_apollo(
+                e.to_graphql_error(&doc.sources),
+                ErrorCode::BadUserInput,
+            )]
+        })?;
+        let access = Rbac {
+            rules: self.rbac,
+            roles,
+        };
+        fraiseql_plan::plan_subscription(
+            api,
+            &self.schema.catalog,
+            doc,
+            op,
+            &vars,
+            self.limits(),
+            &access,
+        )
+        .map_err(|e| vec![plan_error(e)])
+    }
+}
+
+/// The client's error for a plan the planner refused.
+fn plan_error(e: PlanError) -> GraphqlError {
+    match e {
+        PlanError::BadArgument { message, path } => {
+            GraphqlError::new(ErrorCode::BadUserInput, message).with_path(path)
+        }
+        PlanError::Forbidden { message, path } => {
+            GraphqlError::new(ErrorCode::Forbidden, message).with_path(path)
+        }
+        PlanError::TooComplex(m) => GraphqlError::new(ErrorCode::QueryTooComplex, m),
+        PlanError::Unsupported(m) => GraphqlError::new(ErrorCode::OperationNotSupported, m),
     }
 }
 

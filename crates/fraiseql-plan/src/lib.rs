@@ -9,9 +9,11 @@ mod entities;
 mod error;
 mod root;
 mod sql;
+mod subscription;
 mod values;
 
 pub use error::PlanError;
+pub use subscription::{plan_subscription, SubscriptionPlan};
 pub use values::param_text;
 
 use apollo_compiler::executable::Operation;
@@ -319,7 +321,7 @@ pub fn plan(
     let mutation = operation.is_mutation();
     if !operation.is_query() && !mutation {
         return Err(PlanError::unsupported(format!(
-            "{} operations are not supported by this server",
+            "{} operations are answered over a WebSocket (graphql-transport-ws) or Server-Sent Events (Accept: text/event-stream), not as a single response",
             operation.operation_type
         )));
     }

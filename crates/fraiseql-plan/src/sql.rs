@@ -368,6 +368,45 @@ impl<'c, 'a> Builder<'c, 'a> {
         ))
     }
 
+    /// The statement reading the rows of a subscription's entity changed by a batch of events:
+    /// `$1` (left empty here, filled per batch) is the JSON array of their keys as text; it
+    /// answers a JSON array with one element per key, in order: the row with the selection, or
+    /// `null` where no row is visible (another tenant's, deleted, filtered out by the
+    /// subscription's arguments or by row-level security).
+    pub(crate) fn changed_rows(
+        mut self,
+        c: &Collection,
+        group: &[&'a Node<Field>],
+    ) -> Result<(SqlPlan, Vec<Vec<String>>), PlanError> {
+        let ty = self.mapping(&c.target)?;
+        ty.database.clone_into(&mut self.database);
+        let keys = self.param(String::new());
+        let e = self.alias();
+        let k = self.alias();
+        let alias = self.alias();
+        let mut source = self.source(c, ty, alias, group[0], None)?;
+        // The key is typed in the outer query, so inside the look-up it is a plain value: under
+        // row-level security PostgreSQL uses an index only for leakproof conditions (see
+        // `entities.rs`).
+        source.conditions.insert(
+            0,
+            format!("{}.{} = {k}.v", source.alias, quote_ident(&ty.key_column)),
+        );
+        let obj = self.object(
+            &Obj::Row {
+                ty,
+                alias: source.alias.clone(),
+            },
+            group,
+        )?;
+        let sql = format!(
+            "SELECT coalesce(json_agg((SELECT {obj} FROM {}) ORDER BY {e}.n), '[]'::json)::text FROM json_array_elements_text({keys}::json) WITH ORDINALITY AS {e}(v, n) CROSS JOIN LATERAL (SELECT {} AS v OFFSET 0) {k}",
+            source.one_row_clause(),
+            typed(&ty.view.to_string(), &ty.key_column, &format!("{e}.v"))
+        );
+        Ok(self.finish(sql, !c.non_null))
+    }
+
     /// The statement `sql` with the parameters and calls gathered while building it.
     pub(crate) fn finish(self, sql: String, nullable: bool) -> (SqlPlan, Vec<Vec<String>>) {
         (

@@ -516,3 +516,85 @@ fn federated_fields_in_another_database_become_calls_with_their_statement() {
         s.sql, f.database, f.sql, f.params
     ));
 }
+
+fn plan_subscription_of(
+    query: &str,
+    vars: serde_json::Value,
+    access: &dyn Access,
+) -> Result<SubscriptionPlan, PlanError> {
+    let b = bundle();
+    let doc =
+        ExecutableDocument::parse_and_validate(&b.api, query, "q.graphql").expect("valid query");
+    let op = doc.operations.get(None).expect("one operation");
+    let vars: JsonMap = serde_json::from_value(vars).expect("vars");
+    let vars = coerce_variable_values(&b.api, op, &vars).expect("coerced");
+    plan_subscription(
+        &b.api,
+        &b.catalog,
+        &doc,
+        op,
+        &vars,
+        PlanLimits::default(),
+        access,
+    )
+}
+
+#[test]
+fn subscriptions_read_a_batch_of_changed_rows_by_key_with_their_filters() {
+    let p = plan_subscription_of(
+        "subscription($org: ID) { created: projectCreated(orgId: $org) { id name organization { name } } }",
+        serde_json::json!({ "org": "7d9c0b57-0000-4000-8000-000000000000" }),
+        &AllowAll,
+    )
+    .expect("plan");
+    assert_eq!(p.response_key, "created");
+    assert_eq!(p.field, "projectCreated");
+    assert_eq!(
+        (p.change.entity.as_str(), p.change.operation.as_str()),
+        ("Project", "CREATE")
+    );
+    insta::assert_snapshot!(p.read.sql, @r#"SELECT coalesce(json_agg((SELECT json_build_object('id', t2."data"->'id', 'name', t2."data"->'name', 'organization', (SELECT json_build_object('name', t3."data"->'name') FROM "v_organization" t3 WHERE t3."pk_org" = t2."fk_org" LIMIT 1)) FROM "v_project" t2 WHERE t2."id" = t1.v AND t2."org_id" = $2 LIMIT 1) ORDER BY t0.n), '[]'::json)::text FROM json_array_elements_text($1::json) WITH ORDINALITY AS t0(v, n) CROSS JOIN LATERAL (SELECT (json_populate_record(NULL::"v_project", json_build_object('id', t0.v)))."id" AS v OFFSET 0) t1"#);
+    assert_eq!(
+        p.read.params,
+        ["", "7d9c0b57-0000-4000-8000-000000000000"],
+        "$1 (the keys) is filled per batch"
+    );
+    // Without the argument, no filter.
+    let p = plan_subscription_of(
+        "subscription { taskStatusChanged { id status } }",
+        serde_json::json!({}),
+        &AllowAll,
+    )
+    .expect("plan");
+    assert!(!p.read.sql.contains("project_id"), "{}", p.read.sql);
+    assert_eq!(p.read.params, [""]);
+}
+
+struct Deny(&'static str, &'static str);
+
+impl Access for Deny {
+    fn allows(&self, t: &str, f: &str) -> bool {
+        (t, f) != (self.0, self.1)
+    }
+}
+
+#[test]
+fn subscriptions_follow_rbac_like_queries() {
+    let q = "subscription { projectCreated { id name } }";
+    let denied = plan_subscription_of(
+        q,
+        serde_json::json!({}),
+        &Deny("Subscription", "projectCreated"),
+    )
+    .expect_err("root denied");
+    insta::assert_snapshot!(denied.to_string(), @"you are not allowed to subscribe to `Subscription.projectCreated` ([rbac])");
+    let p = plan_subscription_of(q, serde_json::json!({}), &Deny("Project", "name")).expect("plan");
+    assert_eq!(
+        p.denied,
+        vec![vec!["projectCreated".to_owned(), "name".to_owned()]]
+    );
+    assert!(p.read.sql.contains("'name', NULL"), "{}", p.read.sql);
+    // A query planner refuses subscription operations with a pointer to the transports.
+    let err = plan_of(q, serde_json::json!({})).expect_err("not a query");
+    assert!(err.to_string().contains("graphql-transport-ws"), "{err}");
+}

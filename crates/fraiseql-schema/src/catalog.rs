@@ -39,6 +39,19 @@ pub struct Catalog {
     pub federation: Option<Federation>,
     /// Root `Query` fields with `@cache`, by field name.
     pub cache: IndexMap<String, CachePolicy>,
+    /// Root `Subscription` fields (`@event`), by field name.
+    pub subscriptions: IndexMap<String, SubscriptionField>,
+}
+
+/// A root `Subscription` field: the changes of an entity it delivers, read through the
+/// entity's view with the subscriber's selection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionField {
+    /// The entity and the operation (`CREATE`, `UPDATE`) whose events feed it.
+    pub change: Change,
+    /// How a changed row is read: the entity's view (one object, never a list) and the
+    /// field's arguments, all equality filters on the row.
+    pub rows: Collection,
 }
 
 /// `@cache` on a root query field.

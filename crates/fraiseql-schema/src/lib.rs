@@ -12,6 +12,7 @@ mod error;
 pub mod federation;
 mod ident;
 mod lower;
+mod subscription;
 mod template;
 
 pub use apollo_compiler;
@@ -77,7 +78,10 @@ pub fn build_with_resolvers(
         link,
         sdl: federation::subgraph_sdl(&doc, &api::OURS),
     });
-    let catalog = lower::lower(&full, resolvers, subgraph)?;
+    let mut catalog = lower::lower(&full, resolvers, subgraph)?;
+    if let Some(root) = full.root_operation(apollo_compiler::ast::OperationType::Subscription) {
+        catalog.subscriptions = subscription::lower(&full, &catalog, root.as_str())?;
+    }
     let api = api::strip(&full)?;
     Ok(SchemaBundle { api, catalog })
 }

@@ -88,12 +88,6 @@ pub(crate) fn lower(
             catalog.mutations.insert(fname.to_string(), m);
         }
     }
-    if let Some(root) = schema.root_operation(apollo_compiler::ast::OperationType::Subscription) {
-        return Err(SchemaError::mapping(
-            root.as_str(),
-            format!("subscription fields are not supported by this version of the engine; remove the `{root}` type"),
-        ));
-    }
     // A relation's target must be a mapped type; checked once all types are known.
     let fields = catalog
         .types
@@ -400,7 +394,7 @@ fn check_target(catalog: &Catalog, coord: &str, c: &Collection) -> Result<(), Sc
     }
 }
 
-fn string_arg(d: &apollo_compiler::ast::Directive, name: &str) -> Option<String> {
+pub(crate) fn string_arg(d: &apollo_compiler::ast::Directive, name: &str) -> Option<String> {
     d.specified_argument_by_name(name)
         .and_then(|v| v.as_str())
         .map(str::to_owned)
@@ -930,7 +924,7 @@ fn lower_root_field(
     )?))
 }
 
-fn collection(
+pub(crate) fn collection(
     schema: &Schema,
     coord: &str,
     ty: &Type,

@@ -165,8 +165,58 @@ fn mapping_mistakes_are_reported_with_their_coordinate() {
     );
     insta::assert_snapshot!(
         err("type Query { a: [A] } type Subscription { s: Int } type A @view(name: \"v\") { x: Int }"),
-        @"Subscription: subscription fields are not supported by this version of the engine; remove the `Subscription` type"
+        @r#"Subscription.s: a subscription field needs @event(entity: "Type", operation: "CREATE" | "UPDATE"): the changes it delivers"#
     );
+    insta::assert_snapshot!(
+        err("type Query { a: [A] } type Subscription { s: [A!]! @event(operation: \"CREATE\") } type A @view(name: \"v\") { x: Int }"),
+        @"Subscription.s: a subscription field returns one object of a type with @view (`Project!`), one per changed row; `[A!]!` is not"
+    );
+    insta::assert_snapshot!(
+        err("type Query { a: [A] } type Subscription { s: A! @event(operation: \"DELETE\") } type A @view(name: \"v\") { x: Int }"),
+        @r#"Subscription.s: @event(operation: "DELETE") is not supported: a deleted row can no longer be read through its view, so neither row-level security nor the selection could be applied"#
+    );
+    insta::assert_snapshot!(
+        err("type Query { a: [A] } type Subscription { s(limit: Int): A! @event(operation: \"CREATE\") } type A @view(name: \"v\") { x: Int }"),
+        @"Subscription.s(limit:): limit, offset and orderBy only apply to list fields"
+    );
+    insta::assert_snapshot!(
+        err("type Query { a: [A] } type Subscription { s: A! @event(entity: \"B\", operation: \"CREATE\") } type A @view(name: \"v\") { x: Int } type B @view(name: \"w\") { x: Int }"),
+        @r#"Subscription.s: @event(entity: "B") but the field returns `A`: a subscription field delivers the changed rows of its own type"#
+    );
+}
+
+#[test]
+fn subscription_fields_are_lowered() {
+    let sdl = format!(
+        "{SDL}\n{}",
+        r#"type Subscription {
+  projectCreated(orgId: ID @filter(column: "org_id")): Project! @event(entity: "Project", operation: "CREATE")
+  projectChanged(name: String @filter(key: "name")): Project @event(operation: "UPDATE")
+}"#
+    );
+    let b = build(&sdl, "schema.graphql").expect("valid schema");
+    let s = &b.catalog.subscriptions;
+    assert_eq!(
+        s["projectCreated"].change,
+        Change {
+            entity: "Project".into(),
+            operation: "CREATE".into()
+        }
+    );
+    assert!(!s["projectCreated"].rows.list && s["projectCreated"].rows.non_null);
+    assert_eq!(
+        s["projectCreated"].rows.args["orgId"],
+        ArgRole::Filter(Target::Column("org_id".into()))
+    );
+    assert_eq!(s["projectChanged"].change.operation, "UPDATE");
+    assert_eq!(
+        s["projectChanged"].rows.args["name"],
+        ArgRole::Filter(Target::Key("name".into()))
+    );
+    // Clients see the type, not the directive.
+    let api = b.api.to_string();
+    assert!(api.contains("projectCreated(orgId: ID): Project!"), "{api}");
+    assert!(!api.contains("@event"), "{api}");
 }
 
 /// A mutation statement as the catalog holds it: wrapped to return the first column as JSON.

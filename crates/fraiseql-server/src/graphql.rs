@@ -1,29 +1,22 @@
-//! `/graphql`: GraphQL over HTTP (media types, status codes) around `Engine::execute`.
+//! `/graphql`: GraphQL over HTTP (media types, status codes) around `Engine::execute`; a
+//! WebSocket upgrade or `Accept: text/event-stream` goes to `subscriptions/`.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use fraiseql_engine::engine::Method;
 use fraiseql_engine::response::OutcomeKind;
-use fraiseql_engine::{
-    CommitGate, ErrorCode, GraphqlError, GraphqlRequest, Outcome, RequestParseError, TenantHeader,
-};
+use fraiseql_engine::{ErrorCode, GraphqlRequest, Outcome, RequestParseError};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 
+use crate::answer::{
+    error_response, execute_within_deadline, record, tenant_header, with_media, Media,
+    GRAPHQL_RESPONSE, JSON, TIMED_OUT,
+};
 use crate::{graphiql, AppState};
-
-const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
-const JSON: &str = "application/json";
-
-/// Which response media type the client accepts; `graphql-response+json` gets the strict status
-/// codes of GraphQL over HTTP, legacy `application/json` gets 200 for anything that was executed
-/// or well-formed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Media {
-    GraphqlResponse,
-    Json,
-}
 
 fn negotiate(headers: &HeaderMap) -> Result<Media, Box<Response>> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
@@ -56,11 +49,6 @@ fn negotiate(headers: &HeaderMap) -> Result<Media, Box<Response>> {
     }
 }
 
-fn error_response(status: StatusCode, media: Media, code: ErrorCode, message: &str) -> Response {
-    let body = Outcome::request_error(vec![GraphqlError::new(code, message)]).body;
-    with_media(status, media, body)
-}
-
 /// 503 with `Retry-After: 1`: every slot for requests in flight is taken.
 fn shed(state: &AppState, media: Media) -> Response {
     state.engine.metrics().shed();
@@ -72,23 +60,6 @@ fn shed(state: &AppState, media: Media) -> Response {
     );
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
-}
-
-fn with_media(status: StatusCode, media: Media, body: Bytes) -> Response {
-    let ct = match media {
-        Media::GraphqlResponse => GRAPHQL_RESPONSE,
-        Media::Json => JSON,
-    };
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(if ct == JSON {
-            "application/json"
-        } else {
-            "application/graphql-response+json"
-        }),
-    );
     r
 }
 
@@ -132,11 +103,26 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
+/// Whether the request asks to become a WebSocket.
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
 pub(crate) async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if is_websocket(&headers) {
+        return match ws {
+            Ok(ws) => crate::subscriptions::ws::upgrade(state, headers, ws).await,
+            Err(rejection) => rejection.into_response(),
+        };
+    }
     let Ok(Query(params)) = params else {
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -147,6 +133,15 @@ pub(crate) async fn get(
     };
     if params.query.is_none() && wants_html(&headers) {
         return graphiql::page();
+    }
+    if crate::subscriptions::wants_event_stream(&headers) {
+        let req = GraphqlRequest::from_params(
+            params.query,
+            params.operation_name,
+            params.variables,
+            params.extensions,
+        );
+        return crate::subscriptions::sse::get(state, headers, req).await;
     }
     let media = match negotiate(&headers) {
         Ok(m) => m,
@@ -159,49 +154,6 @@ pub(crate) async fn get(
         params.extensions,
     );
     execute(&state, &headers, req, Method::Get, media).await
-}
-
-/// Per-tenant request, error and latency metrics (the seed's names). `None`: timed out.
-fn record(
-    engine: &fraiseql_engine::Engine,
-    ctx: &fraiseql_engine::RequestContext,
-    outcome: Option<&Outcome>,
-    took: std::time::Duration,
-) {
-    use fraiseql_engine::metrics::Operation;
-    let m = engine.metrics();
-    if !m.enabled() {
-        return;
-    }
-    let timed_out = [ErrorCode::InternalServerError];
-    let (codes, operation) = match outcome {
-        Some(o) => (o.error_codes.as_slice(), o.operation),
-        None => (&timed_out[..], None),
-    };
-    let operation = match operation {
-        Some("mutation") => Operation::Mutation,
-        Some(_) => Operation::Query,
-        None => Operation::Invalid,
-    };
-    m.request(
-        &engine.tenant_metrics(ctx),
-        operation,
-        took.as_secs_f64(),
-        codes,
-    );
-}
-
-/// The tenant header: absent, one visible-ASCII value, or malformed (never ignored).
-fn tenant_header<'h>(headers: &'h HeaderMap, name: &str) -> TenantHeader<'h> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (None, _) => TenantHeader::Absent,
-        (Some(v), None) => match v.to_str() {
-            Ok(s) => TenantHeader::Value(s),
-            Err(_) => TenantHeader::Malformed,
-        },
-        (Some(_), Some(_)) => TenantHeader::Malformed,
-    }
 }
 
 /// What the request's log line says besides its status and duration.
@@ -323,29 +275,15 @@ async fn run(
         .get(fraiseql_engine::trace::TRACE_HEADER)
         .is_some_and(|v| v.as_bytes() == b"ftv1");
     let started = std::time::Instant::now();
-    let _in_flight = engine.metrics().in_flight_guard();
-    let timeout = std::time::Duration::from_millis(engine.config().limits.request_timeout_ms);
-    let gate = CommitGate::new();
-    // The deadline is ours, not a middleware's, so that a write either commits (and the answer
-    // says so) or the client gets 408 and nothing was changed (see CommitGate). Writes run in a
-    // task of their own inside the engine: a client that disconnects cannot stop a mutation
-    // between its COMMIT and handing its events to the relay.
-    let mut run = Box::pin(engine.execute(&req, method, &ctx, &gate));
-    let outcome = match tokio::time::timeout(timeout, &mut run).await {
-        Ok(outcome) => outcome,
-        Err(_) if gate.try_time_out() => {
-            // Nothing has committed and nothing will.
-            record(engine, &ctx, None, started.elapsed());
-            log.errors.push(ErrorCode::InternalServerError);
-            return error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                media,
-                ErrorCode::InternalServerError,
-                "the request took longer than the server's time limit; nothing was changed",
-            );
-        }
-        // A COMMIT is under way: its outcome is the answer.
-        Err(_) => run.await,
+    let Some(outcome) = execute_within_deadline(engine, &req, method, &ctx).await else {
+        // Nothing has committed and nothing will.
+        log.errors.push(ErrorCode::InternalServerError);
+        return error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            media,
+            ErrorCode::InternalServerError,
+            TIMED_OUT,
+        );
     };
     record(engine, &ctx, Some(&outcome), started.elapsed());
     log.kind = outcome.operation;
@@ -358,6 +296,9 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if crate::subscriptions::wants_event_stream(&headers) {
+        return crate::subscriptions::sse::post(state, headers, body).await;
+    }
     let media = match negotiate(&headers) {
         Ok(m) => m,
         Err(r) => return *r,

@@ -1,6 +1,7 @@
 //! HTTP: the axum router. `POST /graphql` and `GET /graphql` per GraphQL over HTTP, GraphiQL for
 //! browsers (served from the binary), `/health` and `/ready`, and `/metrics` (here, or on its own
-//! listener with `[metrics] listen`).
+//! listener with `[metrics] listen`). Subscriptions on `/graphql` too (`subscriptions/`): a
+//! WebSocket (`graphql-transport-ws`) or Server-Sent Events (`Accept: text/event-stream`).
 //!
 //! `/graphql` sheds load beyond `[limits] max_in_flight` requests (503 with `Retry-After`), so a
 //! flood queues nowhere and `/health` keeps answering. A request counts against that limit only
@@ -9,13 +10,15 @@
 //! Each request has a deadline (`[limits] request_timeout_ms`, 408) that never lets a write
 //! commit behind the client's back.
 
+mod answer;
 mod graphiql;
 mod graphql;
 mod probes;
 pub mod request_id;
 mod serve;
+mod subscriptions;
 
-pub use serve::serve;
+pub use serve::{serve, Timeouts};
 
 use std::sync::Arc;
 use std::time::Duration;

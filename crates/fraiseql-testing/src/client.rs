@@ -57,6 +57,7 @@ impl TestClient {
         engine.check_databases().await?;
         engine.start_events().await?;
         engine.start_cache_bus().await?;
+        engine.start_subscriptions();
         Ok(Self {
             router: fraiseql_server::router(engine.clone()),
             engine,

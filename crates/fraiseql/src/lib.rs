@@ -66,6 +66,7 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     engine.check_databases().await?;
     engine.start_events().await?;
     engine.start_cache_bus().await?;
+    engine.start_subscriptions();
     let c = engine.config();
     let addr = format!("{}:{}", c.server.host, c.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -139,10 +140,10 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
             println!("Metrics: http://{a}/metrics");
         }
         let router = fraiseql_server::metrics_router(engine.clone());
-        let header_timeout = std::time::Duration::from_millis(c.limits.header_timeout_ms);
+        let timeouts = fraiseql_server::Timeouts::of(&c.limits);
         tokio::spawn(async move {
             let never = std::future::pending::<()>();
-            if let Err(e) = fraiseql_server::serve(l, router, header_timeout, never).await {
+            if let Err(e) = fraiseql_server::serve(l, router, timeouts, never).await {
                 tracing::error!(error = %e, "metrics listener stopped");
             }
         })
@@ -287,16 +288,37 @@ pub async fn serve(
             }
         })
     });
-    let header_timeout = std::time::Duration::from_millis(engine.config().limits.header_timeout_ms);
+    engine.start_subscriptions();
+    let timeouts = fraiseql_server::Timeouts::of(&engine.config().limits);
+    // On shutdown every subscription connection writes what is queued for it, then closes
+    // (WebSocket close 1001, the SSE stream ends); requests in flight finish.
+    let closing = engine.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(s) = closing.subscriptions() {
+            s.shut_down();
+        }
+    };
     let result = fraiseql_server::serve(
         listener,
-        fraiseql_server::router(engine),
-        header_timeout,
+        fraiseql_server::router(engine.clone()),
+        timeouts,
         shutdown,
     )
     .await;
+    if let Some(s) = engine.subscriptions() {
+        if !s.closed(SUBSCRIPTIONS_CLOSE_WAIT).await {
+            tracing::warn!(
+                open = s.open_connections(),
+                "subscription connections still open after the shutdown's wait"
+            );
+        }
+    }
     if let Some(s) = sweeper {
         s.abort();
     }
     result
 }
+
+/// How long a shutdown waits for subscription connections to write what is queued and close.
+const SUBSCRIPTIONS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{resolve, valid_subject_prefix, Cx};
+use super::{resolve, subject_matches, valid_subject_prefix, Cx};
 use crate::error::ConfigError;
 use crate::model::*;
 
@@ -349,5 +349,110 @@ impl Cx<'_> {
             }
         }
         Ok(TransferConfig { archive_key })
+    }
+}
+
+impl Cx<'_> {
+    pub(super) fn subscriptions(
+        &self,
+        raw: RawSubscriptions,
+        observers: &ObserversConfig,
+    ) -> Result<SubscriptionsConfig, ConfigError> {
+        let d = SubscriptionsConfig::default();
+        let big = i64::from(u32::MAX);
+        let subject_prefix = match raw.subject_prefix {
+            None => d.subject_prefix,
+            Some(s) if valid_subject_prefix(&s) => s,
+            Some(_) => {
+                return Err(self.invalid(
+                    "subscriptions.subject_prefix",
+                    "a subject prefix is dot-separated tokens of letters, digits, `_` and `-` (no wildcards)",
+                ))
+            }
+        };
+        // The two streams may not capture the same subjects (JetStream refuses overlaps), and a
+        // Rust observer must never be able to publish a change event.
+        let wildcard = format!("{subject_prefix}.>");
+        if let Some(s) = observers.stream.subjects.iter().find(|s| {
+            subject_matches(s, &format!("{subject_prefix}.t.E.CREATE"))
+                || subject_matches(&wildcard, &s.replace(['*', '>'], "x"))
+        }) {
+            return Err(self.invalid(
+                "subscriptions.subject_prefix",
+                format!("{subject_prefix:?} overlaps [observers.stream] subjects ({s:?}); change events need subjects of their own"),
+            ));
+        }
+        let stream = raw.stream.unwrap_or(d.stream);
+        if stream.is_empty()
+            || !stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(self.invalid(
+                "subscriptions.stream",
+                "a stream name is letters, digits, `_` and `-`",
+            ));
+        }
+        if stream == observers.stream.name {
+            return Err(self.invalid(
+                "subscriptions.stream",
+                format!("{stream:?} is also [observers.stream] name; change events go to a stream of their own"),
+            ));
+        }
+        Ok(SubscriptionsConfig {
+            enabled: self.flag("subscriptions.enabled", raw.enabled, d.enabled)?,
+            max_connections: self.int(
+                "subscriptions.max_connections",
+                raw.max_connections,
+                d.max_connections as i64,
+                1,
+                10_000_000,
+            )? as usize,
+            max_subscriptions_per_connection: self.int(
+                "subscriptions.max_subscriptions_per_connection",
+                raw.max_subscriptions_per_connection,
+                d.max_subscriptions_per_connection as i64,
+                1,
+                100_000,
+            )? as usize,
+            max_subscriptions_per_tenant: self.int(
+                "subscriptions.max_subscriptions_per_tenant",
+                raw.max_subscriptions_per_tenant,
+                d.max_subscriptions_per_tenant as i64,
+                1,
+                10_000_000,
+            )? as usize,
+            keepalive_secs: self.int(
+                "subscriptions.keepalive_secs",
+                raw.keepalive_secs,
+                d.keepalive_secs as i64,
+                1,
+                3600,
+            )? as u64,
+            connection_init_timeout_ms: self.int(
+                "subscriptions.connection_init_timeout_ms",
+                raw.connection_init_timeout_ms,
+                d.connection_init_timeout_ms as i64,
+                1,
+                big,
+            )? as u64,
+            buffer: self.int(
+                "subscriptions.buffer",
+                raw.buffer,
+                d.buffer as i64,
+                1,
+                1_000_000,
+            )? as usize,
+            subject_prefix,
+            stream,
+            retention_secs: self.int(
+                "subscriptions.retention_secs",
+                raw.retention_secs,
+                d.retention_secs as i64,
+                1,
+                big,
+            )? as u64,
+            replicas: self.int("subscriptions.replicas", raw.replicas, 1, 1, 5)? as usize,
+        })
     }
 }

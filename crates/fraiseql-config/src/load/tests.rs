@@ -268,3 +268,40 @@ fn the_archive_key_comes_from_the_environment_and_is_long_enough() {
         .to_string();
     assert!(err.contains("unknown field `archive_kee`"), "{err}");
 }
+
+#[test]
+fn subscriptions_keys_have_defaults_bounds_and_a_stream_of_their_own() {
+    let c = parse(SEED).expect("seed config");
+    assert_eq!(c.subscriptions, SubscriptionsConfig::default());
+    assert_eq!(c.subscriptions.subject_prefix, "fraiseql.changes");
+    let c = parse(&format!(
+        "{SEED}[subscriptions]\nmax_subscriptions_per_connection = \"${{POOL}}\"\nbuffer = 16\nretention_secs = 60\n"
+    ))
+    .expect("keys");
+    assert_eq!(c.subscriptions.max_subscriptions_per_connection, 7);
+    assert_eq!(
+        (c.subscriptions.buffer, c.subscriptions.retention_secs),
+        (16, 60)
+    );
+    let err = |extra: &str| {
+        parse(&format!("{SEED}{extra}"))
+            .expect_err(extra)
+            .to_string()
+    };
+    insta::assert_snapshot!(
+        err("[subscriptions]\nbuffer = 0\n"),
+        @"fraiseql.toml:19: `subscriptions.buffer`: 0 is out of range (1..=1000000)"
+    );
+    insta::assert_snapshot!(
+        err("[subscriptions]\nsubject_prefix = \"analytics\"\n"),
+        @r#"fraiseql.toml:19: `subscriptions.subject_prefix`: "analytics" overlaps [observers.stream] subjects ("analytics.>"); change events need subjects of their own"#
+    );
+    insta::assert_snapshot!(
+        err("[subscriptions]\nstream = \"FRAISEQL_EVENTS\"\n"),
+        @r#"fraiseql.toml:19: `subscriptions.stream`: "FRAISEQL_EVENTS" is also [observers.stream] name; change events go to a stream of their own"#
+    );
+    insta::assert_snapshot!(
+        err("[subscriptions]\nmax_subscription = 3\n"),
+        @"fraiseql.toml:19: `subscriptions.max_subscription`: unknown field `max_subscription`, expected one of `enabled`, `max_connections`, `max_subscriptions_per_connection`, `max_subscriptions_per_tenant`, `keepalive_secs`, `connection_init_timeout_ms`, `buffer`, `subject_prefix`, `stream`, `retention_secs`, `replicas`"
+    );
+}

@@ -5,6 +5,7 @@
 mod checks;
 mod execute;
 mod readiness;
+mod subscribe;
 
 pub use readiness::READY_EVERY;
 
@@ -107,6 +108,7 @@ pub struct Engine {
     /// Invalidations to and from the other instances (`[nats]` configured).
     cache_bus: tokio::sync::OnceCell<Option<Arc<crate::cache::bus::CacheBus>>>,
     events: std::sync::OnceLock<Events>,
+    subscriptions: std::sync::OnceLock<crate::subscriptions::Subscriptions>,
     marker_nonce: u64,
     readiness: readiness::Readiness,
 }
@@ -193,12 +195,21 @@ impl Engine {
                 return Err(EngineError::Rbac(coord.clone()));
             }
         }
-        let observers = if config.observers.enabled {
+        let mut observers = if config.observers.enabled {
             Observers::build(&config.observers.rules, &schema.catalog)
                 .map_err(EngineError::Observers)?
         } else {
             Observers::default()
         };
+        if subscriptions_served(&config, &schema) {
+            observers
+                .add_changes(
+                    schema.catalog.subscriptions.values().map(|s| &s.change),
+                    &schema.catalog,
+                    &config.subscriptions.subject_prefix,
+                )
+                .map_err(EngineError::Observers)?;
+        }
         let implementers = schema.api.implementers_map();
         let metrics = Arc::new(Metrics::new(
             config.metrics.enabled,
@@ -227,6 +238,7 @@ impl Engine {
             observers,
             metrics,
             events: std::sync::OnceLock::new(),
+            subscriptions: std::sync::OnceLock::new(),
             marker_nonce: rand::random(),
             readiness: readiness::Readiness::default(),
         })
@@ -238,16 +250,45 @@ impl Engine {
         if !self.config.observers.enabled || self.events.get().is_some() {
             return Ok(());
         }
+        let changes = subscriptions_served(&self.config, &self.schema)
+            .then(|| crate::subscriptions::stream_config(&self.config));
         let events = Events::start(
             &self.config,
             self.tenants.clone(),
             self.routes.clone(),
             self.metrics.clone(),
             &self.resolvers,
+            changes,
         )
         .await?;
         let _ = self.events.set(events);
         Ok(())
+    }
+
+    /// Starts serving subscriptions (after [`Engine::start_events`]): the feed of change events
+    /// and the housekeeping. Without `Subscription` fields, with `[subscriptions] enabled =
+    /// false` or without `[observers] enabled` (the relay publishes the change events), nothing
+    /// starts and subscribing is refused with a reason. Idempotent.
+    pub fn start_subscriptions(self: &Arc<Self>) {
+        if !subscriptions_served(&self.config, &self.schema) || self.subscriptions.get().is_some() {
+            return;
+        }
+        let Some(events) = self.events.get() else {
+            return;
+        };
+        let subs = crate::subscriptions::Subscriptions::start(
+            &self.config,
+            self.metrics.clone(),
+            self.tenants.clone(),
+            events.jetstream(),
+            Arc::downgrade(self),
+        );
+        let _ = self.subscriptions.set(subs);
+    }
+
+    /// The running subscriptions, once started.
+    pub fn subscriptions(&self) -> Option<&crate::subscriptions::Subscriptions> {
+        self.subscriptions.get()
     }
 
     /// Connects the result cache to the other instances (`[nats]`), once. Without NATS the
@@ -418,7 +459,7 @@ impl Engine {
         .await
     }
 
-    fn env(&self) -> Env<'_> {
+    pub(crate) fn env(&self) -> Env<'_> {
         Env {
             routes: &self.routes,
             resolvers: &self.resolvers,
@@ -429,7 +470,7 @@ impl Engine {
         }
     }
 
-    fn planner(&self) -> Planner<'_> {
+    pub(crate) fn planner(&self) -> Planner<'_> {
         Planner {
             schema: &self.schema,
             implementers: &self.implementers,
@@ -438,6 +479,14 @@ impl Engine {
             marker_nonce: self.marker_nonce,
         }
     }
+}
+
+/// Whether subscriptions are served: the schema has `Subscription` fields, `[subscriptions]`
+/// is on, and `[observers]` too (the relay publishes the change events).
+fn subscriptions_served(config: &Config, schema: &SchemaBundle) -> bool {
+    !schema.catalog.subscriptions.is_empty()
+        && config.subscriptions.enabled
+        && config.observers.enabled
 }
 
 /// The coordinates a schema expects Rust resolvers for.

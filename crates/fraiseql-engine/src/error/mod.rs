@@ -42,6 +42,12 @@ pub enum ErrorCode {
     TransactionConflict,
     /// A database could not be reached in time.
     DatabaseUnavailable,
+    /// A subscription's resume position is older than the change stream keeps (or from
+    /// another stream): refetch, then subscribe again without it.
+    PositionExpired,
+    /// A subscription limit (`[subscriptions] max_subscriptions_per_connection`,
+    /// `max_subscriptions_per_tenant`, `max_connections`) is reached.
+    TooManySubscriptions,
     /// Anything else; details are in the server log, never in the response.
     InternalServerError,
 }
@@ -66,6 +72,8 @@ impl ErrorCode {
             Self::ForeignKeyViolation => "FOREIGN_KEY_VIOLATION",
             Self::TransactionConflict => "TRANSACTION_CONFLICT",
             Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Self::PositionExpired => "POSITION_EXPIRED",
+            Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -94,6 +94,9 @@ pub(crate) struct Inner {
     pub routes: Routes,
     pub metrics: Arc<Metrics>,
     pub dead_letter_db: String,
+    /// The change stream of subscriptions, created beside the events stream (its subjects are
+    /// published by the same relay).
+    pub changes: Option<jetstream::stream::Config>,
     /// Targets with events that may still be unpublished, by target key.
     pub dirty: Mutex<HashMap<String, Dirty>>,
 }
@@ -135,6 +138,7 @@ impl Events {
         routes: Routes,
         metrics: Arc<Metrics>,
         resolvers: &Resolvers,
+        changes: Option<jetstream::stream::Config>,
     ) -> Result<Self, EventsError> {
         let o = config.observers.clone();
         let client =
@@ -160,6 +164,7 @@ impl Events {
             routes,
             metrics,
             dead_letter_db,
+            changes,
             dirty: Mutex::new(HashMap::new()),
         });
         // Series that exist from the start read 0, not "absent", on dashboards.
@@ -175,6 +180,11 @@ impl Events {
             inner,
             tasks: Mutex::new(tasks),
         })
+    }
+
+    /// The JetStream context (for the subscriptions' feed).
+    pub(crate) fn jetstream(&self) -> jetstream::Context {
+        self.inner.js.clone()
     }
 
     /// Whether the NATS connection is up now.
@@ -220,7 +230,8 @@ async fn ensure_table(pools: &Pools, database: &str, ddl: &str) -> Result<(), Ev
         .map_err(|e| fail(e.to_string()))
 }
 
-/// Creates the stream if missing (subjects, duplicate window, retention, replicas, max age).
+/// Creates the stream if missing (subjects, duplicate window, retention, replicas, max age),
+/// and the subscriptions' change stream when they are served.
 pub(crate) async fn ensure_stream(inner: &Inner) -> Result<jetstream::stream::Stream, String> {
     let s = &inner.config.stream;
     let config = jetstream::stream::Config {
@@ -236,6 +247,13 @@ pub(crate) async fn ensure_stream(inner: &Inner) -> Result<jetstream::stream::St
         max_age: Duration::from_secs(s.max_age_secs),
         ..Default::default()
     };
+    if let Some(changes) = &inner.changes {
+        inner
+            .js
+            .get_or_create_stream(changes.clone())
+            .await
+            .map_err(|e| format!("change stream {}: {e}", changes.name))?;
+    }
     inner
         .js
         .get_or_create_stream(config)

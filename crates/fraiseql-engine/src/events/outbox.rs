@@ -47,12 +47,13 @@ pub struct OutboxEvent {
     pub payload: String,
 }
 
-/// An observer rule as a statement: `$1` tenant key, `$2` subject; the changed keys are the
+/// An observer rule as a statement: `$1` tenant key, `$2` subject (for change events: the
+/// subject prefix, the rest is added by the statement); the changed keys are the
 /// mutation's, in the transaction's `fraiseql.keys` setting (so it can be sent together with the
 /// mutation). Returns `event_id, subject, payload` of each event written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObserverStatement {
-    /// The subject.
+    /// The subject (`$2`).
     pub subject: String,
     /// The INSERT … RETURNING.
     pub sql: String,
@@ -143,6 +144,63 @@ impl Observers {
         Ok(Self { by_change })
     }
 
+    /// Adds, for each (entity, operation) a subscription field listens to, the statement that
+    /// writes its change events: one outbox row per changed row, on subject
+    /// `<prefix>.<tenant key, or _ without tenancy>.<Entity>.<OPERATION>` (tenant keys are
+    /// `[a-z0-9_]`: valid subject tokens), carrying the key, entity, operation, tenant, event
+    /// id and the time of the write. They ride on the outbox and the relay like any event, so
+    /// a change event exists if and only if its change committed, and is published once.
+    pub fn add_changes<'c>(
+        &mut self,
+        changes: impl IntoIterator<Item = &'c fraiseql_schema::Change>,
+        catalog: &Catalog,
+        prefix: &str,
+    ) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for change in changes {
+            if !seen.insert((change.entity.as_str(), change.operation.as_str())) {
+                continue;
+            }
+            let ty = catalog.types.get(&change.entity).ok_or_else(|| {
+                format!(
+                    "@event(entity: {:?}) is not a type with @view",
+                    change.entity
+                )
+            })?;
+            if ty.database != fraiseql_config::TENANT_DATABASE {
+                return Err(format!(
+                    "@event(entity: {:?}): `{}` lives in database `{}`; subscribed entities must live in the tenant database (where the outbox is)",
+                    change.entity, change.entity, ty.database
+                ));
+            }
+            let subject = format!(
+                "$2::text || '.' || coalesce(nullif($1::text, ''), '_') || {}",
+                quote_literal(&format!(".{}.{}", change.entity, change.operation))
+            );
+            // The key as text, so the payload is the same whatever the key column's type; the
+            // time is the write's (clock_timestamp: the latency histogram measures from it).
+            let sql = format!(
+                "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
+                 SELECT s.eid, $1, {subject}, jsonb_build_object('event_id', s.eid, 'tenant_id', $1::text, 'entity', {entity}, 'operation', {operation}, 'key', s.k, 'timestamp', to_jsonb(clock_timestamp())) \
+                 FROM (SELECT gen_random_uuid() AS eid, t.{key}::text AS k FROM {view} t WHERE t.{key} = ANY({keys}) ORDER BY array_position({keys}, t.{key})) s \
+                 RETURNING event_id::text, subject, payload::text",
+                entity = quote_literal(&change.entity),
+                operation = quote_literal(&change.operation),
+                key = quote_ident(&ty.key_column),
+                keys = fraiseql_schema::returned_keys(&ty.view.to_string(), &ty.key_column),
+                view = ty.view
+            );
+            self.by_change
+                .entry((change.entity.clone(), change.operation.clone()))
+                .or_default()
+                .push(ObserverStatement {
+                    subject: prefix.to_owned(),
+                    sql,
+                });
+        }
+        Ok(())
+    }
+
     /// The statements for a change of `entity` by `operation`.
     pub fn statements(&self, entity: &str, operation: &str) -> &[ObserverStatement] {
         self.by_change
@@ -190,5 +248,22 @@ mod tests {
         assert!(Observers::build(&bad, &b.catalog)
             .expect_err("unknown entity")
             .contains("entity `Nope` is not a type with @view"));
+    }
+
+    #[test]
+    fn subscribed_changes_become_outbox_inserts_on_the_tenants_subject() {
+        let b = fraiseql_schema::build(SDL, "schema.graphql").expect("schema");
+        let mut o = Observers::default();
+        o.add_changes(
+            b.catalog.subscriptions.values().map(|s| &s.change),
+            &b.catalog,
+            "fraiseql.changes",
+        )
+        .expect("changes");
+        let st = &o.statements("Task", "UPDATE")[0];
+        assert_eq!(st.subject, "fraiseql.changes", "$2 is the prefix");
+        insta::assert_snapshot!(st.sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2::text || '.' || coalesce(nullif($1::text, ''), '_') || '.Task.UPDATE', jsonb_build_object('event_id', s.eid, 'tenant_id', $1::text, 'entity', 'Task', 'operation', 'UPDATE', 'key', s.k, 'timestamp', to_jsonb(clock_timestamp())) FROM (SELECT gen_random_uuid() AS eid, t."id"::text AS k FROM "v_task" t WHERE t."id" = ANY(ARRAY(SELECT (json_populate_record(NULL::"v_task", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n)) ORDER BY array_position(ARRAY(SELECT (json_populate_record(NULL::"v_task", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n), t."id")) s RETURNING event_id::text, subject, payload::text"#);
+        assert_eq!(o.statements("Project", "CREATE").len(), 1);
+        assert!(o.statements("Project", "UPDATE").is_empty());
     }
 }

@@ -43,6 +43,8 @@ pub struct Identity {
     pub authenticated: bool,
     /// The roles as a PostgreSQL text array (`app.roles`), worked out once per token.
     pub roles_text: Option<String>,
+    /// The token's `exp` (seconds since the epoch): long-lived subscriptions end then.
+    pub expires_at: Option<u64>,
 }
 
 /// The claim that marks a token issued under the development profile (`true`).
@@ -257,6 +259,7 @@ impl Verifier {
                 subject,
                 authenticated: true,
                 roles_text,
+                expires_at: Some(exp),
             },
             exp,
         ))

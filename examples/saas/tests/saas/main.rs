@@ -10,4 +10,5 @@ mod mutations;
 mod operations;
 mod queries;
 mod resolvers;
+mod subscriptions;
 mod tenancy;
