@@ -16,6 +16,7 @@ pub use load::{
 pub use model::{
     AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, FederationConfig,
     JwtAlgorithm, LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig,
-    NatsConfig, ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, ServerConfig,
-    StreamConfig, SubscriberConfig, TenancyStrategy, TENANT_DATABASE,
+    NatsConfig, ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, SecurityConfig,
+    ServerConfig, StreamConfig, SubscriberConfig, TenancyStrategy, TracingConfig,
+    TrustedDocumentsConfig, TrustedMode, TENANT_DATABASE,
 };

@@ -48,7 +48,7 @@ pub fn parse_str(
     expand_item(&cx, "", expanded.as_item_mut(), env)?;
     let raw: RawConfig =
         toml_edit::de::from_document(expanded).map_err(|e| cx.serde_error(src, &e))?;
-    cx.build(raw, base)
+    cx.build(raw, base, env)
 }
 
 /// The file name and the line of every key path, for errors found after parsing.
@@ -224,7 +224,12 @@ impl Cx<'_> {
         }
     }
 
-    fn build(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    fn build(
+        &self,
+        raw: RawConfig,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
         let schema_path = raw
             .schema
@@ -269,6 +274,8 @@ impl Cx<'_> {
         let logging = self.logging(raw.logging)?;
         let cache = self.cache(raw.cache)?;
         let federation = self.federation(raw.federation)?;
+        let security = self.security(raw.security, base)?;
+        let tracing = self.tracing(raw.tracing, env)?;
 
         if multi_tenancy.enabled && !databases.contains_key(&multi_tenancy.registry) {
             return Err(self.invalid(
@@ -306,6 +313,8 @@ impl Cx<'_> {
             cache,
             nats,
             federation,
+            security,
+            tracing,
             server,
             schema,
             multi_tenancy,
