@@ -98,6 +98,8 @@ fn respond(outcome: Outcome, media: Media) -> Response {
         (OutcomeKind::Data, _) => StatusCode::OK,
         (OutcomeKind::RequestError, Media::GraphqlResponse) => StatusCode::BAD_REQUEST,
         (OutcomeKind::RequestError, Media::Json) => StatusCode::OK,
+        (OutcomeKind::BadRequest, _) => StatusCode::BAD_REQUEST,
+        (OutcomeKind::PersistedQueryRetry, _) => StatusCode::OK,
     };
     let mut r = with_media(status, media, outcome.body);
     if status == StatusCode::METHOD_NOT_ALLOWED {
@@ -120,6 +122,7 @@ fn respond(outcome: Outcome, media: Media) -> Response {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct GetParams {
     query: Option<String>,
+    document_id: Option<String>,
     operation_name: Option<String>,
     variables: Option<String>,
     extensions: Option<String>,
@@ -145,7 +148,7 @@ pub(crate) async fn get(
             "malformed query string",
         );
     };
-    if params.query.is_none() && wants_html(&headers) {
+    if params.query.is_none() && params.document_id.is_none() && wants_html(&headers) {
         return graphiql::page();
     }
     let media = match negotiate(&headers) {
@@ -154,11 +157,23 @@ pub(crate) async fn get(
     };
     let req = GraphqlRequest::from_params(
         params.query,
+        params.document_id,
         params.operation_name,
         params.variables,
         params.extensions,
     );
-    execute(&state, &headers, req, Method::Get, media).await
+    let mut r = execute(&state, &headers, req, Method::Get, media).await;
+    // A GET names its document and variables in the URL (short and stable with `documentId`),
+    // so a cache may key on it; the answer also depends on the caller's token and tenant, and
+    // on the media type: a cache must key on those too.
+    let vary = format!(
+        "Accept, Authorization, {}",
+        state.engine.config().multi_tenancy.auth_header
+    );
+    if let Ok(v) = HeaderValue::from_str(&vary) {
+        r.headers_mut().append(header::VARY, v);
+    }
+    r
 }
 
 /// Per-tenant request, error and latency metrics (the seed's names). `None`: timed out.

@@ -28,9 +28,23 @@ impl Engine {
         ctx: &RequestContext,
         gate: &Arc<CommitGate>,
     ) -> Outcome {
+        let resolved = match self.persisted.resolve(req, || self.is_service_query(req)) {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
+        };
+        if resolved.untrusted {
+            self.metrics.untrusted_document();
+            tracing::info!(
+                operation = %req.operation_name.as_deref().unwrap_or("").chars().take(64).collect::<String>(),
+                "a document outside the trusted documents' manifest ran (permissive mode)"
+            );
+        }
         let prepared = self
             .documents
-            .get(&self.schema.api, &self.config.limits, &req.query);
+            .get(&self.schema.api, &self.config.limits, &resolved.text);
+        if let Some(hex) = &resolved.register {
+            self.persisted.register(hex, &prepared);
+        }
         let (doc, op) = match document::operation(&prepared, req.operation_name.as_deref(), method)
         {
             Ok(found) => found,

@@ -44,6 +44,14 @@ pub enum ErrorCode {
     DatabaseUnavailable,
     /// Anything else; details are in the server log, never in the response.
     InternalServerError,
+    /// Strict trusted documents: the document is not in the manifest.
+    ForbiddenQuery,
+    /// No trusted document has the id the request names.
+    DocumentNotFound,
+    /// Automatic persisted queries: the hash is unknown; send it again with the query text.
+    PersistedQueryNotFound,
+    /// Automatic persisted queries are off; send the query text.
+    PersistedQueryNotSupported,
 }
 
 impl ErrorCode {
@@ -67,6 +75,10 @@ impl ErrorCode {
             Self::TransactionConflict => "TRANSACTION_CONFLICT",
             Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Self::ForbiddenQuery => "FORBIDDEN_QUERY",
+            Self::DocumentNotFound => "DOCUMENT_NOT_FOUND",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
         }
     }
 }
