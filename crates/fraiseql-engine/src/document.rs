@@ -4,6 +4,7 @@
 //! `persisted.rs`, against the manifest (`manifest.rs`).
 
 pub mod manifest;
+pub mod operations;
 pub mod persisted;
 
 use std::sync::Arc;

@@ -1292,3 +1292,84 @@ async fn production_refuses_the_development_secret() {
         .expect("run fraiseql");
     assert!(o.status.success(), "{}", out(&o));
 }
+
+/// `documents manifest`: one document per operation (with the fragments it spreads, from any
+/// file), ids that are each document's SHA-256, in order; `--out` writes the file; a document
+/// the schema refuses is named and nothing is written.
+#[test]
+fn documents_manifest_builds_a_checked_manifest_from_graphql_files() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("orgs.graphql"),
+        "query Orgs { organizations { id ...OrgName } }\nquery Count { organizations { memberCount } }\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("fragments.graphql"),
+        "fragment OrgName on Organization { name }\n",
+    )
+    .expect("write");
+    let config = example().join("fraiseql.toml");
+    let manifest = |extra: &[&Path]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fraiseql"));
+        c.arg("--config")
+            .arg(&config)
+            .args(["documents", "manifest"])
+            .args(extra)
+            .env_remove("FRAISEQL_CONFIG");
+        c.output().expect("run fraiseql")
+    };
+    let files = [dir.join("orgs.graphql"), dir.join("fragments.graphql")];
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let o = manifest(&refs);
+    assert!(o.status.success(), "{}", out(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("manifest JSON");
+    assert_eq!(json["version"], 1);
+    let docs = json["documents"].as_object().expect("documents");
+    assert_eq!(docs.len(), 2, "{json}");
+    let ids: Vec<&String> = docs.keys().collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    for (id, doc) in docs {
+        let text = doc.as_str().expect("text");
+        assert_eq!(
+            *id,
+            fraiseql::engine::document::manifest::sha256_hex(text),
+            "{text}"
+        );
+    }
+    let orgs = docs
+        .values()
+        .filter_map(|d| d.as_str())
+        .find(|d| d.starts_with("query Orgs"))
+        .expect("Orgs");
+    assert!(orgs.contains("fragment OrgName on Organization"), "{orgs}");
+    // The server loads what the command wrote.
+    let out_file = dir.join("manifest.json");
+    let mut args = refs.clone();
+    args.extend([Path::new("--out"), out_file.as_path()]);
+    let o = manifest(&args);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("2 documents written to"), "{}", out(&o));
+    let loaded =
+        fraiseql::engine::document::manifest::Manifest::load(&out_file).expect("loadable");
+    assert_eq!(loaded.len(), 2);
+
+    std::fs::write(
+        dir.join("bad.graphql"),
+        "query Bad { organizations { nope } }\n",
+    )
+    .expect("write");
+    std::fs::remove_file(&out_file).expect("rm");
+    let bad = dir.join("bad.graphql");
+    let o = manifest(&[bad.as_path(), Path::new("--out"), out_file.as_path()]);
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(
+        text.contains("do not fit the schema")
+            && text.contains("does not have a field `nope`")
+            && text.contains("bad.graphql"),
+        "{text}"
+    );
+    assert!(!out_file.exists(), "nothing is written");
+    let _ = std::fs::remove_dir_all(&dir);
+}

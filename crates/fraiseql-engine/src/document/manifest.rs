@@ -1,7 +1,8 @@
 //! The trusted documents' manifest: `{"version": 1, "documents": {"<sha256>": "<document>"}}`
-//! (FraiseQL's format, written by `fraiseql documents manifest`), or Apollo's persisted query
+//! (FraiseQL's format, written by `fraiseql documents manifest`), Apollo's persisted query
 //! manifest (`{"format": "apollo-persisted-query-manifest", "version": 1, "operations": [{"id",
-//! "body", ...}]}`, from `generate-persisted-query-manifest`). Every id must be the SHA-256 of its
+//! "body", ...}]}`, from `generate-persisted-query-manifest`), or GraphQL Codegen's
+//! `persisted-documents.json` (`{"<sha256>": "<document>"}`). Every id must be the SHA-256 of its
 //! document: a manifest that says otherwise is refused at start-up, so a request's id always
 //! names the text it hashes.
 
@@ -107,7 +108,17 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-        let entries: Vec<(String, String)> = if value.get("format").is_some() {
+        let flat = value.as_object().is_some_and(|o| {
+            !o.contains_key("documents") && !o.contains_key("format") && o.values().all(|v| v.is_string())
+        });
+        let entries: Vec<(String, String)> = if flat {
+            let serde_json::Value::Object(o) = value else {
+                return Err("not a JSON object".to_owned());
+            };
+            o.into_iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        } else if value.get("format").is_some() {
             let m: ApolloManifest = serde_json::from_value(value).map_err(|e| e.to_string())?;
             if m.format != "apollo-persisted-query-manifest" || m.version != 1 {
                 return Err(format!(
@@ -210,7 +221,7 @@ mod tests {
         );
         let e = Manifest::parse(br#"{"version": 2, "documents": {}}"#).expect_err("version");
         assert_eq!(e, "version 2 is not 1");
-        let e = Manifest::parse(br#"{"documents": []}"#).expect_err("shape");
+        let e = Manifest::parse(br#"{"documents": [], "version": 1}"#).expect_err("shape");
         assert!(e.contains("expected {\"version\": 1"), "{e}");
         let e = Manifest::parse(br#"{"version": 1, "documents": {"x": "query { a }"}}"#)
             .expect_err("id");
@@ -227,6 +238,10 @@ mod tests {
         });
         let m = Manifest::parse(json.to_string().as_bytes()).expect("apollo manifest");
         assert_eq!(m.len(), 1);
+        assert!(m.contains(&id));
+        // GraphQL Codegen's client preset: a flat map.
+        let json = serde_json::json!({ format!("sha256:{id}"): DOC });
+        let m = Manifest::parse(json.to_string().as_bytes()).expect("codegen manifest");
         assert!(m.contains(&id));
     }
 }
