@@ -1350,8 +1350,7 @@ fn documents_manifest_builds_a_checked_manifest_from_graphql_files() {
     let o = manifest(&args);
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("2 documents written to"), "{}", out(&o));
-    let loaded =
-        fraiseql::engine::document::manifest::Manifest::load(&out_file).expect("loadable");
+    let loaded = fraiseql::engine::document::manifest::Manifest::load(&out_file).expect("loadable");
     assert_eq!(loaded.len(), 2);
 
     std::fs::write(

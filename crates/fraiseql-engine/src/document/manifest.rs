@@ -109,7 +109,9 @@ impl Manifest {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
         let flat = value.as_object().is_some_and(|o| {
-            !o.contains_key("documents") && !o.contains_key("format") && o.values().all(|v| v.is_string())
+            !o.contains_key("documents")
+                && !o.contains_key("format")
+                && o.values().all(|v| v.is_string())
         });
         let entries: Vec<(String, String)> = if flat {
             let serde_json::Value::Object(o) = value else {

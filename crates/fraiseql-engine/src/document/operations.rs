@@ -107,7 +107,9 @@ type Organization @view(name: "v_organization") { id: ID! name: String! }
 
     #[test]
     fn one_document_per_operation_with_its_fragments() {
-        let schema = fraiseql_schema::build(SDL, "s.graphql").expect("schema").api;
+        let schema = fraiseql_schema::build(SDL, "s.graphql")
+            .expect("schema")
+            .api;
         let sources = vec![
             (
                 "orgs.graphql".to_owned(),
@@ -129,7 +131,10 @@ type Organization @view(name: "v_organization") { id: ID! name: String! }
             .values()
             .find(|t| t.starts_with("query Orgs"))
             .expect("Orgs");
-        assert!(orgs.contains("fragment OrgFields on Organization"), "{orgs}");
+        assert!(
+            orgs.contains("fragment OrgFields on Organization"),
+            "{orgs}"
+        );
         let names = docs
             .values()
             .find(|t| t.starts_with("query Names"))
@@ -139,17 +144,19 @@ type Organization @view(name: "v_organization") { id: ID! name: String! }
 
     #[test]
     fn documents_the_server_would_refuse_are_reported() {
-        let schema = fraiseql_schema::build(SDL, "s.graphql").expect("schema").api;
+        let schema = fraiseql_schema::build(SDL, "s.graphql")
+            .expect("schema")
+            .api;
         let sources = vec![(
             "bad.graphql".to_owned(),
             "query Bad { organizations { nope } }".to_owned(),
         )];
-        let errs = manifest_documents(&schema, &LimitsConfig::default(), &sources)
-            .expect_err("invalid");
+        let errs =
+            manifest_documents(&schema, &LimitsConfig::default(), &sources).expect_err("invalid");
         assert!(errs.iter().any(|e| e.contains("nope")), "{errs:?}");
         let sources = vec![("x.graphql".to_owned(), "query { ".to_owned())];
-        let errs = manifest_documents(&schema, &LimitsConfig::default(), &sources)
-            .expect_err("syntax");
+        let errs =
+            manifest_documents(&schema, &LimitsConfig::default(), &sources).expect_err("syntax");
         assert!(errs.iter().any(|e| e.contains("x.graphql")), "{errs:?}");
     }
 }
