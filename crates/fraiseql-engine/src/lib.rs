@@ -25,6 +25,7 @@ pub mod request;
 pub mod resolvers;
 pub mod response;
 pub mod routing;
+pub mod telemetry;
 pub mod tenancy;
 pub mod trace;
 

@@ -10,6 +10,7 @@ use fraiseql_engine::{
 };
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::{graphiql, AppState};
 
@@ -244,24 +245,68 @@ async fn execute(
         .ok()
         .and_then(|r| r.operation_name.as_deref())
         .map(|n| n.chars().take(64).collect());
+    let span = request_span(headers, method, operation.as_deref());
     let mut log = RequestLog::default();
-    let response = run(state, headers, req, method, media, &mut log).await;
+    let response = run(state, headers, req, method, media, &mut log)
+        .instrument(span.clone())
+        .await;
     let request_id = headers
         .get(crate::request_id::HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let errors: Vec<&str> = log.errors.iter().map(|c| c.as_str()).collect();
+    let status = response.status().as_u16();
+    if !span.is_none() {
+        span.record("http.response.status_code", i64::from(status));
+        span.record("fraiseql.tenant", log.tenant.as_deref().unwrap_or(""));
+        span.record("graphql.operation.type", log.kind.unwrap_or(""));
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    let _entered = span.enter();
     tracing::info!(
         request_id,
         tenant = log.tenant.as_deref().unwrap_or(""),
         operation = operation.as_deref().unwrap_or(""),
         kind = log.kind.unwrap_or(""),
-        status = response.status().as_u16(),
+        status,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         errors = errors.join(",").as_str(),
         "graphql request"
     );
     response
+}
+
+/// The request's span (OpenTelemetry on), a child of the caller's `traceparent` if it sent one.
+fn request_span(headers: &HeaderMap, method: Method, operation: Option<&str>) -> tracing::Span {
+    let span = fraiseql_engine::otel_span!(
+        "graphql.request",
+        otel.name = match method {
+            Method::Get => "GET /graphql",
+            Method::Post => "POST /graphql",
+        },
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = match method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        },
+        http.route = "/graphql",
+        http.response.status_code = tracing::field::Empty,
+        graphql.operation.name = operation.unwrap_or(""),
+        graphql.operation.type = tracing::field::Empty,
+        fraiseql.tenant = tracing::field::Empty,
+    );
+    if !span.is_none() {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        fraiseql_engine::telemetry::set_parent(
+            &span,
+            header(fraiseql_engine::telemetry::TRACEPARENT),
+            header("tracestate"),
+        );
+    }
+    span
 }
 
 /// Resolves the caller (token, tenant), then runs a parsed request, or answers 400 for one that
@@ -299,9 +344,14 @@ async fn run(
     // The big futures are boxed: this handler's own future is moved several times by the
     // middleware, and a small one is cheap to move.
     let service = req.as_ref().is_ok_and(|r| engine.is_service_query(r));
+    let identity_span = fraiseql_engine::otel_span!("graphql.identity");
     let identified = match service {
         true => engine.identify_service(authorization),
-        false => Box::pin(engine.identify(tenant, authorization)).await,
+        false => {
+            Box::pin(engine.identify(tenant, authorization))
+                .instrument(identity_span)
+                .await
+        }
     };
     let ctx = match identified {
         Ok(ctx) => ctx,

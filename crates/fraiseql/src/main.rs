@@ -467,10 +467,16 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 async fn run(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    fraiseql::init_tracing_as(config.logging.format);
-    let engine = Arc::new(Engine::from_config(config)?);
-    fraiseql::run(engine).await?;
-    Ok(())
+    let telemetry = fraiseql::init_telemetry(&config)?;
+    let served = async {
+        let engine = Arc::new(Engine::from_config(config)?);
+        fraiseql::run(engine).await?;
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    // The spans still buffered go out before the process ends.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    served
 }
 
 /// `config validate`: every check on its own line, each failure naming the database, tenant or
