@@ -71,6 +71,9 @@ pub enum EngineError {
     /// An `[rbac]` coordinate names no field of the schema.
     #[error("[rbac] \"{0}\" is not a field of the schema (expected \"Type.field\")")]
     Rbac(String),
+    /// A tenant's outbox predates this version's columns.
+    #[error("{0}: fraiseql_outbox has no `traceparent` column; run `fraiseql migrate` (it adds the column to every tenant's outbox) before starting this version")]
+    OutboxOutdated(String),
     /// The trusted documents' manifest cannot be loaded.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
