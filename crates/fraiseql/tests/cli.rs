@@ -1660,3 +1660,148 @@ async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
     drop(receiver);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Apollo Client itself (`@apollo/client` 4: `createPersistedQueryLink` over `HttpLink`, run by
+/// node from `scripts/federation/apq.mjs`) against the binary: the first hash-only request gets
+/// `PersistedQueryNotFound` (200, so the link keeps hashing), the link resends with the text, and
+/// from then on the hash alone answers, over GET (`useGETForHashedQueries`) and POST.
+#[tokio::test]
+async fn apollo_clients_persisted_query_link_round_trips() {
+    use fraiseql_testing::{http, ServerProcess};
+    let tools = std::env::var_os("FRAISEQL_FEDERATION_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| example().join("../../target/federation-tools"));
+    assert!(
+        tools.join("node_modules/@apollo/client").is_dir(),
+        "@apollo/client is not installed in {}: run scripts/federation/install.sh (scripts/test.sh does)",
+        tools.display()
+    );
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let token = String::from_utf8_lossy(
+        &run(
+            &w,
+            &config,
+            &["token", "--tenant", "acme_corp", "--role", "admin"],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    let port = ServerProcess::free_port().expect("port");
+    let mut c = cmd(&w, &config, &["run"]);
+    c.env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = ServerProcess::start(c, port).await.expect("server");
+    let auth = format!("Bearer {token}");
+    for name in ["Alpha", "Beta", "Gamma"] {
+        let a = http(
+            port,
+            "POST",
+            "/graphql",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Tenant-ID", "acme_corp"),
+                ("Authorization", &auth),
+            ],
+            &format!(
+                r#"{{"query": "mutation {{ createOrganization(name: \"{name}\") {{ id }} }}"}}"#
+            ),
+        )
+        .await
+        .expect("answer");
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let apollo = |mode: &str| {
+        let o = Command::new("node")
+            .arg(tools.join("apq.mjs"))
+            .arg(format!("http://127.0.0.1:{port}/graphql"))
+            .arg(&token)
+            .arg("acme_corp")
+            .arg(mode)
+            .current_dir(&tools)
+            .output()
+            .expect("node");
+        assert!(o.status.success(), "{}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("apq.mjs output");
+        let sizes: Vec<usize> = v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| r["organizations"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(sizes, [2, 1], "{v}");
+        v["requests"].as_array().expect("requests").clone()
+    };
+    let body = |r: &serde_json::Value| -> serde_json::Value {
+        r["body"]
+            .as_str()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+
+    // A fresh server, hashes over GET.
+    let requests = apollo("get");
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    let first = &requests[0];
+    assert_eq!(first["method"], "GET");
+    let url = first["url"].as_str().expect("url");
+    assert!(
+        url.contains("extensions=") && !url.contains("query="),
+        "the hash alone: {url}"
+    );
+    assert_eq!(first["status"], 200, "{first}");
+    assert!(
+        first["response"]
+            .as_str()
+            .is_some_and(|r| r.contains("PERSISTED_QUERY_NOT_FOUND")),
+        "{first}"
+    );
+    let retry = &requests[1];
+    assert_eq!(retry["method"], "POST");
+    let sent = body(retry);
+    assert!(
+        sent["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("query Orgs")),
+        "{sent}"
+    );
+    let hash = sent["extensions"]["persistedQuery"]["sha256Hash"].clone();
+    assert_eq!(
+        hash,
+        serde_json::Value::String(fraiseql::engine::document::manifest::sha256_hex(
+            sent["query"].as_str().unwrap_or("")
+        )),
+        "the link hashes the text it sends"
+    );
+    assert_eq!(retry["status"], 200);
+    let again = &requests[2];
+    assert_eq!(
+        (again["method"].as_str(), again["status"].as_u64()),
+        (Some("GET"), Some(200))
+    );
+    assert!(
+        again["response"]
+            .as_str()
+            .is_some_and(|r| r.contains("\"data\"")),
+        "{again}"
+    );
+
+    // The hash is known now: over POST, each query is one request without its text.
+    let requests = apollo("post");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    for r in &requests {
+        assert_eq!(
+            (r["method"].as_str(), r["status"].as_u64()),
+            (Some("POST"), Some(200))
+        );
+        let sent = body(r);
+        assert!(sent.get("query").is_none(), "{sent}");
+        assert_eq!(sent["extensions"]["persistedQuery"]["sha256Hash"], hash);
+        assert_eq!(sent["operationName"], "Orgs");
+    }
+}
