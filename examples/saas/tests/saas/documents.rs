@@ -203,8 +203,7 @@ async fn a_trusted_document_over_get() {
         .filter_map(|v| v.to_str().ok())
         .collect();
     assert!(
-        vary.iter()
-            .any(|v| *v == "Accept, Authorization, X-Tenant-ID"),
+        vary.contains(&"Accept, Authorization, X-Tenant-ID"),
         "{vary:?}"
     );
     let r = s
