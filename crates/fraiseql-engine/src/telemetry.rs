@@ -39,7 +39,27 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// `tracing::info_span!` while OpenTelemetry is on, else `Span::none()` (nothing recorded).
+/// Whether spans under the current one are kept: OpenTelemetry on and the current trace
+/// sampled. A trace sampled out still has its root spans (they carry the decision on, in
+/// `traceparent`), but no stage or statement spans: they would cost the same and export nothing.
+pub fn sampled() -> bool {
+    enabled() && Span::current().context().span().span_context().is_sampled()
+}
+
+/// A span inside a request or a message's handling ([`sampled`]), else `Span::none()`.
+#[macro_export]
+macro_rules! otel_child_span {
+    ($($t:tt)*) => {
+        if $crate::telemetry::sampled() {
+            ::tracing::info_span!($($t)*)
+        } else {
+            ::tracing::Span::none()
+        }
+    };
+}
+
+/// `tracing::info_span!` while OpenTelemetry is on, else `Span::none()` (nothing recorded): for
+/// the spans that begin or continue a trace (they take the sampling decision).
 #[macro_export]
 macro_rules! otel_span {
     ($($t:tt)*) => {
@@ -166,7 +186,7 @@ fn bounded(sql: &str) -> &str {
 
 /// The span of one SQL statement on `db_name` for tenant `tenant` (its text, never its values).
 pub fn sql(db_name: &str, tenant: Option<&str>, sql: &str) -> Span {
-    if !enabled() {
+    if !sampled() {
         return Span::none();
     }
     let op = operation(sql).to_ascii_uppercase();
@@ -202,6 +222,7 @@ mod tests {
         assert!(!enabled());
         assert!(sql("tenant", None, "SELECT 1").is_none());
         assert!(otel_span!("graphql.plan").is_none());
+        assert!(otel_child_span!("graphql.plan").is_none());
         assert_eq!(current_traceparent(), None);
         assert_eq!(current_trace_id(), None);
     }

@@ -344,7 +344,7 @@ async fn run(
     // The big futures are boxed: this handler's own future is moved several times by the
     // middleware, and a small one is cheap to move.
     let service = req.as_ref().is_ok_and(|r| engine.is_service_query(r));
-    let identity_span = fraiseql_engine::otel_span!("graphql.identity");
+    let identity_span = fraiseql_engine::otel_child_span!("graphql.identity");
     let identified = match service {
         true => engine.identify_service(authorization),
         false => {

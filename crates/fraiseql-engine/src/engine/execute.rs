@@ -30,7 +30,7 @@ impl Engine {
         ctx: &RequestContext,
         gate: &Arc<CommitGate>,
     ) -> Outcome {
-        let document_span = crate::otel_span!("graphql.document").entered();
+        let document_span = crate::otel_child_span!("graphql.document").entered();
         let resolved = match self.persisted.resolve(req, || self.is_service_query(req)) {
             Ok(r) => r,
             Err(outcome) => return outcome,
@@ -55,7 +55,7 @@ impl Engine {
         };
         let write = op.is_mutation();
         drop(document_span);
-        let plan_span = crate::otel_span!(
+        let plan_span = crate::otel_child_span!(
             "graphql.plan",
             graphql.operation.type = if write { "mutation" } else { "query" }
         )
@@ -82,6 +82,8 @@ impl Engine {
         drop(plan_span);
         let lookups = Lookups::take(self.cache.as_deref().filter(|_| !write), &plan, ctx);
         let started = req.trace.then(trace::Started::now);
+        // Kept for a trace sampled out too: a mutation writes its context (and so the decision)
+        // into its outbox rows from here.
         let execute_span = crate::otel_span!("graphql.execute");
         let done = async {
             if lookups.all_hit(&plan) {

@@ -75,7 +75,7 @@ async fn handle_message(
         serde_json::from_str(&raw).map_err(|e| format!("the message is not JSON: {e}"));
     let result = match &body {
         Ok(b @ Value::Object(_)) => {
-            let span = crate::otel_span!(
+            let span = crate::otel_child_span!(
                 "subscriber.handle",
                 messaging.consumer.group.name = s.consumer_group.as_str(),
             );
