@@ -211,7 +211,8 @@ mod tests {
         assert_eq!(operation("  SELECT 1"), "SELECT");
         assert_eq!(operation("WITH m AS (INSERT ...) SELECT"), "WITH");
         assert_eq!(operation("insert into t"), "insert");
-        assert_eq!(operation(""), "");
+        assert_eq!(operation(""), "SQL");
+        assert_eq!(operation(&"x".repeat(40)), "SQL");
         let long = "é".repeat(MAX_STATEMENT);
         let cut = bounded(&long);
         assert!(cut.len() <= MAX_STATEMENT && long.starts_with(cut));
