@@ -6,11 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
-# graphql-core checks that a real client library builds a schema from our introspection.
+# graphql-core checks that a real client library builds a schema from our introspection;
+# opentelemetry-proto (the official OTLP definitions) decodes our trace exports
+# (scripts/otlp-receiver.py, crates/fraiseql/tests/cli.rs).
 VENV=target/py-venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import graphql" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] ||
+  ! "$VENV/bin/python" -c "import graphql, opentelemetry.proto.collector.trace.v1" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "graphql-core==3.2.*"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "graphql-core==3.2.*" \
+    "opentelemetry-proto==1.*"
 fi
 export FRAISEQL_PYTHON="$PWD/$VENV/bin/python"
 # Apollo's composition checks the subgraphs' SDL (examples/saas/tests/saas/federation.rs).

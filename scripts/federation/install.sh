@@ -12,5 +12,5 @@ if ! cmp -s "$here/package.json" "$dir/package.json" || [ ! -d "$dir/node_module
   cp "$here/package.json" "$dir/package.json"
   (cd "$dir" && npm install --silent --no-audit --no-fund --ignore-scripts >/dev/null)
 fi
-cp "$here/gateway.mjs" "$here/compose.mjs" "$dir/"
+cp "$here/gateway.mjs" "$here/compose.mjs" "$here/apq.mjs" "$dir/"
 echo "$dir"

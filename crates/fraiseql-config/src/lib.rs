@@ -16,7 +16,8 @@ pub use load::{
 pub use model::{
     AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, FederationConfig,
     JwtAlgorithm, LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig,
-    NatsConfig, ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, ServerConfig,
-    StreamConfig, SubscriberConfig, SubscriptionsConfig, TenancyStrategy, TransferConfig,
-    MIN_ARCHIVE_KEY_BYTES, TENANT_DATABASE,
+    NatsConfig, ObserverRule, ObserversConfig, Profile, Retention, SchemaConfig, SecurityConfig,
+    ServerConfig, StreamConfig, SubscriberConfig, SubscriptionsConfig, TenancyStrategy,
+    TracingConfig, TransferConfig, TrustedDocumentsConfig, TrustedMode, MIN_ARCHIVE_KEY_BYTES,
+    TENANT_DATABASE,
 };

@@ -48,7 +48,7 @@ pub fn parse_str(
     expand_item(&cx, "", expanded.as_item_mut(), env)?;
     let raw: RawConfig =
         toml_edit::de::from_document(expanded).map_err(|e| cx.serde_error(src, &e))?;
-    cx.build(raw, base)
+    cx.build(raw, base, env)
 }
 
 /// The file name and the line of every key path, for errors found after parsing.
@@ -224,7 +224,12 @@ impl Cx<'_> {
         }
     }
 
-    fn build(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    fn build(
+        &self,
+        raw: RawConfig,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
         let schema_path = raw
             .schema
@@ -271,6 +276,8 @@ impl Cx<'_> {
         let federation = self.federation(raw.federation)?;
         let transfer = self.transfer(raw.transfer)?;
         let subscriptions = self.subscriptions(raw.subscriptions, &observers)?;
+        let security = self.security(raw.security, base)?;
+        let tracing = self.tracing(raw.tracing, env)?;
 
         if multi_tenancy.enabled && !databases.contains_key(&multi_tenancy.registry) {
             return Err(self.invalid(
@@ -310,6 +317,8 @@ impl Cx<'_> {
             federation,
             transfer,
             subscriptions,
+            security,
+            tracing,
             server,
             schema,
             multi_tenancy,

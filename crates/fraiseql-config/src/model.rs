@@ -44,6 +44,79 @@ pub struct Config {
     pub transfer: TransferConfig,
     /// `[subscriptions]`: GraphQL subscriptions over WebSocket and Server-Sent Events.
     pub subscriptions: SubscriptionsConfig,
+    /// `[security]`: trusted documents and automatic persisted queries.
+    pub security: SecurityConfig,
+    /// `[tracing]`: OpenTelemetry traces exported over OTLP/HTTP (off without an endpoint).
+    pub tracing: TracingConfig,
+}
+
+/// `[security]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityConfig {
+    /// Automatic persisted queries (Apollo's protocol): a client may send a document's SHA-256
+    /// alone once the server has seen the document. Ignored while trusted documents are strict.
+    pub apq: bool,
+    /// Most bytes the automatic persisted queries' store holds (documents and their hashes).
+    pub apq_cache_bytes: u64,
+    /// `[security.trusted_documents]`
+    pub trusted_documents: TrustedDocumentsConfig,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            apq: true,
+            apq_cache_bytes: 8 * 1024 * 1024,
+            trusted_documents: TrustedDocumentsConfig::default(),
+        }
+    }
+}
+
+/// `[security.trusted_documents]`: the documents this API serves, from a manifest.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrustedDocumentsConfig {
+    /// Whether the manifest is loaded and requests are checked against it.
+    pub enabled: bool,
+    /// `strict` (default): only the manifest's documents run; `permissive`: any document runs,
+    /// and those outside the manifest are counted (`fraiseql_untrusted_documents_total`).
+    pub mode: TrustedMode,
+    /// The manifest file (`{"version": 1, "documents": {"<sha256>": "<document>"}}`), resolved
+    /// against the config file's folder. Required when `enabled`.
+    pub manifest_path: Option<PathBuf>,
+}
+
+/// `[security.trusted_documents] mode`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrustedMode {
+    /// Only documents of the manifest run (`FORBIDDEN_QUERY` for any other).
+    #[default]
+    Strict,
+    /// Every document runs; those outside the manifest are counted and logged.
+    Permissive,
+}
+
+/// `[tracing]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The OTLP/HTTP endpoint's base URL (`http://collector:4318`): spans go to
+    /// `<endpoint>/v1/traces`. `None`: no exporter at all (the default). When the key is absent,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is read.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans (default `fraiseql`, or `OTEL_SERVICE_NAME`).
+    pub service_name: String,
+    /// Share of traces sampled at their root (0..=1, default 1); a request that arrives with a
+    /// `traceparent` follows its caller's decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "fraiseql".to_owned(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// `[subscriptions]`: GraphQL subscriptions (WebSocket `graphql-transport-ws` and Server-Sent
@@ -603,6 +676,47 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub transfer: RawTransfer,
     pub subscriptions: RawSubscriptions,
+    #[serde(default)]
+    pub security: RawSecurity,
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecurity {
+    pub apq: Option<Flag>,
+    pub apq_cache_bytes: Option<Num>,
+    #[serde(default)]
+    pub trusted_documents: RawTrustedDocuments,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrustedDocuments {
+    pub enabled: Option<Flag>,
+    pub mode: Option<String>,
+    pub manifest_path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<Ratio>,
+}
+
+/// A number written as a TOML float or integer, or as a string (`"${RATIO:-0.1}"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a number (or a string such as \"${VAR:-0.1}\")"
+)]
+pub(crate) enum Ratio {
+    Float(f64),
+    Int(i64),
+    Str(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

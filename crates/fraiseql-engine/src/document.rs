@@ -1,5 +1,11 @@
 //! Parsing and validating query text once: a bounded cache of validated documents (or of their
-//! errors, so a repeated bad query is as cheap as a good one).
+//! errors, so a repeated bad query is as cheap as a good one). Which text a request runs (its
+//! own, a trusted document's, an automatic persisted query's) is decided before, in
+//! `persisted.rs`, against the manifest (`manifest.rs`).
+
+pub mod manifest;
+pub mod operations;
+pub mod persisted;
 
 use std::sync::Arc;
 

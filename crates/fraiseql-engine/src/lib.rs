@@ -27,6 +27,7 @@ pub mod resolvers;
 pub mod response;
 pub mod routing;
 pub mod subscriptions;
+pub mod telemetry;
 pub mod tenancy;
 pub mod trace;
 

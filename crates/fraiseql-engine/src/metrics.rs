@@ -357,6 +357,7 @@ pub struct Metrics {
     pools: PoolSeries,
     subscriptions: subscriptions::SubscriptionSeries,
     shed: Counter,
+    untrusted_documents: Counter,
 }
 
 impl Default for Metrics {
@@ -424,6 +425,12 @@ impl Metrics {
             "Requests refused with 503 because [limits] max_in_flight was reached",
             Counter::default(),
         );
+        let untrusted_documents = register(
+            &mut r,
+            "fraiseql_untrusted_documents",
+            "Documents outside the trusted documents' manifest that ran (permissive mode); strict mode would refuse them",
+            Counter::default(),
+        );
         let cache = CacheSeries::register(&mut r);
         let pools = PoolSeries::register(&mut r);
         let subscriptions = subscriptions::SubscriptionSeries::register(&mut r);
@@ -447,6 +454,7 @@ impl Metrics {
             pools,
             subscriptions,
             shed,
+            untrusted_documents,
         };
         m.other = Arc::new(m.series(Arc::from(OTHER_TENANT)));
         m
@@ -631,6 +639,11 @@ impl Metrics {
     pub fn in_flight_guard(&self) -> InFlight<'_> {
         self.in_flight.inc();
         InFlight(&self.in_flight)
+    }
+
+    /// A document outside the manifest ran (permissive trusted documents).
+    pub fn untrusted_document(&self) {
+        self.untrusted_documents.inc();
     }
 
     /// A request was shed (`max_in_flight`).

@@ -16,15 +16,20 @@ pub enum Method {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GraphqlRequest {
-    /// The document text.
-    pub query: String,
+    /// The document text (absent when the request names a persisted document by id).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// A persisted (trusted) document's id, `sha256:<hex>` (GraphQL over HTTP's persisted
+    /// documents); Apollo's `extensions.persistedQuery` names one too.
+    #[serde(default)]
+    pub document_id: Option<String>,
     /// Which operation of the document to run.
     #[serde(default)]
     pub operation_name: Option<String>,
     /// Variable values by name.
     #[serde(default)]
     pub variables: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Protocol extensions (accepted and ignored).
+    /// Protocol extensions (`persistedQuery` is read; others are accepted and ignored).
     #[serde(default)]
     pub extensions: Option<serde_json::Map<String, serde_json::Value>>,
     /// The gateway asked for a federated trace (`apollo-federation-include-trace: ftv1`): the
@@ -48,17 +53,32 @@ impl GraphqlRequest {
     /// Parses a POST body.
     pub fn from_json(body: &[u8]) -> Result<Self, RequestParseError> {
         // Explicit `null` for optional members is allowed by the spec; serde handles it via Option.
-        serde_json::from_slice(body).map_err(|e| RequestParseError::Body(e.to_string()))
+        let req: Self =
+            serde_json::from_slice(body).map_err(|e| RequestParseError::Body(e.to_string()))?;
+        if !req.names_a_document() {
+            return Err(RequestParseError::Body("missing field `query`".into()));
+        }
+        Ok(req)
+    }
+
+    /// Whether the request carries a document's text or an id.
+    fn names_a_document(&self) -> bool {
+        self.query.is_some()
+            || self.document_id.is_some()
+            || self
+                .extensions
+                .as_ref()
+                .is_some_and(|e| e.get("persistedQuery").is_some_and(|v| !v.is_null()))
     }
 
     /// Builds a request from GET parameters (`variables` and `extensions` are JSON text).
     pub fn from_params(
         query: Option<String>,
+        document_id: Option<String>,
         operation_name: Option<String>,
         variables: Option<String>,
         extensions: Option<String>,
     ) -> Result<Self, RequestParseError> {
-        let query = query.ok_or_else(|| RequestParseError::Params("missing `query`".into()))?;
         let json = |name: &str, v: Option<String>| -> Result<_, RequestParseError> {
             match v.filter(|s| !s.is_empty()) {
                 None => Ok(None),
@@ -69,12 +89,17 @@ impl GraphqlRequest {
                     }),
             }
         };
-        Ok(Self {
+        let req = Self {
             query,
+            document_id: document_id.filter(|s| !s.is_empty()),
             operation_name: operation_name.filter(|s| !s.is_empty()),
             variables: json("variables", variables)?,
             extensions: json("extensions", extensions)?,
             trace: false,
-        })
+        };
+        if !req.names_a_document() {
+            return Err(RequestParseError::Params("missing `query`".into()));
+        }
+        Ok(req)
     }
 }

@@ -11,6 +11,7 @@ use fraiseql_engine::response::OutcomeKind;
 use fraiseql_engine::{ErrorCode, GraphqlRequest, Outcome, RequestParseError};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::answer::{
     error_response, execute_within_deadline, record, tenant_header, with_media, Media,
@@ -69,6 +70,8 @@ fn respond(outcome: Outcome, media: Media) -> Response {
         (OutcomeKind::Data, _) => StatusCode::OK,
         (OutcomeKind::RequestError, Media::GraphqlResponse) => StatusCode::BAD_REQUEST,
         (OutcomeKind::RequestError, Media::Json) => StatusCode::OK,
+        (OutcomeKind::BadRequest, _) => StatusCode::BAD_REQUEST,
+        (OutcomeKind::PersistedQueryRetry, _) => StatusCode::OK,
     };
     let mut r = with_media(status, media, outcome.body);
     if status == StatusCode::METHOD_NOT_ALLOWED {
@@ -91,6 +94,7 @@ fn respond(outcome: Outcome, media: Media) -> Response {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct GetParams {
     query: Option<String>,
+    document_id: Option<String>,
     operation_name: Option<String>,
     variables: Option<String>,
     extensions: Option<String>,
@@ -131,12 +135,13 @@ pub(crate) async fn get(
             "malformed query string",
         );
     };
-    if params.query.is_none() && wants_html(&headers) {
+    if params.query.is_none() && params.document_id.is_none() && wants_html(&headers) {
         return graphiql::page();
     }
     if crate::subscriptions::wants_event_stream(&headers) {
         let req = GraphqlRequest::from_params(
             params.query,
+            params.document_id,
             params.operation_name,
             params.variables,
             params.extensions,
@@ -149,11 +154,23 @@ pub(crate) async fn get(
     };
     let req = GraphqlRequest::from_params(
         params.query,
+        params.document_id,
         params.operation_name,
         params.variables,
         params.extensions,
     );
-    execute(&state, &headers, req, Method::Get, media).await
+    let mut r = execute(&state, &headers, req, Method::Get, media).await;
+    // A GET names its document and variables in the URL (short and stable with `documentId`),
+    // so a cache may key on it; the answer also depends on the caller's token and tenant, and
+    // on the media type: a cache must key on those too.
+    let vary = format!(
+        "Accept, Authorization, {}",
+        state.engine.config().multi_tenancy.auth_header
+    );
+    if let Ok(v) = HeaderValue::from_str(&vary) {
+        r.headers_mut().append(header::VARY, v);
+    }
+    r
 }
 
 /// What the request's log line says besides its status and duration.
@@ -181,24 +198,68 @@ async fn execute(
         .ok()
         .and_then(|r| r.operation_name.as_deref())
         .map(|n| n.chars().take(64).collect());
+    let span = request_span(headers, method, operation.as_deref());
     let mut log = RequestLog::default();
-    let response = run(state, headers, req, method, media, &mut log).await;
+    let response = run(state, headers, req, method, media, &mut log)
+        .instrument(span.clone())
+        .await;
     let request_id = headers
         .get(crate::request_id::HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let errors: Vec<&str> = log.errors.iter().map(|c| c.as_str()).collect();
+    let status = response.status().as_u16();
+    if !span.is_none() {
+        span.record("http.response.status_code", i64::from(status));
+        span.record("fraiseql.tenant", log.tenant.as_deref().unwrap_or(""));
+        span.record("graphql.operation.type", log.kind.unwrap_or(""));
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    let _entered = span.enter();
     tracing::info!(
         request_id,
         tenant = log.tenant.as_deref().unwrap_or(""),
         operation = operation.as_deref().unwrap_or(""),
         kind = log.kind.unwrap_or(""),
-        status = response.status().as_u16(),
+        status,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         errors = errors.join(",").as_str(),
         "graphql request"
     );
     response
+}
+
+/// The request's span (OpenTelemetry on), a child of the caller's `traceparent` if it sent one.
+fn request_span(headers: &HeaderMap, method: Method, operation: Option<&str>) -> tracing::Span {
+    let span = fraiseql_engine::otel_span!(
+        "graphql.request",
+        otel.name = match method {
+            Method::Get => "GET /graphql",
+            Method::Post => "POST /graphql",
+        },
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = match method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        },
+        http.route = "/graphql",
+        http.response.status_code = tracing::field::Empty,
+        graphql.operation.name = operation.unwrap_or(""),
+        graphql.operation.type = tracing::field::Empty,
+        fraiseql.tenant = tracing::field::Empty,
+    );
+    if !span.is_none() {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        fraiseql_engine::telemetry::set_parent(
+            &span,
+            header(fraiseql_engine::telemetry::TRACEPARENT),
+            header("tracestate"),
+        );
+    }
+    span
 }
 
 /// Resolves the caller (token, tenant), then runs a parsed request, or answers 400 for one that
@@ -236,9 +297,14 @@ async fn run(
     // The big futures are boxed: this handler's own future is moved several times by the
     // middleware, and a small one is cheap to move.
     let service = req.as_ref().is_ok_and(|r| engine.is_service_query(r));
+    let identity_span = fraiseql_engine::otel_child_span!("graphql.identity");
     let identified = match service {
         true => engine.identify_service(authorization),
-        false => Box::pin(engine.identify(tenant, authorization)).await,
+        false => {
+            Box::pin(engine.identify(tenant, authorization))
+                .instrument(identity_span)
+                .await
+        }
     };
     let ctx = match identified {
         Ok(ctx) => ctx,

@@ -7,12 +7,15 @@
 
 use std::sync::Arc;
 
+mod telemetry;
+
 pub use fraiseql_config as config;
 pub use fraiseql_engine as engine;
 pub use fraiseql_ops as ops;
 pub use fraiseql_plan as plan;
 pub use fraiseql_schema as schema;
 pub use fraiseql_server as server;
+pub use telemetry::{init_telemetry, Telemetry, TelemetryError};
 
 pub use fraiseql_engine::resolvers::{
     Args, Change, Context, Event, EventContext, EventMessage, FieldBatch, ResolverError, Resolvers,

@@ -68,6 +68,26 @@ enum Command {
         #[command(subcommand)]
         action: EventsAction,
     },
+    /// Trusted documents: the manifest `[security.trusted_documents]` loads.
+    Documents {
+        #[command(subcommand)]
+        action: DocumentsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DocumentsAction {
+    /// Build a manifest from `.graphql` files: one document per operation (with the fragments
+    /// it spreads, from any of the files), each checked against the config's schema and limits;
+    /// `{"version": 1, "documents": {"<sha256>": "<document>"}}`, ids in order.
+    Manifest {
+        /// The `.graphql` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the manifest here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +257,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Events {
             action: EventsAction::Status,
         } => events_status(&cli.config).await,
+        Command::Documents {
+            action: DocumentsAction::Manifest { files, out },
+        } => documents_manifest(&cli.config, &files, out.as_deref()),
         Command::Token {
             tenant,
             roles,
@@ -414,16 +437,60 @@ async fn dead_letters(path: &Path, action: DeadLetterAction) -> anyhow::Result<(
     }
 }
 
+/// `documents manifest`: the manifest of `files`, on standard output or in `out`.
+fn documents_manifest(config: &Path, files: &[PathBuf], out: Option<&Path>) -> anyhow::Result<()> {
+    let config = load(config)?;
+    let path = &config.schema.path;
+    let sdl = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the schema {}", path.display()))?;
+    let schema = fraiseql::schema::build(&sdl, &path.display().to_string())?;
+    let mut sources = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        sources.push((f.display().to_string(), text));
+    }
+    let documents = fraiseql::engine::document::operations::manifest_documents(
+        &schema.api,
+        &config.limits,
+        &sources,
+    )
+    .map_err(|problems| {
+        anyhow::anyhow!(
+            "the documents do not fit the schema {}:\n  - {}",
+            path.display(),
+            problems.join("\n  - ")
+        )
+    })?;
+    let n = documents.len();
+    let json = serde_json::json!({ "version": 1, "documents": documents });
+    let text = serde_json::to_string_pretty(&json)? + "\n";
+    match out {
+        None => print!("{text}"),
+        Some(o) => {
+            std::fs::write(o, text).with_context(|| format!("writing {}", o.display()))?;
+            eprintln!("{n} documents written to {}", o.display());
+        }
+    }
+    Ok(())
+}
+
 fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(fraiseql::config::load_file(path)?)
 }
 
 async fn run(path: &Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    fraiseql::init_tracing_as(config.logging.format);
-    let engine = Arc::new(Engine::from_config(config)?);
-    fraiseql::run(engine).await?;
-    Ok(())
+    let telemetry = fraiseql::init_telemetry(&config)?;
+    let served = async {
+        let engine = Arc::new(Engine::from_config(config)?);
+        fraiseql::run(engine).await?;
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    // The spans still buffered go out before the process ends.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    served
 }
 
 /// `config validate`: every check on its own line, each failure naming the database, tenant or

@@ -1552,3 +1552,516 @@ async fn a_killed_move_resumes() {
     assert_eq!(after, before);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `documents manifest`: one document per operation (with the fragments it spreads, from any
+/// file), ids that are each document's SHA-256, in order; `--out` writes the file; a document
+/// the schema refuses is named and nothing is written.
+#[test]
+fn documents_manifest_builds_a_checked_manifest_from_graphql_files() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("orgs.graphql"),
+        "query Orgs { organizations { id ...OrgName } }\nquery Count { organizations { memberCount } }\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("fragments.graphql"),
+        "fragment OrgName on Organization { name }\n",
+    )
+    .expect("write");
+    let config = example().join("fraiseql.toml");
+    let manifest = |extra: &[&Path]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fraiseql"));
+        c.arg("--config")
+            .arg(&config)
+            .args(["documents", "manifest"])
+            .args(extra)
+            .env_remove("FRAISEQL_CONFIG");
+        c.output().expect("run fraiseql")
+    };
+    let files = [dir.join("orgs.graphql"), dir.join("fragments.graphql")];
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let o = manifest(&refs);
+    assert!(o.status.success(), "{}", out(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("manifest JSON");
+    assert_eq!(json["version"], 1);
+    let docs = json["documents"].as_object().expect("documents");
+    assert_eq!(docs.len(), 2, "{json}");
+    let ids: Vec<&String> = docs.keys().collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    for (id, doc) in docs {
+        let text = doc.as_str().expect("text");
+        assert_eq!(
+            *id,
+            fraiseql::engine::document::manifest::sha256_hex(text),
+            "{text}"
+        );
+    }
+    let orgs = docs
+        .values()
+        .filter_map(|d| d.as_str())
+        .find(|d| d.starts_with("query Orgs"))
+        .expect("Orgs");
+    assert!(orgs.contains("fragment OrgName on Organization"), "{orgs}");
+    // The server loads what the command wrote.
+    let out_file = dir.join("manifest.json");
+    let mut args = refs.clone();
+    args.extend([Path::new("--out"), out_file.as_path()]);
+    let o = manifest(&args);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("2 documents written to"), "{}", out(&o));
+    let loaded = fraiseql::engine::document::manifest::Manifest::load(&out_file).expect("loadable");
+    assert_eq!(loaded.len(), 2);
+
+    std::fs::write(
+        dir.join("bad.graphql"),
+        "query Bad { organizations { nope } }\n",
+    )
+    .expect("write");
+    std::fs::remove_file(&out_file).expect("rm");
+    let bad = dir.join("bad.graphql");
+    let o = manifest(&[bad.as_path(), Path::new("--out"), out_file.as_path()]);
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(
+        text.contains("do not fit the schema")
+            && text.contains("does not have a field `nope`")
+            && text.contains("bad.graphql"),
+        "{text}"
+    );
+    assert!(!out_file.exists(), "nothing is written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// OpenTelemetry across the event path: a mutation sent with a W3C `traceparent` is one trace
+/// from the HTTP request through its SQL statements, the relay's publish (the context travels
+/// in the outbox row and the message's `traceparent` header) to the `analytics_sync` consumer's
+/// insert, as an OTLP receiver decoding the protobuf with the official definitions
+/// (`opentelemetry-proto`) sees it; each span's parent is the one before it, the statements
+/// carry no values, and the request's log line carries the trace id. The endpoint comes from
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (the config has no `[tracing]`).
+#[tokio::test]
+async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
+    use fraiseql_testing::{http, ServerProcess};
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let token = String::from_utf8_lossy(
+        &run(
+            &w,
+            &config,
+            &["token", "--tenant", "acme_corp", "--role", "admin"],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    let dir = tempdir();
+    let spans_file = dir.join("spans.jsonl");
+    let python = std::env::var("FRAISEQL_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let mut receiver = Command::new(&python)
+        .arg(example().join("../../scripts/otlp-receiver.py"))
+        .arg("--out")
+        .arg(&spans_file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python (scripts/test.sh installs opentelemetry-proto)");
+    let stdout = receiver.stdout.take().expect("stdout");
+    let receiver = Killed(receiver);
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("receiver's port");
+    let receiver_port: u16 = first
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("the receiver did not start (opentelemetry-proto missing?): {first:?}")
+        });
+
+    let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
+    let port = ServerProcess::free_port().expect("port");
+    let log = dir.join("server.log");
+    let mut c = cmd(&w, &config, &["run"]);
+    c.env("PORT", port.to_string())
+        .env("OBSERVERS_ENABLED", "true")
+        .env("NATS_URL", nats.url())
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{receiver_port}"),
+        )
+        .env("OTEL_SERVICE_NAME", "fraiseql-under-test")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let mut server = ServerProcess::start(c, port).await.expect("server");
+    let auth = format!("Bearer {token}");
+    let post = |body: String, traceparent: Option<String>| {
+        let auth = auth.clone();
+        async move {
+            let mut headers = vec![
+                ("Content-Type", "application/json".to_owned()),
+                ("X-Tenant-ID", "acme_corp".to_owned()),
+                ("Authorization", auth),
+            ];
+            if let Some(tp) = traceparent {
+                headers.push(("traceparent", tp));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let a = http(port, "POST", "/graphql", &headers, &body)
+                .await
+                .expect("answer");
+            assert_eq!(a.status, 200, "{}", a.body);
+            let v = a.json();
+            assert!(v["errors"].is_null(), "{v}");
+            v
+        }
+    };
+    let org = post(
+        r#"{"query": "mutation { createOrganization(name: \"Traced Org\") { id } }"}"#.to_owned(),
+        None,
+    )
+    .await["data"]["createOrganization"]["id"]
+        .as_str()
+        .expect("org id")
+        .to_owned();
+    // The caller's trace: a trace id and the id of its span that sends the request.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let body = format!(
+        r#"{{"query": "mutation Traced($o: ID!, $n: String!) {{ createProject(orgId: $o, name: $n) {{ id }} }}", "operationName": "Traced", "variables": {{"o": "{org}", "n": "Secret Project Name"}}}}"#
+    );
+    let project = post(body, Some(format!("00-{trace_id}-{caller_span}-01"))).await["data"]
+        ["createProject"]["id"]
+        .as_str()
+        .expect("project id")
+        .to_owned();
+
+    // The consumer's insert lands (the event went through the outbox and JetStream).
+    let analytics = tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
+        .await
+        .map(|(c, conn)| {
+            tokio::spawn(conn);
+            c
+        })
+        .expect("analytics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rows: i64 = analytics
+            .query_one(
+                "SELECT count(*) FROM tb_analytics_event WHERE data->>'project_id' = $1",
+                &[&project],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        if rows == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the project's analytics row did not land in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Every span of the trace reaches the receiver (batched every 100 ms).
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&spans_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|s| s["trace_id"] == trace_id)
+            .collect()
+    };
+    let has = |spans: &[serde_json::Value], name: &str| spans.iter().any(|s| s["name"] == name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let spans = loop {
+        let spans = read();
+        let inserts = spans
+            .iter()
+            .filter(|s| s["attributes"]["db.operation"] == "INSERT")
+            .count();
+        if ["POST /graphql", "graphql.execute", "subscriber.handle"]
+            .iter()
+            .all(|n| has(&spans, n))
+            && spans.iter().any(|s| s["kind"] == "SPAN_KIND_PRODUCER")
+            && spans.iter().any(|s| s["kind"] == "SPAN_KIND_CONSUMER")
+            && inserts >= 2
+        {
+            break spans;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trace's spans did not all arrive in 30 s: {}",
+            serde_json::to_string_pretty(&spans).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let one = |pred: &dyn Fn(&serde_json::Value) -> bool, what: &str| -> serde_json::Value {
+        let found: Vec<&serde_json::Value> = spans.iter().filter(|s| pred(s)).collect();
+        assert_eq!(found.len(), 1, "one {what} span: {found:?}");
+        found[0].clone()
+    };
+    let by_id = |id: &serde_json::Value| spans.iter().find(|s| s["span_id"] == *id).cloned();
+    // The request continues the caller's trace.
+    let request = one(&|s| s["name"] == "POST /graphql", "request");
+    assert_eq!(request["parent_span_id"], caller_span);
+    assert_eq!(request["kind"], "SPAN_KIND_SERVER");
+    assert_eq!(request["service"], "fraiseql-under-test");
+    assert_eq!(request["attributes"]["http.response.status_code"], 200);
+    assert_eq!(request["attributes"]["graphql.operation.name"], "Traced");
+    assert_eq!(request["attributes"]["graphql.operation.type"], "mutation");
+    assert_eq!(request["attributes"]["fraiseql.tenant"], "acme_corp");
+    for stage in [
+        "graphql.identity",
+        "graphql.document",
+        "graphql.plan",
+        "graphql.execute",
+    ] {
+        let s = one(&|s| s["name"] == stage, stage);
+        assert_eq!(s["parent_span_id"], request["span_id"], "{stage}");
+    }
+    let execute = one(&|s| s["name"] == "graphql.execute", "execute");
+    // The mutation's statements, one span each, under the execution stage; text, no values.
+    let statements: Vec<&serde_json::Value> = spans
+        .iter()
+        .filter(|s| s["attributes"]["db.system"] == "postgresql")
+        .collect();
+    let tenant_db = format!("{}acme_corp", w.prefix);
+    let on_tenant: Vec<&&serde_json::Value> = statements
+        .iter()
+        .filter(|s| s["attributes"]["db.name"] == tenant_db.as_str())
+        .collect();
+    assert!(
+        on_tenant.len() >= 2,
+        "mutation and outbox insert: {statements:?}"
+    );
+    for s in &on_tenant {
+        assert_eq!(s["parent_span_id"], execute["span_id"], "{s}");
+        assert_eq!(s["kind"], "SPAN_KIND_CLIENT");
+        assert_eq!(s["attributes"]["fraiseql.tenant"], "acme_corp");
+        assert!(s["attributes"]["db.statement"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()));
+    }
+    assert!(
+        on_tenant.iter().any(|s| s["attributes"]["db.statement"]
+            .as_str()
+            .is_some_and(|t| t.contains("INSERT INTO fraiseql_outbox"))),
+        "the outbox insert: {on_tenant:?}"
+    );
+    let all = serde_json::to_string(&spans).unwrap_or_default();
+    assert!(
+        !all.contains("Secret Project Name"),
+        "a value reached a span: {all}"
+    );
+    assert!(!all.contains(&token), "the token reached a span");
+    // The relay's publish continues the request (from the outbox row)...
+    let publish = one(
+        &|s| {
+            s["kind"] == "SPAN_KIND_PRODUCER"
+                && s["attributes"]["messaging.destination.name"] == "analytics.project_created"
+        },
+        "publish",
+    );
+    assert_eq!(publish["name"], "analytics.project_created publish");
+    let publish_parent = by_id(&publish["parent_span_id"]).expect("the publish span's parent");
+    assert_eq!(
+        publish_parent["name"], "graphql.execute",
+        "{publish_parent}"
+    );
+    // ... the consumer continues the publish (from the message's header) ...
+    let consume = one(&|s| s["kind"] == "SPAN_KIND_CONSUMER", "consume");
+    assert_eq!(consume["name"], "analytics.project_created process");
+    assert_eq!(consume["parent_span_id"], publish["span_id"]);
+    assert_eq!(
+        consume["attributes"]["messaging.consumer.group.name"],
+        "analytics_sync"
+    );
+    let handle = one(&|s| s["name"] == "subscriber.handle", "handle");
+    assert_eq!(handle["parent_span_id"], consume["span_id"]);
+    // ... down to its insert into the analytics database.
+    let insert = one(
+        &|s| {
+            s["parent_span_id"] == handle["span_id"] && s["attributes"]["db.system"] == "postgresql"
+        },
+        "the consumer's insert",
+    );
+    assert_eq!(insert["attributes"]["db.operation"], "INSERT");
+    assert_eq!(insert["attributes"]["db.name"], "shared");
+    assert_eq!(insert["attributes"]["fraiseql.tenant"], "acme_corp");
+
+    // The request's log line carries the trace id.
+    server.terminate();
+    let text = std::fs::read_to_string(&log).expect("log");
+    let line = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "graphql request" && v["operation"] == "Traced")
+        .unwrap_or_else(|| panic!("no log line of the request:\n{text}"));
+    assert_eq!(line["trace_id"], trace_id, "{line}");
+    drop(receiver);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Apollo Client itself (`@apollo/client` 4: `createPersistedQueryLink` over `HttpLink`, run by
+/// node from `scripts/federation/apq.mjs`) against the binary: the first hash-only request gets
+/// `PersistedQueryNotFound` (200, so the link keeps hashing), the link resends with the text, and
+/// from then on the hash alone answers, over GET (`useGETForHashedQueries`) and POST.
+#[tokio::test]
+async fn apollo_clients_persisted_query_link_round_trips() {
+    use fraiseql_testing::{http, ServerProcess};
+    let tools = std::env::var_os("FRAISEQL_FEDERATION_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| example().join("../../target/federation-tools"));
+    assert!(
+        tools.join("node_modules/@apollo/client").is_dir(),
+        "@apollo/client is not installed in {}: run scripts/federation/install.sh (scripts/test.sh does)",
+        tools.display()
+    );
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    let token = String::from_utf8_lossy(
+        &run(
+            &w,
+            &config,
+            &["token", "--tenant", "acme_corp", "--role", "admin"],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_owned();
+    let port = ServerProcess::free_port().expect("port");
+    let mut c = cmd(&w, &config, &["run"]);
+    c.env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = ServerProcess::start(c, port).await.expect("server");
+    let auth = format!("Bearer {token}");
+    for name in ["Alpha", "Beta", "Gamma"] {
+        let a = http(
+            port,
+            "POST",
+            "/graphql",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Tenant-ID", "acme_corp"),
+                ("Authorization", &auth),
+            ],
+            &format!(
+                r#"{{"query": "mutation {{ createOrganization(name: \"{name}\") {{ id }} }}"}}"#
+            ),
+        )
+        .await
+        .expect("answer");
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let apollo = |mode: &str| {
+        let o = Command::new("node")
+            .arg(tools.join("apq.mjs"))
+            .arg(format!("http://127.0.0.1:{port}/graphql"))
+            .arg(&token)
+            .arg("acme_corp")
+            .arg(mode)
+            .current_dir(&tools)
+            .output()
+            .expect("node");
+        assert!(o.status.success(), "{}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("apq.mjs output");
+        let sizes: Vec<usize> = v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| r["organizations"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(sizes, [2, 1], "{v}");
+        v["requests"].as_array().expect("requests").clone()
+    };
+    let body = |r: &serde_json::Value| -> serde_json::Value {
+        r["body"]
+            .as_str()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+
+    // A fresh server, hashes over GET.
+    let requests = apollo("get");
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    let first = &requests[0];
+    assert_eq!(first["method"], "GET");
+    let url = first["url"].as_str().expect("url");
+    assert!(
+        url.contains("extensions=") && !url.contains("query="),
+        "the hash alone: {url}"
+    );
+    assert_eq!(first["status"], 200, "{first}");
+    assert!(
+        first["response"]
+            .as_str()
+            .is_some_and(|r| r.contains("PERSISTED_QUERY_NOT_FOUND")),
+        "{first}"
+    );
+    let retry = &requests[1];
+    assert_eq!(retry["method"], "POST");
+    let sent = body(retry);
+    assert!(
+        sent["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("query Orgs")),
+        "{sent}"
+    );
+    let hash = sent["extensions"]["persistedQuery"]["sha256Hash"].clone();
+    assert_eq!(
+        hash,
+        serde_json::Value::String(fraiseql::engine::document::manifest::sha256_hex(
+            sent["query"].as_str().unwrap_or("")
+        )),
+        "the link hashes the text it sends"
+    );
+    assert_eq!(retry["status"], 200);
+    let again = &requests[2];
+    assert_eq!(
+        (again["method"].as_str(), again["status"].as_u64()),
+        (Some("GET"), Some(200))
+    );
+    assert!(
+        again["response"]
+            .as_str()
+            .is_some_and(|r| r.contains("\"data\"")),
+        "{again}"
+    );
+
+    // The hash is known now: over POST, each query is one request without its text.
+    let requests = apollo("post");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    for r in &requests {
+        assert_eq!(
+            (r["method"].as_str(), r["status"].as_u64()),
+            (Some("POST"), Some(200))
+        );
+        let sent = body(r);
+        assert!(sent.get("query").is_none(), "{sent}");
+        assert_eq!(sent["extensions"]["persistedQuery"]["sha256Hash"], hash);
+        assert_eq!(sent["operationName"], "Orgs");
+    }
+}

@@ -7,7 +7,6 @@ use anyhow::Context as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    fraiseql::init_tracing();
     let mut args = std::env::args().skip(1);
     let path = match (args.next().as_deref(), args.next()) {
         (Some("--config"), Some(p)) => p,
@@ -17,7 +16,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = fraiseql::config::load_file(std::path::Path::new(&path))
         .with_context(|| format!("loading {path}"))?;
-    let engine = fraiseql::Engine::with_resolvers(config, fraiseql_example_saas::resolvers())?;
-    fraiseql::run(Arc::new(engine)).await?;
-    Ok(())
+    let telemetry = fraiseql::init_telemetry(&config)?;
+    let served = async {
+        let engine = fraiseql::Engine::with_resolvers(config, fraiseql_example_saas::resolvers())?;
+        fraiseql::run(Arc::new(engine)).await?;
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    served
 }

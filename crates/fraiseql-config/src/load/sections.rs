@@ -455,4 +455,101 @@ impl Cx<'_> {
             replicas: self.int("subscriptions.replicas", raw.replicas, 1, 1, 5)? as usize,
         })
     }
+
+    pub(super) fn security(
+        &self,
+        raw: RawSecurity,
+        base: &Path,
+    ) -> Result<SecurityConfig, ConfigError> {
+        let d = SecurityConfig::default();
+        let td = raw.trusted_documents;
+        let enabled = self.flag("security.trusted_documents.enabled", td.enabled, false)?;
+        let mode = match td.mode.as_deref().map(str::trim) {
+            None | Some("strict") => TrustedMode::Strict,
+            Some("permissive") => TrustedMode::Permissive,
+            Some(other) => {
+                return Err(self.invalid(
+                    "security.trusted_documents.mode",
+                    format!("{other:?} is not \"strict\" or \"permissive\""),
+                ))
+            }
+        };
+        let manifest_path = td
+            .manifest_path
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| resolve(base, &p));
+        if enabled && manifest_path.is_none() {
+            return Err(self.invalid(
+                "security.trusted_documents.manifest_path",
+                "trusted documents are enabled: name the manifest (`fraiseql documents manifest` writes one)",
+            ));
+        }
+        Ok(SecurityConfig {
+            apq: self.flag("security.apq", raw.apq, d.apq)?,
+            apq_cache_bytes: self.int(
+                "security.apq_cache_bytes",
+                raw.apq_cache_bytes,
+                d.apq_cache_bytes as i64,
+                0,
+                i64::MAX,
+            )? as u64,
+            trusted_documents: TrustedDocumentsConfig {
+                enabled,
+                mode,
+                manifest_path,
+            },
+        })
+    }
+
+    /// `[tracing]`; the OpenTelemetry variables stand in for keys that are absent.
+    pub(super) fn tracing(
+        &self,
+        raw: RawTracing,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<TracingConfig, ConfigError> {
+        let d = TracingConfig::default();
+        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let (endpoint, key) = match nonempty(raw.otlp_endpoint) {
+            Some(e) => (Some(e), "tracing.otlp_endpoint"),
+            None => (
+                nonempty(env("OTEL_EXPORTER_OTLP_ENDPOINT")),
+                "tracing.otlp_endpoint (from OTEL_EXPORTER_OTLP_ENDPOINT)",
+            ),
+        };
+        let otlp_endpoint = match endpoint.map(|e| e.trim().trim_end_matches('/').to_owned()) {
+            None => None,
+            Some(e) if e.starts_with("http://") || e.starts_with("https://") => Some(e),
+            Some(e) => {
+                return Err(self.invalid(
+                    key,
+                    format!("{e:?} is not an http:// or https:// URL (the OTLP/HTTP endpoint, e.g. \"http://localhost:4318\")"),
+                ))
+            }
+        };
+        let service_name = nonempty(raw.service_name)
+            .or_else(|| nonempty(env("OTEL_SERVICE_NAME")))
+            .unwrap_or(d.service_name);
+        let sample_ratio = match raw.sample_ratio {
+            None => d.sample_ratio,
+            Some(Ratio::Float(f)) => f,
+            Some(Ratio::Int(i)) => i as f64,
+            Some(Ratio::Str(s)) => s.trim().parse::<f64>().map_err(|_| {
+                self.invalid(
+                    "tracing.sample_ratio",
+                    format!("expected a number, found {s:?}"),
+                )
+            })?,
+        };
+        if !(0.0..=1.0).contains(&sample_ratio) {
+            return Err(self.invalid(
+                "tracing.sample_ratio",
+                format!("{sample_ratio} is out of range (0..=1)"),
+            ));
+        }
+        Ok(TracingConfig {
+            otlp_endpoint,
+            service_name,
+            sample_ratio,
+        })
+    }
 }

@@ -305,3 +305,88 @@ fn subscriptions_keys_have_defaults_bounds_and_a_stream_of_their_own() {
         @"fraiseql.toml:19: `subscriptions.max_subscription`: unknown field `max_subscription`, expected one of `enabled`, `max_connections`, `max_subscriptions_per_connection`, `max_subscriptions_per_tenant`, `keepalive_secs`, `connection_init_timeout_ms`, `buffer`, `subject_prefix`, `stream`, `retention_secs`, `replicas`"
     );
 }
+
+#[test]
+fn security_reads_trusted_documents_and_apq() {
+    let c = parse(SEED).expect("defaults");
+    assert_eq!(c.security, SecurityConfig::default());
+    assert!(c.security.apq && !c.security.trusted_documents.enabled);
+    let c = parse(&format!(
+        "{SEED}[security]\napq = false\napq_cache_bytes = 4096\n[security.trusted_documents]\nenabled = true\nmode = \"permissive\"\nmanifest_path = \"documents.json\"\n"
+    ))
+    .expect("security");
+    assert!(!c.security.apq);
+    assert_eq!(c.security.apq_cache_bytes, 4096);
+    let td = &c.security.trusted_documents;
+    assert_eq!(td.mode, TrustedMode::Permissive);
+    assert_eq!(
+        td.manifest_path.as_deref(),
+        Some(Path::new("/etc/app/documents.json"))
+    );
+    let err = parse(&format!(
+        "{SEED}[security.trusted_documents]\nenabled = true\n"
+    ))
+    .expect_err("no manifest")
+    .to_string();
+    assert!(
+        err.contains("security.trusted_documents.manifest_path")
+            && err.contains("fraiseql documents manifest"),
+        "{err}"
+    );
+    let err = parse(&format!(
+        "{SEED}[security.trusted_documents]\nmode = \"lenient\"\n"
+    ))
+    .expect_err("mode")
+    .to_string();
+    insta::assert_snapshot!(err, @r#"fraiseql.toml:19: `security.trusted_documents.mode`: "lenient" is not "strict" or "permissive""#);
+    let err = parse(&format!("{SEED}[security]\ntrusted = true\n"))
+        .expect_err("unknown key")
+        .to_string();
+    assert!(err.contains("unknown field `trusted`"), "{err}");
+}
+
+#[test]
+fn tracing_reads_its_keys_then_the_opentelemetry_variables() {
+    let c = parse(SEED).expect("defaults");
+    assert_eq!(c.tracing, TracingConfig::default());
+    assert_eq!(c.tracing.otlp_endpoint, None);
+    let c = parse(&format!(
+        "{SEED}[tracing]\notlp_endpoint = \"http://collector:4318/\"\nservice_name = \"api\"\nsample_ratio = 0.25\n"
+    ))
+    .expect("tracing");
+    assert_eq!(
+        c.tracing.otlp_endpoint.as_deref(),
+        Some("http://collector:4318")
+    );
+    assert_eq!(c.tracing.service_name, "api");
+    assert_eq!(c.tracing.sample_ratio, 0.25);
+    let otel = |name: &str| match name {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("https://otel.example:4318".to_owned()),
+        "OTEL_SERVICE_NAME" => Some("from-env".to_owned()),
+        other => env(other),
+    };
+    let c = parse_str(SEED, "fraiseql.toml", Path::new("/etc/app"), &otel).expect("env");
+    assert_eq!(
+        c.tracing.otlp_endpoint.as_deref(),
+        Some("https://otel.example:4318")
+    );
+    assert_eq!(c.tracing.service_name, "from-env");
+    // The keys win over the variables.
+    let src = format!("{SEED}[tracing]\notlp_endpoint = \"http://mine:4318\"\nservice_name = \"mine\"\nsample_ratio = 1\n");
+    let c = parse_str(&src, "fraiseql.toml", Path::new("/etc/app"), &otel).expect("keys");
+    assert_eq!(c.tracing.otlp_endpoint.as_deref(), Some("http://mine:4318"));
+    assert_eq!(c.tracing.service_name, "mine");
+    let err = parse(&format!("{SEED}[tracing]\nsample_ratio = 1.5\n"))
+        .expect_err("ratio")
+        .to_string();
+    assert!(err.contains("1.5 is out of range (0..=1)"), "{err}");
+    let err = parse(&format!(
+        "{SEED}[tracing]\notlp_endpoint = \"collector:4318\"\n"
+    ))
+    .expect_err("scheme")
+    .to_string();
+    assert!(
+        err.contains("tracing.otlp_endpoint") && err.contains("not an http:// or https:// URL"),
+        "{err}"
+    );
+}

@@ -65,8 +65,18 @@ impl Engine {
         let problems = catalog_check::check(lease.client(), &self.schema.catalog, TENANT_DATABASE)
             .await
             .map_err(|e| bad(e.to_string()));
+        let outbox = if self.config.observers.enabled && !self.observers.is_empty() {
+            outbox_is_current(&lease)
+                .await
+                .map_err(|e| bad(e.to_string()))
+        } else {
+            Ok(true)
+        };
         let _ = session::end(&lease, false).await;
         let problems = problems?;
+        if !outbox? {
+            return Err(EngineError::OutboxOutdated(name));
+        }
         if !problems.is_empty() {
             return Err(EngineError::Catalog {
                 database: name,
@@ -98,4 +108,21 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Whether the tenant's outbox (as its search path finds it) has the columns this version
+/// writes (`traceparent`): an older one fails every mutation with observers until `fraiseql
+/// migrate` adds them.
+async fn outbox_is_current(
+    lease: &crate::connections::Lease,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = lease
+        .client()
+        .query_one(
+            "SELECT to_regclass('fraiseql_outbox') IS NULL OR EXISTS (SELECT 1 FROM pg_attribute \
+             WHERE attrelid = to_regclass('fraiseql_outbox') AND attname = 'traceparent' AND NOT attisdropped)",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
 }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use fraiseql_config::TENANT_DATABASE;
 use fraiseql_plan::{Plan, RootKind};
 
@@ -28,15 +30,23 @@ impl Engine {
         ctx: &RequestContext,
         gate: &Arc<CommitGate>,
     ) -> Outcome {
-        let prepared = self
-            .documents
-            .get(&self.schema.api, &self.config.limits, &req.query);
+        let document_span = crate::otel_child_span!("graphql.document").entered();
+        let prepared = match self.prepare(req) {
+            Ok(p) => p,
+            Err(refusal) => return refusal.into(),
+        };
         let (doc, op) = match document::operation(&prepared, req.operation_name.as_deref(), method)
         {
             Ok(found) => found,
             Err(outcome) => return outcome,
         };
         let write = op.is_mutation();
+        drop(document_span);
+        let plan_span = crate::otel_child_span!(
+            "graphql.plan",
+            graphql.operation.type = if write { "mutation" } else { "query" }
+        )
+        .entered();
         let (plan, introspection) =
             match self
                 .planner()
@@ -56,26 +66,33 @@ impl Engine {
                 identity::SERVICE_REFUSED,
             )]);
         }
+        drop(plan_span);
         let lookups = Lookups::take(self.cache.as_deref().filter(|_| !write), &plan, ctx);
         let started = req.trace.then(trace::Started::now);
-        let done = if lookups.all_hit(&plan) {
-            Done::new(&plan)
-        } else if write {
-            match self
-                .spawn_writes(plan.clone(), ctx.clone(), gate.clone())
-                .await
-            {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::error!(error = %e, "write task failed");
-                    return Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::InternalServerError,
-                        "internal error (see server log)",
-                    )]);
-                }
+        // Kept for a trace sampled out too: a mutation writes its context (and so the decision)
+        // into its outbox rows from here.
+        let execute_span = crate::otel_span!("graphql.execute");
+        let done = async {
+            if lookups.all_hit(&plan) {
+                Ok(Done::new(&plan))
+            } else if write {
+                self.spawn_writes(plan.clone(), ctx.clone(), gate.clone())
+                    .await
+            } else {
+                Ok(execution::query(&self.env(), &plan, ctx, gate).await)
             }
-        } else {
-            execution::query(&self.env(), &plan, ctx, gate).await
+        }
+        .instrument(execute_span)
+        .await;
+        let done = match done {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "write task failed");
+                return Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::InternalServerError,
+                    "internal error (see server log)",
+                )]);
+            }
         };
         // An answer with errors (a nested field that failed is a null beside its error) is
         // never kept: a later hit would return the null without the error.
@@ -111,13 +128,18 @@ impl Engine {
         gate: Arc<CommitGate>,
     ) -> tokio::task::JoinHandle<Done> {
         let engine = self.clone();
-        tokio::spawn(async move {
-            let mut done = execution::mutation(&engine.env(), &plan, &ctx, &gate).await;
-            if !done.aborted {
-                engine.after_commit(&ctx, &plan, &mut done).await;
+        // The task carries the request's span: its statements and outbox rows belong to it.
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                let mut done = execution::mutation(&engine.env(), &plan, &ctx, &gate).await;
+                if !done.aborted {
+                    engine.after_commit(&ctx, &plan, &mut done).await;
+                }
+                done
             }
-            done
-        })
+            .instrument(span),
+        )
     }
 
     /// After a commit: its outbox events to the relay, and the cached answers it outdates moved

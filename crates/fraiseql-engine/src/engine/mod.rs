@@ -21,6 +21,8 @@ use fraiseql_schema::SchemaBundle;
 
 use crate::catalog_check::CatalogProblem;
 use crate::connections::{DbError, Pools};
+use crate::document::manifest::{Manifest, ManifestError};
+use crate::document::persisted::PersistedDocuments;
 use crate::document::DocumentCache;
 use crate::events::{Events, EventsError, Observers};
 use crate::execution::Env;
@@ -70,6 +72,12 @@ pub enum EngineError {
     /// An `[rbac]` coordinate names no field of the schema.
     #[error("[rbac] \"{0}\" is not a field of the schema (expected \"Type.field\")")]
     Rbac(String),
+    /// A tenant's outbox predates this version's columns.
+    #[error("{0}: fraiseql_outbox has no `traceparent` column; run `fraiseql migrate` (it adds the column to every tenant's outbox) before starting this version")]
+    OutboxOutdated(String),
+    /// The trusted documents' manifest cannot be loaded.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     /// A database does not answer.
     #[error("database `{name}` is not reachable: {reason}")]
     Unreachable {
@@ -98,6 +106,7 @@ pub struct Engine {
     verifier: Option<Verifier>,
     rbac: RbacRules,
     documents: DocumentCache,
+    persisted: PersistedDocuments,
     plans: PlanCache,
     statements: Arc<AtomicU64>,
     resolvers: Resolvers,
@@ -221,11 +230,20 @@ impl Engine {
                 metrics.clone(),
             ))
         });
+        let td = &config.security.trusted_documents;
+        let manifest = match (&td.manifest_path, td.enabled) {
+            (Some(path), true) => Some(Manifest::load(path)?),
+            _ => None,
+        };
+        if let Some(m) = &manifest {
+            tracing::info!(documents = m.len(), mode = ?td.mode, "trusted documents loaded");
+        }
         Ok(Self {
             cache,
             cache_bus: tokio::sync::OnceCell::new(),
             rbac: RbacRules::new(&config.rbac),
             documents: DocumentCache::new(config.limits.document_cache_bytes),
+            persisted: PersistedDocuments::new(&config.security, manifest),
             plans: PlanCache::new(config.limits.plan_cache_bytes),
             config,
             schema,
@@ -380,6 +398,11 @@ impl Engine {
         self.statements.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The trusted documents and automatic persisted queries.
+    pub fn persisted(&self) -> &PersistedDocuments {
+        &self.persisted
+    }
+
     /// Bytes held by the document cache and the plan cache.
     pub fn cache_bytes(&self) -> (u64, u64) {
         (self.documents.weighted_size(), self.plans.weighted_size())
@@ -416,12 +439,15 @@ impl Engine {
     /// without a token or tenant: the answer is the same constant for every caller and holds no
     /// data. Anything else is parsed only after the caller is identified.
     pub fn is_service_query(&self, req: &GraphqlRequest) -> bool {
-        if self.schema.catalog.federation.is_none() || !req.query.contains("_service") {
+        let Some(query) = req.query.as_deref() else {
+            return false;
+        };
+        if self.schema.catalog.federation.is_none() || !query.contains("_service") {
             return false;
         }
         let prepared = self
             .documents
-            .get(&self.schema.api, &self.config.limits, &req.query);
+            .get(&self.schema.api, &self.config.limits, query);
         let Ok(doc) = &prepared.document else {
             return false;
         };
@@ -468,6 +494,29 @@ impl Engine {
             subjects: &self.config.observers.stream.subjects,
             record_events: self.config.observers.enabled,
         }
+    }
+
+    /// The document stage's first half, for every transport: the text `req` runs (its own, or a
+    /// trusted or persisted document it names), parsed, limit-checked and validated (cached).
+    pub(crate) fn prepare(
+        &self,
+        req: &GraphqlRequest,
+    ) -> Result<crate::document::Prepared, crate::document::persisted::Refusal> {
+        let resolved = self.persisted.resolve(req, || self.is_service_query(req))?;
+        if resolved.untrusted {
+            self.metrics.untrusted_document();
+            tracing::info!(
+                operation = %req.operation_name.as_deref().unwrap_or("").chars().take(64).collect::<String>(),
+                "a document outside the trusted documents' manifest ran (permissive mode)"
+            );
+        }
+        let prepared = self
+            .documents
+            .get(&self.schema.api, &self.config.limits, &resolved.text);
+        if let Some(hex) = &resolved.register {
+            self.persisted.register(hex, &prepared);
+        }
+        Ok(prepared)
     }
 
     pub(crate) fn planner(&self) -> Planner<'_> {

@@ -24,8 +24,8 @@ impl Engine {
         after: Option<&str>,
     ) -> Result<Option<String>, Refused> {
         let prepared = self
-            .documents
-            .get(&self.schema.api, &self.config.limits, &req.query);
+            .prepare(req)
+            .map_err(|r| Refused::Errors(vec![r.error]))?;
         let doc = match &prepared.document {
             Ok(doc) => doc,
             Err(errors) => return Err(Refused::Errors(errors.clone())),
@@ -92,9 +92,9 @@ impl Engine {
 
     /// Whether `req` names a subscription operation (of a valid document).
     pub fn is_subscription(&self, req: &GraphqlRequest) -> bool {
-        let prepared = self
-            .documents
-            .get(&self.schema.api, &self.config.limits, &req.query);
+        let Ok(prepared) = self.prepare(req) else {
+            return false;
+        };
         let Ok(doc) = &prepared.document else {
             return false;
         };

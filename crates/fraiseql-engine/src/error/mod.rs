@@ -50,6 +50,14 @@ pub enum ErrorCode {
     TooManySubscriptions,
     /// Anything else; details are in the server log, never in the response.
     InternalServerError,
+    /// Strict trusted documents: the document is not in the manifest.
+    ForbiddenQuery,
+    /// No trusted document has the id the request names.
+    DocumentNotFound,
+    /// Automatic persisted queries: the hash is unknown; send it again with the query text.
+    PersistedQueryNotFound,
+    /// Automatic persisted queries are off; send the query text.
+    PersistedQueryNotSupported,
 }
 
 impl ErrorCode {
@@ -75,6 +83,10 @@ impl ErrorCode {
             Self::PositionExpired => "POSITION_EXPIRED",
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Self::ForbiddenQuery => "FORBIDDEN_QUERY",
+            Self::DocumentNotFound => "DOCUMENT_NOT_FOUND",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
         }
     }
 }

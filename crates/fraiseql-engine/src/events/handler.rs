@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
+use tracing::Instrument;
 
 use super::EventsError;
 use crate::connections::{Pools, TextParam};
@@ -108,8 +109,10 @@ async fn handle_sql(
         values.iter().map(|v| v.as_deref().map(TextParam)).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
     let stmt = client.prepare(sql).await.map_err(|e| e.to_string())?;
+    let tenant = body.get("tenant_id").and_then(Value::as_str);
     client
         .execute(&stmt, &refs)
+        .instrument(crate::telemetry::sql(database, tenant, sql))
         .await
         .map(drop)
         .map_err(|e| match e.as_db_error() {

@@ -8,6 +8,8 @@ use fraiseql_schema::{quote_ident, quote_literal, Catalog};
 
 /// The outbox table, created in every tenant database or schema (and in a single database) by
 /// provisioning and `fraiseql migrate`. Sent rows are kept a day for inspection, then pruned.
+/// `traceparent` (added to older tables by the same statements) is the W3C trace context of
+/// the request that wrote the row, when OpenTelemetry is on: the relay continues its trace.
 pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_outbox (
     event_id uuid PRIMARY KEY,
     tenant_key text,
@@ -17,8 +19,10 @@ pub const DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_outbox (
     attempts integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     sent_at timestamptz,
-    last_error text
+    last_error text,
+    traceparent text
 );
+ALTER TABLE fraiseql_outbox ADD COLUMN IF NOT EXISTS traceparent text;
 CREATE INDEX IF NOT EXISTS fraiseql_outbox_unsent ON fraiseql_outbox (next_attempt_at) WHERE sent_at IS NULL;";
 
 /// Under `row_level` every tenant's events are in one outbox: row-level security keeps each
@@ -45,12 +49,15 @@ pub struct OutboxEvent {
     pub subject: String,
     /// The JSON body.
     pub payload: String,
+    /// The W3C `traceparent` of the request that wrote it (OpenTelemetry on).
+    pub traceparent: Option<String>,
 }
 
 /// An observer rule as a statement: `$1` tenant key, `$2` subject (for change events: the
-/// subject prefix, the rest is added by the statement); the changed keys are the
-/// mutation's, in the transaction's `fraiseql.keys` setting (so it can be sent together with the
-/// mutation). Returns `event_id, subject, payload` of each event written.
+/// subject prefix, the rest is added by the statement), `$3` traceparent (or `NULL`); the
+/// changed keys are the mutation's, in the transaction's `fraiseql.keys` setting (so it can be
+/// sent together with the mutation). Returns `event_id, subject, payload, traceparent` of each
+/// event written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObserverStatement {
     /// The subject (`$2`).
@@ -106,10 +113,10 @@ impl Observers {
                     pairs.push(format!("{}, {v}", quote_literal(out)));
                 }
                 format!(
-                    "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
-                     SELECT s.eid, $1, $2, jsonb_build_object({}) \
+                    "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload, traceparent) \
+                     SELECT s.eid, $1, $2, jsonb_build_object({}), $3::text \
                      FROM (SELECT gen_random_uuid() AS eid, e.k FROM json_array_elements_text(coalesce(current_setting('{}', true), '[]')::json) AS e(k) WHERE e.k IS NOT NULL) s \
-                     RETURNING event_id::text, subject, payload::text",
+                     RETURNING event_id::text, subject, payload::text, traceparent",
                     pairs.join(", "),
                     fraiseql_schema::KEYS_SETTING
                 )
@@ -124,10 +131,10 @@ impl Observers {
                     ));
                 }
                 format!(
-                    "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
-                     SELECT s.eid, $1, $2, jsonb_build_object({}) \
+                    "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload, traceparent) \
+                     SELECT s.eid, $1, $2, jsonb_build_object({}), $3::text \
                      FROM (SELECT gen_random_uuid() AS eid, t.* FROM {view} t WHERE t.{key} = ANY({keys}) ORDER BY array_position({keys}, t.{key})) s \
-                     RETURNING event_id::text, subject, payload::text",
+                     RETURNING event_id::text, subject, payload::text, traceparent",
                     pairs.join(", "),
                     keys = fraiseql_schema::returned_keys(&ty.view.to_string(), &ty.key_column),
                     view = ty.view
@@ -180,10 +187,10 @@ impl Observers {
             // The key as text, so the payload is the same whatever the key column's type; the
             // time is the write's (clock_timestamp: the latency histogram measures from it).
             let sql = format!(
-                "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
-                 SELECT s.eid, $1, {subject}, jsonb_build_object('event_id', s.eid, 'tenant_id', $1::text, 'entity', {entity}, 'operation', {operation}, 'key', s.k, 'timestamp', to_jsonb(clock_timestamp())) \
+                "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload, traceparent) \
+                 SELECT s.eid, $1, {subject}, jsonb_build_object('event_id', s.eid, 'tenant_id', $1::text, 'entity', {entity}, 'operation', {operation}, 'key', s.k, 'timestamp', to_jsonb(clock_timestamp())), $3::text \
                  FROM (SELECT gen_random_uuid() AS eid, t.{key}::text AS k FROM {view} t WHERE t.{key} = ANY({keys}) ORDER BY array_position({keys}, t.{key})) s \
-                 RETURNING event_id::text, subject, payload::text",
+                 RETURNING event_id::text, subject, payload::text, traceparent",
                 entity = quote_literal(&change.entity),
                 operation = quote_literal(&change.operation),
                 key = quote_ident(&ty.key_column),
@@ -238,8 +245,8 @@ mod tests {
             },
         ];
         let o = Observers::build(&rules, &b.catalog).expect("observers");
-        insta::assert_snapshot!(o.statements("Project", "CREATE")[0].sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'CREATE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s."id", 'project_id', s."data"->'id') FROM (SELECT gen_random_uuid() AS eid, t.* FROM "v_project" t WHERE t."id" = ANY(ARRAY(SELECT (json_populate_record(NULL::"v_project", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n)) ORDER BY array_position(ARRAY(SELECT (json_populate_record(NULL::"v_project", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n), t."id")) s RETURNING event_id::text, subject, payload::text"#);
-        insta::assert_snapshot!(o.statements("Project", "DELETE")[0].sql, @"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'DELETE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s.k, 'project_id', s.k) FROM (SELECT gen_random_uuid() AS eid, e.k FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) AS e(k) WHERE e.k IS NOT NULL) s RETURNING event_id::text, subject, payload::text");
+        insta::assert_snapshot!(o.statements("Project", "CREATE")[0].sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload, traceparent) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'CREATE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s."id", 'project_id', s."data"->'id'), $3::text FROM (SELECT gen_random_uuid() AS eid, t.* FROM "v_project" t WHERE t."id" = ANY(ARRAY(SELECT (json_populate_record(NULL::"v_project", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n)) ORDER BY array_position(ARRAY(SELECT (json_populate_record(NULL::"v_project", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n), t."id")) s RETURNING event_id::text, subject, payload::text, traceparent"#);
+        insta::assert_snapshot!(o.statements("Project", "DELETE")[0].sql, @"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload, traceparent) SELECT s.eid, $1, $2, jsonb_build_object('event_id', s.eid, 'event_type', $2::text, 'tenant_id', $1::text, 'entity', 'Project', 'operation', 'DELETE', 'timestamp', to_jsonb(statement_timestamp()), 'key', s.k, 'project_id', s.k), $3::text FROM (SELECT gen_random_uuid() AS eid, e.k FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) AS e(k) WHERE e.k IS NOT NULL) s RETURNING event_id::text, subject, payload::text, traceparent");
         assert!(o.statements("Project", "UPDATE").is_empty());
         let bad = vec![ObserverRule {
             entity: "Nope".into(),
@@ -262,7 +269,7 @@ mod tests {
         .expect("changes");
         let st = &o.statements("Task", "UPDATE")[0];
         assert_eq!(st.subject, "fraiseql.changes", "$2 is the prefix");
-        insta::assert_snapshot!(st.sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) SELECT s.eid, $1, $2::text || '.' || coalesce(nullif($1::text, ''), '_') || '.Task.UPDATE', jsonb_build_object('event_id', s.eid, 'tenant_id', $1::text, 'entity', 'Task', 'operation', 'UPDATE', 'key', s.k, 'timestamp', to_jsonb(clock_timestamp())) FROM (SELECT gen_random_uuid() AS eid, t."id"::text AS k FROM "v_task" t WHERE t."id" = ANY(ARRAY(SELECT (json_populate_record(NULL::"v_task", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n)) ORDER BY array_position(ARRAY(SELECT (json_populate_record(NULL::"v_task", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n), t."id")) s RETURNING event_id::text, subject, payload::text"#);
+        insta::assert_snapshot!(st.sql, @r#"INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload, traceparent) SELECT s.eid, $1, $2::text || '.' || coalesce(nullif($1::text, ''), '_') || '.Task.UPDATE', jsonb_build_object('event_id', s.eid, 'tenant_id', $1::text, 'entity', 'Task', 'operation', 'UPDATE', 'key', s.k, 'timestamp', to_jsonb(clock_timestamp())), $3::text FROM (SELECT gen_random_uuid() AS eid, t."id"::text AS k FROM "v_task" t WHERE t."id" = ANY(ARRAY(SELECT (json_populate_record(NULL::"v_task", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n)) ORDER BY array_position(ARRAY(SELECT (json_populate_record(NULL::"v_task", json_build_object('id', e.value)))."id" FROM json_array_elements_text(coalesce(current_setting('fraiseql.keys', true), '[]')::json) WITH ORDINALITY AS e(value, n) ORDER BY e.n), t."id")) s RETURNING event_id::text, subject, payload::text, traceparent"#);
         assert_eq!(o.statements("Project", "CREATE").len(), 1);
         assert!(o.statements("Project", "UPDATE").is_empty());
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tracing::Instrument;
 
 use super::{ensure_stream, Inner, OutboxEvent, Target};
 use crate::connections::Lease;
@@ -14,20 +15,39 @@ use crate::identity::RequestContext;
 use crate::routing::{session, Place, SessionContext};
 
 /// Publishes one event and waits for JetStream's acknowledgement: whether the stream took it as
-/// new (`false`: a copy of an event already in the stream, dropped by its `Nats-Msg-Id`).
+/// new (`false`: a copy of an event already in the stream, dropped by its `Nats-Msg-Id`). The
+/// message carries a `traceparent` header: the publish span's, a child of the request that wrote
+/// the row (OpenTelemetry on), else the row's own, passed on.
 pub(crate) async fn publish(inner: &Inner, ev: &OutboxEvent) -> Result<bool, String> {
+    let span = crate::otel_span!(
+        "outbox.publish",
+        otel.name = %format!("{} publish", ev.subject),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.destination.name = %ev.subject,
+        messaging.message.id = %ev.event_id,
+    );
+    crate::telemetry::set_parent(&span, ev.traceparent.as_deref(), None);
+    let traceparent = crate::telemetry::traceparent(&span).or_else(|| ev.traceparent.clone());
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", ev.event_id.as_str());
-    let ack = inner
-        .js
-        .publish_with_headers(ev.subject.clone(), headers, ev.payload.clone().into())
-        .await
-        .map_err(|e| e.to_string())?;
-    let wait = Duration::from_millis(inner.config.publish_timeout_ms);
-    match tokio::time::timeout(wait, ack).await {
-        Err(_) => Err("no acknowledgement from JetStream in time".to_owned()),
-        Ok(r) => r.map(|ack| !ack.duplicate).map_err(|e| e.to_string()),
+    if let Some(tp) = &traceparent {
+        headers.insert(crate::telemetry::TRACEPARENT, tp.as_str());
     }
+    async {
+        let ack = inner
+            .js
+            .publish_with_headers(ev.subject.clone(), headers, ev.payload.clone().into())
+            .await
+            .map_err(|e| e.to_string())?;
+        let wait = Duration::from_millis(inner.config.publish_timeout_ms);
+        match tokio::time::timeout(wait, ack).await {
+            Err(_) => Err("no acknowledgement from JetStream in time".to_owned()),
+            Ok(r) => r.map(|ack| !ack.duplicate).map_err(|e| e.to_string()),
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 /// A connection to `target`'s outbox, in a transaction that sees it (the tenant's role and
@@ -157,7 +177,7 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
     let err = |e: tokio_postgres::Error| e.to_string();
     let rows = c
         .query(
-            "SELECT event_id::text, subject, payload::text FROM fraiseql_outbox \
+            "SELECT event_id::text, subject, payload::text, traceparent FROM fraiseql_outbox \
              WHERE sent_at IS NULL AND next_attempt_at <= now() \
              ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
             &[],
@@ -170,6 +190,7 @@ async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, Strin
             event_id: r.get(0),
             subject: r.get(1),
             payload: r.get(2),
+            traceparent: r.get(3),
         })
         .collect();
     let Published {

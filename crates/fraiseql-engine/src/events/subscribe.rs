@@ -11,6 +11,7 @@ use async_nats::jetstream::AckKind;
 use fraiseql_config::SubscriberConfig;
 use futures_util::StreamExt;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::handler::{run_handler, Handler};
 use super::{dead_letter, ensure_stream, Inner};
@@ -38,12 +39,49 @@ async fn handle(
         .map(|i| (i.delivered, i64::try_from(i.stream_sequence).ok()))
         .unwrap_or((1, None));
     let subject = msg.subject.to_string();
+    let group = s.consumer_group.as_str();
+    // The trace the publisher carried on (`traceparent` header) continues here.
+    let span = crate::otel_span!(
+        "nats.consume",
+        otel.name = %format!("{subject} process"),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.destination.name = %subject,
+        messaging.consumer.group.name = group,
+        messaging.message.delivery_count = delivered,
+    );
+    let traceparent = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(crate::telemetry::TRACEPARENT))
+        .map(|v| v.as_str());
+    crate::telemetry::set_parent(&span, traceparent, None);
+    handle_message(inner, s, handler, msg, subject, delivered, sequence)
+        .instrument(span)
+        .await
+}
+
+async fn handle_message(
+    inner: &Inner,
+    s: &SubscriberConfig,
+    handler: &Handler,
+    msg: async_nats::jetstream::Message,
+    subject: String,
+    delivered: i64,
+    sequence: Option<i64>,
+) {
     let raw = String::from_utf8_lossy(&msg.payload).into_owned();
     let body: Result<Value, String> =
         serde_json::from_str(&raw).map_err(|e| format!("the message is not JSON: {e}"));
     let result = match &body {
         Ok(b @ Value::Object(_)) => {
-            run_handler(inner.routes.pools(), handler, &subject, &raw, b, delivered).await
+            let span = crate::otel_child_span!(
+                "subscriber.handle",
+                messaging.consumer.group.name = s.consumer_group.as_str(),
+            );
+            run_handler(inner.routes.pools(), handler, &subject, &raw, b, delivered)
+                .instrument(span)
+                .await
         }
         Ok(_) => Err("the message is not a JSON object".to_owned()),
         Err(e) => Err(e.clone()),

@@ -4,8 +4,10 @@
 //! connection). Each result's JSON text is copied straight into the response body.
 
 use fraiseql_plan::{RootPlan, SqlPlan};
+use fraiseql_schema::ContextValue;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
+use tracing::Instrument;
 
 use super::pipeline::{self, Frame};
 use super::{Env, FieldResult};
@@ -62,7 +64,10 @@ pub(crate) async fn run(
         env.count(plans.len());
         match env.routes.route(ctx, db).await {
             Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
-            Ok((lease, session)) => run_on(&lease, &session, &plans).await,
+            Ok((lease, session)) => {
+                let db_name = crate::telemetry::db_name(ctx, db);
+                run_on(&lease, db_name, &session, &plans).await
+            }
         }
     });
     let results = futures_util::future::join_all(runs).await;
@@ -83,15 +88,22 @@ pub(crate) async fn run(
 /// resolution follows the tenant's search_path there.
 pub(crate) async fn run_on(
     lease: &Lease,
+    db_name: &str,
     session: &SessionContext<'_>,
     plans: &[(&str, &SqlPlan)],
 ) -> Vec<FieldResult> {
     let sqls: Vec<&str> = plans.iter().map(|(_, p)| p.sql.as_str()).collect();
     let client = lease.client();
+    let tenant = session.value(ContextValue::TenantKey);
+    let span = |sql: &str| crate::telemetry::sql(db_name, tenant, sql);
     if session.is_empty() && plans.len() == 1 {
         return match lease.prepare_all(&sqls).await {
             Err(e) => all_failed(plans, &e),
-            Ok(stmts) => vec![query(client, &stmts[0], &plans[0].1.params, plans[0].0).await],
+            Ok(stmts) => vec![
+                query(client, &stmts[0], &plans[0].1.params, plans[0].0)
+                    .instrument(span(sqls[0]))
+                    .await,
+            ],
         };
     }
     let fixed = match lease
@@ -117,7 +129,7 @@ pub(crate) async fn run_on(
             plans
                 .iter()
                 .zip(&stmts)
-                .map(|((f, p), s)| query(client, s, &p.params, f)),
+                .map(|((f, p), s)| query(client, s, &p.params, f).instrument(span(&p.sql))),
         );
         futures_util::future::join(work, client.execute(commit, &[])).await
     })

@@ -16,6 +16,7 @@ use fraiseql_plan::{BoundParam, CallKind, OutputPlan, Plan, RootKind, SqlPlan};
 use fraiseql_schema::ContextValue;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
+use tracing::Instrument;
 
 use super::markers::{collect_markers, project, replace_markers, resolve_batch};
 use super::{CommitGate, Done, Env, JsonText};
@@ -186,9 +187,15 @@ pub(crate) async fn run(
                     let tx = txs.get(&m.database).await?;
                     env.statements.fetch_add(1, Ordering::Relaxed);
                     let texts: Vec<Option<&str>> = params.iter().map(Option::as_deref).collect();
+                    let span = crate::telemetry::sql(
+                        crate::telemetry::db_name(ctx, &m.database),
+                        txs.values.value(ContextValue::TenantKey),
+                        &m.sql,
+                    );
                     let text = tx
                         .lease
                         .text(&m.sql, &texts)
+                        .instrument(span)
                         .await
                         .map_err(|e| db_error(&e, key))?;
                     serde_json::from_str::<Value>(text.as_deref().unwrap_or("[]")).map_err(|e| {
@@ -326,17 +333,33 @@ async fn record(
         remember_keys(&tx, &keys, field).await?;
     }
     let err = |e: tokio_postgres::Error| db_error(&e, field);
+    // The request's trace continues from its outbox rows.
+    let traceparent = crate::telemetry::current_traceparent();
+    let db_name = crate::telemetry::db_name(txs.ctx, TENANT_DATABASE);
     for st in statements {
         txs.env.statements.fetch_add(1, Ordering::Relaxed);
         let stmt = tx.lease.prepare(&st.sql).await.map_err(err)?;
-        let params = text_params(&[tenant.as_deref(), Some(st.subject.as_str())]);
+        let params = text_params(&[
+            tenant.as_deref(),
+            Some(st.subject.as_str()),
+            traceparent.as_deref(),
+        ]);
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        for row in tx.lease.client().query(&stmt, &refs).await.map_err(err)? {
+        let span = crate::telemetry::sql(db_name, tenant.as_deref(), &st.sql);
+        let rows = tx
+            .lease
+            .client()
+            .query(&stmt, &refs)
+            .instrument(span)
+            .await
+            .map_err(err)?;
+        for row in rows {
             out.push(OutboxEvent {
                 event_id: row.try_get(0).map_err(err)?,
                 subject: row.try_get(1).map_err(err)?,
                 payload: row.try_get(2).map_err(err)?,
+                traceparent: row.try_get(3).map_err(err)?,
             });
         }
     }
@@ -385,11 +408,11 @@ async fn record(
         .lease
         .client()
         .query(
-            "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload) \
-             SELECT e.eid, $1, e.subject, e.payload::jsonb || jsonb_build_object('event_id', e.eid, 'event_type', e.subject, 'tenant_id', $1::text, 'timestamp', to_jsonb(statement_timestamp())) \
+            "INSERT INTO fraiseql_outbox (event_id, tenant_key, subject, payload, traceparent) \
+             SELECT e.eid, $1, e.subject, e.payload::jsonb || jsonb_build_object('event_id', e.eid, 'event_type', e.subject, 'tenant_id', $1::text, 'timestamp', to_jsonb(statement_timestamp())), $4::text \
              FROM (SELECT gen_random_uuid() AS eid, u.s AS subject, u.p AS payload FROM unnest($2::text[], $3::text[]) AS u(s, p)) e \
-             RETURNING event_id::text, subject, payload::text",
-            &[&tenant, &subjects, &payloads],
+             RETURNING event_id::text, subject, payload::text, traceparent",
+            &[&tenant, &subjects, &payloads, &traceparent],
         )
         .await
         .map_err(err)?;
@@ -398,6 +421,7 @@ async fn record(
             event_id: row.try_get(0).map_err(err)?,
             subject: row.try_get(1).map_err(err)?,
             payload: row.try_get(2).map_err(err)?,
+            traceparent: row.try_get(3).map_err(err)?,
         });
     }
     Ok(())
@@ -434,9 +458,15 @@ async fn run_sql(
 ) -> TextResult {
     let tx = txs.get(&p.database).await?;
     txs.env.statements.fetch_add(1, Ordering::Relaxed);
+    let span = crate::telemetry::sql(
+        crate::telemetry::db_name(txs.ctx, &p.database),
+        txs.values.value(ContextValue::TenantKey),
+        &p.sql,
+    );
     let text = tx
         .lease
         .text(&p.sql, params)
+        .instrument(span)
         .await
         .map_err(|e| db_error(&e, key))?;
     match text {

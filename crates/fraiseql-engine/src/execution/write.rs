@@ -7,8 +7,10 @@
 //! sending, so a request whose COMMIT went out is reported with its outcome, never as a timeout.
 
 use fraiseql_plan::{BoundParam, MutationPlan, OutputPlan, Plan, RootKind};
+use fraiseql_schema::ContextValue;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
+use tracing::Instrument;
 
 use super::pipeline::{self, Frame};
 use super::{CommitGate, Done, Env};
@@ -79,6 +81,8 @@ impl<'p> Steps<'p> {
         let tenant_key = session
             .value(fraiseql_schema::ContextValue::TenantKey)
             .map(str::to_owned);
+        // The request's trace continues from its outbox rows (a bind parameter, like the rest).
+        let traceparent = crate::telemetry::current_traceparent();
         let mut s = Self {
             steps: Vec::new(),
             sqls: Vec::new(),
@@ -95,7 +99,11 @@ impl<'p> Steps<'p> {
             s.push(Step::Mutation(i, m), &m.sql, bound.collect());
             if let (Some(c), true) = (&m.change, env.record_events) {
                 for st in env.observers.statements(&c.entity, &c.operation) {
-                    let params = vec![tenant_key.clone(), Some(st.subject.clone())];
+                    let params = vec![
+                        tenant_key.clone(),
+                        Some(st.subject.clone()),
+                        traceparent.clone(),
+                    ];
                     s.push(Step::Outbox(i), &st.sql, params);
                 }
             }
@@ -172,7 +180,8 @@ pub(crate) async fn run(
         fail_all(&mut done, plan, e);
         return done;
     }
-    let answers = match send(&lease, &session, &fixed, &steps).await {
+    let db_name = crate::telemetry::db_name(ctx, database);
+    let answers = match send(&lease, db_name, &session, &fixed, &steps).await {
         Ok(a) => a,
         Err(e) => {
             fail_all(&mut done, plan, db_error(&e, "transaction"));
@@ -195,6 +204,7 @@ type Answer = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>;
 /// through.
 async fn send(
     lease: &crate::connections::Lease,
+    db_name: &str,
     session: &SessionContext<'_>,
     fixed: &[tokio_postgres::Statement],
     steps: &Steps<'_>,
@@ -223,15 +233,19 @@ async fn send(
         end: &fixed[3],
     };
     let (probe, commit) = (&fixed[2], &fixed[3]);
+    let tenant = session.value(ContextValue::TenantKey);
+    let sqls = &steps.sqls;
     let (context, answers) =
         pipeline::run(lease, frame, &ctx_refs, &steps.sqls, |stmts| async move {
-            futures_util::future::join_all(
-                stmts
-                    .iter()
-                    .zip(&refs)
-                    .map(|(s, r)| client.query(s, r.as_slice()))
-                    .chain([client.query(probe, &[]), client.query(commit, &[])]),
-            )
+            let statements = stmts.iter().zip(&refs).zip(sqls).map(|((s, r), sql)| {
+                let span = crate::telemetry::sql(db_name, tenant, sql);
+                client.query(s, r.as_slice()).instrument(span)
+            });
+            let none = tracing::Span::none;
+            futures_util::future::join_all(statements.chain([
+                client.query(probe, &[]).instrument(none()),
+                client.query(commit, &[]).instrument(none()),
+            ]))
             .await
         })
         .await?;
@@ -278,13 +292,17 @@ fn read_answers(
             }
             (Step::Outbox(_), Ok(rows)) => {
                 for row in rows {
-                    if let (Ok(event_id), Ok(subject), Ok(payload)) =
-                        (row.try_get(0), row.try_get(1), row.try_get(2))
-                    {
+                    if let (Ok(event_id), Ok(subject), Ok(payload), Ok(traceparent)) = (
+                        row.try_get(0),
+                        row.try_get(1),
+                        row.try_get(2),
+                        row.try_get(3),
+                    ) {
                         done.events.push(OutboxEvent {
                             event_id,
                             subject,
                             payload,
+                            traceparent,
                         });
                     }
                 }

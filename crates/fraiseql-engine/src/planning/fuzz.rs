@@ -263,7 +263,7 @@ proptest! {
                         "operation {name} passed with {c:?} for {query}"
                     );
                 }
-                let req = GraphqlRequest { query: query.clone(), variables, ..GraphqlRequest::default() };
+                let req = GraphqlRequest { query: Some(query.clone()), variables, ..GraphqlRequest::default() };
                 if let Ok(op) = doc.operations.get(None) {
                     let planner = Planner {
                         schema: &bundle,

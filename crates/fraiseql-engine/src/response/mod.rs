@@ -17,6 +17,13 @@ pub enum OutcomeKind {
     RequestError,
     /// The operation type cannot run over this HTTP method (a mutation over GET).
     MethodNotAllowed,
+    /// The request is malformed whatever the media type (a persisted query whose text does not
+    /// hash to its id): 400 under `application/json` too.
+    BadRequest,
+    /// Apollo's automatic persisted queries asking the client to send the text
+    /// (`PersistedQueryNotFound`, `PersistedQueryNotSupported`): 200 whatever the media type, as
+    /// Apollo Server answers; Apollo Client 3 stops sending hashes for good after a 400.
+    PersistedQueryRetry,
 }
 
 /// A finished response: its JSON body and its kind.

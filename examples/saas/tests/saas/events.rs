@@ -1008,3 +1008,41 @@ async fn a_three_node_cluster_loses_a_node_and_the_streams_leader_without_losing
         counts.stored, counts.deliveries, counts.handled
     );
 }
+
+/// An outbox created before `traceparent` existed: the server refuses to start (every mutation
+/// with observers would fail) and says what to run; `fraiseql migrate` adds the column, and
+/// events flow again.
+#[tokio::test]
+async fn an_outbox_without_traceparent_is_refused_at_start_up_until_migrated() {
+    let nats = NatsServer::start().expect("nats");
+    let t = events_world(&nats, 5).await;
+    let rec = t.create_tenant("acme").await.expect("tenant");
+    let admin = t.admin_client(&rec).await.expect("admin");
+    admin
+        .batch_execute("ALTER TABLE fraiseql_outbox DROP COLUMN traceparent")
+        .await
+        .expect("an older outbox");
+    let engine = fraiseql::Engine::from_config(t.config.clone()).expect("engine");
+    let err = engine
+        .check_databases()
+        .await
+        .expect_err("an outdated outbox")
+        .to_string();
+    assert_eq!(
+        err,
+        "tenant `acme`: fraiseql_outbox has no `traceparent` column; run `fraiseql migrate` (it adds the column to every tenant's outbox) before starting this version"
+    );
+    fraiseql::ops::provision::migrate_tenant(&t.config, &rec)
+        .await
+        .expect("migrate");
+    engine.check_databases().await.expect("migrated");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    let org = create_org(&client, "Org").await;
+    let project = create_project(&client, &org, "After the upgrade").await;
+    wait_for_rows(&t, 1, Duration::from_secs(20)).await;
+    assert_eq!(
+        analytics_count(&t, &format!("data->>'project_id' = '{project}'")).await,
+        1
+    );
+}

@@ -3,6 +3,7 @@
 #[macro_use]
 mod harness;
 mod cache;
+mod documents;
 mod events;
 mod federation;
 mod hardening;
