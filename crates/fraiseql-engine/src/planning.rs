@@ -123,6 +123,8 @@ impl PlanCache {
 /// What planning needs from the engine.
 pub(crate) struct Planner<'e> {
     pub schema: &'e SchemaBundle,
+    /// The schema's catalog with the views' columns found at start-up (or without them).
+    pub catalog: &'e fraiseql_schema::Catalog,
     pub implementers: &'e HashMap<Name, Implementers>,
     pub limits: &'e LimitsConfig,
     pub rbac: &'e RbacRules,
@@ -192,47 +194,50 @@ impl Planner<'_> {
                 )]))
             }
         };
+        // `where` entries share the selection budget with the operation's fields.
+        let fields = crate::limits::cost_of(doc, op).fields;
         let limits = PlanLimits {
             max_limit: self.limits.max_limit,
             max_string_length: self.limits.max_string_length,
             max_list_length: self.limits.max_list_length,
             max_rows: self.limits.max_rows,
+            max_depth: self.limits.max_depth,
+            max_filter_nodes: self.limits.max_fields.saturating_sub(fields),
             marker_nonce: self.marker_nonce,
         };
         let access = Rbac {
             rules: self.rbac,
             roles,
         };
-        let plan =
-            match fraiseql_plan::plan(api, &self.schema.catalog, doc, op, &vars, limits, &access) {
-                Ok(p) => p,
-                Err(PlanError::BadArgument { message, path }) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::BadUserInput,
-                        message,
-                    )
-                    .with_path(path)]))
-                }
-                Err(PlanError::Forbidden { message, path }) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::Forbidden,
-                        message,
-                    )
-                    .with_path(path)]))
-                }
-                Err(PlanError::TooComplex(m)) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::QueryTooComplex,
-                        m,
-                    )]))
-                }
-                Err(PlanError::Unsupported(m)) => {
-                    return Err(Outcome::request_error(vec![GraphqlError::new(
-                        ErrorCode::OperationNotSupported,
-                        m,
-                    )]))
-                }
-            };
+        let plan = match fraiseql_plan::plan(api, self.catalog, doc, op, &vars, limits, &access) {
+            Ok(p) => p,
+            Err(PlanError::BadArgument { message, path }) => {
+                return Err(Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::BadUserInput,
+                    message,
+                )
+                .with_path(path)]))
+            }
+            Err(PlanError::Forbidden { message, path }) => {
+                return Err(Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::Forbidden,
+                    message,
+                )
+                .with_path(path)]))
+            }
+            Err(PlanError::TooComplex(m)) => {
+                return Err(Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::QueryTooComplex,
+                    m,
+                )]))
+            }
+            Err(PlanError::Unsupported(m)) => {
+                return Err(Outcome::request_error(vec![GraphqlError::new(
+                    ErrorCode::OperationNotSupported,
+                    m,
+                )]))
+            }
+        };
 
         let introspection = if plan
             .fields

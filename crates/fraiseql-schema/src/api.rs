@@ -7,7 +7,7 @@ use apollo_compiler::Schema;
 use crate::error::SchemaError;
 
 /// The engine's directives (`prelude.graphql`): never shown to clients or gateways.
-pub(crate) const OURS: [&str; 10] = [
+pub(crate) const OURS: [&str; 11] = [
     "view",
     "json",
     "column",
@@ -18,6 +18,7 @@ pub(crate) const OURS: [&str; 10] = [
     "mutation",
     "federated",
     "cache",
+    "connection",
 ];
 
 fn strip_list(list: &mut DirectiveList) {

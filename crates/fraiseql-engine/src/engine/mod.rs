@@ -105,6 +105,9 @@ pub struct Engine {
     cache_bus: tokio::sync::OnceCell<Option<Arc<crate::cache::bus::CacheBus>>>,
     events: std::sync::OnceLock<Events>,
     marker_nonce: u64,
+    /// The catalog with the views' columns, once `check_databases` read them: `where`
+    /// filters then compare the columns that hold a field's value (see `catalog_check.rs`).
+    found: std::sync::OnceLock<fraiseql_schema::Catalog>,
 }
 
 impl Engine {
@@ -224,6 +227,7 @@ impl Engine {
             metrics,
             events: std::sync::OnceLock::new(),
             marker_nonce: rand::random(),
+            found: std::sync::OnceLock::new(),
         })
     }
 
@@ -419,6 +423,7 @@ impl Engine {
     fn planner(&self) -> Planner<'_> {
         Planner {
             schema: &self.schema,
+            catalog: self.found.get().unwrap_or(&self.schema.catalog),
             implementers: &self.implementers,
             limits: &self.config.limits,
             rbac: &self.rbac,

@@ -257,6 +257,7 @@ proptest! {
             if let Ok(op) = doc.operations.get(None) {
                 let planner = Planner {
                     schema: &bundle,
+                    catalog: &bundle.catalog,
                     implementers: &implementers,
                     limits: &limits,
                     rbac: &rbac,
