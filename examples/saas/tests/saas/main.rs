@@ -5,6 +5,7 @@ mod harness;
 mod cache;
 mod events;
 mod federation;
+mod filters;
 mod hardening;
 mod mutations;
 mod operations;
