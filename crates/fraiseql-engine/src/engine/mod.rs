@@ -353,6 +353,12 @@ impl Engine {
         &self.schema
     }
 
+    /// The catalog requests are planned with: the schema's, with the views' columns once
+    /// [`Engine::check_databases`] has read them.
+    pub fn catalog(&self) -> &fraiseql_schema::Catalog {
+        self.found.get().unwrap_or(&self.schema.catalog)
+    }
+
     /// The tenant registry as this server sees it, when multi-tenancy is on.
     pub fn tenants(&self) -> Option<&Tenants> {
         self.tenants.as_ref()
@@ -423,7 +429,7 @@ impl Engine {
     fn planner(&self) -> Planner<'_> {
         Planner {
             schema: &self.schema,
-            catalog: self.found.get().unwrap_or(&self.schema.catalog),
+            catalog: self.catalog(),
             implementers: &self.implementers,
             limits: &self.config.limits,
             rbac: &self.rbac,

@@ -3,6 +3,7 @@
 #[macro_use]
 mod harness;
 mod cache;
+mod connections;
 mod events;
 mod federation;
 mod filters;
