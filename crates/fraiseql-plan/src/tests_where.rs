@@ -354,9 +354,9 @@ fn connection_last_before_reads_backwards_and_puts_the_edges_back() {
     );
     let p = plan_with(
         &b,
-        r#"query($b: String) { tasksByProject(projectId: "5f0c5b8e-2f6a-4d8e-9a51-0f3b0d0c1a2b", last: 20, before: $b,
+        r#"query($b: String) { project(id: "5f0c5b8e-2f6a-4d8e-9a51-0f3b0d0c1a2b") { name tasksConnection(last: 20, before: $b,
               where: {status: {in: ["todo", "in_progress"]}, createdAt: {gte: "2026-01-01T00:00:00Z"}}) {
-              edges { cursor node { title status } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"#,
+              edges { cursor node { title status } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }"#,
         json!({ "b": before }),
     )
     .expect("plan");
@@ -453,7 +453,7 @@ fn connection_page_sizes_are_bounded_and_exclusive() {
             "argument `first` must be between 0 and 1000, got -1",
         ),
         (
-            r#"{ tasksByProject(projectId: "p", last: 101) { totalCount } }"#,
+            r#"{ project(id: "p") { tasksConnection(last: 101) { totalCount } } }"#,
             "argument `last` must be between 0 and 100, got 101",
         ),
     ] {
@@ -463,12 +463,12 @@ fn connection_page_sizes_are_bounded_and_exclusive() {
     // Without first or last: the largest page (and one more row, to tell if more follow).
     let p = plan_with(
         &b,
-        r#"{ tasksByProject(projectId: "p") { edges { cursor } } }"#,
+        r#"{ project(id: "p") { tasksConnection { edges { cursor } } } }"#,
         json!({}),
     )
     .expect("plan");
     assert!(
-        sql_of(&p).params.ends_with(&["100".to_owned()]) && sql_of(&p).sql.contains("LIMIT $2 + 1"),
+        sql_of(&p).params == ["p", "100"] && sql_of(&p).sql.contains("LIMIT $2 + 1"),
         "{:?}",
         sql_of(&p).params
     );
@@ -496,7 +496,7 @@ fn the_api_schema_gets_where_inputs_and_relay_types() {
     let excerpt = [
         query_line("organizations"),
         query_line("organizationsConnection"),
-        query_line("tasksByProject"),
+        query_line("tasksConnection"),
         block("input OrganizationWhereInput"),
         block("input StringFilter"),
         block("input DateTimeFilter"),

@@ -5,6 +5,7 @@ mod harness;
 mod cache;
 mod connections;
 mod events;
+mod explain;
 mod federation;
 mod filters;
 mod hardening;
