@@ -226,6 +226,16 @@ SELECT p.identifier || '-t' || i, p.tenant_id, p.pk_project, 'Task ' || i
 FROM tb_project p, generate_series(1, 20) i;
 """
     psql(acme["db"], seed)
+    # The connection page's project: 100,000 tasks in one project of Org 003 (no other query
+    # reads it), one a second (a unique creation time: both servers order them alike).
+    psql(acme["db"], f"""
+INSERT INTO tb_project (identifier, tenant_id, fk_org, name)
+SELECT 'a-deep', tenant_id, pk_org, 'Deep' FROM tb_organization WHERE identifier = 'a-org-3';
+INSERT INTO tb_task (identifier, tenant_id, fk_project, title, status, created_at)
+SELECT 'a-deep-t' || i, p.tenant_id, p.pk_project, 'Task ' || lpad(i::text, 6, '0'),
+       (ARRAY['todo', 'in_progress', 'done'])[1 + i % 3], '2026-01-01T00:00:00Z'::timestamptz + i * interval '1 second'
+FROM tb_project p, generate_series(1, {DEEP_TASKS}) i WHERE p.identifier = 'a-deep';
+""")
     with open(os.path.join(ROOT, "bench/postgraphile/computed.sql")) as f:
         psql(acme["db"], f.read())
     psql(acme["db"], "VACUUM ANALYZE")
@@ -233,7 +243,8 @@ FROM tb_project p, generate_series(1, 20) i;
     org = psql(acme["db"], f"SELECT id FROM tb_organization WHERE tenant_id = '{acme['id']}' AND name = 'Org 001'")
     # Projects are created in another organization, so the read queries' answers stay fixed.
     org2 = psql(acme["db"], f"SELECT id FROM tb_organization WHERE tenant_id = '{acme['id']}' AND name = 'Org 002'")
-    return tenants, token, org, org2
+    deep = psql(acme["db"], "SELECT id FROM tb_project WHERE identifier = 'a-deep'")
+    return tenants, token, org, org2, deep
 
 
 # ---- the servers --------------------------------------------------------------------------------
@@ -272,7 +283,15 @@ def start_postgraphile(tenants):
 
 # ---- the queries --------------------------------------------------------------------------------
 
-def queries(org, org2):
+DEEP_TASKS = 100_000
+# The filtered, ordered connection page: tasks of one project with `status in [..]` and
+# `createdAt gte`, newest first, 20 a page, after the cursor that ends the first 40 matching rows
+# (each server's own cursor for that row: `__AFTER__`, filled in once the servers run).
+TASKS_WHERE = 'status: {in: ["todo", "in_progress"]}, createdAt: {gte: "2026-01-01T06:00:00Z"}'
+TASKS_FILTER = 'status: {in: ["todo", "in_progress"]}, createdAt: {greaterThanOrEqualTo: "2026-01-01T06:00:00Z"}'
+
+
+def queries(org, org2, deep):
     return {
         "organizations": {
             "fraiseql": "{ organizations { id name subscriptionTier memberCount } }",
@@ -286,6 +305,22 @@ def queries(org, org2):
             "pick": lambda d: d["projectsByOrg"],
             "pick_pgl": lambda d: d["tbOrganizationByRowId"]["tbProjectsByFkOrg"]["nodes"],
         },
+        "tasksPage": {
+            "fraiseql": f'{{ project(id: "{deep}") {{ tasksConnection(first: 20, after: "__AFTER__", where: {{{TASKS_WHERE}}}) {{ edges {{ cursor node {{ id title status }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}',
+            "postgraphile": f'{{ tbProjectByRowId(rowId: "{deep}") {{ tbTasksByFkProject(first: 20, after: "__AFTER__", orderBy: [CREATED_AT_DESC], filter: {{{TASKS_FILTER}}}) {{ edges {{ cursor node {{ id: rowId title status }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}',
+            # Where the page starts: the end of the first 40 matching rows, asked of each server.
+            "after": {
+                "fraiseql": (f'{{ project(id: "{deep}") {{ tasksConnection(first: 40, where: {{{TASKS_WHERE}}}) {{ pageInfo {{ endCursor }} }} }} }}',
+                             lambda d: d["project"]["tasksConnection"]["pageInfo"]["endCursor"]),
+                "postgraphile": (f'{{ tbProjectByRowId(rowId: "{deep}") {{ tbTasksByFkProject(first: 40, orderBy: [CREATED_AT_DESC], filter: {{{TASKS_FILTER}}}) {{ pageInfo {{ endCursor }} }} }} }}',
+                                 lambda d: d["tbProjectByRowId"]["tbTasksByFkProject"]["pageInfo"]["endCursor"]),
+            },
+            # Cursors are each server's own: the rows and hasNextPage are compared.
+            "pick": lambda d: [e["node"] for e in d["project"]["tasksConnection"]["edges"]]
+            + [d["project"]["tasksConnection"]["pageInfo"]["hasNextPage"]],
+            "pick_pgl": lambda d: [e["node"] for e in d["tbProjectByRowId"]["tbTasksByFkProject"]["edges"]]
+            + [d["tbProjectByRowId"]["tbTasksByFkProject"]["pageInfo"]["hasNextPage"]],
+        },
         "createProject": {
             # Variables, as clients send them: one document, a new name each time.
             "fraiseql": "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id name } }",
@@ -296,6 +331,21 @@ def queries(org, org2):
             "mutation": True,
         },
     }
+
+
+def resolve_cursors(qs, token):
+    """Fills `__AFTER__` in the queries that page after a cursor with each server's own cursor."""
+    for q in qs.values():
+        for target, (doc, pick) in q.get("after", {}).items():
+            if target == "postgraphile" and "postgraphile" not in TARGETS:
+                continue
+            if target == "fraiseql":
+                answer = post(HTTP_PORT, {"query": doc}, {"X-Tenant-ID": "acme_corp", "Authorization": f"Bearer {token}"})
+            else:
+                answer = post(PGL_PORT, {"query": doc}, {"X-Tenant-ID": "acme_corp"})
+            if "errors" in answer:
+                raise SystemExit(f"{target}: {answer}")
+            q[target] = q[target].replace("__AFTER__", pick(answer["data"]))
 
 
 # ---- capturing what fraiseql sends --------------------------------------------------------------
@@ -557,7 +607,8 @@ def check_answers(qs, captured, answers, tenants, token):
                 raise SystemExit(f"{name}: fraiseql and PostGraphile disagree:\n{mine}\n{other}")
         if not q.get("mutation"):
             direct, _ = pgbench_answer(captured[name], tenants)
-            if normalise(direct) != normalise(mine):
+            # The statement answers the root field's value.
+            if normalise(direct) != normalise(next(iter(ours["data"].values()))):
                 raise SystemExit(f"{name}: the captured statements answer differently:\n{direct}\n{mine}")
         log(f"  {name}: answers agree ({len(mine) if isinstance(mine, list) else 1} rows)")
 
@@ -599,13 +650,14 @@ def main():
     start_cluster()
     servers = {}
     try:
-        tenants, token, org, org2 = make_world()
-        qs = queries(org, org2)
+        tenants, token, org, org2, deep = make_world()
+        qs = queries(org, org2, deep)
         if ONLY:
             qs = {k: v for k, v in qs.items() if k in ONLY}
         servers["fraiseql"] = start_fraiseql()
         if "postgraphile" in TARGETS:
             servers["postgraphile"] = start_postgraphile(tenants)
+        resolve_cursors(qs, token)
         log("== capturing the statements fraiseql sends")
         captured, answers = capture(tenants, token, qs)
         for name, stmts in captured.items():
@@ -650,6 +702,8 @@ def main():
                         summary["http_ceiling_over_postgraphile"] = round(summary["http_ceiling"] / g, 3)
                 results["queries"][name]["runs"][str(conns)] = summary
                 print_row(name, conns, summary)
+        if "tasksPage" in qs and os.environ.get("BENCH_KEYSET", "1") != "0":
+            results["keyset"] = keyset_depth(deep, servers, tenants, token)
         results["rss_mib"] = {n: vm_hwm_mib(s.proc.pid) for n, s in servers.items()}
         log(f"peak RSS: {results['rss_mib']}")
         os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
@@ -659,10 +713,53 @@ def main():
         log(f"written {out}")
         log(f"written {chart.write_chart(out)}")
         print_table(results)
+        print_keyset(results)
     finally:
         for s in servers.values():
             s.stop()
         stop_cluster()
+
+
+def keyset_depth(deep, servers, tenants, token):
+    """Page 1 and page 5,000 of 20 (keyset, after a cursor) of the deep project's tasks, and the
+    same page 5,000 read with OFFSET 99,980: fraiseql over HTTP at each number of connections."""
+    headers = {"X-Tenant-ID": "acme_corp", "Authorization": f"Bearer {token}"}
+    page = "{{ project(id: \"{deep}\") {{ tasksConnection(first: 20{after}) {{ edges {{ cursor node {{ id title }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}"
+    # The row that ends page 4,999: the 99,980th newest (`Task 000021`); its cursor, asked of the server.
+    a = post(HTTP_PORT, {"query": f'{{ project(id: "{deep}") {{ tasksConnection(first: 1, where: {{title: {{eq: "Task 000021"}}}}) {{ edges {{ cursor }} }} }} }}'}, headers)
+    cursor = a["data"]["project"]["tasksConnection"]["edges"][0]["cursor"]
+    docs = {
+        "keyset page 1": page.format(deep=deep, after=""),
+        "keyset page 5,000": page.format(deep=deep, after=f', after: \"{cursor}\"'),
+        "offset 99,980 (page 5,000)": f'{{ project(id: "{deep}") {{ tasks(limit: 20, offset: {DEEP_TASKS - 20}, orderBy: [CREATED_AT_DESC]) {{ id title }} }} }}',
+    }
+    deep_page = post(HTTP_PORT, {"query": docs["keyset page 5,000"]}, headers)["data"]["project"]["tasksConnection"]
+    by_offset = post(HTTP_PORT, {"query": docs["offset 99,980 (page 5,000)"]}, headers)["data"]["project"]["tasks"]
+    if [e["node"] for e in deep_page["edges"]] != by_offset or deep_page["pageInfo"]["hasNextPage"]:
+        raise SystemExit(f"page 5,000 by keyset and by offset differ:\n{deep_page}\n{by_offset}")
+    log("== keyset depth: page 5,000 by keyset and by offset agree")
+    out = {}
+    for label, doc in docs.items():
+        out[label] = {}
+        q = {"fraiseql": doc}
+        for conns in CONNS:
+            run_wrk(HTTP_PORT, request_body(q, "fraiseql"), headers, conns, 2, False)
+            rows = [measure("fraiseql", q, [], conns, servers, tenants, token) for _ in range(ROUNDS)]
+            out[label][str(conns)] = {k: med(rows, k) for k in ["rps", "p50", "p99", "pg_cpu_per_1000", "server_cpu_per_1000", "failed"]}
+            log(f"  {label:<28} c={conns:<3} {out[label][str(conns)]['rps']:>8.0f}/s  p50 {out[label][str(conns)]['p50']} ms")
+    return out
+
+
+def print_keyset(results):
+    k = results.get("keyset")
+    if not k:
+        return
+    log("")
+    log("| read of the deep project's tasks (100,000) | conns | fraiseql req/s | p50 / p99 ms | PostgreSQL CPU s per 1k req |")
+    log("|---|---|---|---|---|")
+    for label, runs in k.items():
+        for conns, r in runs.items():
+            log(f"| {label} | {conns} | {r['rps']:,.0f} | {r['p50']} / {r['p99']} | {r['pg_cpu_per_1000']} |")
 
 
 def machine():
@@ -717,12 +814,12 @@ def setup_only():
     """`compare.py setup`: the cluster and the world, left running (for profiling by hand);
     `compare.py teardown` stops it."""
     start_cluster()
-    tenants, token, org, org2 = make_world()
+    tenants, token, org, org2, deep = make_world()
     env = {k: v for k, v in fraiseql_env().items() if k in (
         "FRAISEQL_CONFIG", "TENANT_DB_URL", "MASTER_DB_URL", "SHARED_DB_URL", "TENANT_PREFIX",
         "OBSERVERS_ENABLED", "PORT", "TENANT_POOL_MAX", "CONNECTION_BUDGET", "MAX_IN_FLIGHT", "PGSSLMODE")}
     with open(os.path.join(WORK, "world.json"), "w") as f:
-        json.dump({"env": env, "token": token, "org": org, "org2": org2, "tenants": tenants}, f, indent=2)
+        json.dump({"env": env, "token": token, "org": org, "org2": org2, "deep": deep, "tenants": tenants}, f, indent=2)
     log(f"cluster on {PGPORT}; world in {WORK}/world.json")
 
 

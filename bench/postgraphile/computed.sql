@@ -59,3 +59,7 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION create_project(uuid, text) IS
 E'@notNull\nCreates a project in one of the tenant''s organizations.';
+
+-- tasksPage filters tasks on `status`, which no index leads: PostGraphile offers filters only on
+-- indexed columns unless a smart tag allows one (fraiseql filters any field).
+COMMENT ON COLUMN tb_task.status IS E'@behavior +filterBy';
