@@ -507,3 +507,24 @@ fn the_api_schema_gets_where_inputs_and_relay_types() {
     .join("\n");
     insta::assert_snapshot!(excerpt);
 }
+
+#[test]
+fn where_on_a_list_in_another_database_goes_into_its_statement() {
+    let p = plan_with(
+        &bundle(),
+        r#"{ project(id: "5f0c5b8e-2f6a-4d8e-9a51-0f3b0d0c1a2b") { analytics(where: {eventType: {startswith: "project."}}) { eventType } } }"#,
+        json!({}),
+    )
+    .expect("plan");
+    let s = sql_of(&p);
+    let CallKind::Federated(f) = &s.calls[0].kind else {
+        panic!("a federated call");
+    };
+    assert!(
+        f.sql.contains(r#"t1."data"->>'event_type' LIKE $3"#) && f.params[2] == "project.%",
+        "{}\n{:?}",
+        f.sql,
+        f.params
+    );
+    assert!(!s.sql.contains("event_type"), "{}", s.sql);
+}
