@@ -1,14 +1,15 @@
 //! Keyset cursors of connections. A connection's rows are ordered by the ordering the client
 //! chose and then by the type's `@view(key:)` column, so the order is total; a cursor is that
-//! ordering's values for one row: base64url (no padding) of the JSON array
-//! `[fingerprint, value, ..., key]`, every value as its text (`to_json(v) #>> '{}'`, exact for
-//! timestamps and numerics), made by PostgreSQL with the page. The fingerprint names the
-//! ordering, so a cursor of another ordering (or another type) is refused. A cursor is decoded
-//! and checked here (length, shape, fingerprint, NULLs, the values' types against the view's
-//! columns when known); its values are only ever bind parameters of a keyset predicate, so a
-//! forged one only moves where a page starts, within what the caller may read.
+//! ordering's values for one row: the hex of the JSON array `[fingerprint, value, ..., key]`,
+//! made by PostgreSQL with the page (`json_build_array` writes timestamps as ISO 8601 and
+//! numerics with all their digits; values of `data` keys as their JSON text). Hex is cheap for
+//! PostgreSQL to write (base64 with its URL-safe translation cost the page statement a fifth of
+//! its time) and needs no escaping in a URL. The fingerprint names the ordering, so a cursor of
+//! another ordering (or another type) is refused. A cursor is decoded and checked here (length,
+//! shape, fingerprint, NULLs, the values' types against the view's columns when known); its
+//! values are only ever bind parameters of a keyset predicate, so a forged one only moves where
+//! a page starts, within what the caller may read.
 
-use base64::Engine as _;
 use fraiseql_schema::{quote_ident, quote_literal, SortKey, Target, TypeMapping, ViewColumns};
 
 /// The longest cursor accepted, in bytes of its text.
@@ -104,12 +105,13 @@ impl<'t> Ordering<'t> {
             .terms
             .iter()
             .map(|t| match &t.target {
-                Target::Column(_) => format!("to_json({})#>>'{{}}'", self.expr(alias, t)),
+                Target::Column(_) => self.expr(alias, t),
+                // As text: a `data` key's JSON `null` and a missing key (SQL NULL) differ.
                 Target::Key(_) => format!("({})::text", self.expr(alias, t)),
             })
             .collect();
         format!(
-            "translate(encode(convert_to(json_build_array({}, {})::text, 'UTF8'), 'base64'), E'+/=\\n', '-_')",
+            "encode(convert_to(json_build_array({}, {})::text, 'UTF8'), 'hex')",
             quote_literal(&self.fingerprint()),
             values.join(", ")
         )
@@ -125,38 +127,48 @@ impl<'t> Ordering<'t> {
         if text.len() > MAX_CURSOR_BYTES {
             return Err("it is too long".to_owned());
         }
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text.as_bytes())
-            .map_err(|_| "it is not one this server made".to_owned())?;
-        let json: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|_| "it is not one this server made".to_owned())?;
-        let serde_json::Value::Array(items) = json else {
-            return Err("it is not one this server made".to_owned());
-        };
+        let invalid = || "it is not one this server made".to_owned();
+        let bytes = hex(text).ok_or_else(invalid)?;
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(&bytes).map_err(|_| invalid())?;
         if items.len() != self.terms.len() + 1
-            || items[0].as_str() != Some(self.fingerprint().as_str())
+            || serde_json::from_str::<String>(items[0].get())
+                .ok()
+                .as_deref()
+                != Some(self.fingerprint().as_str())
         {
             return Err("it was not made for this field and ordering".to_owned());
         }
+        let wrong = || "it holds a value of the wrong type".to_owned();
         let mut out = Vec::with_capacity(self.terms.len());
-        for (t, v) in self.terms.iter().zip(&items[1..]) {
-            let value = match v {
-                serde_json::Value::Null if t.nullable => None,
-                serde_json::Value::String(s) => Some(s.clone()),
-                _ => return Err("it holds a value of the wrong type".to_owned()),
-            };
-            if let Some(s) = &value {
-                let fits = match &t.target {
-                    Target::Key(_) => serde_json::from_str::<serde_json::Value>(s).is_ok(),
-                    Target::Column(c) => columns
-                        .and_then(|cols| cols.types.get(c))
-                        .is_none_or(|ty| text_fits(ty, s)),
-                };
-                if !fits {
-                    return Err("it holds a value of the wrong type".to_owned());
+        for (t, raw) in self.terms.iter().zip(&items[1..]) {
+            let raw = raw.get();
+            let value = match raw.as_bytes().first() {
+                Some(b'n') if raw == "null" => None,
+                // Strings unescaped; numbers and booleans as written (every digit kept).
+                Some(b'"') => Some(serde_json::from_str::<String>(raw).map_err(|_| wrong())?),
+                Some(b't' | b'f' | b'-' | b'0'..=b'9') if matches!(t.target, Target::Column(_)) => {
+                    Some(raw.to_owned())
                 }
+                _ => return Err(wrong()),
+            };
+            let Some(s) = value else {
+                if !t.nullable {
+                    return Err(wrong());
+                }
+                out.push(None);
+                continue;
+            };
+            let fits = match &t.target {
+                Target::Key(_) => serde_json::from_str::<serde_json::Value>(&s).is_ok(),
+                Target::Column(c) => columns
+                    .and_then(|cols| cols.types.get(c))
+                    .is_none_or(|ty| text_fits(ty, &s)),
+            };
+            if !fits {
+                return Err(wrong());
             }
-            out.push(value);
+            out.push(Some(s));
         }
         Ok(out)
     }
@@ -236,6 +248,18 @@ impl<'t> Ordering<'t> {
             None => format!("({equal} AND {rest})"),
         }
     }
+}
+
+/// The bytes of lowercase or uppercase hex `text` (`None` if it is not hex).
+fn hex(text: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let b = text.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    b.chunks(2)
+        .map(|p| Some(digit(p[0])? * 16 + digit(p[1])?))
+        .collect()
 }
 
 /// Whether `s` can be a value of PostgreSQL type `ty` (by family; unknown types pass and are
