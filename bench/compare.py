@@ -227,13 +227,32 @@ FROM tb_project p, generate_series(1, 20) i;
 """
     psql(acme["db"], seed)
     with open(os.path.join(ROOT, "bench/postgraphile/computed.sql")) as f:
-        psql(acme["db"], f.read())
+        computed = f.read()
+    psql(acme["db"], computed)
     psql(acme["db"], "VACUUM ANALYZE")
-    token = run([BIN, "token", "--tenant", "acme_corp", "--role", "admin"], env=env).stdout.strip()
+    # The connection page's project: 100,000 tasks, one a second (a unique creation time: both
+    # servers order them alike), in global_corp's own database (database_per_tenant), so its
+    # statistics describe it and not the many small projects above (with one project of 100,000
+    # tasks among 2,000 of 20, PostgreSQL estimates any project's tasks at about 70 rows, and
+    # whether a plan sorts them all then depends on that guess).
+    psql(other["db"], f"""
+INSERT INTO tb_organization (identifier, tenant_id, name) VALUES ('g-org', '{other["id"]}', 'Global');
+INSERT INTO tb_project (identifier, tenant_id, fk_org, name)
+SELECT 'g-deep', tenant_id, pk_org, 'Deep' FROM tb_organization WHERE identifier = 'g-org';
+INSERT INTO tb_task (identifier, tenant_id, fk_project, title, status, created_at)
+SELECT 'g-deep-t' || i, p.tenant_id, p.pk_project, 'Task ' || lpad(i::text, 6, '0'),
+       (ARRAY['todo', 'in_progress', 'done'])[1 + i % 3], '2026-01-01T00:00:00Z'::timestamptz + i * interval '1 second'
+FROM tb_project p, generate_series(1, {DEEP_TASKS}) i WHERE p.identifier = 'g-deep';
+""")
+    psql(other["db"], computed)
+    psql(other["db"], "VACUUM ANALYZE")
+    tokens = {t: run([BIN, "token", "--tenant", t, "--role", "admin"], env=env).stdout.strip()
+              for t in ["acme_corp", "global_corp"]}
     org = psql(acme["db"], f"SELECT id FROM tb_organization WHERE tenant_id = '{acme['id']}' AND name = 'Org 001'")
     # Projects are created in another organization, so the read queries' answers stay fixed.
     org2 = psql(acme["db"], f"SELECT id FROM tb_organization WHERE tenant_id = '{acme['id']}' AND name = 'Org 002'")
-    return tenants, token, org, org2
+    deep = psql(other["db"], "SELECT id FROM tb_project WHERE identifier = 'g-deep'")
+    return tenants, tokens, org, org2, deep
 
 
 # ---- the servers --------------------------------------------------------------------------------
@@ -260,19 +279,46 @@ def start_fraiseql():
     return Server([BIN, "run"], fraiseql_env(), HTTP_PORT, "fraiseql")
 
 
-def start_postgraphile(tenants):
+def pgl_port(tenant):
+    """PostGraphile serves one database: one server per tenant's database."""
+    return PGL_PORT if tenant == "acme_corp" else PGL_PORT + 2
+
+
+def pgl_name(tenant):
+    return "postgraphile" if tenant == "acme_corp" else f"postgraphile@{tenant}"
+
+
+def start_postgraphile(tenants, tenant):
     pgl = os.path.join(ROOT, "bench/postgraphile")
     if not os.path.isdir(os.path.join(pgl, "node_modules")):
         run(["npm", "ci", "--prefix", pgl, "--silent", "--no-audit", "--no-fund"])
-    acme = tenants["acme_corp"]
-    env = dict(ENV, DATABASE_URL=url(acme["db"], acme["role"], acme["password"]), PORT=str(PGL_PORT),
-               POOL="64", TENANTS=f"acme_corp={acme['id']}")
-    return Server(["node", os.path.join(pgl, "server.mjs")], env, PGL_PORT, "postgraphile")
+    t = tenants[tenant]
+    env = dict(ENV, DATABASE_URL=url(t["db"], t["role"], t["password"]), PORT=str(pgl_port(tenant)),
+               POOL="64", TENANTS=f"{tenant}={t['id']}")
+    return Server(["node", os.path.join(pgl, "server.mjs")], env, pgl_port(tenant), pgl_name(tenant))
+
+
+def tenant_of(q):
+    """The tenant a query is sent as (acme_corp unless it says)."""
+    return q.get("tenant", "acme_corp")
+
+
+def fq_headers(tokens, tenant):
+    return {"X-Tenant-ID": tenant, "Authorization": f"Bearer {tokens[tenant]}"}
 
 
 # ---- the queries --------------------------------------------------------------------------------
 
-def queries(org, org2):
+DEEP_TASKS = 100_000
+# The filtered, ordered connection page: tasks of one project with `status in [..]` and
+# `createdAt gte`, newest first, 20 a page, after the cursor that ends the first 40 matching rows
+# (each server's own cursor for that row: `__AFTER__`, filled in once the servers run), as
+# global_corp, whose database holds the project.
+TASKS_WHERE = 'status: {in: ["todo", "in_progress"]}, createdAt: {gte: "2026-01-01T06:00:00Z"}'
+TASKS_FILTER = 'status: {in: ["todo", "in_progress"]}, createdAt: {greaterThanOrEqualTo: "2026-01-01T06:00:00Z"}'
+
+
+def queries(org, org2, deep):
     return {
         "organizations": {
             "fraiseql": "{ organizations { id name subscriptionTier memberCount } }",
@@ -286,6 +332,23 @@ def queries(org, org2):
             "pick": lambda d: d["projectsByOrg"],
             "pick_pgl": lambda d: d["tbOrganizationByRowId"]["tbProjectsByFkOrg"]["nodes"],
         },
+        "tasksPage": {
+            "tenant": "global_corp",
+            "fraiseql": f'{{ project(id: "{deep}") {{ tasksConnection(first: 20, after: "__AFTER__", where: {{{TASKS_WHERE}}}) {{ edges {{ cursor node {{ id title status }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}',
+            "postgraphile": f'{{ tbProjectByRowId(rowId: "{deep}") {{ tbTasksByFkProject(first: 20, after: "__AFTER__", orderBy: [CREATED_AT_DESC], filter: {{{TASKS_FILTER}}}) {{ edges {{ cursor node {{ id: rowId title status }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}',
+            # Where the page starts: the end of the first 40 matching rows, asked of each server.
+            "after": {
+                "fraiseql": (f'{{ project(id: "{deep}") {{ tasksConnection(first: 40, where: {{{TASKS_WHERE}}}) {{ pageInfo {{ endCursor }} }} }} }}',
+                             lambda d: d["project"]["tasksConnection"]["pageInfo"]["endCursor"]),
+                "postgraphile": (f'{{ tbProjectByRowId(rowId: "{deep}") {{ tbTasksByFkProject(first: 40, orderBy: [CREATED_AT_DESC], filter: {{{TASKS_FILTER}}}) {{ pageInfo {{ endCursor }} }} }} }}',
+                                 lambda d: d["tbProjectByRowId"]["tbTasksByFkProject"]["pageInfo"]["endCursor"]),
+            },
+            # Cursors are each server's own: the rows and hasNextPage are compared.
+            "pick": lambda d: [e["node"] for e in d["project"]["tasksConnection"]["edges"]]
+            + [d["project"]["tasksConnection"]["pageInfo"]["hasNextPage"]],
+            "pick_pgl": lambda d: [e["node"] for e in d["tbProjectByRowId"]["tbTasksByFkProject"]["edges"]]
+            + [d["tbProjectByRowId"]["tbTasksByFkProject"]["pageInfo"]["hasNextPage"]],
+        },
         "createProject": {
             # Variables, as clients send them: one document, a new name each time.
             "fraiseql": "mutation($o: ID!, $n: String!) { createProject(orgId: $o, name: $n) { id name } }",
@@ -298,6 +361,22 @@ def queries(org, org2):
     }
 
 
+def resolve_cursors(qs, tokens):
+    """Fills `__AFTER__` in the queries that page after a cursor with each server's own cursor."""
+    for q in qs.values():
+        tenant = tenant_of(q)
+        for target, (doc, pick) in q.get("after", {}).items():
+            if target == "postgraphile" and "postgraphile" not in TARGETS:
+                continue
+            if target == "fraiseql":
+                answer = post(HTTP_PORT, {"query": doc}, fq_headers(tokens, tenant))
+            else:
+                answer = post(pgl_port(tenant), {"query": doc}, {"X-Tenant-ID": tenant})
+            if "errors" in answer:
+                raise SystemExit(f"{target}: {answer}")
+            q[target] = q[target].replace("__AFTER__", pick(answer["data"]))
+
+
 # ---- capturing what fraiseql sends --------------------------------------------------------------
 
 PARAM = re.compile(r"\$(\d+) = (NULL|'(?:[^']|'')*')")
@@ -308,15 +387,15 @@ def parse_params(detail):
             for m in PARAM.finditer(detail)}
 
 
-def capture(tenants, token, qs):
+def capture(tenants, tokens, qs):
     """Sends each query once to fraiseql with log_statement = all; returns its statements."""
-    role = tenants["acme_corp"]["role"]
+    roles = {name: tenants[tenant_of(q)]["role"] for name, q in qs.items()}
     psql("postgres", "ALTER SYSTEM SET log_statement = 'all'")
     psql("postgres", "SELECT pg_reload_conf()")
     time.sleep(0.5)
-    headers = {"X-Tenant-ID": "acme_corp", "Authorization": f"Bearer {token}"}
     answers = {}
     for name, q in qs.items():
+        headers = fq_headers(tokens, tenant_of(q))
         # Once to warm the connection and its prepared statements, then the captured one.
         post(HTTP_PORT, request_body(q, "fraiseql", "capture-warm-up"), headers)
         time.sleep(0.2)
@@ -345,7 +424,7 @@ def capture(tenants, token, qs):
             continue
         prefix = line.split(" ", 1)[0]
         parts = prefix.split("|")
-        if current is None or len(parts) < 3 or parts[1] != role:
+        if current is None or len(parts) < 3 or parts[1] != roles[current]:
             continue
         body = line.split(" ", 1)[1] if " " in line else ""
         m = re.match(r"LOG:\s+execute [^:]+: (.*)$", body, re.S)
@@ -406,8 +485,8 @@ def statement_timeout_ms():
 PGBENCH_OPTIONS = f"-c statement_timeout={statement_timeout_ms()}"
 
 
-def run_pgbench(script, defines, conns, secs, tenants):
-    acme = tenants["acme_corp"]
+def run_pgbench(script, defines, conns, secs, tenants, tenant="acme_corp"):
+    acme = tenants[tenant]
     d = tempfile.mkdtemp(dir=WORK)
     path = os.path.join(d, "script.sql")
     with open(path, "w") as f:
@@ -511,10 +590,10 @@ def sql_literal(v):
     return "NULL" if v is None else "'" + v.replace("'", "''") + "'"
 
 
-def pgbench_answer(stmts, tenants):
+def pgbench_answer(stmts, tenants, tenant="acme_corp"):
     """Runs the captured statements once (as the tenant role, in a transaction) and returns the
     data statement's JSON."""
-    acme = tenants["acme_corp"]
+    acme = tenants[tenant]
     out = None
     sqls = []
     for st in stmts:
@@ -535,15 +614,16 @@ def normalise(v):
     return json.loads(json.dumps(v, sort_keys=True))
 
 
-def check_answers(qs, captured, answers, tenants, token):
-    pgl_headers = {"X-Tenant-ID": "acme_corp"}
+def check_answers(qs, captured, answers, tenants):
     for name, q in qs.items():
+        tenant = tenant_of(q)
+        pgl_headers = {"X-Tenant-ID": tenant}
         ours = answers[name]
         if "errors" in ours:
             raise SystemExit(f"{name}: fraiseql answered {ours}")
         mine = q["pick"](ours["data"])
         if "postgraphile" in TARGETS:
-            theirs = post(PGL_PORT, request_body(q, "postgraphile", "pgl-check-name"), pgl_headers)
+            theirs = post(pgl_port(tenant), request_body(q, "postgraphile", "pgl-check-name"), pgl_headers)
             if "errors" in theirs:
                 raise SystemExit(f"{name}: PostGraphile answered {theirs}")
             other = q["pick_pgl"](theirs["data"])
@@ -556,29 +636,30 @@ def check_answers(qs, captured, answers, tenants, token):
             if mine_cmp != other_cmp:
                 raise SystemExit(f"{name}: fraiseql and PostGraphile disagree:\n{mine}\n{other}")
         if not q.get("mutation"):
-            direct, _ = pgbench_answer(captured[name], tenants)
-            if normalise(direct) != normalise(mine):
+            direct, _ = pgbench_answer(captured[name], tenants, tenant)
+            # The statement answers the root field's value.
+            if normalise(direct) != normalise(next(iter(ours["data"].values()))):
                 raise SystemExit(f"{name}: the captured statements answer differently:\n{direct}\n{mine}")
         log(f"  {name}: answers agree ({len(mine) if isinstance(mine, list) else 1} rows)")
 
 
 # ---- the run ------------------------------------------------------------------------------------
 
-def measure(target, q, stmts, conns, servers, tenants, token):
+def measure(target, q, stmts, conns, servers, tenants, tokens):
     mutation = bool(q.get("mutation"))
+    tenant = tenant_of(q)
     pg_before = cpu_ticks(postgres_pids())
-    server = servers.get("fraiseql" if target == "http" else target)
+    server = servers.get({"http": "fraiseql", "postgraphile": pgl_name(tenant)}.get(target, target))
     srv_before = cpu_ticks([server.proc.pid]) if server else 0
     if target in ("plain", "pipelined"):
         script, defines = pgbench_script(stmts, target == "pipelined", mutation)
-        r = run_pgbench(script, defines, conns, SECS, tenants)
+        r = run_pgbench(script, defines, conns, SECS, tenants, tenant)
     elif target == "http":
         r = run_wrk(HTTP_PORT, None, {}, conns, SECS, False, path="/health")
     elif target == "fraiseql":
-        r = run_wrk(HTTP_PORT, request_body(q, "fraiseql"),
-                    {"X-Tenant-ID": "acme_corp", "Authorization": f"Bearer {token}"}, conns, SECS, mutation)
+        r = run_wrk(HTTP_PORT, request_body(q, "fraiseql"), fq_headers(tokens, tenant), conns, SECS, mutation)
     else:
-        r = run_wrk(PGL_PORT, request_body(q, "postgraphile"), {"X-Tenant-ID": "acme_corp"}, conns, SECS,
+        r = run_wrk(pgl_port(tenant), request_body(q, "postgraphile"), {"X-Tenant-ID": tenant}, conns, SECS,
                     mutation)
     n = max(r["requests"], 1)
     r["pg_cpu_per_1000"] = round((cpu_ticks(postgres_pids()) - pg_before) / CLK / n * 1000, 3)
@@ -599,19 +680,21 @@ def main():
     start_cluster()
     servers = {}
     try:
-        tenants, token, org, org2 = make_world()
-        qs = queries(org, org2)
+        tenants, tokens, org, org2, deep = make_world()
+        qs = queries(org, org2, deep)
         if ONLY:
             qs = {k: v for k, v in qs.items() if k in ONLY}
         servers["fraiseql"] = start_fraiseql()
         if "postgraphile" in TARGETS:
-            servers["postgraphile"] = start_postgraphile(tenants)
+            for tenant in sorted({tenant_of(q) for q in qs.values()}):
+                servers[pgl_name(tenant)] = start_postgraphile(tenants, tenant)
+        resolve_cursors(qs, tokens)
         log("== capturing the statements fraiseql sends")
-        captured, answers = capture(tenants, token, qs)
+        captured, answers = capture(tenants, tokens, qs)
         for name, stmts in captured.items():
             log(f"  {name}: {len(stmts)} statements: " + " | ".join(s["sql"][:60] for s in stmts))
         log("== checking answers")
-        check_answers(qs, captured, answers, tenants, token)
+        check_answers(qs, captured, answers, tenants)
         results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                    "machine": machine(), "secs": SECS, "rounds": ROUNDS, "queries": {}}
         for name, q in qs.items():
@@ -619,16 +702,17 @@ def main():
             for conns in CONNS:
                 rows = {t: [] for t in TARGETS}
                 # Warm-up: connections opened, statements prepared, outside the measured windows.
+                tenant = tenant_of(q)
                 for t in TARGETS:
-                    if t in ("fraiseql", "postgraphile"):
-                        hdr = {"X-Tenant-ID": "acme_corp"}
-                        if t == "fraiseql":
-                            hdr["Authorization"] = f"Bearer {token}"
-                        run_wrk(HTTP_PORT if t == "fraiseql" else PGL_PORT, request_body(q, t), hdr,
-                                conns, 2, bool(q.get("mutation")))
+                    if t == "fraiseql":
+                        run_wrk(HTTP_PORT, request_body(q, t), fq_headers(tokens, tenant), conns, 2,
+                                bool(q.get("mutation")))
+                    elif t == "postgraphile":
+                        run_wrk(pgl_port(tenant), request_body(q, t), {"X-Tenant-ID": tenant}, conns, 2,
+                                bool(q.get("mutation")))
                 for _ in range(ROUNDS):
                     for t in TARGETS:
-                        rows[t].append(measure(t, q, captured[name], conns, servers, tenants, token))
+                        rows[t].append(measure(t, q, captured[name], conns, servers, tenants, tokens))
                 summary = {}
                 for t in TARGETS:
                     summary[t] = {k: med(rows[t], k) for k in
@@ -650,6 +734,8 @@ def main():
                         summary["http_ceiling_over_postgraphile"] = round(summary["http_ceiling"] / g, 3)
                 results["queries"][name]["runs"][str(conns)] = summary
                 print_row(name, conns, summary)
+        if "tasksPage" in qs and os.environ.get("BENCH_KEYSET", "1") != "0":
+            results["keyset"] = keyset_depth(deep, servers, tenants, tokens)
         results["rss_mib"] = {n: vm_hwm_mib(s.proc.pid) for n, s in servers.items()}
         log(f"peak RSS: {results['rss_mib']}")
         os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
@@ -659,10 +745,54 @@ def main():
         log(f"written {out}")
         log(f"written {chart.write_chart(out)}")
         print_table(results)
+        print_keyset(results)
     finally:
         for s in servers.values():
             s.stop()
         stop_cluster()
+
+
+def keyset_depth(deep, servers, tenants, tokens):
+    """Page 1 and page 5,000 of 20 (keyset, after a cursor) of the deep project's tasks, and the
+    same page 5,000 read with OFFSET 99,980: fraiseql over HTTP, one connection (what one page
+    costs; at more connections the OFFSET reads outlast wrk's timeout)."""
+    headers = fq_headers(tokens, "global_corp")
+    page = "{{ project(id: \"{deep}\") {{ tasksConnection(first: 20{after}) {{ edges {{ cursor node {{ id title }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}"
+    # The row that ends page 4,999: the 99,980th newest (`Task 000021`); its cursor, asked of the server.
+    a = post(HTTP_PORT, {"query": f'{{ project(id: "{deep}") {{ tasksConnection(first: 1, where: {{title: {{eq: "Task 000021"}}}}) {{ edges {{ cursor }} }} }} }}'}, headers)
+    cursor = a["data"]["project"]["tasksConnection"]["edges"][0]["cursor"]
+    docs = {
+        "keyset page 1": page.format(deep=deep, after=""),
+        "keyset page 5,000": page.format(deep=deep, after=f', after: \"{cursor}\"'),
+        "offset 99,980 (page 5,000)": f'{{ project(id: "{deep}") {{ tasks(limit: 20, offset: {DEEP_TASKS - 20}, orderBy: [CREATED_AT_DESC]) {{ id title }} }} }}',
+    }
+    deep_page = post(HTTP_PORT, {"query": docs["keyset page 5,000"]}, headers)["data"]["project"]["tasksConnection"]
+    by_offset = post(HTTP_PORT, {"query": docs["offset 99,980 (page 5,000)"]}, headers)["data"]["project"]["tasks"]
+    if [e["node"] for e in deep_page["edges"]] != by_offset or deep_page["pageInfo"]["hasNextPage"]:
+        raise SystemExit(f"page 5,000 by keyset and by offset differ:\n{deep_page}\n{by_offset}")
+    log("== keyset depth: page 5,000 by keyset and by offset agree")
+    out = {}
+    for label, doc in docs.items():
+        out[label] = {}
+        q = {"fraiseql": doc, "tenant": "global_corp"}
+        for conns in [1]:
+            run_wrk(HTTP_PORT, request_body(q, "fraiseql"), headers, conns, 2, False)
+            rows = [measure("fraiseql", q, [], conns, servers, tenants, tokens) for _ in range(ROUNDS)]
+            out[label][str(conns)] = {k: med(rows, k) for k in ["rps", "p50", "p99", "pg_cpu_per_1000", "server_cpu_per_1000", "failed"]}
+            log(f"  {label:<28} c={conns:<3} {out[label][str(conns)]['rps']:>8.0f}/s  p50 {out[label][str(conns)]['p50']} ms")
+    return out
+
+
+def print_keyset(results):
+    k = results.get("keyset")
+    if not k:
+        return
+    log("")
+    log("| read of the deep project's tasks (100,000) | conns | fraiseql req/s | p50 / p99 ms | PostgreSQL CPU s per 1k req |")
+    log("|---|---|---|---|---|")
+    for label, runs in k.items():
+        for conns, r in runs.items():
+            log(f"| {label} | {conns} | {r['rps']:,.0f} | {r['p50']} / {r['p99']} | {r['pg_cpu_per_1000']} |")
 
 
 def machine():
@@ -717,12 +847,13 @@ def setup_only():
     """`compare.py setup`: the cluster and the world, left running (for profiling by hand);
     `compare.py teardown` stops it."""
     start_cluster()
-    tenants, token, org, org2 = make_world()
+    tenants, tokens, org, org2, deep = make_world()
     env = {k: v for k, v in fraiseql_env().items() if k in (
         "FRAISEQL_CONFIG", "TENANT_DB_URL", "MASTER_DB_URL", "SHARED_DB_URL", "TENANT_PREFIX",
         "OBSERVERS_ENABLED", "PORT", "TENANT_POOL_MAX", "CONNECTION_BUDGET", "MAX_IN_FLIGHT", "PGSSLMODE")}
     with open(os.path.join(WORK, "world.json"), "w") as f:
-        json.dump({"env": env, "token": token, "org": org, "org2": org2, "tenants": tenants}, f, indent=2)
+        json.dump({"env": env, "token": tokens["acme_corp"], "tokens": tokens, "org": org, "org2": org2, "deep": deep,
+                   "tenants": tenants}, f, indent=2)
     log(f"cluster on {PGPORT}; world in {WORK}/world.json")
 
 

@@ -59,3 +59,12 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION create_project(uuid, text) IS
 E'@notNull\nCreates a project in one of the tenant''s organizations.';
+
+-- tasksPage filters tasks on `status`, which no index leads: PostGraphile offers filters only on
+-- indexed columns unless a smart tag allows one (fraiseql filters any field).
+COMMENT ON COLUMN tb_task.status IS E'@behavior +filterBy';
+
+-- PostGraphile's cursors order by the primary key after the chosen ordering (created_at DESC,
+-- pk_task DESC), where fraiseql's use the type's key (created_at DESC, id DESC): its own keyset
+-- index, the counterpart of the migrations' tb_task_project_created, so it pages by index too.
+CREATE INDEX IF NOT EXISTS tb_task_project_created_pk ON tb_task (fk_project, created_at, pk_task);

@@ -13,12 +13,24 @@
 // no GraphiQL (Ruru), no explain, no websockets, no per-request logging.
 import { createServer } from "node:http";
 
+// PostGraphile 5.1 (which postgraphile-plugin-connection-filter 4.0.1 needs) calls
+// Promise.withResolvers, which Node 22 has and Node 20 does not: the same thing, for Node 20.
+Promise.withResolvers ??= function withResolvers() {
+  let resolve, reject;
+  const promise = new this((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+};
+
 const env = process.env;
 // Grafast reads GRAPHILE_ENV when it is loaded: production unless the caller says otherwise
 // (and no start-up notice about it), hence the dynamic imports below.
 env.GRAPHILE_ENV ??= "production";
 const { postgraphile } = await import("postgraphile");
 const { PostGraphileAmberPreset } = await import("postgraphile/presets/amber");
+const { PostGraphileConnectionFilterPreset } = await import("postgraphile-plugin-connection-filter");
 const { makePgService } = await import("postgraphile/adaptors/pg");
 const { grafserv } = await import("postgraphile/grafserv/node");
 const { defaultMaskError } = await import("postgraphile/grafserv");
@@ -58,7 +70,7 @@ function tenantId(header) {
 
 /** @type {GraphileConfig.Preset} */
 const preset = {
-  extends: [PostGraphileAmberPreset],
+  extends: [PostGraphileAmberPreset, PostGraphileConnectionFilterPreset],
   pgServices: [
     makePgService({
       connectionString,

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use fraiseql_schema::{
-    ArgRole, Catalog, Collection, FieldSource, MutationAction, Output, RootField, Target,
-    TypeMapping,
+    ArgRole, Catalog, Collection, FieldSource, Filterable, MutationAction, Output, RootField,
+    Target, TypeMapping, ValueKind, ValueSource, ViewColumns,
 };
 use tokio_postgres::GenericClient;
 
@@ -71,6 +71,16 @@ pub async fn check<C: GenericClient>(
     catalog: &Catalog,
     database: &str,
 ) -> Result<Vec<CatalogProblem>, tokio_postgres::Error> {
+    Ok(check_and_find(client, catalog, database).await?.0)
+}
+
+/// Like [`check`], also returning the columns of `database`'s views, by type: what
+/// `Catalog::columns` holds once the server has started.
+pub async fn check_and_find<C: GenericClient>(
+    client: &C,
+    catalog: &Catalog,
+    database: &str,
+) -> Result<(Vec<CatalogProblem>, Vec<(String, ViewColumns)>), tokio_postgres::Error> {
     let mut problems = Vec::new();
     let cols = views(client, catalog, database, &mut problems).await?;
     let c = Columns(cols);
@@ -80,7 +90,64 @@ pub async fn check<C: GenericClient>(
     object_sql(client, catalog, database, &mut problems).await?;
     entity_keys(catalog, database, &c, &mut problems);
     mutations(client, catalog, database, &c, &mut problems).await?;
-    Ok(problems)
+    Ok((problems, found_columns(catalog, database, &c)))
+}
+
+/// The columns of each view of `database`, and the fields read from a `data` key that a column
+/// of the same name and a fitting type holds (`createdAt` -> `created_at`, a timestamp): a
+/// `where` on such a field compares the column, so an index on it serves. The view is taken
+/// to hold the same value in both (the convention the example's views follow).
+fn found_columns(catalog: &Catalog, database: &str, c: &Columns) -> Vec<(String, ViewColumns)> {
+    let mut out = Vec::new();
+    for ty in catalog.types.values().filter(|t| t.database == database) {
+        let Some(cols) = c.0.get(&ty.name) else {
+            continue;
+        };
+        let mut v = ViewColumns::default();
+        let mut names: Vec<&String> = cols.keys().collect();
+        names.sort();
+        for name in names {
+            v.types.insert(name.clone(), cols[name].clone());
+        }
+        for (field, f) in &ty.filters {
+            let Filterable::Value {
+                kind,
+                source: ValueSource::Key(key),
+            } = f
+            else {
+                continue;
+            };
+            if *key == ty.data_column {
+                continue;
+            }
+            if cols.get(key).is_some_and(|pg| column_fits(*kind, pg)) {
+                v.fields.insert(field.clone(), key.clone());
+            }
+        }
+        out.push((ty.name.clone(), v));
+    }
+    out
+}
+
+/// Whether a column of PostgreSQL type `pg` can stand for a field of kind `kind`.
+fn column_fits(kind: ValueKind, pg: &str) -> bool {
+    let base = pg.split('(').next().unwrap_or(pg).trim();
+    let integer = matches!(base, "integer" | "bigint" | "smallint");
+    let text = matches!(
+        base,
+        "text" | "character varying" | "character" | "citext" | "name"
+    );
+    match kind {
+        ValueKind::Int | ValueKind::Float => {
+            integer || matches!(base, "numeric" | "real" | "double precision")
+        }
+        ValueKind::Boolean => base == "boolean",
+        ValueKind::DateTime => base.starts_with("timestamp"),
+        ValueKind::Date => base == "date",
+        ValueKind::String => text,
+        ValueKind::Id => text || integer || base == "uuid",
+        ValueKind::Enum | ValueKind::Other => !matches!(base, "json" | "jsonb"),
+    }
 }
 
 /// The columns of the views of `database`'s types, by type name.
@@ -462,7 +529,13 @@ fn check_collection(
                     check_target(&format!("({arg}: {v})"), &k.target);
                 }
             }
-            ArgRole::Limit | ArgRole::Offset => {}
+            ArgRole::Limit
+            | ArgRole::Offset
+            | ArgRole::Where
+            | ArgRole::First
+            | ArgRole::Last
+            | ArgRole::After
+            | ArgRole::Before => {}
         }
     }
 }

@@ -115,6 +115,16 @@ pub fn costs(doc: &ExecutableDocument) -> Vec<(String, Cost)> {
         .collect()
 }
 
+/// The cost of operation `op` of `doc`.
+pub fn cost_of(doc: &ExecutableDocument, op: &apollo_compiler::executable::Operation) -> Cost {
+    let mut w = Walker {
+        doc,
+        memo: HashMap::new(),
+        visiting: HashSet::new(),
+    };
+    w.set(&op.selection_set, &mut HashSet::new())
+}
+
 /// Rejects any operation of `doc` that exceeds `limits`, with a message naming the limit.
 pub fn check(doc: &ExecutableDocument, limits: &LimitsConfig) -> Result<(), GraphqlError> {
     for (name, cost) in costs(doc) {

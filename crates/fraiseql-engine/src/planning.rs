@@ -123,6 +123,8 @@ impl PlanCache {
 /// What planning needs from the engine.
 pub(crate) struct Planner<'e> {
     pub schema: &'e SchemaBundle,
+    /// The schema's catalog with the views' columns found at start-up (or without them).
+    pub catalog: &'e fraiseql_schema::Catalog,
     pub implementers: &'e HashMap<Name, Implementers>,
     pub limits: &'e LimitsConfig,
     pub rbac: &'e RbacRules,
@@ -192,12 +194,14 @@ impl Planner<'_> {
                 )]))
             }
         };
-        let limits = self.limits();
+        // `where` entries share the selection budget with the operation's fields.
+        let fields = crate::limits::cost_of(doc, op).fields;
+        let limits = self.limits(fields);
         let access = Rbac {
             rules: self.rbac,
             roles,
         };
-        let plan = fraiseql_plan::plan(api, &self.schema.catalog, doc, op, &vars, limits, &access)
+        let plan = fraiseql_plan::plan(api, self.catalog, doc, op, &vars, limits, &access)
             .map_err(|e| Outcome::request_error(vec![plan_error(e)]))?;
 
         let introspection = if plan
@@ -234,12 +238,16 @@ impl Planner<'_> {
 }
 
 impl Planner<'_> {
-    fn limits(&self) -> PlanLimits {
+    /// The planner's limits for an operation of `fields` fields: `where` entries get what the
+    /// selection budget (`[limits] max_fields`) leaves.
+    fn limits(&self, fields: usize) -> PlanLimits {
         PlanLimits {
             max_limit: self.limits.max_limit,
             max_string_length: self.limits.max_string_length,
             max_list_length: self.limits.max_list_length,
             max_rows: self.limits.max_rows,
+            max_depth: self.limits.max_depth,
+            max_filter_nodes: self.limits.max_fields.saturating_sub(fields),
             marker_nonce: self.marker_nonce,
         }
     }
@@ -271,13 +279,14 @@ impl Planner<'_> {
             rules: self.rbac,
             roles,
         };
+        let fields = crate::limits::cost_of(doc, op).fields;
         fraiseql_plan::plan_subscription(
             api,
-            &self.schema.catalog,
+            self.catalog,
             doc,
             op,
             &vars,
-            self.limits(),
+            self.limits(fields),
             &access,
         )
         .map_err(|e| vec![plan_error(e)])

@@ -21,6 +21,8 @@ pub(crate) struct Cx<'a> {
     pub variables: &'a JsonMap,
     /// Rows the operation may produce, counted while planning (see `[limits] max_rows`).
     pub rows: std::cell::Cell<u64>,
+    /// Entries of `where` values planned so far (see `PlanLimits::max_filter_nodes`).
+    pub filter_nodes: std::cell::Cell<usize>,
 }
 
 impl<'a> Cx<'a> {

@@ -5,8 +5,11 @@
 //! it into the column's own type); identifiers come from the validated catalog and are quoted.
 
 mod collect;
+mod connection;
+mod cursor;
 mod entities;
 mod error;
+mod filter;
 mod root;
 mod sql;
 mod subscription;
@@ -33,6 +36,11 @@ pub struct PlanLimits {
     pub max_list_length: usize,
     /// Most rows an operation may produce (the product of nested list limits, summed).
     pub max_rows: u64,
+    /// Deepest nesting of a `where` value's input objects.
+    pub max_depth: usize,
+    /// Most entries (keys of input objects) in all the `where` values of an operation: what
+    /// is left of the selection budget (`[limits] max_fields`) after its fields.
+    pub max_filter_nodes: usize,
     /// Makes field-resolver markers unguessable (`__fraiseql_<nonce>`), so JSON stored by users
     /// can never pass for one. The engine draws it at random once.
     pub marker_nonce: u64,
@@ -45,6 +53,8 @@ impl Default for PlanLimits {
             max_string_length: 65_536,
             max_list_length: 10_000,
             max_rows: 100_000,
+            max_depth: 12,
+            max_filter_nodes: 1000,
             marker_nonce: 0,
         }
     }
@@ -316,6 +326,7 @@ pub fn plan(
         document,
         variables,
         rows: std::cell::Cell::new(0),
+        filter_nodes: std::cell::Cell::new(0),
     };
     let root_type = operation.object_type().as_str();
     let mutation = operation.is_mutation();
@@ -389,3 +400,5 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_where;

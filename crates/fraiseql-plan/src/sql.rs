@@ -84,11 +84,14 @@ pub(crate) fn typed(view: &str, column: &str, value_text: &str) -> String {
 }
 
 /// Where the rows of one collection come from, before it is rendered as a list or a single object.
-struct Source {
-    view: String,
-    alias: String,
-    conditions: Vec<String>,
+pub(crate) struct Source {
+    pub(crate) view: String,
+    pub(crate) alias: String,
+    /// Join, filters and `where`, ANDed.
+    pub(crate) conditions: Vec<String>,
     order: Vec<String>,
+    /// The sort keys chosen (`orderBy`), for connections' keyset paging.
+    pub(crate) keys: Vec<fraiseql_schema::SortKey>,
     limit: Option<String>,
     offset: Option<String>,
     /// Most rows it yields per parent row.
@@ -96,7 +99,7 @@ struct Source {
 }
 
 impl Source {
-    fn where_clause(&self) -> String {
+    pub(crate) fn where_clause(&self) -> String {
         if self.conditions.is_empty() {
             String::new()
         } else {
@@ -144,17 +147,17 @@ impl Source {
 }
 
 pub(crate) struct Builder<'c, 'a> {
-    cx: &'c Cx<'a>,
-    catalog: &'c Catalog,
-    limits: PlanLimits,
+    pub(crate) cx: &'c Cx<'a>,
+    pub(crate) catalog: &'c Catalog,
+    pub(crate) limits: PlanLimits,
     params: Vec<String>,
     aliases: usize,
-    path: Vec<String>,
-    access: &'c dyn Access,
-    denied: Vec<Vec<String>>,
+    pub(crate) path: Vec<String>,
+    pub(crate) access: &'c dyn Access,
+    pub(crate) denied: Vec<Vec<String>>,
     calls: Vec<FieldCall>,
     /// Rows the enclosing levels may produce (the product of their limits).
-    scale: u64,
+    pub(crate) scale: u64,
     /// The database the statement runs on: relations to views elsewhere become calls.
     database: String,
     /// The `@view` types read (for the result cache's invalidation).
@@ -211,7 +214,7 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// Counts `per_parent` rows for each row of the enclosing levels, against `[limits] max_rows`.
-    fn count_rows(&mut self, per_parent: u64) -> Result<(), PlanError> {
+    pub(crate) fn count_rows(&mut self, per_parent: u64) -> Result<(), PlanError> {
         // Shared by every root field of the operation.
         let rows = self
             .cx
@@ -438,14 +441,14 @@ impl<'c, 'a> Builder<'c, 'a> {
         format!("${}", self.params.len())
     }
 
-    fn bad(&self, message: String) -> PlanError {
+    pub(crate) fn bad(&self, message: String) -> PlanError {
         PlanError::BadArgument {
             message,
             path: self.path.clone(),
         }
     }
 
-    fn mapping(&mut self, name: &str) -> Result<&'c TypeMapping, PlanError> {
+    pub(crate) fn mapping(&mut self, name: &str) -> Result<&'c TypeMapping, PlanError> {
         let ty = self
             .catalog
             .type_mapping(name)
@@ -474,6 +477,12 @@ impl<'c, 'a> Builder<'c, 'a> {
     ) -> Result<(RootKind, Vec<Vec<String>>), PlanError> {
         let ty = self.mapping(&c.target)?;
         ty.database.clone_into(&mut self.database);
+        if c.connection.is_some() {
+            let page = self.connection(c, ty, group, None)?;
+            let sql = format!("SELECT {}::text FROM {}", page.json, page.from);
+            let (plan, denied) = self.finish(sql, !c.non_null);
+            return Ok((RootKind::Sql(plan), denied));
+        }
         let alias = self.alias();
         let source = self.source(c, ty, alias, group[0], None)?;
         self.scale = source.rows;
@@ -505,7 +514,7 @@ impl<'c, 'a> Builder<'c, 'a> {
         Ok((kind, self.denied))
     }
 
-    fn int_arg(
+    pub(crate) fn int_arg(
         &self,
         name: &str,
         text: Option<String>,
@@ -523,10 +532,10 @@ impl<'c, 'a> Builder<'c, 'a> {
         Ok(Some(n))
     }
 
-    fn source(
+    pub(crate) fn source(
         &mut self,
         c: &Collection,
-        ty: &TypeMapping,
+        ty: &'c TypeMapping,
         alias: String,
         field: &Node<Field>,
         parent: Option<String>,
@@ -536,6 +545,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             alias,
             conditions: Vec::new(),
             order: Vec::new(),
+            keys: Vec::new(),
             limit: None,
             offset: None,
             rows: 1,
@@ -608,8 +618,17 @@ impl<'c, 'a> Builder<'c, 'a> {
                             "{}{dir}",
                             target_expr(&s.alias, ty, &key.target, false)
                         ));
+                        s.keys.push(key.clone());
                     }
                 }
+                ArgRole::Where => {
+                    let value = arg_json(a, vars);
+                    if let Some(p) = self.where_predicate(ty, &s.alias, name, &value, client)? {
+                        s.conditions.push(p);
+                    }
+                }
+                // Paging a connection: `connection.rs`.
+                ArgRole::First | ArgRole::Last | ArgRole::After | ArgRole::Before => {}
                 ArgRole::Filter(t) => {
                     if let Some(text) = arg_text(a, vars) {
                         if client {
@@ -630,6 +649,10 @@ impl<'c, 'a> Builder<'c, 'a> {
                 }
             }
         }
+        if c.connection.is_some() {
+            // The page size is counted where the page is read.
+            return Ok(s);
+        }
         if c.list {
             if s.limit.is_none() {
                 s.limit = Some(self.param(limit.to_string()));
@@ -638,6 +661,34 @@ impl<'c, 'a> Builder<'c, 'a> {
         }
         self.count_rows(s.rows)?;
         Ok(s)
+    }
+
+    /// The predicate of `where` argument `name` (value `value`) on row `alias` of `ty`.
+    pub(crate) fn where_predicate(
+        &mut self,
+        ty: &TypeMapping,
+        alias: &str,
+        name: &str,
+        value: &serde_json::Value,
+        guarded: bool,
+    ) -> Result<Option<String>, PlanError> {
+        let path = self.path.clone();
+        let cx = self.cx;
+        let filter = crate::filter::Filter {
+            catalog: self.catalog,
+            access: self.access,
+            bounds: crate::filter::Bounds {
+                max_depth: self.limits.max_depth,
+                max_list: self.limits.max_list_length,
+                max_string: self.limits.max_string_length,
+                max_nodes: self.limits.max_filter_nodes,
+            },
+            nodes: &cx.filter_nodes,
+            path: &path,
+            argument: name,
+            guarded,
+        };
+        filter.predicate(self, ty, alias, value)
     }
 
     /// `json_build_object(...)` for one object, the fields of every field node in `group` merged.
@@ -656,6 +707,13 @@ impl<'c, 'a> Builder<'c, 'a> {
             self.path.pop();
             pairs.push((key, expr));
         }
+        json_object(&pairs)
+    }
+}
+
+/// `json_build_object` of `(response key, SQL)` pairs; past [`MAX_PAIRS`], a row's columns.
+pub(crate) fn json_object(pairs: &[(String, String)]) -> Result<String, PlanError> {
+    {
         if pairs.len() <= MAX_PAIRS {
             let body: Vec<String> = pairs
                 .iter()
@@ -678,7 +736,9 @@ impl<'c, 'a> Builder<'c, 'a> {
             cols.join(", ")
         ))
     }
+}
 
+impl<'c, 'a> Builder<'c, 'a> {
     fn field_expr(
         &mut self,
         obj: &Obj<'c>,
@@ -750,6 +810,10 @@ impl<'c, 'a> Builder<'c, 'a> {
                         &format!("{expr}->>{}", quote_literal(&join.column)),
                     ),
                 };
+                if c.connection.is_some() {
+                    let page = self.connection(c, target, fields, Some(parent))?;
+                    return Ok(format!("(SELECT {} FROM {})", page.json, page.from));
+                }
                 let a = self.alias();
                 let source = self.source(c, target, a, fields[0], Some(parent))?;
                 let outer = self.scale;
@@ -830,6 +894,13 @@ impl<'c, 'a> Builder<'c, 'a> {
         lookup: &str,
         fields: &[&'a Node<Field>],
     ) -> Result<String, PlanError> {
+        if c.connection.is_some() {
+            return Err(PlanError::unsupported(format!(
+                "`{}.{}` is a connection over another database's view; connections read the parent's database only",
+                obj.type_name(),
+                fields[0].name
+            )));
+        }
         let mut sub = Builder::new(
             self.cx,
             self.catalog,
@@ -889,5 +960,19 @@ impl<'c, 'a> Builder<'c, 'a> {
         };
         let row = obj.lookup_json(lookup);
         Ok(self.marker(call, &row))
+    }
+}
+
+impl crate::filter::Sink for Builder<'_, '_> {
+    fn param(&mut self, text: String) -> String {
+        Builder::param(self, text)
+    }
+
+    fn alias(&mut self) -> String {
+        Builder::alias(self)
+    }
+
+    fn read(&mut self, type_name: &str) {
+        Builder::read(self, type_name.to_owned());
     }
 }

@@ -50,6 +50,7 @@ pub fn plan_subscription(
         document,
         variables,
         rows: std::cell::Cell::new(0),
+        filter_nodes: std::cell::Cell::new(0),
     };
     let root_type = operation.object_type().as_str();
     let grouped = cx.collect(root_type, std::iter::once(&operation.selection_set))?;

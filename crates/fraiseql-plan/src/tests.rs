@@ -7,9 +7,9 @@ use fraiseql_schema::SchemaBundle;
 
 use crate::*;
 
-const EXAMPLE_SDL: &str = include_str!("../../../examples/saas/schema.graphql");
+pub(crate) const EXAMPLE_SDL: &str = include_str!("../../../examples/saas/schema.graphql");
 
-fn bundle() -> SchemaBundle {
+pub(crate) fn bundle() -> SchemaBundle {
     fraiseql_schema::build(EXAMPLE_SDL, "schema.graphql").expect("example schema")
 }
 
@@ -18,7 +18,7 @@ fn plan_of(query: &str, vars: serde_json::Value) -> Result<Plan, PlanError> {
 }
 
 /// Plans `query` against `b` with `limits` and `access`.
-fn plan_in(
+pub(crate) fn plan_in(
     b: &SchemaBundle,
     query: &str,
     vars: serde_json::Value,
@@ -34,7 +34,7 @@ fn plan_in(
 }
 
 /// The statements of a plan, one per line block, for snapshots.
-fn render(plan: &Plan) -> String {
+pub(crate) fn render(plan: &Plan) -> String {
     let mut out = String::new();
     for f in &plan.fields {
         out.push_str(&format!("-- {}\n", f.response_key));

@@ -7,7 +7,7 @@ use apollo_compiler::Schema;
 use crate::error::SchemaError;
 
 /// The engine's directives (`prelude.graphql`): never shown to clients or gateways.
-pub(crate) const OURS: [&str; 11] = [
+pub(crate) const OURS: [&str; 12] = [
     "view",
     "json",
     "column",
@@ -19,6 +19,7 @@ pub(crate) const OURS: [&str; 11] = [
     "federated",
     "cache",
     "event",
+    "connection",
 ];
 
 fn strip_list(list: &mut DirectiveList) {

@@ -41,6 +41,10 @@ pub struct Catalog {
     pub cache: IndexMap<String, CachePolicy>,
     /// Root `Subscription` fields (`@event`), by field name.
     pub subscriptions: IndexMap<String, SubscriptionField>,
+    /// The columns of the views, by GraphQL type name, as the database has them. Empty in the
+    /// schema alone; the engine fills it at start-up (it reads every view's columns), so a
+    /// `where` on a field read from `data` compares the view's same-named column instead.
+    pub columns: IndexMap<String, ViewColumns>,
 }
 
 /// A root `Subscription` field: the changes of an entity it delivers, read through the
@@ -52,6 +56,16 @@ pub struct SubscriptionField {
     /// How a changed row is read: the entity's view (one object, never a list) and the
     /// field's arguments, all equality filters on the row.
     pub rows: Collection,
+}
+
+/// The columns of one type's view, found in the database at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewColumns {
+    /// Column name -> its type as PostgreSQL names it (`format_type`: `timestamp with time zone`).
+    pub types: IndexMap<String, String>,
+    /// Field name -> the column that holds the same value as the field's `data` key (named like
+    /// the key, of a type that fits the field's scalar): filters compare it, so its index serves.
+    pub fields: IndexMap<String, String>,
 }
 
 /// `@cache` on a root query field.
@@ -169,6 +183,108 @@ pub struct TypeMapping {
     pub key_column: String,
     /// Fields by GraphQL name.
     pub fields: IndexMap<String, FieldSource>,
+    /// The fields a `where` (`<Type>WhereInput`) can filter on, by GraphQL name, in order.
+    pub filters: IndexMap<String, Filterable>,
+}
+
+impl TypeMapping {
+    /// The name of the input type of its `where` arguments.
+    pub fn where_input(&self) -> String {
+        where_input_name(&self.name)
+    }
+}
+
+/// `<Type>WhereInput`: the `where` input of a `@view` type.
+pub fn where_input_name(type_name: &str) -> String {
+    format!("{type_name}WhereInput")
+}
+
+/// A field a `where` can filter on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filterable {
+    /// A scalar or enum value, compared with the operators of its `<Scalar>Filter`.
+    Value {
+        /// How values are typed.
+        kind: ValueKind,
+        /// Where the value is read.
+        source: ValueSource,
+    },
+    /// Rows of another view of the same database, joined as the field reads them: the filter
+    /// holds when at least one of them matches the nested `<Target>WhereInput` (`EXISTS`).
+    Rows {
+        /// The GraphQL type of the rows.
+        target: String,
+        /// The join (parent column = target column).
+        join: Join,
+    },
+}
+
+/// Where a filtered value is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    /// A key of the `data` column (unless the view has a same-named column: [`ViewColumns`]).
+    Key(String),
+    /// A column of the view.
+    Column(String),
+    /// A `@sql` expression over the row (`{parent}` is the row).
+    Sql(String),
+}
+
+/// How a filtered value is typed in SQL: the parameter is cast to it when the value is read
+/// from `data` (a column or `@sql` expression gives the parameter its own type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// `String`: text, with the string operators.
+    String,
+    /// `Int`: numeric.
+    Int,
+    /// `Float`: numeric.
+    Float,
+    /// `Boolean`: boolean.
+    Boolean,
+    /// `ID`: text on a `data` key (an id need not be a uuid); a uuid column stays a uuid.
+    Id,
+    /// A scalar named `DateTime`: timestamptz.
+    DateTime,
+    /// A scalar named `Date`: date.
+    Date,
+    /// An enum: its value's name, as text.
+    Enum,
+    /// Any other custom scalar: text.
+    Other,
+}
+
+impl ValueKind {
+    /// The kind of GraphQL leaf type `named` (`is_enum`: it is an enum type).
+    pub fn of(named: &str, is_enum: bool) -> Self {
+        match named {
+            _ if is_enum => Self::Enum,
+            "String" => Self::String,
+            "Int" => Self::Int,
+            "Float" => Self::Float,
+            "Boolean" => Self::Boolean,
+            "ID" => Self::Id,
+            "DateTime" => Self::DateTime,
+            "Date" => Self::Date,
+            _ => Self::Other,
+        }
+    }
+
+    /// The SQL type a `data` key's text is cast to (`None`: compared as text).
+    pub fn cast(self) -> Option<&'static str> {
+        match self {
+            Self::Int | Self::Float => Some("numeric"),
+            Self::Boolean => Some("boolean"),
+            Self::DateTime => Some("timestamptz"),
+            Self::Date => Some("date"),
+            Self::String | Self::Id | Self::Enum | Self::Other => None,
+        }
+    }
+
+    /// Whether the string operators (`like`, `contains`, ...) apply.
+    pub fn is_string(self) -> bool {
+        self == Self::String
+    }
 }
 
 /// What a root `Query` field reads.
@@ -339,6 +455,15 @@ pub struct Collection {
     pub join: Option<Join>,
     /// How each argument shapes the query, by argument name.
     pub args: IndexMap<String, ArgRole>,
+    /// `@connection`: the field is a Relay connection over the rows (`list` is then true).
+    pub connection: Option<ConnectionSpec>,
+}
+
+/// A Relay connection field (`@connection`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSpec {
+    /// `@connection(maxPageSize:)`: the largest `first`/`last` (default `[limits] max_limit`).
+    pub max_page_size: Option<i64>,
 }
 
 /// `parent.column = target.references`
@@ -361,6 +486,16 @@ pub enum ArgRole {
     OrderBy(IndexMap<String, SortKey>),
     /// `target = $n`, equality on a column or a JSON key.
     Filter(Target),
+    /// `where: <Type>WhereInput`: a filter over the rows' fields and relations.
+    Where,
+    /// Connections: `first: Int`, the page size counted from the start (or from `after`).
+    First,
+    /// Connections: `last: Int`, the page size counted from the end (or from `before`).
+    Last,
+    /// Connections: `after: String`, the cursor the page starts after.
+    After,
+    /// Connections: `before: String`, the cursor the page ends before.
+    Before,
 }
 
 /// A column of the view or a key of its `data` column.
@@ -379,4 +514,8 @@ pub struct SortKey {
     pub target: Target,
     /// Descending?
     pub desc: bool,
+    /// Whether the value may be NULL: false when a non-null field of the type reads the same
+    /// column or key (or it is the `@view(key:)` column). Keyset paging compares non-null keys
+    /// as one row value (an index range); nullable ones with NULLs placed as `ORDER BY` does.
+    pub nullable: bool,
 }

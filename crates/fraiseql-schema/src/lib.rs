@@ -10,6 +10,8 @@ mod api;
 mod catalog;
 mod error;
 pub mod federation;
+mod filters;
+mod generate;
 mod ident;
 mod lower;
 mod subscription;
@@ -51,9 +53,14 @@ pub fn build_with_resolvers(
     path: &str,
     resolvers: &BTreeSet<String>,
 ) -> Result<SchemaBundle, SchemaError> {
-    let doc = apollo_compiler::ast::Document::parse(sdl, path)
+    let mut doc = apollo_compiler::ast::Document::parse(sdl, path)
         .map_err(|e| SchemaError::Graphql(e.errors.to_string()))?;
     let link = federation::detect(&doc)?;
+    generate::augment(
+        &mut doc,
+        resolvers,
+        link.as_ref().map(|l| l.name("shareable")),
+    )?;
     let mut builder = Schema::builder()
         .adopt_orphan_extensions()
         .parse(PRELUDE, "fraiseql-prelude.graphql");

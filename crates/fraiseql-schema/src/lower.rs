@@ -3,7 +3,7 @@
 use apollo_compiler::ast::{FieldDefinition, InputValueDefinition, Type};
 use apollo_compiler::schema::{ExtendedType, ObjectType};
 use apollo_compiler::validation::Valid;
-use apollo_compiler::{Node, Schema};
+use apollo_compiler::Schema;
 use heck::ToSnakeCase;
 use indexmap::IndexMap;
 
@@ -446,6 +446,7 @@ fn lower_type(
         };
         fields.insert(fname.to_string(), source);
     }
+    let filters = crate::filters::lower(schema, name, &database, obj, &fields)?;
     Ok(TypeMapping {
         name: name.to_owned(),
         view: view_q,
@@ -453,6 +454,7 @@ fn lower_type(
         data_column,
         key_column,
         fields,
+        filters,
     })
 }
 
@@ -492,7 +494,7 @@ fn lower_field(
             format!("use only one of @{}", used.join(", @")),
         ));
     }
-    let named = field.ty.inner_named_type().as_str();
+    let named = rows_target(field);
     let leaf = schema.types.get(named).is_some_and(|t| t.is_leaf());
     let target_db = view_database(schema, named);
     if let Some(rel) = d.get("relation").or_else(|| d.get("federated")) {
@@ -544,7 +546,7 @@ fn lower_field(
         };
         let column = ident(coord, &format!("{} ({what})", arg_names.0), column)?;
         let references = ident(coord, arg_names.1, references)?;
-        let mut c = collection(schema, coord, &field.ty, &field.arguments)?;
+        let mut c = collection(schema, coord, field)?;
         c.join = Some(Join { column, references });
         return Ok(FieldSource::Relation(Box::new(c)));
     }
@@ -916,21 +918,55 @@ fn lower_root_field(
             "a root field returns a type with @view (or a list of one), has @sql(expr: ...), or has a Rust query resolver registered for it",
         ));
     }
-    Ok(RootField::Rows(collection(
-        schema,
-        coord,
-        &field.ty,
-        &field.arguments,
-    )?))
+    Ok(RootField::Rows(collection(schema, coord, field)?))
+}
+
+/// The type whose rows a field reads: `T` for `@connection` fields returning `TConnection`,
+/// else the field's named type.
+fn rows_target(field: &FieldDefinition) -> &str {
+    let named = field.ty.inner_named_type().as_str();
+    if field.directives.has("connection") {
+        named
+            .strip_suffix(crate::generate::CONNECTION)
+            .unwrap_or(named)
+    } else {
+        named
+    }
+}
+
+/// `@connection(maxPageSize:)`, checked.
+fn connection_spec(
+    coord: &str,
+    d: &apollo_compiler::ast::Directive,
+) -> Result<ConnectionSpec, SchemaError> {
+    let max_page_size = match d.specified_argument_by_name("maxPageSize") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => match v.to_i32() {
+            Some(n) if n >= 1 => Some(i64::from(n)),
+            _ => {
+                return Err(SchemaError::mapping(
+                    coord,
+                    "@connection(maxPageSize:) must be at least 1",
+                ))
+            }
+        },
+    };
+    Ok(ConnectionSpec { max_page_size })
 }
 
 pub(crate) fn collection(
     schema: &Schema,
     coord: &str,
-    ty: &Type,
-    args: &[Node<InputValueDefinition>],
+    field: &FieldDefinition,
 ) -> Result<Collection, SchemaError> {
+    let ty = &field.ty;
+    let connection = match field.directives.get("connection") {
+        Some(d) => Some(connection_spec(coord, d)?),
+        None => None,
+    };
     let list = match ty {
+        _ if connection.is_some() => true,
         Type::Named(_) | Type::NonNullNamed(_) => false,
         Type::List(inner) | Type::NonNullList(inner) => {
             if inner.is_list() {
@@ -942,24 +978,32 @@ pub(crate) fn collection(
             true
         }
     };
+    let target = rows_target(field);
     let mut roles = IndexMap::new();
-    for arg in args {
+    for arg in &field.arguments {
         let acoord = format!("{coord}({}:)", arg.name);
-        let role = arg_role(schema, &acoord, arg)?;
+        let role = arg_role(schema, &acoord, arg, target, connection.is_some())?;
         if !list && !matches!(role, ArgRole::Filter(_)) {
             return Err(SchemaError::mapping(
                 acoord,
-                "limit, offset and orderBy only apply to list fields",
+                "limit, offset, orderBy and where only apply to list fields",
+            ));
+        }
+        if connection.is_some() && matches!(role, ArgRole::Limit | ArgRole::Offset) {
+            return Err(SchemaError::mapping(
+                acoord,
+                "a connection pages with first, after, last and before, not limit and offset",
             ));
         }
         roles.insert(arg.name.to_string(), role);
     }
     Ok(Collection {
-        target: ty.inner_named_type().to_string(),
+        target: target.to_owned(),
         list,
         non_null: ty.is_non_null(),
         join: None,
         args: roles,
+        connection,
     })
 }
 
@@ -979,6 +1023,8 @@ fn arg_role(
     schema: &Schema,
     coord: &str,
     arg: &InputValueDefinition,
+    rows: &str,
+    connection: bool,
 ) -> Result<ArgRole, SchemaError> {
     if let Some(f) = arg.directives.get("filter") {
         let t = target(coord, f)?.unwrap_or(Target::Column(ident(
@@ -989,7 +1035,22 @@ fn arg_role(
         return Ok(ArgRole::Filter(t));
     }
     let named = arg.ty.inner_named_type().as_str();
+    let paging = |want: &str, role: ArgRole| {
+        if named != want || arg.ty.is_list() {
+            Err(SchemaError::mapping(
+                coord,
+                format!("must be of type {want}"),
+            ))
+        } else {
+            Ok(role)
+        }
+    };
     match arg.name.as_str() {
+        "where" if named == where_input_name(rows) && !arg.ty.is_list() => Ok(ArgRole::Where),
+        "first" if connection => paging("Int", ArgRole::First),
+        "last" if connection => paging("Int", ArgRole::Last),
+        "after" if connection => paging("String", ArgRole::After),
+        "before" if connection => paging("String", ArgRole::Before),
         "limit" | "offset" => {
             if named != "Int" || arg.ty.is_list() {
                 return Err(SchemaError::mapping(coord, "must be of type Int"));
@@ -1023,7 +1084,15 @@ fn arg_role(
                     .specified_argument_by_name("desc")
                     .and_then(|v| v.to_bool())
                     .unwrap_or(false);
-                keys.insert(vname.to_string(), SortKey { target: t, desc });
+                let nullable = !never_null(schema, rows, &t);
+                keys.insert(
+                    vname.to_string(),
+                    SortKey {
+                        target: t,
+                        desc,
+                        nullable,
+                    },
+                );
             }
             Ok(ArgRole::OrderBy(keys))
         }
@@ -1041,4 +1110,42 @@ fn arg_role(
             )?)))
         }
     }
+}
+
+/// Whether sort target `t` of view type `type_name` never holds NULL: it is the `@view(key:)`
+/// column, or a non-null field reads it (the column of `@column`, or the `data` key, which is
+/// also taken to be what a same-named column holds).
+fn never_null(schema: &Schema, type_name: &str, t: &Target) -> bool {
+    let Some(obj) = schema.get_object(type_name) else {
+        return false;
+    };
+    let key_column = obj
+        .directives
+        .get("view")
+        .and_then(|v| string_arg(v, "key"))
+        .unwrap_or_else(|| "id".to_owned());
+    let wanted = match t {
+        Target::Column(c) if *c == key_column => return true,
+        Target::Column(c) | Target::Key(c) => c,
+    };
+    obj.fields.values().any(|f| {
+        if !f.ty.is_non_null() || f.ty.is_list() {
+            return false;
+        }
+        let key = match f.directives.get("json") {
+            Some(j) => string_arg(j, "key").unwrap_or_default(),
+            None => f.name.as_str().to_snake_case(),
+        };
+        let column = f
+            .directives
+            .get("column")
+            .and_then(|c| string_arg(c, "name"));
+        match t {
+            Target::Column(_) => {
+                column.as_deref() == Some(wanted)
+                    || (column.is_none() && key == *wanted && !f.directives.has("sql"))
+            }
+            Target::Key(_) => column.is_none() && key == *wanted && !f.directives.has("sql"),
+        }
+    })
 }

@@ -75,7 +75,7 @@ pub(crate) fn lower(
                 format!("@event(entity: {entity:?}) but the field returns `{named}`: a subscription field delivers the changed rows of its own type"),
             ));
         }
-        let rows = collection(schema, &coord, &field.ty, &field.arguments)?;
+        let rows = collection(schema, &coord, field)?;
         if let Some((arg, _)) = rows
             .args
             .iter()

@@ -84,7 +84,8 @@ fn lowers_types_fields_and_root_fields() {
         order["NEWEST"],
         SortKey {
             target: Target::Column("created_at".into()),
-            desc: true
+            desc: true,
+            nullable: true,
         }
     );
     let RootField::Rows(one) = &b.catalog.queries["organization"] else {
@@ -137,7 +138,7 @@ fn mapping_mistakes_are_reported_with_their_coordinate() {
     );
     insta::assert_snapshot!(
         err("type Query { a(limit: Int): A } type A @view(name: \"v\") { x: Int }"),
-        @"Query.a(limit:): limit, offset and orderBy only apply to list fields"
+        @"Query.a(limit:): limit, offset, orderBy and where only apply to list fields"
     );
     insta::assert_snapshot!(
         err("type Query { a: [A] } type A @view(name: \"v\") { x: Int @sql(expr: \"1; select 2\") }"),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use fraiseql_config::TENANT_DATABASE;
+use fraiseql_schema::ViewColumns;
 
 use super::{Engine, EngineError};
 use crate::catalog_check;
@@ -13,7 +14,13 @@ use crate::tenancy::TenantRecord;
 impl Engine {
     /// Connects to every database and checks the schema against it: the start-up gate.
     /// With tenancy, the tenant schema is checked on the first active tenant (if any).
+    ///
+    /// The views' columns read on the way are kept (the first time): from then on, `where`
+    /// filters on fields whose `data` key a same-named column holds compare that column.
+    /// Without an active tenant at start-up, the tenant views' columns stay unknown and those
+    /// filters compare the `data` keys.
     pub async fn check_databases(&self) -> Result<(), EngineError> {
+        let mut found = Vec::new();
         if let Some(tenants) = &self.tenants {
             let unreachable = |reason: String| EngineError::Unreachable {
                 name: self.config.multi_tenancy.registry.clone(),
@@ -24,7 +31,7 @@ impl Engine {
                 .await
                 .map_err(|e| unreachable(e.to_string()))?
             {
-                self.check_tenant(&rec).await?;
+                found.extend(self.check_tenant_found(&rec).await?);
             }
         }
         for name in self
@@ -33,16 +40,29 @@ impl Engine {
             .map(|(n, _)| n.clone())
             .collect::<Vec<_>>()
         {
-            self.check_database(&name).await?;
+            found.extend(self.check_database_found(&name).await?);
         }
+        let mut catalog = self.schema.catalog.clone();
+        for (ty, columns) in found {
+            catalog.columns.insert(ty, columns);
+        }
+        // Set once: plans made with one set of columns stay right.
+        let _ = self.found.set(catalog);
         Ok(())
     }
 
     /// Connects to tenant `rec` as the server does (its role, its schema) and checks the tenant
     /// schema there.
     pub async fn check_tenant(&self, rec: &Arc<TenantRecord>) -> Result<(), EngineError> {
+        self.check_tenant_found(rec).await.map(drop)
+    }
+
+    async fn check_tenant_found(
+        &self,
+        rec: &Arc<TenantRecord>,
+    ) -> Result<Vec<(String, ViewColumns)>, EngineError> {
         if self.routes.tenants().is_none() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let name = format!("tenant `{}`", rec.key);
         let bad = |reason: String| EngineError::Unreachable {
@@ -62,9 +82,10 @@ impl Engine {
         session::begin(&lease, &values, false)
             .await
             .map_err(|e| bad(e.to_string()))?;
-        let problems = catalog_check::check(lease.client(), &self.schema.catalog, TENANT_DATABASE)
-            .await
-            .map_err(|e| bad(e.to_string()));
+        let checked =
+            catalog_check::check_and_find(lease.client(), &self.schema.catalog, TENANT_DATABASE)
+                .await
+                .map_err(|e| bad(e.to_string()));
         let outbox = if self.config.observers.enabled && !self.observers.is_empty() {
             outbox_is_current(&lease)
                 .await
@@ -73,7 +94,7 @@ impl Engine {
             Ok(true)
         };
         let _ = session::end(&lease, false).await;
-        let problems = problems?;
+        let (problems, found) = checked?;
         if !outbox? {
             return Err(EngineError::OutboxOutdated(name));
         }
@@ -83,11 +104,18 @@ impl Engine {
                 problems,
             });
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Connects to `[databases.<name>]` and checks the schema's types of that database.
     pub async fn check_database(&self, name: &str) -> Result<(), EngineError> {
+        self.check_database_found(name).await.map(drop)
+    }
+
+    async fn check_database_found(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, ViewColumns)>, EngineError> {
         let unreachable = |reason: String| EngineError::Unreachable {
             name: name.to_owned(),
             reason,
@@ -97,16 +125,17 @@ impl Engine {
             .get(name)
             .ok_or_else(|| unreachable("not configured".to_owned()))?;
         let client = db.lease().await.map_err(|e| unreachable(e.to_string()))?;
-        let problems = catalog_check::check(client.client(), &self.schema.catalog, name)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let (problems, found) =
+            catalog_check::check_and_find(client.client(), &self.schema.catalog, name)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
         if !problems.is_empty() {
             return Err(EngineError::Catalog {
                 database: name.to_owned(),
                 problems,
             });
         }
-        Ok(())
+        Ok(found)
     }
 }
 

@@ -120,6 +120,9 @@ pub struct Engine {
     subscriptions: std::sync::OnceLock<crate::subscriptions::Subscriptions>,
     marker_nonce: u64,
     readiness: readiness::Readiness,
+    /// The catalog with the views' columns, once `check_databases` read them: `where`
+    /// filters then compare the columns that hold a field's value (see `catalog_check.rs`).
+    found: std::sync::OnceLock<fraiseql_schema::Catalog>,
 }
 
 impl Engine {
@@ -259,6 +262,7 @@ impl Engine {
             subscriptions: std::sync::OnceLock::new(),
             marker_nonce: rand::random(),
             readiness: readiness::Readiness::default(),
+            found: std::sync::OnceLock::new(),
         })
     }
 
@@ -418,6 +422,12 @@ impl Engine {
         &self.schema
     }
 
+    /// The catalog requests are planned with: the schema's, with the views' columns once
+    /// [`Engine::check_databases`] has read them.
+    pub fn catalog(&self) -> &fraiseql_schema::Catalog {
+        self.found.get().unwrap_or(&self.schema.catalog)
+    }
+
     /// The tenant registry as this server sees it, when multi-tenancy is on.
     pub fn tenants(&self) -> Option<&Tenants> {
         self.tenants.as_ref()
@@ -522,6 +532,7 @@ impl Engine {
     pub(crate) fn planner(&self) -> Planner<'_> {
         Planner {
             schema: &self.schema,
+            catalog: self.catalog(),
             implementers: &self.implementers,
             limits: &self.config.limits,
             rbac: &self.rbac,

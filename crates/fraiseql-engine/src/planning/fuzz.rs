@@ -30,6 +30,11 @@ const TYPES: &[(&str, &[FieldSpec])] = &[
             ("organization", Some("Organization"), false),
             ("projectsByOrg", Some("Project"), true),
             ("project", Some("Project"), false),
+            (
+                "organizationsConnection",
+                Some("OrganizationConnection"),
+                false,
+            ),
             ("tenantConfig", None, false),
             ("__typename", None, false),
         ],
@@ -55,6 +60,43 @@ const TYPES: &[(&str, &[FieldSpec])] = &[
             ("taskCount", None, false),
             ("organization", Some("Organization"), false),
             ("tasks", Some("Task"), true),
+            ("tasksConnection", Some("TaskConnection"), false),
+        ],
+    ),
+    (
+        "OrganizationConnection",
+        &[
+            ("edges", Some("OrganizationEdge"), false),
+            ("pageInfo", Some("PageInfo"), false),
+            ("totalCount", None, false),
+        ],
+    ),
+    (
+        "OrganizationEdge",
+        &[
+            ("cursor", None, false),
+            ("node", Some("Organization"), false),
+        ],
+    ),
+    (
+        "TaskConnection",
+        &[
+            ("edges", Some("TaskEdge"), false),
+            ("pageInfo", Some("PageInfo"), false),
+            ("totalCount", None, false),
+        ],
+    ),
+    (
+        "TaskEdge",
+        &[("cursor", None, false), ("node", Some("Task"), false)],
+    ),
+    (
+        "PageInfo",
+        &[
+            ("hasNextPage", None, false),
+            ("hasPreviousPage", None, false),
+            ("startCursor", None, false),
+            ("endCursor", None, false),
         ],
     ),
     (
@@ -96,6 +138,52 @@ fn int_value(r: &mut StdRng, used: &mut std::collections::BTreeSet<&'static str>
         _ => r.random_range(0..200).to_string(),
     }
 }
+
+/// Each `@view` type's filterable fields: (name, its filter's type name or the related type).
+const FILTERS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "Organization",
+        &[
+            ("name", "String"),
+            ("createdAt", "DateTime"),
+            ("memberCount", "Int"),
+            ("projects", "Project"),
+            ("members", "Member"),
+        ],
+    ),
+    (
+        "Project",
+        &[
+            ("name", "String"),
+            ("organization", "Organization"),
+            ("tasks", "Task"),
+        ],
+    ),
+    (
+        "Task",
+        &[
+            ("title", "String"),
+            ("status", "String"),
+            ("createdAt", "DateTime"),
+        ],
+    ),
+    ("Member", &[("name", "String"), ("email", "String")]),
+];
+
+/// Hostile or odd operand values.
+const VALUES: &[&str] = &[
+    "\"x\"",
+    "\"'; DROP TABLE tb_task; --\"",
+    "\"%_\\\\\"",
+    "\"2026-01-01T00:00:00Z\"",
+    "\"not a time\"",
+    "5",
+    "-1",
+    "null",
+    "[]",
+    "[\"a\", \"b\"]",
+    "true",
+];
 
 struct Gen {
     r: StdRng,
@@ -172,6 +260,30 @@ impl Gen {
             if name == "organizations" && self.r.random_bool(0.3) {
                 args.push("orderBy: [NAME_DESC, CREATED_AT_ASC]".into());
             }
+            let rows = match name {
+                "organizations" | "organizationsConnection" => Some("Organization"),
+                "projectsByOrg" | "projects" => Some("Project"),
+                "tasks" | "tasksConnection" => Some("Task"),
+                "members" => Some("Member"),
+                _ => None,
+            };
+            if let Some(rows) = rows.filter(|_| self.r.random_bool(0.4)) {
+                let w = self.filter(rows, 3);
+                args.push(format!("where: {w}"));
+            }
+            if name.ends_with("Connection") {
+                for paging in ["first", "last", "after", "before"] {
+                    if self.r.random_bool(0.3) {
+                        let v = if paging.starts_with('a') || paging.starts_with('b') {
+                            ["\"WyJ4Il0\"", "\"%%%\"", "null", "\"\""][self.r.random_range(0..4)]
+                                .to_owned()
+                        } else {
+                            int_value(&mut self.r, &mut self.used)
+                        };
+                        args.push(format!("{paging}: {v}"));
+                    }
+                }
+            }
             if !args.is_empty() {
                 f.push_str(&format!("({})", args.join(", ")));
             }
@@ -189,6 +301,56 @@ impl Gen {
             out.push(f);
         }
         out.join(" ")
+    }
+
+    /// A `where` value over `ty` (nested combinators and relations, any operator, any value:
+    /// many are invalid, which validation or the planner must refuse without panicking).
+    fn filter(&mut self, ty: &str, depth: usize) -> String {
+        let fields = FILTERS
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map_or(&[][..], |(_, f)| *f);
+        let n = self.r.random_range(0..4);
+        let mut entries = Vec::new();
+        for _ in 0..n {
+            let c = self.r.random_range(0..10);
+            if depth > 0 && c < 3 {
+                let key = ["_and", "_or", "_not"][c];
+                let inner = self.filter(ty, depth - 1);
+                entries.push(if key == "_not" {
+                    format!("{key}: {inner}")
+                } else {
+                    format!("{key}: [{inner}, {}]", self.filter(ty, depth - 1))
+                });
+                continue;
+            }
+            if fields.is_empty() {
+                continue;
+            }
+            let (field, of) = fields[self.r.random_range(0..fields.len())];
+            if FILTERS.iter().any(|(t, _)| *t == of) {
+                if depth > 0 {
+                    entries.push(format!("{field}: {}", self.filter(of, depth - 1)));
+                }
+                continue;
+            }
+            let op = [
+                "eq",
+                "neq",
+                "gt",
+                "lte",
+                "in",
+                "nin",
+                "isnull",
+                "contains",
+                "istartswith",
+                "like",
+                "bogus",
+            ][self.r.random_range(0..11)];
+            let v = VALUES[self.r.random_range(0..VALUES.len())];
+            entries.push(format!("{field}: {{{op}: {v}}}"));
+        }
+        format!("{{{}}}", entries.join(", "))
     }
 
     fn document(&mut self) -> String {
@@ -267,6 +429,7 @@ proptest! {
                 if let Ok(op) = doc.operations.get(None) {
                     let planner = Planner {
                         schema: &bundle,
+                        catalog: &bundle.catalog,
                         implementers: &implementers,
                         limits: &limits,
                         rbac: &rbac,

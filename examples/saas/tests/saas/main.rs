@@ -3,9 +3,12 @@
 #[macro_use]
 mod harness;
 mod cache;
+mod connections;
 mod documents;
 mod events;
+mod explain;
 mod federation;
+mod filters;
 mod hardening;
 mod mutations;
 mod operations;
