@@ -40,6 +40,61 @@ pub struct Config {
     pub nats: NatsConfig,
     /// `[federation]`: what the engine tells a gateway.
     pub federation: FederationConfig,
+    /// `[tiers.<name>]`: the plans a tenant's registry `tier` picks (`default` for tiers not
+    /// listed). Empty: no tenant is limited beyond `[limits]`.
+    pub tiers: BTreeMap<String, TierConfig>,
+    /// `[admin]`: the tenant lifecycle over HTTP, on a listener of its own.
+    pub admin: AdminConfig,
+}
+
+/// The tier whose table applies to tiers not listed in `[tiers]`.
+pub const DEFAULT_TIER: &str = "default";
+
+impl Config {
+    /// The plan of registry tier `tier`: its `[tiers.<tier>]`, else `[tiers.default]`; `None`:
+    /// neither is configured, and the tenant is limited by `[limits]` alone.
+    pub fn tier(&self, tier: &str) -> Option<&TierConfig> {
+        self.tiers
+            .get(tier)
+            .or_else(|| self.tiers.get(DEFAULT_TIER))
+    }
+}
+
+/// `[tiers.<name>]`: one plan. Every limit is optional; an absent one does not limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TierConfig {
+    /// Requests a second, per tenant, all instances together (a token bucket refilled
+    /// continuously).
+    pub requests_per_second: Option<u32>,
+    /// Requests that may come at once above the rate (the bucket's size; default: one second's
+    /// worth, `requests_per_second`).
+    pub burst: Option<u32>,
+    /// Mutations a second (counted after the operation is known; they count as requests too).
+    pub mutations_per_second: Option<u32>,
+    /// Requests of one tenant in flight at once on one instance.
+    pub max_concurrent: Option<u32>,
+    /// Each statement's time limit (at most `[limits] request_timeout_ms`).
+    pub statement_timeout_ms: Option<u64>,
+    /// Most rows one operation may produce (at most `[limits] max_rows`, which applies to all).
+    pub max_rows: Option<u64>,
+    /// Subscriptions a tenant may hold at once (read by the subscription transports).
+    pub max_subscriptions: Option<u32>,
+    /// The tenant's weight when requests wait for a database connection: freed connections go
+    /// round-robin across the waiting tenants, `weight` turns each (default 1).
+    pub weight: u32,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdminConfig {
+    /// `host:port` of the admin API; `None`: not served.
+    pub listen: Option<String>,
+    /// The bearer token every admin request carries (required with `listen`; at least 32
+    /// bytes; never `[auth] secret`).
+    pub token: Option<String>,
+    /// Where `POST /admin/tenants/{key}/backup` writes archives (default `backups`, resolved
+    /// against the config's folder).
+    pub backup_dir: PathBuf,
 }
 
 /// `[federation]`
@@ -215,6 +270,9 @@ pub struct MultiTenancyConfig {
     /// or behind a gateway that authenticates). Off by default: a tenant must be named by a
     /// verified token.
     pub trust_tenant_header: bool,
+    /// NATS subject on which instances tell each other what each tenant consumed of its plan's
+    /// rates (default `fraiseql.quota`).
+    pub quota_subject: String,
 }
 
 /// JWT signature algorithm, fixed by config (a token's own `alg` header is never trusted).
@@ -528,6 +586,31 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub cache: RawCache,
     pub nats: Option<RawNats>,
+    #[serde(default)]
+    pub tiers: BTreeMap<String, RawTier>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTier {
+    pub requests_per_second: Option<Num>,
+    pub burst: Option<Num>,
+    pub mutations_per_second: Option<Num>,
+    pub max_concurrent: Option<Num>,
+    pub statement_timeout_ms: Option<Num>,
+    pub max_rows: Option<Num>,
+    pub max_subscriptions: Option<Num>,
+    pub weight: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+    pub backup_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -601,6 +684,7 @@ pub(crate) struct RawMultiTenancy {
     pub connection_budget: Option<Num>,
     pub idle_pool_secs: Option<Num>,
     pub trust_tenant_header: Option<Flag>,
+    pub quota_subject: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
