@@ -92,8 +92,47 @@ fn with_media(status: StatusCode, media: Media, body: Bytes) -> Response {
     r
 }
 
+/// Adds the plan's rate-limit header fields (`fraiseql_engine::quota`) to `r`.
+fn rate_headers(r: &mut Response, headers: &[fraiseql_engine::quota::Header]) {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            r.headers_mut()
+                .insert(header::HeaderName::from_static(lower(name)), v);
+        }
+    }
+}
+
+/// The lower-case form of the quota module's header names (HTTP/2 and `http` want them so).
+fn lower(name: &'static str) -> &'static str {
+    match name {
+        "RateLimit-Policy" => "ratelimit-policy",
+        "RateLimit" => "ratelimit",
+        "X-RateLimit-Limit" => "x-ratelimit-limit",
+        "X-RateLimit-Remaining" => "x-ratelimit-remaining",
+        "Retry-After" => "retry-after",
+        _ => "x-fraiseql-unknown",
+    }
+}
+
+/// 429: the tenant's plan refused the request (rate or concurrency), with `Retry-After` and the
+/// rate-limit fields. Always 429, whatever the media type: nothing was executed.
+fn refused(refusal: &fraiseql_engine::quota::Refusal, media: Media) -> Response {
+    let mut r = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        media,
+        ErrorCode::RateLimited,
+        &refusal.message,
+    );
+    rate_headers(&mut r, &refusal.headers);
+    r
+}
+
 fn respond(outcome: Outcome, media: Media) -> Response {
+    if let (OutcomeKind::RateLimited, Some(refusal)) = (outcome.kind, &outcome.refusal) {
+        return refused(refusal, media);
+    }
     let status = match (outcome.kind, media) {
+        (OutcomeKind::RateLimited, _) => StatusCode::TOO_MANY_REQUESTS,
         (OutcomeKind::MethodNotAllowed, _) => StatusCode::METHOD_NOT_ALLOWED,
         (OutcomeKind::Data, _) => StatusCode::OK,
         (OutcomeKind::RequestError, Media::GraphqlResponse) => StatusCode::BAD_REQUEST,
@@ -161,22 +200,23 @@ pub(crate) async fn get(
     execute(&state, &headers, req, Method::Get, media).await
 }
 
-/// Per-tenant request, error and latency metrics (the seed's names). `None`: timed out.
+/// Per-tenant request, error and latency metrics (the seed's names). `None`: not executed (timed
+/// out, or refused by the plan), with `codes`.
 fn record(
     engine: &fraiseql_engine::Engine,
     ctx: &fraiseql_engine::RequestContext,
     outcome: Option<&Outcome>,
     took: std::time::Duration,
+    codes: &[ErrorCode],
 ) {
     use fraiseql_engine::metrics::Operation;
     let m = engine.metrics();
     if !m.enabled() {
         return;
     }
-    let timed_out = [ErrorCode::InternalServerError];
     let (codes, operation) = match outcome {
         Some(o) => (o.error_codes.as_slice(), o.operation),
-        None => (&timed_out[..], None),
+        None => (codes, None),
     };
     let operation = match operation {
         Some("mutation") => Operation::Mutation,
@@ -307,6 +347,40 @@ async fn run(
         }
     };
     log.tenant = ctx.tenant.as_ref().map(|t| t.key.clone());
+    // The tenant's plan, before any connection is taken: over it, 429 at once (nothing queues).
+    let admission = match engine.admit(&ctx) {
+        Ok(a) => a,
+        Err(refusal) => {
+            log.errors.push(ErrorCode::RateLimited);
+            record(
+                engine,
+                &ctx,
+                None,
+                std::time::Duration::ZERO,
+                &[ErrorCode::RateLimited],
+            );
+            return refused(&refusal, media);
+        }
+    };
+    let mut response = Box::pin(execute_admitted(
+        engine, &ctx, req, method, media, headers, log,
+    ))
+    .await;
+    rate_headers(&mut response, &admission.headers);
+    response
+}
+
+/// Runs a request its tenant's plan admitted: parse errors, then `Engine::execute` under the
+/// request's deadline.
+async fn execute_admitted(
+    engine: &std::sync::Arc<fraiseql_engine::Engine>,
+    ctx: &fraiseql_engine::RequestContext,
+    req: Result<GraphqlRequest, RequestParseError>,
+    method: Method,
+    media: Media,
+    headers: &HeaderMap,
+    log: &mut RequestLog,
+) -> Response {
     let mut req = match req {
         Ok(req) => req,
         Err(e) => {
@@ -330,12 +404,13 @@ async fn run(
     // says so) or the client gets 408 and nothing was changed (see CommitGate). Writes run in a
     // task of their own inside the engine: a client that disconnects cannot stop a mutation
     // between its COMMIT and handing its events to the relay.
-    let mut run = Box::pin(engine.execute(&req, method, &ctx, &gate));
+    let mut run = Box::pin(engine.execute(&req, method, ctx, &gate));
     let outcome = match tokio::time::timeout(timeout, &mut run).await {
         Ok(outcome) => outcome,
         Err(_) if gate.try_time_out() => {
             // Nothing has committed and nothing will.
-            record(engine, &ctx, None, started.elapsed());
+            let codes = [ErrorCode::InternalServerError];
+            record(engine, ctx, None, started.elapsed(), &codes);
             log.errors.push(ErrorCode::InternalServerError);
             return error_response(
                 StatusCode::REQUEST_TIMEOUT,
@@ -347,7 +422,7 @@ async fn run(
         // A COMMIT is under way: its outcome is the answer.
         Err(_) => run.await,
     };
-    record(engine, &ctx, Some(&outcome), started.elapsed());
+    record(engine, ctx, Some(&outcome), started.elapsed(), &[]);
     log.kind = outcome.operation;
     log.errors.clone_from(&outcome.error_codes);
     respond(outcome, media)

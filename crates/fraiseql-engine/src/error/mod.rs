@@ -42,6 +42,8 @@ pub enum ErrorCode {
     TransactionConflict,
     /// A database could not be reached in time.
     DatabaseUnavailable,
+    /// The tenant is over its plan's rate or concurrency (HTTP 429 with `Retry-After`).
+    RateLimited,
     /// Anything else; details are in the server log, never in the response.
     InternalServerError,
 }
@@ -66,6 +68,7 @@ impl ErrorCode {
             Self::ForeignKeyViolation => "FOREIGN_KEY_VIOLATION",
             Self::TransactionConflict => "TRANSACTION_CONFLICT",
             Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Self::RateLimited => "RATE_LIMITED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
