@@ -366,7 +366,10 @@ async fn run(
         engine, &ctx, req, method, media, headers, log,
     ))
     .await;
-    rate_headers(&mut response, &admission.headers);
+    // A mutation refused by its own rate carries that refusal's fields.
+    if response.status() != StatusCode::TOO_MANY_REQUESTS {
+        rate_headers(&mut response, &admission.headers);
+    }
     response
 }
 

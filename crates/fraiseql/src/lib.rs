@@ -162,7 +162,9 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     });
     let admin_task = admin_listener.map(|l| {
         if let Ok(a) = l.local_addr() {
-            println!("Admin API: http://{a}/admin/tenants (OpenAPI: http://{a}/admin/openapi.json)");
+            println!(
+                "Admin API: http://{a}/admin/tenants (OpenAPI: http://{a}/admin/openapi.json)"
+            );
         }
         let config = Arc::new(c.clone());
         tokio::spawn(async move {

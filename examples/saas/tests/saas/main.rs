@@ -8,6 +8,7 @@ mod federation;
 mod hardening;
 mod mutations;
 mod operations;
+mod plans;
 mod queries;
 mod resolvers;
 mod tenancy;
