@@ -6,11 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
-# graphql-core checks that a real client library builds a schema from our introspection.
+# graphql-core checks that a real client library builds a schema from our introspection;
+# openapi-spec-validator checks the admin API's OpenAPI document.
 VENV=target/py-venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import graphql" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import graphql, openapi_spec_validator" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "graphql-core==3.2.*"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "graphql-core==3.2.*" "openapi-spec-validator==0.7.*"
 fi
 export FRAISEQL_PYTHON="$PWD/$VENV/bin/python"
 # Apollo's composition checks the subgraphs' SDL (examples/saas/tests/saas/federation.rs).

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod harness;
+mod admin;
 mod cache;
 mod events;
 mod federation;
