@@ -154,9 +154,10 @@ impl Quotas {
         &self.tiers
     }
 
-    /// `rec`'s counters (made on its first request here, then kept with the record).
-    fn quota<'r>(&self, rec: &'r TenantRecord) -> &'r Arc<TenantQuota> {
-        rec.derived.quota.get_or_init(|| self.by_key(&rec.key))
+    /// `rec`'s counters (made on its first request here, kept by key: a changed record of the
+    /// tenant finds the same).
+    fn quota(&self, rec: &TenantRecord) -> Arc<TenantQuota> {
+        self.by_key(&rec.key)
     }
 
     fn by_key(&self, key: &str) -> Arc<TenantQuota> {
@@ -177,7 +178,7 @@ impl Quotas {
     /// Admits a request of `rec` (identified, not yet run), or refuses it by its plan.
     pub fn admit(&self, rec: &TenantRecord, metrics: &TenantMetrics) -> Result<Admission, Refusal> {
         let tier = self.tiers.of(rec);
-        let q = self.quota(rec);
+        let q = &self.quota(rec);
         if !tier.limits_requests() {
             q.usage[USED_REQUESTS].fetch_add(1, Ordering::Relaxed);
             return Ok(Admission::default());
@@ -219,7 +220,7 @@ impl Quotas {
         let Some(rate) = tier.mutations else {
             return Ok(());
         };
-        let q = self.quota(rec);
+        let q = &self.quota(rec);
         let taken = q.buckets()[MUTATIONS].take(rate, Instant::now());
         match taken {
             Ok(_) => {

@@ -89,9 +89,6 @@ pub struct Derived {
         std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::metrics::TenantMetrics>>>,
     /// Its plan (`[tiers.<tier>]`), resolved on its first request (see `tiers.rs`).
     pub(crate) tier: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<super::tiers::Tier>>>,
-    /// Its buckets and usage counters (kept by key across record changes: `quota/`).
-    pub(crate) quota:
-        std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::quota::TenantQuota>>>,
 }
 
 impl TenantRecord {
@@ -111,7 +108,6 @@ impl TenantRecord {
             target: Default::default(),
             metrics: Default::default(),
             tier: Default::default(),
-            quota: Default::default(),
         };
         self
     }
