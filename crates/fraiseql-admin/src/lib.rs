@@ -37,6 +37,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub(crate) struct Admin {
     config: Arc<Config>,
     jobs: Arc<jobs::Jobs>,
+    /// The registry's tables were ensured (once per admin API).
+    ensured: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// The admin router for `config` (`[admin] token` must be set: a router without one refuses
@@ -45,6 +47,7 @@ pub fn router(config: Arc<Config>) -> Router {
     let state = Admin {
         config,
         jobs: Arc::default(),
+        ensured: Arc::default(),
     };
     let tenants = Router::new()
         .route("/admin/tenants", get(tenants::list).post(tenants::create))

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use fraiseql_config::Config;
 use fraiseql_engine::tenancy::registry::{self, TenantRecord, TenantStatus};
-use fraiseql_engine::tenancy::usage::Usage;
+use fraiseql_engine::tenancy::usage::{self, Usage};
 use fraiseql_ops::{provision, ProvisionError, TransferError};
 use http::StatusCode;
+use tokio::sync::OnceCell;
 
 use crate::error::ApiError;
 
@@ -57,29 +58,62 @@ pub(crate) async fn create(config: &Config, key: &str, tier: &str) -> Result<(),
         .map_err(provision_error)
 }
 
-/// The registry row of `key`.
-pub(crate) async fn get(config: &Config, key: &str) -> Result<Option<TenantRecord>, ApiError> {
-    let registry = provision::registry_client(config)
-        .await
-        .map_err(provision_error)?;
-    registry::get(&registry, key).await.map_err(|e| {
-        provision_error(ProvisionError::Db {
-            step: "registry".to_owned(),
-            reason: e.to_string(),
-        })
+fn registry_error(e: tokio_postgres::Error) -> ApiError {
+    provision_error(ProvisionError::Db {
+        step: "registry".to_owned(),
+        reason: e.to_string(),
     })
 }
 
-/// `fraiseql tenant list`.
-pub(crate) async fn list(config: &Config) -> Result<Vec<TenantRecord>, ApiError> {
-    provision::list(config).await.map_err(provision_error)
+/// A registry connection for reads. The tables are ensured (DDL, which takes a moment's lock
+/// the servers' registry reads would wait behind) once per admin API, not per request: reads are
+/// what a SaaS polls.
+async fn registry(
+    config: &Config,
+    ensured: &OnceCell<()>,
+) -> Result<tokio_postgres::Client, ApiError> {
+    ensured
+        .get_or_try_init(|| async {
+            provision::registry_client(config)
+                .await
+                .map(drop)
+                .map_err(provision_error)
+        })
+        .await?;
+    let url = provision::registry_url(config).map_err(provision_error)?;
+    provision::connect(url, None, None)
+        .await
+        .map_err(provision_error)
+}
+
+/// The registry row of `key`.
+pub(crate) async fn get(
+    config: &Config,
+    ensured: &OnceCell<()>,
+    key: &str,
+) -> Result<Option<TenantRecord>, ApiError> {
+    let registry = registry(config, ensured).await?;
+    registry::get(&registry, key).await.map_err(registry_error)
+}
+
+/// Every registered tenant (`fraiseql tenant list`), and this month's usage.
+pub(crate) async fn list(
+    config: &Config,
+    ensured: &OnceCell<()>,
+) -> Result<(Vec<TenantRecord>, String, Vec<Usage>), ApiError> {
+    let registry = registry(config, ensured).await?;
+    let all = registry::list(&registry).await.map_err(registry_error)?;
+    let (period, usage) = usage::this_month(&registry).await.map_err(registry_error)?;
+    Ok((all, period, usage))
 }
 
 /// This month's usage, as `fraiseql tenant list` shows it.
-pub(crate) async fn usage(config: &Config) -> Result<(String, Vec<Usage>), ApiError> {
-    fraiseql_ops::plans::usage(config)
-        .await
-        .map_err(provision_error)
+pub(crate) async fn usage(
+    config: &Config,
+    ensured: &OnceCell<()>,
+) -> Result<(String, Vec<Usage>), ApiError> {
+    let registry = registry(config, ensured).await?;
+    usage::this_month(&registry).await.map_err(registry_error)
 }
 
 /// `fraiseql tenant suspend|resume KEY`.

@@ -61,10 +61,10 @@ fn body_timeout(admin: &Admin) -> Duration {
 
 /// One tenant as the API shows it.
 async fn show(admin: &Admin, key: &str) -> Result<Value, ApiError> {
-    let rec = ops::get(&admin.config, key)
+    let rec = ops::get(&admin.config, &admin.ensured, key)
         .await?
         .ok_or_else(|| ApiError::unknown_tenant(key))?;
-    let (period, usage) = ops::usage(&admin.config).await?;
+    let (period, usage) = ops::usage(&admin.config, &admin.ensured).await?;
     Ok(view(
         &rec,
         &period,
@@ -75,8 +75,7 @@ async fn show(admin: &Admin, key: &str) -> Result<Value, ApiError> {
 
 /// `GET /admin/tenants`
 pub(crate) async fn list(State(admin): State<Admin>) -> Result<Json<Value>, ApiError> {
-    let all = ops::list(&admin.config).await?;
-    let (period, usage) = ops::usage(&admin.config).await?;
+    let (all, period, usage) = ops::list(&admin.config, &admin.ensured).await?;
     let tenants: Vec<Value> = all
         .iter()
         .map(|r| {
@@ -131,7 +130,7 @@ pub(crate) async fn create(
     if !c.force {
         ops::check_tier(&admin.config, tier)?;
     }
-    if let Some(rec) = ops::get(&admin.config, &c.key).await? {
+    if let Some(rec) = ops::get(&admin.config, &admin.ensured, &c.key).await? {
         if c.tier.as_deref().is_some_and(|t| t != rec.tier) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -164,7 +163,7 @@ pub(crate) async fn create(
 
 async fn set_status(admin: &Admin, key: &str, status: TenantStatus) -> Result<Value, ApiError> {
     check_key(key)?;
-    let rec = ops::get(&admin.config, key)
+    let rec = ops::get(&admin.config, &admin.ensured, key)
         .await?
         .ok_or_else(|| ApiError::unknown_tenant(key))?;
     if rec.status == TenantStatus::Provisioning {
