@@ -44,6 +44,8 @@ done
 # counting answers by status; prints "RESULT rps p50_ms p99_ms ok limited other".
 paced() {
   cat <<LUA
+threads = {}
+setup = function(thread) table.insert(threads, thread) end
 request = function()
   return wrk.format("POST", "/graphql", {
     ["Content-Type"] = "application/json",
