@@ -23,10 +23,18 @@ export OBSERVERS_ENABLED=false FREE_TIER_RPS=$A_PLAN
 OUT=bench/results/noisy_neighbour.json
 mkdir -p bench/results
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench_global_corp WITH (FORCE)"
-bench_world
+# A world of its own names (registry fraiseql_noisy, tenants noisy_*), so that it never drops
+# another benchmark's.
+export TENANT_PREFIX=noisy_
+export MASTER_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_noisy" SHARED_DB_URL="postgres://postgres@127.0.0.1:5432/fraiseql_noisy"
+for db in fraiseql_noisy noisy_acme_corp noisy_global_corp; do
+  "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+done
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE fraiseql_noisy"
+"$BIN" tenant create acme_corp >/dev/null
 "$BIN" tenant create global_corp --tier pro >/dev/null
-TOKEN_A=$TOKEN
+"$BIN" migrate >/dev/null
+TOKEN_A=$("$BIN" token --tenant acme_corp --role admin)
 TOKEN_B=$("$BIN" token --tenant global_corp --role admin)
 start_server
 TMP=$(mktemp -d)
