@@ -9,7 +9,7 @@
 set -euo pipefail
 KEY=${1:-initech}
 URL=${ADMIN_URL:-http://127.0.0.1:9200}
-: "${FRAISEQL_ADMIN_TOKEN:?set FRAISEQL_ADMIN_TOKEN to the server's [admin] token}"
+: "${FRAISEQL_ADMIN_TOKEN:?set FRAISEQL_ADMIN_TOKEN to the [admin] token of the server}"
 A="Authorization: Bearer $FRAISEQL_ADMIN_TOKEN"
 J='Content-Type: application/json'
 
