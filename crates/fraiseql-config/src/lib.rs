@@ -9,10 +9,12 @@ mod load;
 mod model;
 
 pub use error::ConfigError;
+pub use load::plans::ADMIN_TOKEN_BYTES;
 pub use load::{
     load_file, parse_str, subject_matches, KNOWN_DEVELOPMENT_SECRETS, PRODUCTION_SECRET_BYTES,
     RESERVED_PAYLOAD_KEYS,
 };
+pub use model::{AdminConfig, TierConfig, DEFAULT_TIER};
 pub use model::{
     AuthConfig, CacheConfig, ChangeKind, Config, DatabaseConfig, DatabaseType, FederationConfig,
     JwtAlgorithm, LimitsConfig, LogFormat, LoggingConfig, MetricsConfig, MultiTenancyConfig,

@@ -292,6 +292,8 @@ impl Cx<'_> {
             None => None,
             Some(a) => Some(self.auth(a, base, server.profile)?),
         };
+        let tiers = self.tiers(raw.tiers, &limits)?;
+        let admin = self.admin(raw.admin, base, auth.as_ref(), &multi_tenancy)?;
         for (coord, roles) in &raw.rbac {
             if !coord.contains('.') || roles.is_empty() {
                 return Err(self.invalid(
@@ -309,6 +311,8 @@ impl Cx<'_> {
         }
         Ok(Config {
             auth,
+            tiers,
+            admin,
             rbac: raw.rbac,
             metrics,
             logging,
@@ -771,6 +775,7 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+pub(crate) mod plans;
 mod sections;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,14 @@
 //! The typed configuration. Field names are the keys users write (INTERFACE.md fixes them).
 
+mod plans;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+pub use plans::{AdminConfig, TierConfig, DEFAULT_TIER};
+pub(crate) use plans::{RawAdmin, RawTier};
 
 /// The name of the per-tenant database in `[databases]`.
 pub const TENANT_DATABASE: &str = "tenant";
@@ -48,6 +53,11 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[tracing]`: OpenTelemetry traces exported over OTLP/HTTP (off without an endpoint).
     pub tracing: TracingConfig,
+    /// `[tiers.<name>]`: the plans a tenant's registry `tier` picks (`default` for tiers not
+    /// listed). Empty: no tenant is limited beyond `[limits]`.
+    pub tiers: BTreeMap<String, TierConfig>,
+    /// `[admin]`: the tenant lifecycle over HTTP, on a listener of its own.
+    pub admin: AdminConfig,
 }
 
 /// `[security]`
@@ -360,6 +370,9 @@ pub struct MultiTenancyConfig {
     /// or behind a gateway that authenticates). Off by default: a tenant must be named by a
     /// verified token.
     pub trust_tenant_header: bool,
+    /// NATS subject on which instances tell each other what each tenant consumed of its plan's
+    /// rates (default `fraiseql.quota`).
+    pub quota_subject: String,
 }
 
 /// JWT signature algorithm, fixed by config (a token's own `alg` header is never trusted).
@@ -680,6 +693,10 @@ pub(crate) struct RawConfig {
     pub security: RawSecurity,
     #[serde(default)]
     pub tracing: RawTracing,
+    #[serde(default)]
+    pub tiers: BTreeMap<String, RawTier>,
+    #[serde(default)]
+    pub admin: RawAdmin,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -812,6 +829,7 @@ pub(crate) struct RawMultiTenancy {
     pub connection_budget: Option<Num>,
     pub idle_pool_secs: Option<Num>,
     pub trust_tenant_header: Option<Flag>,
+    pub quota_subject: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

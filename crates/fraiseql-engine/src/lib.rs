@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod nats;
 mod planning;
+pub mod quota;
 pub mod request;
 pub mod resolvers;
 pub mod response;

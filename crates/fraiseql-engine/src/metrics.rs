@@ -9,6 +9,10 @@
 //! fraiseql_nats_consumer_lag{consumer}
 //! ```
 //!
+//! and the plans' (`[tiers]`): `fraiseql_tenant_rate_limited_total{tenant_id, limit}` (429s by
+//! the limit that refused: `requests`, `mutations`, `concurrent`) and
+//! `fraiseql_tenant_rows_total{tenant_id}` (rows in answers, the usage counter).
+//!
 //! `fraiseql_nats_events_processed` counts, but OpenMetrics gives every counter a `_total`
 //! suffix, so it is exposed with type `unknown` to keep the seed's name.
 //!
@@ -61,6 +65,12 @@ struct TenantOperation {
 struct TenantError {
     tenant_id: Label,
     error_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLimit {
+    tenant_id: Label,
+    limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -151,6 +161,7 @@ pub struct TenantMetrics {
     requests: Counter,
     latency: [Histogram; 3],
     errors: Family<TenantError, Counter>,
+    rows: Counter,
 }
 
 impl TenantMetrics {
@@ -351,6 +362,8 @@ pub struct Metrics {
     requests: Family<TenantEndpoint, Counter>,
     latency: Family<TenantOperation, Histogram>,
     errors: Family<TenantError, Counter>,
+    rate_limited: Family<TenantLimit, Counter>,
+    rows: Family<TenantOnly, Counter>,
     in_flight: Gauge,
     events: EventSeries,
     cache: CacheSeries,
@@ -412,6 +425,18 @@ impl Metrics {
             "GraphQL errors by tenant and code",
             Family::<TenantError, Counter>::default(),
         );
+        let rate_limited = register(
+            &mut r,
+            "fraiseql_tenant_rate_limited",
+            "Requests refused with 429 by the tenant's plan ([tiers]), by the limit that refused: requests, mutations, concurrent",
+            Family::<TenantLimit, Counter>::default(),
+        );
+        let rows = register(
+            &mut r,
+            "fraiseql_tenant_rows",
+            "Rows (JSON objects) in the tenant's answers",
+            Family::<TenantOnly, Counter>::default(),
+        );
         let events = EventSeries::register(&mut r);
         let in_flight = register(
             &mut r,
@@ -444,10 +469,13 @@ impl Metrics {
                 requests: Counter::default(),
                 latency: [histogram(), histogram(), histogram()],
                 errors: Family::default(),
+                rows: Counter::default(),
             }),
             requests,
             latency,
             errors,
+            rate_limited,
+            rows,
             in_flight,
             events,
             cache,
@@ -482,6 +510,9 @@ impl Metrics {
                 self.latency.get_or_create_owned(&op("invalid")),
             ],
             errors: self.errors.clone(),
+            rows: self.rows.get_or_create_owned(&TenantOnly {
+                tenant_id: label.clone(),
+            }),
             label,
         }
     }
@@ -543,6 +574,27 @@ impl Metrics {
                     error_type: code.as_str(),
                 })
                 .inc();
+        }
+    }
+
+    /// A request of `tenant` was refused by its plan's `limit` (`requests`, `mutations`,
+    /// `concurrent`).
+    pub fn rate_limited(&self, tenant: &TenantMetrics, limit: &'static str) {
+        if !self.enabled {
+            return;
+        }
+        self.rate_limited
+            .get_or_create(&TenantLimit {
+                tenant_id: tenant.label.clone(),
+                limit,
+            })
+            .inc();
+    }
+
+    /// `rows` rows went out in an answer of `tenant`.
+    pub fn rows(&self, tenant: &TenantMetrics, rows: u64) {
+        if self.enabled && rows > 0 {
+            tenant.rows.inc_by(rows);
         }
     }
 

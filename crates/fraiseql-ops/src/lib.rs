@@ -6,7 +6,8 @@
 //! The serving path (`fraiseql-engine`, `fraiseql-server`) does not depend on this crate: it
 //! reads the registry these commands write.
 //!
-//! Commands: [`provision`], [`failover`], [`transfer`] (a file per command), [`events_status`].
+//! Commands: [`provision`], [`plans`] (`tenant set-tier`, usage), [`failover`], [`transfer`] (a
+//! file per command), [`events_status`].
 //! Beneath them: `strategy/` (what differs per tenancy strategy, a file each), `home.rs` (roles,
 //! grants, migrations), `archive/` (the archive format and its key), `dump/` and `rows/` (a
 //! tenant's data out and in), `catalog.rs`, `fence.rs`, `tools.rs`, `scratch.rs` (private
@@ -15,6 +16,7 @@
 
 pub mod events_status;
 pub mod failover;
+pub mod plans;
 pub mod provision;
 pub mod transfer;
 

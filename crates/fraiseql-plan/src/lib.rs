@@ -82,6 +82,10 @@ pub struct Plan {
     pub fields: Vec<RootPlan>,
     /// Response paths (keys, no list indices) of nested fields that were denied and read as `null`.
     pub denied: Vec<Vec<String>>,
+    /// The most rows the operation may produce, as counted against [`PlanLimits::max_rows`]
+    /// (the product of nested list limits, summed over the root fields), so a lower limit (a
+    /// tenant's plan) can be checked on a cached plan.
+    pub rows: u64,
 }
 
 /// One root response key.
@@ -395,7 +399,11 @@ pub fn plan(
             cache,
         });
     }
-    Ok(Plan { fields, denied })
+    Ok(Plan {
+        fields,
+        denied,
+        rows: cx.rows.get(),
+    })
 }
 
 #[cfg(test)]

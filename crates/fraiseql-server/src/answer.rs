@@ -52,22 +52,23 @@ pub(crate) fn with_media(status: StatusCode, media: Media, body: Bytes) -> Respo
     r
 }
 
-/// Per-tenant request, error and latency metrics (the seed's names). `None`: timed out.
+/// Per-tenant request, error and latency metrics (the seed's names). `None`: not executed (timed
+/// out, or refused by the tenant's plan), with `codes`.
 pub(crate) fn record(
     engine: &fraiseql_engine::Engine,
     ctx: &fraiseql_engine::RequestContext,
     outcome: Option<&Outcome>,
     took: std::time::Duration,
+    codes: &[ErrorCode],
 ) {
     use fraiseql_engine::metrics::Operation;
     let m = engine.metrics();
     if !m.enabled() {
         return;
     }
-    let timed_out = [ErrorCode::InternalServerError];
     let (codes, operation) = match outcome {
         Some(o) => (o.error_codes.as_slice(), o.operation),
-        None => (&timed_out[..], None),
+        None => (codes, None),
     };
     let operation = match operation {
         Some("mutation") => Operation::Mutation,
@@ -119,7 +120,13 @@ pub(crate) async fn execute_within_deadline(
     match tokio::time::timeout(timeout, &mut run).await {
         Ok(outcome) => Some(outcome),
         Err(_) if gate.try_time_out() => {
-            record(engine, ctx, None, started.elapsed());
+            record(
+                engine,
+                ctx,
+                None,
+                started.elapsed(),
+                &[ErrorCode::InternalServerError],
+            );
             None
         }
         // A COMMIT is under way: its outcome is the answer.

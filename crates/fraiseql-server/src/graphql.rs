@@ -64,8 +64,47 @@ fn shed(state: &AppState, media: Media) -> Response {
     r
 }
 
+/// Adds the plan's rate-limit header fields (`fraiseql_engine::quota`) to `r`.
+fn rate_headers(r: &mut Response, headers: &[fraiseql_engine::quota::Header]) {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            r.headers_mut()
+                .insert(header::HeaderName::from_static(lower(name)), v);
+        }
+    }
+}
+
+/// The lower-case form of the quota module's header names (HTTP/2 and `http` want them so).
+fn lower(name: &'static str) -> &'static str {
+    match name {
+        "RateLimit-Policy" => "ratelimit-policy",
+        "RateLimit" => "ratelimit",
+        "X-RateLimit-Limit" => "x-ratelimit-limit",
+        "X-RateLimit-Remaining" => "x-ratelimit-remaining",
+        "Retry-After" => "retry-after",
+        _ => "x-fraiseql-unknown",
+    }
+}
+
+/// 429: the tenant's plan refused the request (rate or concurrency), with `Retry-After` and the
+/// rate-limit fields. Always 429, whatever the media type: nothing was executed.
+fn refused(refusal: &fraiseql_engine::quota::Refusal, media: Media) -> Response {
+    let mut r = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        media,
+        ErrorCode::RateLimited,
+        &refusal.message,
+    );
+    rate_headers(&mut r, &refusal.headers);
+    r
+}
+
 fn respond(outcome: Outcome, media: Media) -> Response {
+    if let (OutcomeKind::RateLimited, Some(refusal)) = (outcome.kind, &outcome.refusal) {
+        return refused(refusal, media);
+    }
     let status = match (outcome.kind, media) {
+        (OutcomeKind::RateLimited, _) => StatusCode::TOO_MANY_REQUESTS,
         (OutcomeKind::MethodNotAllowed, _) => StatusCode::METHOD_NOT_ALLOWED,
         (OutcomeKind::Data, _) => StatusCode::OK,
         (OutcomeKind::RequestError, Media::GraphqlResponse) => StatusCode::BAD_REQUEST,
@@ -325,6 +364,38 @@ async fn run(
         }
     };
     log.tenant = ctx.tenant.as_ref().map(|t| t.key.clone());
+    // The tenant's plan, before any connection is taken: over it, 429 at once (nothing queues).
+    let admission = match engine.admit(&ctx) {
+        Ok(a) => a,
+        Err(refusal) => {
+            log.errors.push(ErrorCode::RateLimited);
+            let codes = [ErrorCode::RateLimited];
+            record(engine, &ctx, None, std::time::Duration::ZERO, &codes);
+            return refused(&refusal, media);
+        }
+    };
+    let mut response = Box::pin(execute_admitted(
+        engine, &ctx, req, method, media, headers, log,
+    ))
+    .await;
+    // A mutation refused by its own rate carries that refusal's fields.
+    if response.status() != StatusCode::TOO_MANY_REQUESTS {
+        rate_headers(&mut response, &admission.headers);
+    }
+    response
+}
+
+/// Runs a request its tenant's plan admitted: parse errors, then `Engine::execute` under the
+/// request's deadline.
+async fn execute_admitted(
+    engine: &std::sync::Arc<fraiseql_engine::Engine>,
+    ctx: &fraiseql_engine::RequestContext,
+    req: Result<GraphqlRequest, RequestParseError>,
+    method: Method,
+    media: Media,
+    headers: &HeaderMap,
+    log: &mut RequestLog,
+) -> Response {
     let mut req = match req {
         Ok(req) => req,
         Err(e) => {
@@ -341,7 +412,7 @@ async fn run(
         .get(fraiseql_engine::trace::TRACE_HEADER)
         .is_some_and(|v| v.as_bytes() == b"ftv1");
     let started = std::time::Instant::now();
-    let Some(outcome) = execute_within_deadline(engine, &req, method, &ctx).await else {
+    let Some(outcome) = execute_within_deadline(engine, &req, method, ctx).await else {
         // Nothing has committed and nothing will.
         log.errors.push(ErrorCode::InternalServerError);
         return error_response(
@@ -351,7 +422,7 @@ async fn run(
             TIMED_OUT,
         );
     };
-    record(engine, &ctx, Some(&outcome), started.elapsed());
+    record(engine, ctx, Some(&outcome), started.elapsed(), &[]);
     log.kind = outcome.operation;
     log.errors.clone_from(&outcome.error_codes);
     respond(outcome, media)

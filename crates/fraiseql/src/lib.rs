@@ -1,14 +1,15 @@
 //! fraiseql: a multi-tenant GraphQL engine for PostgreSQL.
 //!
-//! This crate is what applications depend on: it re-exports the pipeline's crates and the
-//! operations ([`ops`]: provisioning, backup, restore, move), and offers [`serve`] (what
-//! `fraiseql run` does). Test support (a test client, per-test databases) is the
+//! This crate is what applications depend on: it re-exports the pipeline's crates, the
+//! operations ([`ops`]: provisioning, backup, restore, move) and the admin API ([`admin`]: the
+//! same operations over HTTP), and offers [`serve`] (what `fraiseql run` does). Test support (a test client, per-test databases) is the
 //! `fraiseql-testing` crate, a dev-dependency.
 
 use std::sync::Arc;
 
 mod telemetry;
 
+pub use fraiseql_admin as admin;
 pub use fraiseql_config as config;
 pub use fraiseql_engine as engine;
 pub use fraiseql_ops as ops;
@@ -70,6 +71,7 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     engine.start_events().await?;
     engine.start_cache_bus().await?;
     engine.start_subscriptions();
+    engine.start_quota_exchange().await?;
     let c = engine.config();
     let addr = format!("{}:{}", c.server.host, c.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -81,6 +83,17 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
     let local = listener.local_addr()?;
     let shutdown = shutdown_signal();
     let metrics_listener = match c.metrics.listen.as_deref().filter(|_| c.metrics.enabled) {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind {
+                    addr: addr.to_owned(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let admin_listener = match c.admin.listen.as_deref() {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -151,8 +164,22 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
             }
         })
     });
+    let admin_task = admin_listener.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            println!(
+                "Admin API: http://{a}/admin/tenants (OpenAPI: http://{a}/admin/openapi.json)"
+            );
+        }
+        let config = Arc::new(c.clone());
+        tokio::spawn(async move {
+            let never = std::future::pending::<()>();
+            if let Err(e) = fraiseql_admin::serve(l, config, never).await {
+                tracing::error!(error = %e, "admin listener stopped");
+            }
+        })
+    });
     serve(engine, listener, shutdown).await?;
-    if let Some(t) = metrics_task {
+    for t in [metrics_task, admin_task].into_iter().flatten() {
         t.abort();
     }
     println!("fraiseql stopped");
@@ -272,7 +299,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // In the background: busy tenants' registry records are re-read in batches before they
-    // expire, and idle tenant connections and pools are closed (every tenth tick).
+    // expire, and (every tenth tick) idle tenant connections and pools are closed and the
+    // tenants' usage is added to the registry.
     let sweeper = engine.tenants().is_some().then(|| {
         let engine = engine.clone();
         tokio::spawn(async move {
@@ -285,8 +313,12 @@ pub async fn serve(
                 // A failed refresh leaves the records to expire; requests then read them one
                 // by one, as without the refresh.
                 let _ = t.refresh().await;
-                if let (9, Some(pool)) = (n % 10, engine.routes().tenants()) {
-                    pool.sweep();
+                if n % 10 == 9 {
+                    // Ten ticks: `quota::usage::FLUSH_EVERY`.
+                    if let Some(pool) = engine.routes().tenants() {
+                        pool.sweep();
+                    }
+                    flush_usage(&engine).await;
                 }
             }
         })
@@ -319,9 +351,17 @@ pub async fn serve(
     }
     if let Some(s) = sweeper {
         s.abort();
+        // What was counted since the last flush.
+        flush_usage(&engine).await;
     }
     result
 }
 
 /// How long a shutdown waits for subscription connections to write what is queued and close.
 const SUBSCRIPTIONS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Adds the tenants' usage counted here to the registry (kept for the next try if it fails).
+async fn flush_usage(engine: &Engine) {
+    if let Err(e) = engine.flush_usage().await {
+        tracing::warn!(error = %e, "tenant usage kept for the next flush");
+    }
+}

@@ -133,8 +133,18 @@ enum TenantAction {
         #[arg(long)]
         server_url: Option<String>,
     },
-    /// List the registry.
+    /// List the registry, with each tenant's usage this month (requests, rows, 429s).
     List,
+    /// Change the tenant's plan (`[tiers.<tier>]`); running servers apply it within 3 s.
+    SetTier {
+        /// Tenant key.
+        key: String,
+        /// The tier: a `[tiers.<name>]` of the config (any name when `[tiers.default]` exists).
+        tier: String,
+        /// Accept a tier the config does not list (and has no `[tiers.default]` for).
+        #[arg(long)]
+        force: bool,
+    },
     /// Refuse the tenant's requests with 503.
     Suspend {
         /// Tenant key.
@@ -647,21 +657,13 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
                 rec.id
             );
         }
-        TenantAction::List => {
+        TenantAction::List => list_tenants(&config).await?,
+        TenantAction::SetTier { key, tier, force } => {
+            let rec = fraiseql::ops::plans::set_tier(&config, &key, &tier, force).await?;
             println!(
-                "{:<24} {:<36} {:<20} {:<11} tier",
-                "key", "id", "strategy", "status"
+                "tenant `{}` is on tier `{}` (running servers apply it within 3 s)",
+                rec.key, rec.tier
             );
-            for t in provision::list(&config).await? {
-                println!(
-                    "{:<24} {:<36} {:<20} {:<11} {}",
-                    t.key,
-                    t.id,
-                    t.strategy,
-                    t.status.as_str(),
-                    t.tier
-                );
-            }
         }
         TenantAction::Suspend { key } => {
             provision::set_status(&config, &key, TenantStatus::Suspended).await?;
@@ -758,6 +760,35 @@ async fn tenant(path: &Path, action: TenantAction) -> anyhow::Result<()> {
             transfer::drop_copy(&config, &key, &|l| println!("{l}")).await?;
         }
     }
+    Ok(())
+}
+
+/// `fraiseql tenant list`: every tenant with its status, tier and this month's usage.
+async fn list_tenants(config: &fraiseql::config::Config) -> anyhow::Result<()> {
+    let (period, usage) = fraiseql::ops::plans::usage(config).await?;
+    println!(
+        "{:<24} {:<36} {:<20} {:<11} {:<12} {:>10} {:>12} {:>8}",
+        "key", "id", "strategy", "status", "tier", "requests", "rows", "429s"
+    );
+    for t in provision::list(config).await? {
+        let u = usage
+            .iter()
+            .find(|u| u.key == t.key)
+            .cloned()
+            .unwrap_or_default();
+        println!(
+            "{:<24} {:<36} {:<20} {:<11} {:<12} {:>10} {:>12} {:>8}",
+            t.key,
+            t.id,
+            t.strategy,
+            t.status.as_str(),
+            t.tier,
+            u.requests,
+            u.rows,
+            u.rate_limited
+        );
+    }
+    println!("(usage: {period}, UTC, as the servers last added it: every 10 s)");
     Ok(())
 }
 

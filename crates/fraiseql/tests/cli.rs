@@ -137,6 +137,21 @@ async fn tenant_commands_validate_migrate_and_token() {
             .any(|l| l.starts_with("acme_corp") && l.contains("active")),
         "{list}"
     );
+    // A plan of the example's [tiers], applied by running servers within 3 s.
+    let o = run(&w, &config, &["tenant", "set-tier", "acme_corp", "pro"]);
+    assert_eq!(
+        out(&o).trim(),
+        "tenant `acme_corp` is on tier `pro` (running servers apply it within 3 s)"
+    );
+    let list = out(&run(&w, &config, &["tenant", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("acme_corp") && l.contains(" pro ")),
+        "{list}"
+    );
+    let o = run(&w, &config, &["tenant", "set-tier", "nobody", "pro"]);
+    assert!(!o.status.success());
+    assert_eq!(out(&o).trim(), "error: no tenant `nobody` in the registry");
     let o = run(&w, &config, &["tenant", "suspend", "nobody"]);
     assert!(!o.status.success());
     assert_eq!(out(&o).trim(), "error: no tenant `nobody` in the registry");

@@ -95,6 +95,16 @@ impl Cx<'_> {
                 mt.trust_tenant_header,
                 false,
             )?,
+            quota_subject: match mt.quota_subject {
+                None => "fraiseql.quota".to_owned(),
+                Some(s) if valid_subject_prefix(&s) => s,
+                Some(_) => {
+                    return Err(self.invalid(
+                        "multi_tenancy.quota_subject",
+                        "a subject is dot-separated tokens of letters, digits, `_` and `-` (no wildcards)",
+                    ))
+                }
+            },
         };
 
         Ok(multi_tenancy)

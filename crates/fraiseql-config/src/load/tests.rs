@@ -390,3 +390,80 @@ fn tracing_reads_its_keys_then_the_opentelemetry_variables() {
         "{err}"
     );
 }
+
+const TIERS: &str = r#"
+[tiers.free]
+requests_per_second = 50
+burst = 100
+max_concurrent = 10
+statement_timeout_ms = 5000
+max_rows = 10000
+max_subscriptions = 5
+mutations_per_second = "${MUT:-10}"
+[tiers.pro]
+requests_per_second = 500
+weight = 4
+[tiers.default]
+max_concurrent = 2
+"#;
+
+#[test]
+fn tiers_are_tables_of_optional_limits_and_default_covers_the_rest() {
+    let c = parse(&format!("{SEED}{TIERS}")).expect("tiers");
+    let free = &c.tiers["free"];
+    assert_eq!(free.requests_per_second, Some(50));
+    assert_eq!(free.burst, Some(100));
+    assert_eq!(free.max_concurrent, Some(10));
+    assert_eq!(free.statement_timeout_ms, Some(5000));
+    assert_eq!(free.max_rows, Some(10_000));
+    assert_eq!(free.max_subscriptions, Some(5));
+    assert_eq!(free.mutations_per_second, Some(10));
+    assert_eq!(free.weight, 1);
+    assert_eq!(c.tiers["pro"].weight, 4);
+    assert_eq!(c.tiers["pro"].burst, None);
+    assert_eq!(c.tier("pro"), Some(&c.tiers["pro"]));
+    assert_eq!(c.tier("enterprise"), Some(&c.tiers["default"]));
+    let without_default =
+        parse(&format!("{SEED}[tiers.free]\nrequests_per_second = 1\n")).expect("tiers");
+    assert_eq!(without_default.tier("enterprise"), None);
+    assert!(parse(SEED).expect("seed").tiers.is_empty());
+}
+
+#[test]
+fn a_tier_that_no_request_could_meet_names_its_key() {
+    let err = |extra: &str| {
+        parse(&format!("{SEED}{extra}"))
+            .expect_err(extra)
+            .to_string()
+    };
+    insta::assert_snapshot!(err("[tiers.free]\nrequests_per_second = 0\n"), @"fraiseql.toml:19: `tiers.free.requests_per_second`: 0 is out of range (1..=4294967295)");
+    insta::assert_snapshot!(err("[tiers.free]\nburst = 5\n"), @"fraiseql.toml:19: `tiers.free.burst`: `burst` is the size of the `requests_per_second` bucket: set requests_per_second too");
+    insta::assert_snapshot!(err("[tiers.free]\nstatement_timeout_ms = 60000\n"), @"fraiseql.toml:19: `tiers.free.statement_timeout_ms`: 60000 is above [limits] request_timeout_ms (30000), which ends every request first; use at most that");
+    insta::assert_snapshot!(err("[tiers.free]\nmax_rows = 1000000\n"), @"fraiseql.toml:19: `tiers.free.max_rows`: 1000000 is above [limits] max_rows (100000), which applies to every tenant; raise that, or use at most it here");
+    insta::assert_snapshot!(err("[tiers.\"Gold Plan\"]\nweight = 2\n"), @r#"fraiseql.toml:18: `tiers.Gold Plan`: a tier name is 1-40 of [a-z0-9_-]"#);
+    insta::assert_snapshot!(err("[tiers.free]\nrps = 2\n"), @"fraiseql.toml:19: `tiers.free.rps`: unknown field `rps`, expected one of `requests_per_second`, `burst`, `mutations_per_second`, `max_concurrent`, `statement_timeout_ms`, `max_rows`, `max_subscriptions`, `weight`");
+}
+
+#[test]
+fn the_admin_listener_needs_a_long_token_of_its_own() {
+    let admin = |body: &str| {
+        parse(&format!(
+            "{SEED}[auth]\nsecret = \"{}\"\n[server]\nprofile = \"development\"\n[admin]\n{body}",
+            "s".repeat(40)
+        ))
+    };
+    let c = admin(&format!(
+        "listen = \"127.0.0.1:9200\"\ntoken = \"{}\"\n",
+        "t".repeat(32)
+    ))
+    .expect("admin");
+    assert_eq!(c.admin.listen.as_deref(), Some("127.0.0.1:9200"));
+    assert_eq!(c.admin.backup_dir, Path::new("/etc/app/backups"));
+    // Empty (an unset `${ADMIN_LISTEN:-}`): not served, no token needed.
+    assert_eq!(admin("listen = \"\"\n").expect("off").admin.listen, None);
+    let err = |body: &str| admin(body).expect_err(body).to_string();
+    insta::assert_snapshot!(err("listen = \"127.0.0.1:9200\"\n"), @r#"fraiseql.toml:22: `admin.token`: [admin] listen needs a token (e.g. token = "${FRAISEQL_ADMIN_TOKEN}", made with `openssl rand -hex 32`)"#);
+    insta::assert_snapshot!(err("listen = \"127.0.0.1:9200\"\ntoken = \"short\"\n"), @"fraiseql.toml:24: `admin.token`: use a token of at least 32 bytes (e.g. `openssl rand -hex 32`)");
+    insta::assert_snapshot!(err(&format!("listen = \"127.0.0.1:9200\"\ntoken = \"{}\"\n", "s".repeat(40))), @"fraiseql.toml:24: `admin.token`: is the same as [auth] secret: anyone who can sign a tenant's token could manage every tenant; use a token of its own");
+    insta::assert_snapshot!(err("listen = \"9200\"\n"), @r#"fraiseql.toml:23: `admin.listen`: "9200" is not host:port (e.g. "127.0.0.1:9200")"#);
+}

@@ -1,6 +1,7 @@
 //! Connections: where each database is ([`target`], with TLS), pools under a budget ([`pool`]),
 //! the configured databases ([`Pools`]), and the text-format bind parameter.
 
+mod fair;
 pub mod pool;
 pub mod target;
 
@@ -44,7 +45,7 @@ pub struct Database {
 impl Database {
     /// A pooled connection.
     pub async fn lease(&self) -> Result<Lease, PoolError> {
-        self.pool.get(&self.target, &self.name, None).await
+        self.pool.get(&self.target, &self.name, 1, None).await
     }
 }
 

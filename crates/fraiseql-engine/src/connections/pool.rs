@@ -7,6 +7,12 @@
 //! Written by hand because no pool crate does this: deadpool and bb8 pool one target each with a
 //! fixed size, while tenancy needs one budget across thousands of targets with per-tenant shares.
 //!
+//! When the budget is spent and nothing is idle, a request waits its share's turn: connections
+//! that come back (and budget freed by closed ones) are handed over round-robin across the
+//! waiting shares, weighted (a tenant's plan: `fair.rs`), not first come first served, so one
+//! tenant's flood of waiting requests cannot starve another's. A connection handed to a share
+//! of another target is closed and its budget opens the waiter's own.
+//!
 //! Invariants: open connections <= budget (a permit lives inside each connection); a share has at
 //! most `per_share` leases; a connection whose transaction was not seen to end is closed, never
 //! lent again; each connection keeps at most `statements` prepared statements (least recently
@@ -25,21 +31,43 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Statement};
 
+use super::fair::FairQueue;
 use super::Target;
+
+/// A connection's place in the budget. Freed (the connection closed), it goes to the request
+/// whose turn it is, if one waits; else back to the budget.
+struct Budget {
+    permit: Option<OwnedSemaphorePermit>,
+    pool: Weak<Pool>,
+}
+
+impl Budget {
+    fn into_raw(mut self) -> Option<OwnedSemaphorePermit> {
+        self.permit.take()
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        if let (Some(permit), Some(pool)) = (self.permit.take(), self.pool.upgrade()) {
+            pool.release(permit);
+        }
+    }
+}
 
 /// One open connection with its prepared statements.
 pub struct Conn {
     client: Client,
     // Behind a lock so a connection shared by a request's resolvers can still prepare.
     statements: Mutex<LruCache<Box<str>, Statement>>,
-    _open: OwnedSemaphorePermit,
+    open: Budget,
     last_used: Instant,
     /// The affinity group it was opened for.
     group: u64,
@@ -191,22 +219,22 @@ impl IdleSet {
         Some(idle.conn)
     }
 
-    /// Closes every idle connection of targets whose key starts with `prefix`.
-    fn evict_matching(&mut self, prefix: &str) -> usize {
+    /// Removes every idle connection of targets whose key starts with `prefix` (the caller
+    /// closes them, outside the pool's lock).
+    fn evict_matching(&mut self, prefix: &str) -> Vec<Conn> {
         let keys: Vec<Arc<str>> = self
             .by_key
             .keys()
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect();
-        let mut n = 0;
+        let mut out = Vec::new();
         for k in keys {
             for seq in self.by_key.remove(&k).unwrap_or_default() {
-                self.lru.remove(&seq);
-                n += 1;
+                out.extend(self.lru.remove(&seq).map(|i| i.conn));
             }
         }
-        n
+        out
     }
 }
 
@@ -227,15 +255,58 @@ pub struct PoolSize {
 /// another group's, few enough that each connection meets few tenants.
 const GROUP_CONNECTIONS: usize = 4;
 
+/// A request waiting for its turn at the budget.
+struct Waiter {
+    target: Arc<str>,
+    tx: oneshot::Sender<Grant>,
+}
+
+/// What a waiter is handed: a connection of its target, or budget to open one.
+// Moved once per hand-over, never kept in bulk: boxing the connection would cost an allocation
+// on every connection returned.
+#[allow(clippy::large_enum_variant)]
+enum Grant {
+    Conn(Conn),
+    Budget(Budget),
+}
+
+/// What comes free: a connection (of a target), or budget.
+#[allow(clippy::large_enum_variant)]
+enum Freed {
+    Conn(Arc<str>, Conn),
+    Budget(OwnedSemaphorePermit),
+}
+
+/// The idle connections and the waiters, under one lock, so nothing that comes back is missed
+/// by a request about to wait. Nothing is closed (no `Conn` or `Budget` dropped) and nothing is
+/// handed over while it is held: a freed budget takes it again.
+#[derive(Default)]
+struct State {
+    idle: IdleSet,
+    waiters: FairQueue<Waiter>,
+}
+
 /// Connections of many targets under one budget.
 pub struct Pool {
     open: Arc<Semaphore>,
     size: PoolSize,
-    idle: Mutex<IdleSet>,
+    state: Mutex<State>,
     shares: Mutex<FastMap<Box<str>, Arc<Semaphore>>>,
     seq: AtomicU64,
-    returned: Notify,
     waiting: AtomicU64,
+    me: Weak<Pool>,
+}
+
+/// What a request found under the lock.
+enum Found {
+    /// An idle connection of its target.
+    Idle(Conn),
+    /// Another target's idle connection, evicted: its budget opens ours once it is closed.
+    Evicted(Conn),
+    /// Budget.
+    Budget(OwnedSemaphorePermit),
+    /// Nothing: wait for a turn.
+    Wait(oneshot::Receiver<Grant>),
 }
 
 /// Why no connection could be had.
@@ -387,32 +458,87 @@ impl Drop for Lease {
 impl Pool {
     /// An empty pool of `size`.
     pub fn new(size: PoolSize) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             open: Arc::new(Semaphore::new(size.budget)),
             size: PoolSize {
                 per_share: size.per_share.max(1),
                 statements: size.statements.max(1),
                 ..size
             },
-            idle: Mutex::new(IdleSet::default()),
+            state: Mutex::new(State::default()),
             shares: Mutex::new(FastMap::default()),
             seq: AtomicU64::new(0),
-            returned: Notify::new(),
             waiting: AtomicU64::new(0),
+            me: me.clone(),
         })
     }
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, IdleSet> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn budgeted(&self, permit: OwnedSemaphorePermit) -> Budget {
+        Budget {
+            permit: Some(permit),
+            pool: self.me.clone(),
+        }
+    }
+
+    /// Hands `freed` to the waiter whose turn it is; with nobody waiting, a connection goes
+    /// idle and budget back to the semaphore. The waiter is chosen under the lock (so a request
+    /// about to wait cannot miss it) and handed its grant outside it: a grant its waiter no
+    /// longer wants is dropped by whoever drops it last, and dropping budget takes the lock.
+    fn hand_over(&self, mut freed: Freed) {
+        loop {
+            let mut state = self.lock_state();
+            let Some(w) = state.waiters.pop(|w| !w.tx.is_closed()) else {
+                match freed {
+                    Freed::Conn(key, conn) => {
+                        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                        state
+                            .idle
+                            .by_key
+                            .entry(key.clone())
+                            .or_default()
+                            .push_back(seq);
+                        state.idle.lru.insert(seq, Idle { key, conn });
+                    }
+                    Freed::Budget(permit) => {
+                        drop(state);
+                        drop(permit);
+                    }
+                }
+                return;
+            };
+            drop(state);
+            let grant = match freed {
+                Freed::Conn(key, conn) if key == w.target => Grant::Conn(conn),
+                // Another target's: closed, its budget opens the waiter's own.
+                Freed::Conn(_, conn) => {
+                    let Conn { open, .. } = conn;
+                    Grant::Budget(open)
+                }
+                Freed::Budget(permit) => Grant::Budget(self.budgeted(permit)),
+            };
+            match w.tx.send(grant) {
+                Ok(()) => return,
+                // It gave up meanwhile: the next one's turn.
+                Err(Grant::Conn(conn)) => freed = Freed::Conn(w.target, conn),
+                Err(Grant::Budget(b)) => match b.into_raw() {
+                    Some(permit) => freed = Freed::Budget(permit),
+                    None => return,
+                },
+            }
+        }
     }
 
     fn give_back(&self, key: Arc<str>, conn: Conn) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let mut idle = self.lock_idle();
-        idle.by_key.entry(key.clone()).or_default().push_back(seq);
-        idle.lru.insert(seq, Idle { key, conn });
-        drop(idle);
-        self.returned.notify_waiters();
+        self.hand_over(Freed::Conn(key, conn));
+    }
+
+    /// A connection's budget came free (it was closed).
+    fn release(&self, permit: OwnedSemaphorePermit) {
+        self.hand_over(Freed::Budget(permit));
     }
 
     fn share(&self, key: &str) -> Arc<Semaphore> {
@@ -431,14 +557,18 @@ impl Pool {
     /// With an `affinity` (any stable hash of the share), an idle connection of the share's
     /// group comes first, then a new one while the budget allows, then the idle one of the
     /// nearest following group.
+    ///
+    /// When nothing is free the request waits for its share's turn; `weight` is the share's
+    /// (its turns per turn of a share of weight 1 while both wait).
     pub async fn get(
         self: &Arc<Self>,
         target: &Target,
         share: &str,
+        weight: u32,
         affinity: Option<u64>,
     ) -> Result<Lease, PoolError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let r = self.get_inner(target, share, affinity).await;
+        let r = self.get_inner(target, share, weight, affinity).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         r
     }
@@ -455,11 +585,12 @@ impl Pool {
     async fn get_inner(
         self: &Arc<Self>,
         target: &Target,
-        share: &str,
+        share_key: &str,
+        weight: u32,
         affinity: Option<u64>,
     ) -> Result<Lease, PoolError> {
         let deadline = Instant::now() + self.size.wait;
-        let share = tokio::time::timeout(self.size.wait, self.share(share).acquire_owned())
+        let share = tokio::time::timeout(self.size.wait, self.share(share_key).acquire_owned())
             .await
             .map_err(|_| PoolError::Timeout)?
             .map_err(|_| PoolError::Timeout)?;
@@ -476,7 +607,7 @@ impl Pool {
         let mut early = None;
         if let Some(g) = group {
             loop {
-                let taken = self.lock_idle().take_in_group(&target.key, g);
+                let taken = self.lock_state().idle.take_in_group(&target.key, g);
                 match taken {
                     Some(c) if !c.client.is_closed() => return Ok(lease(c)),
                     Some(_) => continue,
@@ -484,55 +615,36 @@ impl Pool {
                 }
             }
             // None of the group's is idle: a new connection while the budget allows.
-            early = self.open.clone().try_acquire_owned().ok();
+            early = self
+                .open
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|p| self.budgeted(p));
         }
-        if early.is_none() {
-            loop {
-                let taken = match group {
-                    // The next group's, so a group that runs out spills over onto one neighbour
-                    // and each connection keeps meeting the same few tenants.
-                    Some(g) => self.lock_idle().take_nearest(&target.key, g, self.groups()),
-                    None => self.lock_idle().take(&target.key),
-                };
-                match taken {
-                    Some(c) if !c.client.is_closed() => return Ok(lease(c)),
-                    Some(_) => continue, // closed by the server: its permit is released with it
-                    None => break,
-                }
-            }
-        }
-        let permit = match early {
-            Some(p) => p,
+        let budget = match early {
+            Some(b) => b,
             None => loop {
-                // Registered before looking, so a connection returned meanwhile is not missed.
-                let returned = self.returned.notified();
-                tokio::pin!(returned);
-                returned.as_mut().enable();
-                if let Ok(p) = self.open.clone().try_acquire_owned() {
-                    break p;
-                }
-                // Budget spent: close the least recently used idle connection, if there is one.
-                let evicted = self.lock_idle().evict_oldest();
-                if evicted.is_some() {
-                    drop(evicted);
-                    continue;
-                }
-                // Everything is in use: wait for a connection to close or to come back idle.
-                let left = deadline.saturating_duration_since(Instant::now());
-                tokio::select! {
-                    p = self.open.clone().acquire_owned() => match p {
-                        Ok(p) => break p,
-                        Err(_) => return Err(PoolError::Timeout),
-                    },
-                    () = &mut returned => {
-                        // Our own target's connection may be the one that came back.
-                        if let Some(c) = self.lock_idle().take(&target.key) {
-                            if !c.client.is_closed() {
-                                return Ok(lease(c));
-                            }
+                // Closed connections found on the way are dropped here, outside the lock.
+                match self.find(&target.key, group, share_key, weight) {
+                    Found::Idle(c) if !c.client.is_closed() => return Ok(lease(c)),
+                    Found::Idle(_closed) => continue,
+                    Found::Evicted(c) => {
+                        let Conn { open, .. } = c;
+                        break open;
+                    }
+                    Found::Budget(p) => break self.budgeted(p),
+                    Found::Wait(rx) => {
+                        let at = tokio::time::Instant::from_std(deadline);
+                        match tokio::time::timeout_at(at, rx).await {
+                            Ok(Ok(Grant::Conn(c))) if !c.client.is_closed() => return Ok(lease(c)),
+                            Ok(Ok(Grant::Conn(_closed))) => continue,
+                            Ok(Ok(Grant::Budget(b))) => break b,
+                            // Timed out (whatever is handed to us now goes to the next one), or
+                            // the pool is going away.
+                            Ok(Err(_)) | Err(_) => return Err(PoolError::Timeout),
                         }
                     }
-                    () = tokio::time::sleep(left) => return Err(PoolError::Timeout),
                 }
             },
         };
@@ -551,32 +663,67 @@ impl Pool {
         Ok(lease(Conn {
             client,
             statements: Mutex::new(LruCache::new(cap)),
-            _open: permit,
+            open: budget,
             last_used: Instant::now(),
             group: group.unwrap_or(0),
         }))
     }
 
+    /// Under the lock: an idle connection of `target` (the nearest group's, with affinity),
+    /// else budget, else another target's idle connection to close, else a place among the
+    /// waiters of `share`.
+    fn find(&self, target: &str, group: Option<u64>, share: &str, weight: u32) -> Found {
+        let mut state = self.lock_state();
+        let idle = match group {
+            // The next group's, so a group that runs out spills over onto one neighbour and
+            // each connection keeps meeting the same few tenants.
+            Some(g) => state.idle.take_nearest(target, g, self.groups()),
+            None => state.idle.take(target),
+        };
+        if let Some(c) = idle {
+            return Found::Idle(c);
+        }
+        if let Ok(p) = self.open.clone().try_acquire_owned() {
+            return Found::Budget(p);
+        }
+        // Budget spent: the least recently used idle connection goes.
+        if let Some(c) = state.idle.evict_oldest() {
+            return Found::Evicted(c);
+        }
+        let (tx, rx) = oneshot::channel();
+        state.waiters.push(
+            share,
+            weight,
+            Waiter {
+                target: Arc::from(target),
+                tx,
+            },
+        );
+        Found::Wait(rx)
+    }
+
     /// Closes idle connections unused for `older_than`, and forgets shares nobody holds.
     pub fn close_idle(&self, older_than: Duration) {
-        let mut idle = self.lock_idle();
-        let stale: Vec<u64> = idle
+        let mut state = self.lock_state();
+        let stale = state
+            .idle
             .lru
-            .iter()
-            .take_while(|(_, i)| i.conn.last_used.elapsed() >= older_than)
-            .map(|(s, _)| *s)
+            .values()
+            .take_while(|i| i.conn.last_used.elapsed() >= older_than)
+            .count();
+        let closing: Vec<Conn> = (0..stale)
+            .filter_map(|_| state.idle.evict_oldest())
             .collect();
-        for _ in stale {
-            drop(idle.evict_oldest());
-        }
-        drop(idle);
+        drop(state);
+        drop(closing);
         let mut m = self.shares.lock().unwrap_or_else(|p| p.into_inner());
         m.retain(|_, s| s.available_permits() < self.size.per_share);
     }
 
     /// Closes the idle connections of targets whose key starts with `prefix` (a tenant moved).
     pub fn close_target(&self, prefix: &str) -> usize {
-        self.lock_idle().evict_matching(prefix)
+        let closing = self.lock_state().idle.evict_matching(prefix);
+        closing.len()
     }
 
     /// Connections open now (in use + idle).
@@ -586,12 +733,17 @@ impl Pool {
 
     /// Idle connections now.
     pub fn idle_connections(&self) -> usize {
-        self.lock_idle().lru.len()
+        self.lock_state().idle.lru.len()
     }
 
-    /// Requests waiting for a connection now.
+    /// Requests waiting for a connection now (for their share's place, or for their turn).
     pub fn waiting(&self) -> u64 {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Requests waiting for their turn at the spent budget now.
+    pub fn waiting_turns(&self) -> usize {
+        self.lock_state().waiters.len()
     }
 
     /// The budget.

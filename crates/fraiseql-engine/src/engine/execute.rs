@@ -47,6 +47,11 @@ impl Engine {
             graphql.operation.type = if write { "mutation" } else { "query" }
         )
         .entered();
+        if let (true, Some(rec)) = (write, &ctx.tenant) {
+            if let Err(refusal) = self.quotas.admit_mutation(rec, &self.tenant_metrics(ctx)) {
+                return Outcome::rate_limited(refusal);
+            }
+        }
         let (plan, introspection) =
             match self
                 .planner()
@@ -55,6 +60,9 @@ impl Engine {
                 Ok(planned) => planned,
                 Err(outcome) => return outcome,
             };
+        if let Some(refused) = self.over_plan_rows(ctx, &plan) {
+            return refused;
+        }
         if plan
             .fields
             .iter()
@@ -99,6 +107,9 @@ impl Engine {
         let storable = !done.has_errors() && plan.denied.is_empty();
         let mut results = done.results;
         lookups.fill(&mut results, &plan, storable);
+        if let Some(rec) = &ctx.tenant {
+            self.count_rows(ctx, rec, &results);
+        }
         let mut body = response::assemble(&plan, results, introspection.as_ref());
         body.errors.extend(done.errors);
         if done.aborted {
@@ -115,7 +126,42 @@ impl Engine {
             body: body.finish(),
             error_codes,
             operation: Some(if write { "mutation" } else { "query" }),
+            refusal: None,
         }
+    }
+
+    /// The tenant plan's `max_rows`, checked on the plan (cached plans are shared by tenants of
+    /// every tier; `[limits] max_rows` was checked while planning).
+    fn over_plan_rows(&self, ctx: &RequestContext, plan: &Plan) -> Option<Outcome> {
+        let rec = ctx.tenant.as_ref()?;
+        let max = self.quotas.tiers().of(rec).max_rows?;
+        (plan.rows > max).then(|| {
+            Outcome::request_error(vec![GraphqlError::new(
+                ErrorCode::QueryTooComplex,
+                format!(
+                    "the operation may return more than {max} rows (the product of nested list limits), above tenant {}'s plan (max_rows); ask for fewer rows with smaller `limit` arguments",
+                    rec.key
+                ),
+            )])
+        })
+    }
+
+    /// The rows of an answer, for the tenant's usage and metrics.
+    fn count_rows(
+        &self,
+        ctx: &RequestContext,
+        rec: &crate::tenancy::TenantRecord,
+        results: &[Option<execution::FieldResult>],
+    ) {
+        let rows: u64 = results
+            .iter()
+            .map(|r| match r {
+                Some(Ok(Some(text))) => crate::quota::count_rows(text.as_bytes()),
+                _ => 0,
+            })
+            .sum();
+        self.quotas.rows(rec, rows);
+        self.metrics.rows(&self.tenant_metrics(ctx), rows);
     }
 
     /// Runs a write plan to its end, then what follows its commit: in a task of its own, so a

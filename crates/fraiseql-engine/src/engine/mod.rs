@@ -123,6 +123,12 @@ pub struct Engine {
     /// The catalog with the views' columns, once `check_databases` read them: `where`
     /// filters then compare the columns that hold a field's value (see `catalog_check.rs`).
     found: std::sync::OnceLock<fraiseql_schema::Catalog>,
+    /// The tenants' plans and usage counters (`[tiers]`).
+    quotas: Arc<crate::quota::Quotas>,
+    /// What each instance admitted, told to the others (`[nats]` and `[tiers]` configured).
+    quota_exchange: tokio::sync::OnceCell<Option<crate::quota::exchange::Exchange>>,
+    /// The registry's usage table is known to exist.
+    usage_table: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -241,7 +247,14 @@ impl Engine {
         if let Some(m) = &manifest {
             tracing::info!(documents = m.len(), mode = ?td.mode, "trusted documents loaded");
         }
+        let quotas = Arc::new(crate::quota::Quotas::new(
+            crate::tenancy::Tiers::new(&config),
+            metrics.clone(),
+        ));
         Ok(Self {
+            quotas,
+            quota_exchange: tokio::sync::OnceCell::new(),
+            usage_table: std::sync::atomic::AtomicBool::new(false),
             cache,
             cache_bus: tokio::sync::OnceCell::new(),
             rbac: RbacRules::new(&config.rbac),
@@ -336,6 +349,70 @@ impl Engine {
             })
             .await?;
         Ok(())
+    }
+
+    /// Tells the other instances what this one admits of each tenant's plan, and hears what
+    /// they admit (`[nats]`, some tier with a rate, multi-tenancy), once. Without NATS each
+    /// instance enforces every plan's full rate by itself.
+    pub async fn start_quota_exchange(&self) -> Result<(), EngineError> {
+        let rated = self
+            .config
+            .tiers
+            .values()
+            .any(|t| t.requests_per_second.is_some() || t.mutations_per_second.is_some());
+        if !rated || self.tenants.is_none() {
+            return Ok(());
+        }
+        let nats = &self.config.nats;
+        self.quota_exchange
+            .get_or_try_init(|| async {
+                if nats.servers.is_empty() {
+                    tracing::warn!("[tiers] rates without [nats]: each instance admits a tenant's whole rate by itself");
+                    return Ok(None);
+                }
+                crate::quota::exchange::Exchange::start(
+                    nats,
+                    &self.config.multi_tenancy.quota_subject,
+                    self.quotas.clone(),
+                )
+                .await
+                .map(Some)
+                .map_err(|e| EngineError::Unreachable {
+                    name: "NATS (quota exchange)".to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The tenants' plans and counters.
+    pub fn quotas(&self) -> &crate::quota::Quotas {
+        &self.quotas
+    }
+
+    /// Admits a request of `ctx`'s tenant by its plan (right after identity, before any
+    /// connection), or refuses it (429). Requests without a tenant are not limited here.
+    pub fn admit(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<crate::quota::Admission, crate::quota::Refusal> {
+        match &ctx.tenant {
+            Some(rec) => self.quotas.admit(rec, &self.tenant_metrics(ctx)),
+            None => Ok(crate::quota::Admission::default()),
+        }
+    }
+
+    /// Adds this instance's usage counters to the registry's monthly rows (multi-tenancy on);
+    /// the tenants written. Counts that could not be stored are kept for the next call.
+    pub async fn flush_usage(&self) -> Result<usize, crate::quota::usage::FlushError> {
+        let Some(registry) = self.pools().get(&self.config.multi_tenancy.registry) else {
+            return Ok(0);
+        };
+        if self.tenants.is_none() {
+            return Ok(0);
+        }
+        crate::quota::usage::flush(&self.quotas, registry, &self.usage_table).await
     }
 
     /// The result cache, when some field has `@cache`.

@@ -48,6 +48,8 @@ pub enum ErrorCode {
     /// A subscription limit (`[subscriptions] max_subscriptions_per_connection`,
     /// `max_subscriptions_per_tenant`, `max_connections`) is reached.
     TooManySubscriptions,
+    /// The tenant is over its plan's rate or concurrency (HTTP 429 with `Retry-After`).
+    RateLimited,
     /// Anything else; details are in the server log, never in the response.
     InternalServerError,
     /// Strict trusted documents: the document is not in the manifest.
@@ -82,6 +84,7 @@ impl ErrorCode {
             Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Self::PositionExpired => "POSITION_EXPIRED",
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
+            Self::RateLimited => "RATE_LIMITED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
             Self::ForbiddenQuery => "FORBIDDEN_QUERY",
             Self::DocumentNotFound => "DOCUMENT_NOT_FOUND",

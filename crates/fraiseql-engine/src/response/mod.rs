@@ -24,6 +24,8 @@ pub enum OutcomeKind {
     /// (`PersistedQueryNotFound`, `PersistedQueryNotSupported`): 200 whatever the media type, as
     /// Apollo Server answers; Apollo Client 3 stops sending hashes for good after a 400.
     PersistedQueryRetry,
+    /// The tenant's plan refused it (HTTP 429; see [`Outcome::rate_limited`]).
+    RateLimited,
 }
 
 /// A finished response: its JSON body and its kind.
@@ -39,6 +41,8 @@ pub struct Outcome {
     pub operation: Option<&'static str>,
     /// For answers made only of `@cache` fields: their `Cache-Control` and `Age`.
     pub cache: Option<CacheHeaders>,
+    /// Why the tenant's plan refused it (kind `RateLimited`): its headers.
+    pub refusal: Option<Box<crate::quota::Refusal>>,
 }
 
 /// `Cache-Control: private, max-age=<max_age>` and `Age: <age>`.
@@ -68,7 +72,23 @@ impl Outcome {
             body: b.finish_without_data(),
             operation: None,
             cache: None,
+            refusal: None,
         }
+    }
+
+    /// A request refused by the tenant's plan: `RATE_LIMITED`, answered 429 with the refusal's
+    /// headers.
+    pub fn rate_limited(refusal: crate::quota::Refusal) -> Self {
+        let mut o = Self::request_error_of_kind(
+            OutcomeKind::RateLimited,
+            vec![GraphqlError::new(
+                crate::error::ErrorCode::RateLimited,
+                refusal.message.clone(),
+            )],
+        );
+        o.operation = (refusal.limit == crate::quota::Limit::Mutations).then_some("mutation");
+        o.refusal = Some(Box::new(refusal));
+        o
     }
 }
 

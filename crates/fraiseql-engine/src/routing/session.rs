@@ -1,7 +1,8 @@
 //! What every transaction sets first: the tenant's role and schema (its connection may be shared
-//! with other tenants of the same database) and the request context (`app.tenant_id`,
-//! `app.tenant_key`, `app.user_id`, `app.roles`), all local to the transaction, so nothing of it
-//! outlives COMMIT and a pooled connection is back to its login state afterwards.
+//! with other tenants of the same database), the request context (`app.tenant_id`,
+//! `app.tenant_key`, `app.user_id`, `app.roles`) and the tenant plan's `statement_timeout`, all
+//! local to the transaction, so nothing of it outlives COMMIT and a pooled connection is back to
+//! its login state afterwards.
 
 use fraiseql_schema::ContextValue;
 use tokio_postgres::types::ToSql;
@@ -11,13 +12,13 @@ use crate::identity::RequestContext;
 
 /// One prepared statement: `set_config(.., true)` is `SET LOCAL` with bind parameters; a `NULL`
 /// value leaves the setting at the session's default (the login role, its search_path).
-pub(crate) const SET_CONTEXT: &str = "SELECT set_config('role', $1, true), set_config('search_path', $2, true), set_config('app.tenant_id', $3, true), set_config('app.tenant_key', $4, true), set_config('app.user_id', $5, true), set_config('app.roles', $6, true)";
+pub(crate) const SET_CONTEXT: &str = "SELECT set_config('role', $1, true), set_config('search_path', $2, true), set_config('app.tenant_id', $3, true), set_config('app.tenant_key', $4, true), set_config('app.user_id', $5, true), set_config('app.roles', $6, true), set_config('statement_timeout', $7, true)";
 
 /// The values of [`SET_CONTEXT`] for one database of one request, borrowed from the tenant's
 /// record and the caller's identity (where they were worked out once).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionContext<'a> {
-    values: [Option<&'a str>; 6],
+    values: [Option<&'a str>; 7],
 }
 
 impl<'a> SessionContext<'a> {
@@ -40,6 +41,10 @@ impl<'a> SessionContext<'a> {
                 t.map(|t| t.key.as_str()),
                 ctx.identity.subject.as_deref(),
                 ctx.identity.roles_text.as_deref(),
+                // The plan's, once a request of the tenant resolved it (`NULL`: the login's,
+                // `[limits] request_timeout_ms`).
+                t.and_then(crate::tenancy::tiers::resolved)
+                    .and_then(|tier| tier.statement_timeout.as_deref()),
             ],
         }
     }
@@ -62,7 +67,7 @@ impl<'a> SessionContext<'a> {
     }
 
     /// The bind parameters of [`SET_CONTEXT`].
-    pub(crate) fn params(&self) -> [Option<TextParam<'a>>; 6] {
+    pub(crate) fn params(&self) -> [Option<TextParam<'a>>; 7] {
         self.values.map(|v| v.map(TextParam))
     }
 }

@@ -93,9 +93,12 @@ impl TenantPool {
             .sharing
             .as_ref()
             .map_or((None, None), |(a, s)| (Some(*a), Some(s.clone())));
+        // The plan's weight once a request of the tenant resolved it (the event relay's and
+        // start-up checks' connections wait with weight 1).
+        let weight = crate::tenancy::tiers::resolved(rec).map_or(1, |t| t.weight);
         let lease = self
             .pool
-            .get(&target, &rec.key, affinity)
+            .get(&target, &rec.key, weight, affinity)
             .await
             .map_err(|e| {
                 tracing::error!(tenant = %rec.key, error = %e, "no tenant connection");

@@ -59,6 +59,7 @@ async fn once(
             cache: None,
         }],
         denied: Vec::new(),
+        rows: keys.len() as u64,
     };
     let done = execution::query(&engine.env(), &query, ctx, &CommitGate::new()).await;
     for e in &done.errors {

@@ -7,6 +7,9 @@ pub mod directory;
 pub mod keys;
 pub mod registry;
 pub mod strategy;
+pub mod tiers;
+pub mod usage;
 
 pub use directory::{TenantError, Tenants};
 pub use registry::{TenantRecord, TenantStatus};
+pub use tiers::{Tier, Tiers};

@@ -87,6 +87,8 @@ pub struct Derived {
     /// The tenant's metric series, resolved on its first request.
     pub(crate) metrics:
         std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::metrics::TenantMetrics>>>,
+    /// Its plan (`[tiers.<tier>]`), resolved on its first request (see `tiers.rs`).
+    pub(crate) tier: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<super::tiers::Tier>>>,
 }
 
 impl TenantRecord {
@@ -105,6 +107,7 @@ impl TenantRecord {
                 }),
             target: Default::default(),
             metrics: Default::default(),
+            tier: Default::default(),
         };
         self
     }
@@ -206,7 +209,8 @@ pub async fn ensure_table<C: GenericClient>(c: &C) -> Result<(), tokio_postgres:
         );
         REVOKE ALL ON fraiseql_login_role FROM PUBLIC;",
     )
-    .await
+    .await?;
+    super::usage::ensure_table(c).await
 }
 
 /// The tenant `key`, if registered.
@@ -318,6 +322,22 @@ pub async fn set_status<C: GenericClient>(
         .execute(
             "UPDATE fraiseql_tenant SET status = $2, updated_at = now() WHERE key = $1",
             &[&key, &status.as_str()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Sets the tier of `key` (any text: the config's `[tiers]` name the plans); false if there
+/// is no such tenant. Running servers apply it within `directory::RECORD_TTL`.
+pub async fn set_tier<C: GenericClient>(
+    c: &C,
+    key: &str,
+    tier: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = c
+        .execute(
+            "UPDATE fraiseql_tenant SET tier = $2, updated_at = now() WHERE key = $1",
+            &[&key, &tier],
         )
         .await?;
     Ok(n == 1)

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod harness;
+mod admin;
 mod cache;
 mod connections;
 mod documents;
@@ -12,6 +13,7 @@ mod filters;
 mod hardening;
 mod mutations;
 mod operations;
+mod plans;
 mod queries;
 mod resolvers;
 mod subscriptions;
