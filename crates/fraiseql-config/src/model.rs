@@ -688,6 +688,7 @@ pub(crate) struct RawConfig {
     pub nats: Option<RawNats>,
     #[serde(default)]
     pub transfer: RawTransfer,
+    #[serde(default)]
     pub subscriptions: RawSubscriptions,
     #[serde(default)]
     pub security: RawSecurity,
