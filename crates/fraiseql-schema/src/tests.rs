@@ -178,7 +178,7 @@ fn mapping_mistakes_are_reported_with_their_coordinate() {
     );
     insta::assert_snapshot!(
         err("type Query { a: [A] } type Subscription { s(limit: Int): A! @event(operation: \"CREATE\") } type A @view(name: \"v\") { x: Int }"),
-        @"Subscription.s(limit:): limit, offset and orderBy only apply to list fields"
+        @"Subscription.s(limit:): limit, offset, orderBy and where only apply to list fields"
     );
     insta::assert_snapshot!(
         err("type Query { a: [A] } type Subscription { s: A! @event(entity: \"B\", operation: \"CREATE\") } type A @view(name: \"v\") { x: Int } type B @view(name: \"w\") { x: Int }"),

@@ -171,16 +171,19 @@ pub(crate) async fn publish_committed(inner: &Inner, target: Target, events: Vec
 
 /// One sweep of `target`: publishes due unsent rows (locked, so instances do not collide) and
 /// returns how many remain unsent.
-async fn sweep(inner: &Inner, target: &Target, prune: bool) -> Result<u64, String> {
+/// Publishes the unsent rows of `target` that are due (all of them with `now`: NATS just came
+/// back, the backoff earned while it was away no longer says anything), marks them, and
+/// prunes rows sent over a day ago with `prune`. The rows still unsent.
+async fn sweep(inner: &Inner, target: &Target, prune: bool, now: bool) -> Result<u64, String> {
     let lease = begin(inner, target).await?;
     let c = lease.client();
     let err = |e: tokio_postgres::Error| e.to_string();
     let rows = c
         .query(
             "SELECT event_id::text, subject, payload::text, traceparent FROM fraiseql_outbox \
-             WHERE sent_at IS NULL AND next_attempt_at <= now() \
+             WHERE sent_at IS NULL AND (next_attempt_at <= now() OR $1) \
              ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
-            &[],
+            &[&now],
         )
         .await
         .map_err(err)?;
@@ -279,20 +282,32 @@ async fn follow_move(inner: &Inner, key: &str, target: Target) -> Option<Target>
     None
 }
 
-/// The sweeper loop.
+/// The sweeper loop. While the NATS connection is down it waits rather than sweeping (each
+/// attempt would only lengthen the rows' backoff); when the connection comes back, every target
+/// is swept at once, backoff ignored, so events written meanwhile flow within a sweep interval.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let interval = Duration::from_millis(inner.config.sweep_interval_ms);
     let full_every = Duration::from_secs(inner.config.full_sweep_secs);
     let mut stream_ready = false;
     let mut last_full: Option<Instant> = None;
+    let mut was_down = false;
     loop {
+        if inner.client.connection_state() != async_nats::connection::State::Connected {
+            was_down = true;
+            tokio::time::sleep(interval).await;
+            continue;
+        }
+        let back = std::mem::take(&mut was_down);
         if !stream_ready {
             match ensure_stream(&inner).await {
                 Ok(_) => stream_ready = true,
-                Err(e) => tracing::warn!(error = %e, "JetStream stream not available yet"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "JetStream stream not available yet");
+                    was_down = back;
+                }
             }
         }
-        let full = last_full.is_none_or(|t| t.elapsed() >= full_every);
+        let full = back || last_full.is_none_or(|t| t.elapsed() >= full_every);
         if stream_ready && full {
             for t in all_targets(&inner).await {
                 mark_dirty(&inner, &t, 0);
@@ -311,7 +326,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 let Some(target) = follow_move(&inner, &key, target).await else {
                     continue;
                 };
-                let result = sweep(&inner, &target, full).await;
+                let result = sweep(&inner, &target, full, back).await;
                 let mut d = inner
                     .dirty
                     .lock()

@@ -495,12 +495,13 @@ async fn the_sdl_follows_introspection_or_the_gateways_token() {
 }
 
 /// `_entities` follows the `[rbac]` rules of the root fields that read a type: a role that may
-/// not call `organization`/`organizations` cannot read organizations through the gateway's
-/// entity fetches either (before: it could).
+/// call none of `organization`, `organizations` and `organizationsConnection` cannot read
+/// organizations through the gateway's entity fetches either (before: it could); one open root
+/// field is enough to open them.
 #[tokio::test]
 async fn entities_follow_the_rbac_of_the_types_root_fields() {
     let s = crate::harness::setup_with(
-        "[rbac]\n\"Query.organization\" = [\"admin\"]\n\"Query.organizations\" = [\"admin\"]\n",
+        "[rbac]\n\"Query.organization\" = [\"admin\"]\n\"Query.organizations\" = [\"admin\"]\n\"Query.organizationsConnection\" = [\"admin\"]\n",
     )
     .await;
     let q = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Organization { id name } } }";

@@ -1,5 +1,5 @@
--- Subscriptions filter a task board by project: v_task gains the project's id (a column at the
--- end, so the view is replaced in place; its options are given again, the policies of 0003
+-- Subscriptions filter a task board by project: v_task gains the project's id (a column after
+-- those 0005 added, so the view is replaced in place; its options are given again, the policies of 0003
 -- still apply through security_invoker).
 CREATE OR REPLACE VIEW v_task WITH (security_invoker = true) AS
 SELECT
@@ -13,6 +13,9 @@ SELECT
     ) AS data,
     t.tenant_id,
     t.fk_project,
+    t.title,
+    t.status,
+    t.created_at,
     p.id AS project_id
 FROM tb_task t
 JOIN tb_project p ON p.pk_project = t.fk_project;
