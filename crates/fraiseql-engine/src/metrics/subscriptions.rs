@@ -58,6 +58,8 @@ pub enum Refusal {
     MaxPerConnection,
     /// `[subscriptions] max_subscriptions_per_tenant`.
     MaxPerTenant,
+    /// `[tiers.<name>] max_subscriptions` of the tenant's tier.
+    MaxPerTier,
     /// Missing, invalid or mismatched credentials.
     Unauthorized,
     /// A resume position past the stream's retention (or of another stream).
@@ -80,6 +82,7 @@ impl Refusal {
             Self::MaxConnections => "max_connections",
             Self::MaxPerConnection => "max_subscriptions_per_connection",
             Self::MaxPerTenant => "max_subscriptions_per_tenant",
+            Self::MaxPerTier => "tier_max_subscriptions",
             Self::Unauthorized => "unauthorized",
             Self::PositionExpired => "position_expired",
             Self::TooSlow => "too_slow",

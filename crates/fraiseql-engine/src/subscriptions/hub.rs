@@ -150,8 +150,9 @@ impl Hub {
     }
 
     /// Adds `sub` (already counted against its connection's limit by the caller) to the index,
-    /// unless its tenant holds `max_subscriptions_per_tenant` already.
-    pub fn index(&self, sub: &Arc<Subscriber>) -> Result<(), GraphqlError> {
+    /// unless its tenant holds `max_subscriptions_per_tenant` already, or `tier_max` (its
+    /// tier's `max_subscriptions`), whichever is lower. Both count on this instance.
+    pub fn index(&self, sub: &Arc<Subscriber>, tier_max: Option<u32>) -> Result<(), GraphqlError> {
         let tenant = tenant_token(&sub.topic);
         let mut index = lock(&self.index);
         let count = index.per_tenant.entry(Arc::from(tenant)).or_insert(0);
@@ -162,6 +163,14 @@ impl Hub {
             return Err(GraphqlError::new(
                 ErrorCode::TooManySubscriptions,
                 format!("your tenant holds its maximum of {max} subscriptions on this server ([subscriptions] max_subscriptions_per_tenant)"),
+            ));
+        }
+        if let Some(tier) = tier_max.filter(|t| *count >= *t as usize) {
+            drop(index);
+            self.metrics.subscription_refused(Refusal::MaxPerTier);
+            return Err(GraphqlError::new(
+                ErrorCode::TooManySubscriptions,
+                format!("your plan allows {tier} subscriptions at once on this server, and your tenant holds them all ([tiers] max_subscriptions); end one, or ask for a larger plan"),
             ));
         }
         *count += 1;

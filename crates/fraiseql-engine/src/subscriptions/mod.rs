@@ -232,7 +232,12 @@ impl Subscriptions {
                     format!("this connection holds its maximum of {max} subscriptions ([subscriptions] max_subscriptions_per_connection)"),
                 )]));
             }
-            hub.index(&sub).map_err(|e| Refused::Errors(vec![e]))?;
+            let tier_max = self.engine.upgrade().and_then(|engine| {
+                let rec = sub.ctx.tenant.as_ref()?;
+                engine.quotas().tiers().of(rec).max_subscriptions
+            });
+            hub.index(&sub, tier_max)
+                .map_err(|e| Refused::Errors(vec![e]))?;
             subs.insert(sub.id.clone(), sub.clone());
         }
         match after {

@@ -159,6 +159,66 @@ async fn limits_refuse_with_a_reason() {
     );
 }
 
+/// A tenant's plan caps the subscriptions it holds at once (`[tiers.<name>] max_subscriptions`,
+/// here through `[tiers.default]`): the one over the cap is refused naming the plan, another
+/// tenant holds its own, and a completed subscription frees its place.
+#[tokio::test]
+async fn a_tenants_plan_caps_its_subscriptions() {
+    let nats = NatsServer::start().expect("nats");
+    let t = world(
+        "schema_per_tenant",
+        &nats,
+        "",
+        "[tiers.default]\nmax_subscriptions = 2\n",
+    )
+    .await;
+    let s = Served::start(t.config.clone()).await;
+    let ta = token(&t, "acme", &["admin"]);
+    let mut ws = Ws::connect_as(s.port, &ta).await;
+    for id in ["a", "b", "c"] {
+        ws.subscribe(id, CREATED, json!({}), json!({})).await;
+    }
+    let e = ws.recv().await;
+    assert_eq!(
+        (e["type"].as_str(), e["id"].as_str()),
+        (Some("error"), Some("c")),
+        "{e}"
+    );
+    assert_eq!(
+        e["payload"][0]["extensions"]["code"],
+        "TOO_MANY_SUBSCRIPTIONS"
+    );
+    assert!(
+        e["payload"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[tiers] max_subscriptions")),
+        "{e}"
+    );
+    assert_eq!(
+        s.metric(
+            "fraiseql_subscription_refused_total",
+            Some("tier_max_subscriptions")
+        ),
+        1.0
+    );
+    // Another tenant of the same plan holds its own two.
+    let tg = token(&t, "globex", &["admin"]);
+    let mut other = Ws::connect_as(s.port, &tg).await;
+    other.subscribe("x", CREATED, json!({}), json!({})).await;
+    other.subscribe("y", CREATED, json!({}), json!({})).await;
+    sync(&mut other).await;
+    // Ending one frees its place: the next is admitted, and delivers.
+    ws.send(json!({"id": "a", "type": "complete"})).await;
+    ws.subscribe("d", CREATED, json!({}), json!({})).await;
+    sync(&mut ws).await;
+    let o = org(&s, &ta, "Acme").await;
+    project(&s, &ta, &o, "after a complete").await;
+    assert_eq!(
+        ws.next_of("d").await["data"]["projectCreated"]["name"],
+        "after a complete"
+    );
+}
+
 /// A token that expires ends its subscriptions with an error, then the socket with 4403 (an
 /// SSE stream with an error result and `complete`).
 #[tokio::test]
