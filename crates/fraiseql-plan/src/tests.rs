@@ -570,6 +570,28 @@ fn subscriptions_read_a_batch_of_changed_rows_by_key_with_their_filters() {
     assert_eq!(p.read.params, [""]);
 }
 
+#[test]
+fn subscriptions_filter_changed_rows_with_where() {
+    let p = plan_subscription_of(
+        r#"subscription($w: ProjectWhereInput) { projectCreated(where: $w) { id } }"#,
+        serde_json::json!({ "w": { "name": { "startswith": "Q" }, "_not": { "name": { "eq": "Quiet" } } } }),
+        &AllowAll,
+    )
+    .expect("plan");
+    insta::assert_snapshot!(p.read.sql, @r#"SELECT coalesce(json_agg((SELECT json_build_object('id', t2."data"->'id') FROM "v_project" t2 WHERE t2."id" = t1.v AND (t2."data"->>'name' LIKE $2 AND NOT (t2."data"->>'name' = $3)) LIMIT 1) ORDER BY t0.n), '[]'::json)::text FROM json_array_elements_text($1::json) WITH ORDINALITY AS t0(v, n) CROSS JOIN LATERAL (SELECT (json_populate_record(NULL::"v_project", json_build_object('id', t0.v)))."id" AS v OFFSET 0) t1"#);
+    assert_eq!(p.read.params[0], "", "$1 (the keys) is filled per batch");
+    // Subscribers with other filters do not share the statement: the values are parameters.
+    assert_eq!(p.read.params.len(), 3, "{:?}", p.read.params);
+    // A field the role may not read cannot be filtered on.
+    let denied = plan_subscription_of(
+        r#"subscription { projectCreated(where: {name: {eq: "x"}}) { id } }"#,
+        serde_json::json!({}),
+        &Deny("Project", "name"),
+    )
+    .expect_err("forbidden");
+    assert!(denied.to_string().contains("name"), "{denied}");
+}
+
 struct Deny(&'static str, &'static str);
 
 impl Access for Deny {

@@ -271,6 +271,14 @@ fn augment_fields(
             _ => continue,
         };
         if info.roots.contains(&type_name) {
+            // A subscription field (`@event`) filters the changed rows it delivers with
+            // `where` too, as a list field filters its rows.
+            for field in fields.iter_mut() {
+                let named = field.ty.inner_named_type().as_str().to_owned();
+                if field.directives.has("event") && info.view(&named).is_some() {
+                    add_arguments(field, &named, false)?;
+                }
+            }
             continue;
         }
         let root = type_name == info.query;

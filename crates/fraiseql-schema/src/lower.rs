@@ -983,7 +983,10 @@ pub(crate) fn collection(
     for arg in &field.arguments {
         let acoord = format!("{coord}({}:)", arg.name);
         let role = arg_role(schema, &acoord, arg, target, connection.is_some())?;
-        if !list && !matches!(role, ArgRole::Filter(_)) {
+        // A subscription field (`@event`) is one changed row at a time: `where` decides whether
+        // it is delivered.
+        let subscribed = field.directives.has("event") && matches!(role, ArgRole::Where);
+        if !list && !subscribed && !matches!(role, ArgRole::Filter(_)) {
             return Err(SchemaError::mapping(
                 acoord,
                 "limit, offset, orderBy and where only apply to list fields",

@@ -79,11 +79,11 @@ pub(crate) fn lower(
         if let Some((arg, _)) = rows
             .args
             .iter()
-            .find(|(_, r)| !matches!(r, ArgRole::Filter(_)))
+            .find(|(_, r)| !matches!(r, ArgRole::Filter(_) | ArgRole::Where))
         {
             return Err(SchemaError::mapping(
                 format!("{coord}({arg}:)"),
-                "the arguments of a subscription field are equality filters on the changed row",
+                "the arguments of a subscription field are equality filters on the changed row and `where`",
             ));
         }
         out.insert(

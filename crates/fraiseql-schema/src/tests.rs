@@ -214,9 +214,15 @@ fn subscription_fields_are_lowered() {
         s["projectChanged"].rows.args["name"],
         ArgRole::Filter(Target::Key("name".into()))
     );
+    // Each also filters with `where`, generated like a list field's.
+    assert_eq!(s["projectCreated"].rows.args["where"], ArgRole::Where);
+    assert_eq!(s["projectChanged"].rows.args["where"], ArgRole::Where);
     // Clients see the type, not the directive.
     let api = b.api.to_string();
-    assert!(api.contains("projectCreated(orgId: ID): Project!"), "{api}");
+    assert!(
+        api.contains("orgId: ID,") && api.contains("where: ProjectWhereInput,\n  ): Project!"),
+        "{api}"
+    );
     assert!(!api.contains("@event"), "{api}");
 }
 

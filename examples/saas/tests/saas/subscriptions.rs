@@ -233,7 +233,8 @@ async fn rbac_on_the_selection(strategy: &str) {
 each_strategy!(rbac_on_the_selection);
 
 /// Arguments filter on the changed row: `projectCreated(orgId:)` sees one organization's
-/// projects, `taskStatusChanged(projectId:)` one project's tasks.
+/// projects, `taskStatusChanged(projectId:)` one project's tasks, `projectCreated(where:)` the
+/// projects its filter matches.
 async fn argument_filters(strategy: &str) {
     let nats = NatsServer::start().expect("nats");
     let t = world(strategy, &nats, "", "").await;
@@ -293,6 +294,20 @@ async fn argument_filters(strategy: &str) {
         json!({ "id": t1, "status": "in_progress" }),
         "{strategy}"
     );
+    // `where`, as on list fields: only the changed rows it matches are delivered, in order.
+    ws.subscribe(
+        "q",
+        "subscription($w: ProjectWhereInput) { projectCreated(where: $w) { name } }",
+        json!({ "w": { "name": { "startswith": "Q" }, "_not": { "name": { "eq": "Quiet" } } } }),
+        json!({}),
+    )
+    .await;
+    sync(&mut ws).await;
+    for name in ["Zed", "Quartz", "Quiet", "Zed again", "Quince"] {
+        project(&s, &ta, &o2, name).await;
+    }
+    assert_eq!(name_of(&ws.next_of("q").await), "Quartz", "{strategy}");
+    assert_eq!(name_of(&ws.next_of("q").await), "Quince", "{strategy}");
 }
 each_strategy!(argument_filters);
 
