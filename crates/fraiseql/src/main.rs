@@ -575,7 +575,10 @@ async fn schema_init(
         (url, paths.sdl.unwrap_or(c.schema.path), migrations, None)
     } else {
         let url = database_url.with_context(|| {
-            format!("there is no {}: give --database-url (or $DATABASE_URL) to read the tables from", config.display())
+            format!(
+                "there is no {}: give --database-url (or $DATABASE_URL) to read the tables from",
+                config.display()
+            )
         })?;
         let sdl = paths.sdl.unwrap_or_else(|| dir.join("schema.graphql"));
         let migrations = paths.migrations.unwrap_or_else(|| dir.join("migrations"));

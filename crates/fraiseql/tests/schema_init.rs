@@ -137,7 +137,9 @@ async fn schema_init_then_migrate_then_run_serves_a_filtered_connection() {
         .env("PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let server = ServerProcess::start(serve, port).await.expect("fraiseql run");
+    let server = ServerProcess::start(serve, port)
+        .await
+        .expect("fraiseql run");
 
     // Cards done with at least 4 points, by points, three to a page: 6, 9, 12 then 15, 18, 21.
     let query = "query($after: String) {
