@@ -228,3 +228,61 @@ pub(crate) fn archive_error(path: &Path, reason: impl Into<String>) -> TransferE
         reason: reason.into(),
     }
 }
+
+/// Why `fraiseql schema init` wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// Files it would write exist.
+    #[error("{} already exist{}: pass --force to overwrite", list(.0), if .0.len() == 1 { "s" } else { "" })]
+    Exists(Vec<std::path::PathBuf>),
+    /// The schema name cannot be a `@view` name's schema.
+    #[error(
+        "schema {0:?} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*), which @view names need"
+    )]
+    SchemaName(String),
+    /// The database did not answer.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// Reading the catalog failed.
+    #[error("reading the tables of schema `{schema}`: {reason}")]
+    Read {
+        /// The schema.
+        schema: String,
+        /// PostgreSQL's message.
+        reason: String,
+    },
+    /// No table can become a type.
+    #[error("schema `{schema}` has no table to make an API of{}", notes.iter().map(|n| format!("\n  - {n}")).collect::<String>())]
+    Nothing {
+        /// The schema.
+        schema: String,
+        /// Why each table was left out.
+        notes: Vec<String>,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn list(paths: &[std::path::PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// Reading the catalog of `schema` failed.
+pub(crate) fn scaffold_read(schema: &str) -> impl Fn(tokio_postgres::Error) -> ScaffoldError + '_ {
+    move |e| ScaffoldError::Read {
+        schema: schema.to_owned(),
+        reason: reason(&e),
+    }
+}

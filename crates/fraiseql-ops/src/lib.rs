@@ -1,13 +1,14 @@
 //! fraiseql's operations: what the `fraiseql` binary does to tenants and events besides serving
 //! them. Provisioning (`fraiseql tenant create|list|suspend|resume`, `fraiseql migrate` of
 //! tenants), backup, restore, move and drop-copy of one tenant, pointing tenants at a promoted
-//! replica (`tenant set-server`), and `fraiseql events status`.
+//! replica (`tenant set-server`), `fraiseql events status`, and `fraiseql schema init` (a
+//! starting schema read from a database's tables).
 //!
 //! The serving path (`fraiseql-engine`, `fraiseql-server`) does not depend on this crate: it
 //! reads the registry these commands write.
 //!
 //! Commands: [`provision`], [`plans`] (`tenant set-tier`, usage), [`failover`], [`transfer`] (a
-//! file per command), [`events_status`].
+//! file per command), [`events_status`], [`scaffold`] (`schema init`).
 //! Beneath them: `strategy/` (what differs per tenancy strategy, a file each), `home.rs` (roles,
 //! grants, migrations), `archive/` (the archive format and its key), `dump/` and `rows/` (a
 //! tenant's data out and in), `catalog.rs`, `fence.rs`, `tools.rs`, `scratch.rs` (private
@@ -18,6 +19,7 @@ pub mod events_status;
 pub mod failover;
 pub mod plans;
 pub mod provision;
+pub mod scaffold;
 pub mod transfer;
 
 mod archive;
@@ -34,4 +36,4 @@ mod server;
 mod strategy;
 mod tools;
 
-pub use error::{ProvisionError, TransferError};
+pub use error::{ProvisionError, ScaffoldError, TransferError};

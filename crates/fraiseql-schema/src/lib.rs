@@ -20,7 +20,7 @@ mod template;
 pub use apollo_compiler;
 pub use catalog::*;
 pub use error::SchemaError;
-pub use ident::{quote_ident, quote_literal, QualifiedName};
+pub use ident::{is_plain_ident, quote_ident, quote_literal, QualifiedName};
 pub use template::compile_open;
 
 use std::collections::BTreeSet;

@@ -73,6 +73,41 @@ enum Command {
         #[command(subcommand)]
         action: DocumentsAction,
     },
+    /// The schema: a starting one read from a database's tables.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaAction {
+    /// Read a database's tables (columns, types, NOT NULL, primary and foreign keys) and write a
+    /// starting point to edit: a migration creating a `v_<table>` view per table (its key, a
+    /// jsonb `data` column, the columns filters, orderings and relations use; `tb_` prefixes
+    /// dropped), the SDL (a `@view` type per table, relations both ways, per type a list, a
+    /// look-up and a connection, all with `where`), and the config when `--config` does not
+    /// exist. `fraiseql migrate` then `fraiseql run` serve it. Tables without a one-column key
+    /// are skipped with a note. Refuses to overwrite a file unless --force.
+    Init {
+        /// The database holding the tables; default `[databases.tenant] url` of the config
+        /// (without multi-tenancy).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+        /// The PostgreSQL schema whose tables are read (and where the views are created).
+        #[arg(long, default_value = "public")]
+        schema: String,
+        /// The SDL file to write; default `[schema] path`, else `schema.graphql` beside the config.
+        #[arg(long)]
+        sdl: Option<PathBuf>,
+        /// The migrations folder (the migration is `NNNN_views.sql` after its last one); default
+        /// `[databases.tenant] migrations`, else `migrations` beside the config.
+        #[arg(long)]
+        migrations: Option<PathBuf>,
+        /// Overwrite the files if they exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +305,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Documents {
             action: DocumentsAction::Manifest { files, out },
         } => documents_manifest(&cli.config, &files, out.as_deref()),
+        Command::Schema {
+            action:
+                SchemaAction::Init {
+                    database_url,
+                    schema,
+                    sdl,
+                    migrations,
+                    force,
+                },
+        } => {
+            let paths = InitPaths {
+                sdl,
+                migrations,
+                force,
+            };
+            schema_init(&cli.config, database_url, schema, paths).await
+        }
         Command::Token {
             tenant,
             roles,
@@ -482,6 +534,75 @@ fn documents_manifest(config: &Path, files: &[PathBuf], out: Option<&Path>) -> a
             eprintln!("{n} documents written to {}", o.display());
         }
     }
+    Ok(())
+}
+
+/// The files `schema init` writes, as given on the command line.
+struct InitPaths {
+    sdl: Option<PathBuf>,
+    migrations: Option<PathBuf>,
+    force: bool,
+}
+
+/// `schema init`: defaults from the config when it exists; a config written when it does not.
+async fn schema_init(
+    config: &Path,
+    database_url: Option<String>,
+    schema: String,
+    paths: InitPaths,
+) -> anyhow::Result<()> {
+    let dir = config.parent().unwrap_or(Path::new("")).to_owned();
+    let (url, sdl, migrations, write_config) = if config.exists() {
+        let c = load(config)?;
+        let tenant = c.databases.get(fraiseql::config::TENANT_DATABASE);
+        let url = match database_url {
+            Some(u) => u,
+            None if c.multi_tenancy.enabled => bail!(
+                "{} has multi-tenancy: give --database-url of a database holding the tables (a tenant's)",
+                config.display()
+            ),
+            None => tenant.and_then(|d| d.url.clone()).with_context(|| {
+                format!("no [databases.tenant] url in {}: give --database-url", config.display())
+            })?,
+        };
+        let migrations = match (paths.migrations, tenant.and_then(|d| d.migrations.clone())) {
+            (Some(m), _) | (None, Some(m)) => m,
+            (None, None) => {
+                eprintln!("note: [databases.tenant] has no `migrations`: add migrations = \"migrations\" for `fraiseql migrate` to apply the views");
+                dir.join("migrations")
+            }
+        };
+        (url, paths.sdl.unwrap_or(c.schema.path), migrations, None)
+    } else {
+        let url = database_url.with_context(|| {
+            format!(
+                "there is no {}: give --database-url (or $DATABASE_URL) to read the tables from",
+                config.display()
+            )
+        })?;
+        let sdl = paths.sdl.unwrap_or_else(|| dir.join("schema.graphql"));
+        let migrations = paths.migrations.unwrap_or_else(|| dir.join("migrations"));
+        (url, sdl, migrations, Some(config.to_owned()))
+    };
+    let options = fraiseql::ops::scaffold::InitOptions {
+        database_url: url,
+        schema,
+        sdl,
+        migrations,
+        config: write_config,
+        force: paths.force,
+    };
+    let w = fraiseql::ops::scaffold::init(&options).await?;
+    for n in &w.notes {
+        eprintln!("note: {n}");
+    }
+    let files: Vec<String> = w.files.iter().map(|f| f.display().to_string()).collect();
+    println!(
+        "wrote {} ({} types: {}); next: fraiseql migrate, then fraiseql run",
+        files.join(", "),
+        w.types.len(),
+        w.types.join(", ")
+    );
     Ok(())
 }
 
