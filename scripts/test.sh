@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 # graphql-core checks that a real client library builds a schema from our introspection;
 # opentelemetry-proto (the official OTLP definitions) decodes our trace exports
-# (scripts/otlp-receiver.py, crates/fraiseql/tests/cli.rs); openapi-spec-validator checks the
+# (scripts/otlp-receiver.py, crates/fraiseql/tests/cli/main.rs); openapi-spec-validator checks the
 # admin API's OpenAPI document.
 VENV=target/py-venv
 if [ ! -x "$VENV/bin/python" ] ||

@@ -1,11 +1,14 @@
 //! The `fraiseql` binary on the SaaS example's config: tenant commands, `config validate`,
-//! `migrate`, `token`, and `run` printing its banner and stopping cleanly on SIGTERM.
+//! `migrate`, `token`, and `run` printing its banner and stopping cleanly on SIGTERM; `schema init` in
+//! [`schema_init`].
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use fraiseql_testing::TestTenancy;
+
+mod schema_init;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/saas")
