@@ -14,7 +14,6 @@ use crate::archive::read::Archive;
 use crate::archive::write::Contents;
 use crate::dump;
 use crate::error::{db, provision_db, ProvisionError, TransferError};
-use crate::fence;
 use crate::home::Made;
 use crate::names::copy_name;
 use crate::scratch::Scratch;
@@ -164,15 +163,6 @@ impl StrategyOps for DatabasePerTenant {
     /// The database keeps its name on the target: one server holds it once.
     fn same_place(&self, from: &Location, to: &Location) -> bool {
         from.cluster == to.cluster
-    }
-
-    fn fence<'a>(
-        &'a self,
-        c: &'a Client,
-        rec: &'a TenantRecord,
-        timeout_ms: u64,
-    ) -> Fut<'a, Result<(), TransferError>> {
-        Box::pin(fence::fence_writes(c, rec, timeout_ms))
     }
 
     /// Renames the old database `…_moved_<time>`, closing what is still connected to it.

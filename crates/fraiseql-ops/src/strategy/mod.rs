@@ -26,6 +26,7 @@ use crate::archive::read::Archive;
 use crate::archive::write::Contents;
 use crate::archive::Manifest;
 use crate::error::{db, provision_db, ProvisionError, TransferError};
+use crate::fence;
 use crate::home::{dml_grants, ensure_roles, Created, Made};
 use crate::scratch::Scratch;
 use crate::server::{connect, registry_seen, Location};
@@ -187,13 +188,17 @@ pub(crate) trait StrategyOps: Send + Sync {
     }
 
     /// Fences the tenant's writes at the source (`c`, on its database): from now on they fail;
-    /// then waits up to `timeout_ms` for the transactions that may have written before.
+    /// then waits up to `timeout_ms` for the transactions that may have written before. By
+    /// default the tenant's own role loses its DML grants (`fence::fence_writes`); a strategy
+    /// whose tenants share a role fences otherwise.
     fn fence<'a>(
         &'a self,
         c: &'a Client,
         rec: &'a TenantRecord,
         timeout_ms: u64,
-    ) -> Fut<'a, Result<(), TransferError>>;
+    ) -> Fut<'a, Result<(), TransferError>> {
+        Box::pin(fence::fence_writes(c, rec, timeout_ms))
+    }
 
     /// Lets the tenant's writes through again (a move that did not happen). Its role's DML is
     /// granted again (what `fraiseql migrate` grants).

@@ -17,7 +17,6 @@ use crate::archive::read::Archive;
 use crate::archive::write::Contents;
 use crate::dump;
 use crate::error::{db, provision_db, ProvisionError, TransferError};
-use crate::fence;
 use crate::home::Made;
 use crate::names::copy_name;
 use crate::scratch::Scratch;
@@ -195,15 +194,6 @@ impl StrategyOps for SchemaPerTenant {
             }
             left
         })
-    }
-
-    fn fence<'a>(
-        &'a self,
-        c: &'a Client,
-        rec: &'a TenantRecord,
-        timeout_ms: u64,
-    ) -> Fut<'a, Result<(), TransferError>> {
-        Box::pin(fence::fence_writes(c, rec, timeout_ms))
     }
 
     /// Renames the old schema `…_moved_<time>`.
