@@ -25,5 +25,3 @@ SELECT
 FROM tb_task t
 JOIN tb_project p ON p.pk_project = t.fk_project;
 
--- Tasks per project and status: the grouping reads one project's tasks through this index.
-CREATE INDEX tb_task_project_status ON tb_task (fk_project, status);
