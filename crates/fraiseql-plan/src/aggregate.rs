@@ -52,19 +52,33 @@ fn value_field<'t>(ty: &'t TypeMapping, name: &str) -> Option<(ValueKind, &'t Va
 }
 
 /// `field_suffix` split at its last `_`, when the suffix is one of `names`.
-fn suffixed<'n, T: Copy>(name: &'n str, all: &[T], names: fn(T) -> &'static str) -> Option<(&'n str, T)> {
+fn suffixed<'n, T: Copy>(
+    name: &'n str,
+    all: &[T],
+    names: fn(T) -> &'static str,
+) -> Option<(&'n str, T)> {
     let (field, suffix) = name.rsplit_once('_')?;
-    all.iter().find(|t| names(**t) == suffix).map(|t| (field, *t))
+    all.iter()
+        .find(|t| names(**t) == suffix)
+        .map(|t| (field, *t))
 }
 
 impl<'c, 'a> Builder<'c, 'a> {
     /// The SQL of value field `field` of row `alias`, noting what an `@sql` field may read.
-    fn value_sql(&mut self, ty: &TypeMapping, alias: &str, field: &str) -> Option<(ValueKind, String)> {
+    fn value_sql(
+        &mut self,
+        ty: &TypeMapping,
+        alias: &str,
+        field: &str,
+    ) -> Option<(ValueKind, String)> {
         let (kind, source) = value_field(ty, field)?;
         if matches!(source, ValueSource::Sql(_)) {
             self.read(crate::ANY_ENTITY.to_owned());
         }
-        Some((kind, value_expr(self.catalog, ty, alias, field, kind, source).0))
+        Some((
+            kind,
+            value_expr(self.catalog, ty, alias, field, kind, source).0,
+        ))
     }
 
     /// The key `name` names (`status`, `createdAt_day`), if it is one.
@@ -83,7 +97,10 @@ impl<'c, 'a> Builder<'c, 'a> {
         }
         let (_, sql) = self.value_sql(ty, alias, field)?;
         // In UTC whatever the session's TimeZone, answered as an ISO-8601 instant.
-        let group = format!("date_trunc('{}', ({sql})::timestamptz, 'UTC')", bucket.name());
+        let group = format!(
+            "date_trunc('{}', ({sql})::timestamptz, 'UTC')",
+            bucket.name()
+        );
         Some(Key {
             field: field.to_owned(),
             output: format!(
@@ -109,7 +126,11 @@ impl<'c, 'a> Builder<'c, 'a> {
         }
         Some(Computed {
             sql: format!("{}({sql})", m.name()),
-            kind: if m == Measure::Avg { ValueKind::Float } else { kind },
+            kind: if m == Measure::Avg {
+                ValueKind::Float
+            } else {
+                kind
+            },
             field: Some(field.to_owned()),
         })
     }
@@ -134,7 +155,11 @@ impl<'c, 'a> Builder<'c, 'a> {
     }
 
     /// The entries of an input object argument (`groupBy: {status: true}`).
-    fn entries<'v>(&self, name: &str, v: &'v Value) -> Result<Vec<(&'v String, &'v Value)>, PlanError> {
+    fn entries<'v>(
+        &self,
+        name: &str,
+        v: &'v Value,
+    ) -> Result<Vec<(&'v String, &'v Value)>, PlanError> {
         match v {
             Value::Null => Ok(Vec::new()),
             Value::Object(map) => {
@@ -262,7 +287,13 @@ impl<'c, 'a> Builder<'c, 'a> {
             .filters
             .iter()
             .filter(|(_, f)| {
-                matches!(f, Filterable::Value { kind: ValueKind::Int | ValueKind::Float, .. })
+                matches!(
+                    f,
+                    Filterable::Value {
+                        kind: ValueKind::Int | ValueKind::Float,
+                        ..
+                    }
+                )
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -325,7 +356,10 @@ impl<'c, 'a> Builder<'c, 'a> {
             Some(_) => self.bad(format!(
                 "{what} orders by a key the rows are not grouped by: add `groupBy: {{{k}: true}}`"
             )),
-            None => self.bad(format!("{what} is not a field of {}AggregateOrderBy", ty.name)),
+            None => self.bad(format!(
+                "{what} is not a field of {}AggregateOrderBy",
+                ty.name
+            )),
         })
     }
 

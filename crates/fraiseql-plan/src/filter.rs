@@ -519,4 +519,3 @@ pub(crate) fn value_expr(
         }
     }
 }
-

@@ -151,11 +151,26 @@ fn rbac_refuses_grouping_aggregating_filtering_and_ordering_on_a_denied_field() 
     }
     let b = example();
     let cases = [
-        ("{ tasksAggregate(groupBy: {status: true}) { projectId: __typename } }", "`groupBy.status` uses `Task.status`"),
-        ("{ tasksAggregate { estimate_sum } }", "`estimate_sum` uses `Task.estimate`"),
-        ("{ tasksAggregate(having: {estimate_max: {gt: 1}}) { __typename } }", "`having.estimate_max` filters on `Task.estimate`"),
-        ("{ tasksAggregate(orderBy: {estimate_avg: DESC}) { __typename } }", "`orderBy.estimate_avg` uses `Task.estimate`"),
-        ("{ tasksAggregate(where: {status: {eq: \"done\"}}) { __typename } }", "`where.status` filters on `Task.status`"),
+        (
+            "{ tasksAggregate(groupBy: {status: true}) { projectId: __typename } }",
+            "`groupBy.status` uses `Task.status`",
+        ),
+        (
+            "{ tasksAggregate { estimate_sum } }",
+            "`estimate_sum` uses `Task.estimate`",
+        ),
+        (
+            "{ tasksAggregate(having: {estimate_max: {gt: 1}}) { __typename } }",
+            "`having.estimate_max` filters on `Task.estimate`",
+        ),
+        (
+            "{ tasksAggregate(orderBy: {estimate_avg: DESC}) { __typename } }",
+            "`orderBy.estimate_avg` uses `Task.estimate`",
+        ),
+        (
+            "{ tasksAggregate(where: {status: {eq: \"done\"}}) { __typename } }",
+            "`where.status` filters on `Task.status`",
+        ),
     ];
     for (q, want) in cases {
         let e = plan_in(&b, q, json!({}), PlanLimits::default(), &NoEstimates).expect_err(q);
@@ -171,7 +186,10 @@ fn rbac_refuses_grouping_aggregating_filtering_and_ordering_on_a_denied_field() 
         &NoEstimates,
     )
     .expect("plan");
-    assert_eq!(p.denied, vec![vec!["tasksAggregate".to_owned(), "count".to_owned()]]);
+    assert_eq!(
+        p.denied,
+        vec![vec!["tasksAggregate".to_owned(), "count".to_owned()]]
+    );
     assert!(sql_text(&p).contains("'count', NULL"), "{}", sql_text(&p));
 }
 
@@ -190,11 +208,27 @@ fn groups_are_bounded_like_lists_and_entries_count_against_the_budget() {
         max_filter_nodes: 3,
         ..PlanLimits::default()
     };
-    let e = plan_in(&b, "{ tasksAggregate(limit: 51) { count } }", json!({}), limits, &AllowAll)
-        .expect_err("limit");
-    assert_eq!(message(&e), "argument `limit` must be between 0 and 50, got 51");
+    let e = plan_in(
+        &b,
+        "{ tasksAggregate(limit: 51) { count } }",
+        json!({}),
+        limits,
+        &AllowAll,
+    )
+    .expect_err("limit");
+    assert_eq!(
+        message(&e),
+        "argument `limit` must be between 0 and 50, got 51"
+    );
     // Without a limit, at most max_limit groups, counted against max_rows.
-    let p = plan_in(&b, "{ tasksAggregate { count } }", json!({}), limits, &AllowAll).expect("plan");
+    let p = plan_in(
+        &b,
+        "{ tasksAggregate { count } }",
+        json!({}),
+        limits,
+        &AllowAll,
+    )
+    .expect("plan");
     assert_eq!(p.rows, 50);
     // groupBy (2) + orderBy (1) + having (count, gt: 2) = 5 entries > 3.
     let e = plan_in(
@@ -208,7 +242,10 @@ fn groups_are_bounded_like_lists_and_entries_count_against_the_budget() {
     assert!(matches!(e, PlanError::TooComplex(_)), "{e:?}");
     assert!(message(&e).contains("at most 3 filter entries"), "{e:?}");
     // Within the budget, the same shape plans.
-    let roomy = PlanLimits { max_filter_nodes: 5, ..limits };
+    let roomy = PlanLimits {
+        max_filter_nodes: 5,
+        ..limits
+    };
     plan_in(
         &b,
         "{ tasksAggregate(groupBy: {status: true, projectId: true}, orderBy: {count: DESC}, having: {count: {gt: 1}}) { count } }",

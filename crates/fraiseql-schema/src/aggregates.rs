@@ -48,10 +48,10 @@ pub(crate) fn sdl(
         (String::new(), String::new(), String::new(), String::new());
     let mut key = |name: &str, ty: &str, what: &str| {
         out.push_str(&format!("  \"{what}\"\n  {name}: {ty}\n"));
-        group.push_str(&format!(
-            "  \"Group by `{name}`.\"\n  {name}: Boolean\n"
+        group.push_str(&format!("  \"Group by `{name}`.\"\n  {name}: Boolean\n"));
+        order.push_str(&format!(
+            "  \"Order by `{name}`.\"\n  {name}: {DIRECTION}\n"
         ));
-        order.push_str(&format!("  \"Order by `{name}`.\"\n  {name}: {DIRECTION}\n"));
     };
     for (f, leaf, kind) in fields {
         key(
@@ -74,8 +74,12 @@ pub(crate) fn sdl(
     }
     let mut measure = |name: &str, ty: &str, leaf: &str, what: &str| {
         out.push_str(&format!("  \"{what}\"\n  {name}: {ty}\n"));
-        having.push_str(&format!("  \"Compares `{name}`.\"\n  {name}: {leaf}Filter\n"));
-        order.push_str(&format!("  \"Order by `{name}`.\"\n  {name}: {DIRECTION}\n"));
+        having.push_str(&format!(
+            "  \"Compares `{name}`.\"\n  {name}: {leaf}Filter\n"
+        ));
+        order.push_str(&format!(
+            "  \"Order by `{name}`.\"\n  {name}: {DIRECTION}\n"
+        ));
         leaves.insert(leaf.to_owned());
     };
     measure("count", "Int!", "Int", "How many rows the group holds.");

@@ -4,7 +4,9 @@
 //! gets its `<T>WhereInput` (a `<Scalar>Filter` per scalar or enum field, the target's
 //! `<U>WhereInput` per relation in the same database, `_and`, `_or`, `_not`); each `@connection`
 //! field returning `<T>Connection` gets `<T>Connection`, `<T>Edge`, `PageInfo` (once) and the
-//! arguments `first`, `after`, `last`, `before`, `where` it does not declare.
+//! arguments `first`, `after`, `last`, `before`, `where` it does not declare; each `@aggregate`
+//! root field returning `[<T>Aggregate!]!` gets the types of `aggregates.rs` and the arguments
+//! `where`, `groupBy`, `having`, `orderBy`, `limit` it does not declare.
 //!
 //! It works on the document as written (before validation), so the rules here mirror what
 //! `lower.rs` maps; `lower.rs` checks that each `<T>WhereInput` lists exactly the fields it can
@@ -445,14 +447,15 @@ fn generated_sdl(
     let share = shareable.map(|s| format!(" @{s}")).unwrap_or_default();
     for (name, obj) in info.objects.iter().filter(|(_, o)| o.view.is_some()) {
         if needed.aggregates.contains(name) {
-            let fields: Vec<(String, String, ValueKind)> = filter_fields(info, name, obj, resolvers)
-                .into_iter()
-                .filter_map(|(f, ty)| {
-                    let leaf = ty.strip_suffix("Filter")?.to_owned();
-                    let kind = ValueKind::of(&leaf, info.enums.contains(&leaf));
-                    Some((f, leaf, kind))
-                })
-                .collect();
+            let fields: Vec<(String, String, ValueKind)> =
+                filter_fields(info, name, obj, resolvers)
+                    .into_iter()
+                    .filter_map(|(f, ty)| {
+                        let leaf = ty.strip_suffix("Filter")?.to_owned();
+                        let kind = ValueKind::of(&leaf, info.enums.contains(&leaf));
+                        Some((f, leaf, kind))
+                    })
+                    .collect();
             sdl.push_str(&aggregates::sdl(name, &fields, &share, &mut leaves));
         }
         let input = where_input_name(name);

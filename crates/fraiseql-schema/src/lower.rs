@@ -990,7 +990,14 @@ pub(crate) fn collection(
     for arg in &field.arguments {
         let acoord = format!("{coord}({}:)", arg.name);
         let aggregate = field.directives.has("aggregate").then_some(target);
-        let role = arg_role(schema, &acoord, arg, target, connection.is_some(), aggregate)?;
+        let role = arg_role(
+            schema,
+            &acoord,
+            arg,
+            target,
+            connection.is_some(),
+            aggregate,
+        )?;
         if !list && !matches!(role, ArgRole::Filter(_)) {
             return Err(SchemaError::mapping(
                 acoord,
@@ -1036,9 +1043,9 @@ fn arg_role(
     aggregate: Option<&str>,
 ) -> Result<ArgRole, SchemaError> {
     let named = arg.ty.inner_named_type().as_str();
-    if let Some(role) = aggregate.and_then(|t| {
-        crate::aggregates::arg_role(arg.name.as_str(), named, arg.ty.is_list(), t)
-    }) {
+    if let Some(role) = aggregate
+        .and_then(|t| crate::aggregates::arg_role(arg.name.as_str(), named, arg.ty.is_list(), t))
+    {
         return role.map_err(|m| SchemaError::mapping(coord, m));
     }
     if let Some(f) = arg.directives.get("filter") {

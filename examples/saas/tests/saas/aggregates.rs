@@ -130,9 +130,21 @@ async fn aggregates_match_sql(strategy: &str) {
         assert_eq!(g["projectId"], json!(r.get::<_, String>(0)), "{strategy}");
         assert_eq!(g["status"], json!(r.get::<_, String>(1)), "{strategy}");
         assert_eq!(g["count"], json!(r.get::<_, i64>(2)), "{strategy}");
-        assert_eq!(g["estimate_sum"], json!(r.get::<_, Option<i64>>(3)), "{strategy}: {g}");
-        assert_eq!(g["estimate_min"], json!(r.get::<_, Option<i32>>(5)), "{strategy}: {g}");
-        assert_eq!(g["estimate_max"], json!(r.get::<_, Option<i32>>(6)), "{strategy}: {g}");
+        assert_eq!(
+            g["estimate_sum"],
+            json!(r.get::<_, Option<i64>>(3)),
+            "{strategy}: {g}"
+        );
+        assert_eq!(
+            g["estimate_min"],
+            json!(r.get::<_, Option<i32>>(5)),
+            "{strategy}: {g}"
+        );
+        assert_eq!(
+            g["estimate_max"],
+            json!(r.get::<_, Option<i32>>(6)),
+            "{strategy}: {g}"
+        );
         match (num(&g["estimate_avg"]), want_avg) {
             (Some(x), Some(y)) => assert!((x - y).abs() < 1e-9, "{strategy}: {g} vs {y}"),
             (x, y) => assert_eq!(x, y, "{strategy}: {g}"),
@@ -140,7 +152,11 @@ async fn aggregates_match_sql(strategy: &str) {
     }
     // No groupBy: one group of every row (of A only).
     assert_eq!(
-        groups(&client, "{ tasksAggregate { count estimate_sum estimate_min estimate_max } }").await,
+        groups(
+            &client,
+            "{ tasksAggregate { count estimate_sum estimate_min estimate_max } }"
+        )
+        .await,
         [json!({"count": 8, "estimate_sum": 36, "estimate_min": 1, "estimate_max": 13})],
         "{strategy}"
     );
@@ -203,7 +219,11 @@ async fn time_buckets_are_utc(strategy: &str) {
     assert_eq!(zone, "Pacific/Kiritimati", "{strategy}");
     let day = |d: &str, n: i64| json!({"createdAt_day": format!("{d}T00:00:00Z"), "count": n});
     assert_eq!(
-        groups(&client, "{ tasksAggregate(groupBy: {createdAt_day: true}) { createdAt_day count } }").await,
+        groups(
+            &client,
+            "{ tasksAggregate(groupBy: {createdAt_day: true}) { createdAt_day count } }"
+        )
+        .await,
         [
             day("2026-02-28", 1),
             day("2026-03-02", 2),
@@ -227,9 +247,7 @@ async fn time_buckets_are_utc(strategy: &str) {
         ],
         "{strategy}: weeks, latest first"
     );
-    let month = |d: &str, status: &str, n: i64, sum: i64| {
-        json!({"createdAt_month": format!("{d}-01T00:00:00Z"), "status": status, "count": n, "estimate_sum": sum})
-    };
+    let month = |d: &str, status: &str, n: i64, sum: i64| json!({"createdAt_month": format!("{d}-01T00:00:00Z"), "status": status, "count": n, "estimate_sum": sum});
     assert_eq!(
         groups(&client, "{ tasksAggregate(groupBy: {createdAt_month: true, status: true}) { createdAt_month status count estimate_sum } }").await,
         [
@@ -265,7 +283,11 @@ async fn tenants_never_see_each_others_groups(strategy: &str) {
         .get(0);
     client.set_tenant("tenant_b");
     assert_eq!(
-        groups(&client, "{ tasksAggregate(groupBy: {status: true}) { status count estimate_sum } }").await,
+        groups(
+            &client,
+            "{ tasksAggregate(groupBy: {status: true}) { status count estimate_sum } }"
+        )
+        .await,
         [
             json!({"status": "done", "count": 1, "estimate_sum": 50}),
             json!({"status": "todo", "count": 2, "estimate_sum": 200})
@@ -275,9 +297,17 @@ async fn tenants_never_see_each_others_groups(strategy: &str) {
     let q = format!(
         r#"{{ tasksAggregate(where: {{projectId: {{eq: "{alpha}"}}}}, groupBy: {{projectId: true}}) {{ projectId count }} }}"#
     );
-    assert_eq!(groups(&client, &q).await, Vec::<Value>::new(), "{strategy}: A's project is invisible to B");
     assert_eq!(
-        groups(&client, "{ tasksAggregate(having: {count: {gt: 3}}) { count } }").await,
+        groups(&client, &q).await,
+        Vec::<Value>::new(),
+        "{strategy}: A's project is invisible to B"
+    );
+    assert_eq!(
+        groups(
+            &client,
+            "{ tasksAggregate(having: {count: {gt: 3}}) { count } }"
+        )
+        .await,
         Vec::<Value>::new(),
         "{strategy}: B has 3 tasks, not A's 8 + 3"
     );
@@ -297,11 +327,26 @@ async fn rbac_and_bounds_apply_to_aggregates(strategy: &str) {
     .await;
     client.set_token(Some(t.token("tenant_a", &["viewer"]).expect("token")));
     for (q, at) in [
-        ("{ tasksAggregate { estimate_sum } }", "`estimate_sum` uses `Task.estimate`"),
-        ("{ tasksAggregate(groupBy: {estimate: true}) { count } }", "`groupBy.estimate` uses `Task.estimate`"),
-        ("{ tasksAggregate(orderBy: {estimate_max: DESC}) { count } }", "`orderBy.estimate_max` uses `Task.estimate`"),
-        ("{ tasksAggregate(having: {estimate_avg: {gt: 1}}) { count } }", "`having.estimate_avg` filters on `Task.estimate`"),
-        ("{ tasksAggregate(where: {estimate: {gt: 1}}) { count } }", "`where.estimate` filters on `Task.estimate`"),
+        (
+            "{ tasksAggregate { estimate_sum } }",
+            "`estimate_sum` uses `Task.estimate`",
+        ),
+        (
+            "{ tasksAggregate(groupBy: {estimate: true}) { count } }",
+            "`groupBy.estimate` uses `Task.estimate`",
+        ),
+        (
+            "{ tasksAggregate(orderBy: {estimate_max: DESC}) { count } }",
+            "`orderBy.estimate_max` uses `Task.estimate`",
+        ),
+        (
+            "{ tasksAggregate(having: {estimate_avg: {gt: 1}}) { count } }",
+            "`having.estimate_avg` filters on `Task.estimate`",
+        ),
+        (
+            "{ tasksAggregate(where: {estimate: {gt: 1}}) { count } }",
+            "`where.estimate` filters on `Task.estimate`",
+        ),
     ] {
         let r = client.execute_with(q, json!({})).await.expect("send");
         assert_eq!(code(&r.json), "FORBIDDEN", "{strategy}: {q}: {}", r.text);
@@ -310,11 +355,20 @@ async fn rbac_and_bounds_apply_to_aggregates(strategy: &str) {
             format!("{at}, which you are not allowed to read"),
             "{strategy}: {q}"
         );
-        assert!(r.json["data"].is_null(), "{strategy}: nothing is read: {}", r.text);
+        assert!(
+            r.json["data"].is_null(),
+            "{strategy}: nothing is read: {}",
+            r.text
+        );
     }
     // Fields the role may read still group and count.
     assert_eq!(
-        groups(&client, "{ tasksAggregate(groupBy: {status: true}) { status count } }").await.len(),
+        groups(
+            &client,
+            "{ tasksAggregate(groupBy: {status: true}) { status count } }"
+        )
+        .await
+        .len(),
         3,
         "{strategy}"
     );
@@ -332,12 +386,20 @@ async fn rbac_and_bounds_apply_to_aggregates(strategy: &str) {
         .expect("send");
     assert_eq!(
         (code(&r.json), r.json["errors"][0]["message"].as_str()),
-        ("BAD_USER_INPUT", Some("argument `limit` must be between 0 and 5, got 6")),
+        (
+            "BAD_USER_INPUT",
+            Some("argument `limit` must be between 0 and 5, got 6")
+        ),
         "{strategy}: {}",
         r.text
     );
     assert_eq!(
-        groups(&client, "{ tasksAggregate(groupBy: {createdAt_day: true}) { count } }").await.len(),
+        groups(
+            &client,
+            "{ tasksAggregate(groupBy: {createdAt_day: true}) { count } }"
+        )
+        .await
+        .len(),
         5,
         "{strategy}: 7 days, max_limit 5"
     );
@@ -352,10 +414,18 @@ async fn rbac_and_bounds_apply_to_aggregates(strategy: &str) {
     assert!(r.text.contains("[limits] max_fields"), "{}", r.text);
     // Unknown keys are validation errors naming them.
     let r = client
-        .execute_with("{ tasksAggregate(groupBy: {colour: true}) { count } }", json!({}))
+        .execute_with(
+            "{ tasksAggregate(groupBy: {colour: true}) { count } }",
+            json!({}),
+        )
         .await
         .expect("send");
-    assert_eq!(code(&r.json), "GRAPHQL_VALIDATION_FAILED", "{strategy}: {}", r.text);
+    assert_eq!(
+        code(&r.json),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{strategy}: {}",
+        r.text
+    );
     assert!(r.text.contains("colour"), "{}", r.text);
 }
 
@@ -365,12 +435,32 @@ async fn analytics_events_per_type_per_day(strategy: &str) {
     t.create_tenant("tenant_b").await.expect("tenant b");
     let shared = t.shared.connect().await.expect("shared");
     for (tenant, kind, at) in [
-        ("tenant_a", "analytics.project_created", "2026-03-01T23:30:00-02:00"),
-        ("tenant_a", "analytics.project_created", "2026-03-02T12:00:00Z"),
+        (
+            "tenant_a",
+            "analytics.project_created",
+            "2026-03-01T23:30:00-02:00",
+        ),
+        (
+            "tenant_a",
+            "analytics.project_created",
+            "2026-03-02T12:00:00Z",
+        ),
         ("tenant_a", "analytics.task_done", "2026-03-02T18:00:00Z"),
-        ("tenant_a", "analytics.project_created", "2026-03-03T00:00:01Z"),
-        ("tenant_b", "analytics.project_created", "2026-03-02T09:00:00Z"),
-        ("tenant_b", "analytics.project_created", "2026-03-02T10:00:00Z"),
+        (
+            "tenant_a",
+            "analytics.project_created",
+            "2026-03-03T00:00:01Z",
+        ),
+        (
+            "tenant_b",
+            "analytics.project_created",
+            "2026-03-02T09:00:00Z",
+        ),
+        (
+            "tenant_b",
+            "analytics.project_created",
+            "2026-03-02T10:00:00Z",
+        ),
         ("tenant_b", "analytics.secret_b", "2026-03-02T10:00:00Z"),
     ] {
         shared
@@ -384,12 +474,12 @@ async fn analytics_events_per_type_per_day(strategy: &str) {
     // The analytics subgraph's schema over the same registry and shared database.
     let mut config = t.config.clone();
     config.schema.path = example_dir().join("analytics/schema.graphql");
-    let mut client = TestClient::from_config(config).await.expect("analytics client");
+    let mut client = TestClient::from_config(config)
+        .await
+        .expect("analytics client");
     let q = "{ eventsAggregate(groupBy: {recordedAt_day: true, eventType: true}) { recordedAt_day eventType count } }";
     let per_day = |tenant: &str| {
-        let day = |d: &str, kind: &str, n: i64| {
-            json!({"recordedAt_day": format!("{d}T00:00:00Z"), "eventType": format!("analytics.{kind}"), "count": n})
-        };
+        let day = |d: &str, kind: &str, n: i64| json!({"recordedAt_day": format!("{d}T00:00:00Z"), "eventType": format!("analytics.{kind}"), "count": n});
         match tenant {
             "tenant_a" => vec![
                 day("2026-03-02", "project_created", 2),
