@@ -255,7 +255,7 @@ async fn root_fields<C: GenericClient>(
     for (fname, root) in &catalog.queries {
         let coord = format!("Query.{fname}");
         match root {
-            RootField::Rows(coll) => {
+            RootField::Rows(coll) | RootField::Aggregate(coll) => {
                 let here = catalog
                     .types
                     .get(&coll.target)
@@ -535,7 +535,10 @@ fn check_collection(
             | ArgRole::First
             | ArgRole::Last
             | ArgRole::After
-            | ArgRole::Before => {}
+            | ArgRole::Before
+            | ArgRole::GroupBy
+            | ArgRole::Having
+            | ArgRole::AggregateOrderBy => {}
         }
     }
 }

@@ -15,12 +15,16 @@
 //!   the field reads it;
 //! - a field the caller may not read (`[rbac]`) is `FORBIDDEN`; entries count against the
 //!   operation's budget, nesting against `max_depth`, `in` lists against `max_list_length`.
+//!
+//! The same rules filter values a statement computes ([`Scope::Values`]): an aggregate's
+//! `having` compares `count(*)` and `sum(...)` with the operators of `where`.
 
 use std::cell::Cell;
 
 use fraiseql_schema::{
     quote_ident, quote_literal, Catalog, Filterable, TypeMapping, ValueKind, ValueSource,
 };
+use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::error::PlanError;
@@ -66,6 +70,42 @@ pub(crate) struct Filter<'c> {
     pub guarded: bool,
 }
 
+/// What the keys of a filter name.
+#[derive(Clone, Copy)]
+pub(crate) enum Scope<'s> {
+    /// The fields and relations of a view's row, by its alias.
+    Row { ty: &'s TypeMapping, alias: &'s str },
+    /// Values the statement computes (an aggregate's `having`), by name.
+    Values {
+        /// The input type's name, for messages.
+        input: &'s str,
+        /// The `@view` type whose fields they are computed from (for `[rbac]`).
+        type_name: &'s str,
+        values: &'s IndexMap<String, Computed>,
+    },
+}
+
+impl Scope<'_> {
+    fn input(&self) -> String {
+        match self {
+            Scope::Row { ty, .. } => ty.where_input(),
+            Scope::Values { input, .. } => (*input).to_owned(),
+        }
+    }
+}
+
+/// A value a statement computes, filtered by name ([`Scope::Values`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Computed {
+    /// Its SQL.
+    pub sql: String,
+    /// How it is typed: the operators that apply.
+    pub kind: ValueKind,
+    /// The field of the `@view` type it is computed from (`None`: `count`), which the caller
+    /// must be allowed to read.
+    pub field: Option<String>,
+}
+
 const COMPARISONS: [(&str, &str); 6] = [
     ("eq", "="),
     ("neq", "<>"),
@@ -106,7 +146,19 @@ impl Filter<'_> {
         value: &Value,
     ) -> Result<Option<String>, PlanError> {
         let mut at = vec![self.argument.to_owned()];
-        self.object(sink, ty, alias, value, &mut at, 1)
+        self.object(sink, Scope::Row { ty, alias }, value, &mut at, 1)
+    }
+
+    /// The predicate `value` puts on the values of `scope` (an aggregate's `having`); `None`
+    /// when it holds for every group.
+    pub(crate) fn predicate_in(
+        &self,
+        sink: &mut dyn Sink,
+        scope: Scope<'_>,
+        value: &Value,
+    ) -> Result<Option<String>, PlanError> {
+        let mut at = vec![self.argument.to_owned()];
+        self.object(sink, scope, value, &mut at, 1)
     }
 
     fn bad(&self, at: &[String], message: impl std::fmt::Display) -> PlanError {
@@ -116,23 +168,16 @@ impl Filter<'_> {
         }
     }
 
+    /// Counts one entry against the operation's budget (aggregates count their `groupBy` and
+    /// `orderBy` entries here too).
     fn count(&self) -> Result<(), PlanError> {
-        let n = self.nodes.get().saturating_add(1);
-        self.nodes.set(n);
-        if n > self.bounds.max_nodes {
-            return Err(PlanError::TooComplex(format!(
-                "the operation's `where` filters and fields exceed the selection budget ([limits] max_fields); at most {} filter entries fit with this selection",
-                self.bounds.max_nodes
-            )));
-        }
-        Ok(())
+        count_entry(self.nodes, self.bounds.max_nodes)
     }
 
     fn object(
         &self,
         sink: &mut dyn Sink,
-        ty: &TypeMapping,
-        alias: &str,
+        scope: Scope<'_>,
         value: &Value,
         at: &mut Vec<String>,
         depth: usize,
@@ -147,7 +192,7 @@ impl Filter<'_> {
         let map = match value {
             Value::Null => return Ok(None),
             Value::Object(map) => map,
-            _ => return Err(self.bad(at, format!("must be a {}", ty.where_input()))),
+            _ => return Err(self.bad(at, format!("must be a {}", scope.input()))),
         };
         let mut parts = Vec::new();
         for (key, v) in map {
@@ -156,14 +201,14 @@ impl Filter<'_> {
             let part = match key.as_str() {
                 _ if v.is_null() => None,
                 "_and" => {
-                    let items = self.items(sink, ty, alias, v, at, depth)?;
+                    let items = self.items(sink, scope, v, at, depth)?;
                     conjunction(items.into_iter().flatten().collect())
                 }
                 "_or" => {
                     // Every item is kept, a filter holding for every row as TRUE (PostgreSQL
                     // folds it): each parameter bound stays referenced.
                     let items: Vec<String> = self
-                        .items(sink, ty, alias, v, at, depth)?
+                        .items(sink, scope, v, at, depth)?
                         .into_iter()
                         .map(|p| p.unwrap_or_else(|| "TRUE".to_owned()))
                         .collect();
@@ -173,11 +218,11 @@ impl Filter<'_> {
                         format!("({})", items.join(" OR "))
                     })
                 }
-                "_not" => Some(match self.object(sink, ty, alias, v, at, depth + 1)? {
+                "_not" => Some(match self.object(sink, scope, v, at, depth + 1)? {
                     None => "FALSE".to_owned(),
                     Some(p) => format!("NOT ({p})"),
                 }),
-                field => self.field(sink, ty, alias, field, v, at, depth)?,
+                field => self.field(sink, scope, field, v, at, depth)?,
             };
             at.pop();
             parts.extend(part);
@@ -189,8 +234,7 @@ impl Filter<'_> {
     fn items(
         &self,
         sink: &mut dyn Sink,
-        ty: &TypeMapping,
-        alias: &str,
+        scope: Scope<'_>,
         v: &Value,
         at: &mut Vec<String>,
         depth: usize,
@@ -212,23 +256,49 @@ impl Filter<'_> {
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             at.push(i.to_string());
-            out.push(self.object(sink, ty, alias, item, at, depth + 1)?);
+            out.push(self.object(sink, scope, item, at, depth + 1)?);
             at.pop();
         }
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    fn forbidden(&self, at: &[String], type_name: &str, field: &str) -> PlanError {
+        PlanError::Forbidden {
+            message: format!(
+                "`{}` filters on `{type_name}.{field}`, which you are not allowed to read",
+                at.join(".")
+            ),
+            path: self.path.to_vec(),
+        }
+    }
+
     fn field(
         &self,
         sink: &mut dyn Sink,
-        ty: &TypeMapping,
-        alias: &str,
+        scope: Scope<'_>,
         field: &str,
         v: &Value,
         at: &mut Vec<String>,
         depth: usize,
     ) -> Result<Option<String>, PlanError> {
+        let (ty, alias) = match scope {
+            Scope::Row { ty, alias } => (ty, alias),
+            Scope::Values {
+                input,
+                type_name,
+                values,
+            } => {
+                let Some(c) = values.get(field) else {
+                    return Err(self.bad(at, format!("is not a field of {input}")));
+                };
+                if let Some(f) = &c.field {
+                    if self.guarded && !self.access.allows(type_name, f) {
+                        return Err(self.forbidden(at, type_name, f));
+                    }
+                }
+                return self.operators(sink, &c.sql, None, c.kind, v, at);
+            }
+        };
         let Some(filter) = ty.filters.get(field) else {
             return Err(self.bad(
                 at,
@@ -239,14 +309,7 @@ impl Filter<'_> {
             ));
         };
         if self.guarded && !self.access.allows(&ty.name, field) {
-            return Err(PlanError::Forbidden {
-                message: format!(
-                    "`{}` filters on `{}.{field}`, which you are not allowed to read",
-                    at.join("."),
-                    ty.name
-                ),
-                path: self.path.to_vec(),
-            });
+            return Err(self.forbidden(at, &ty.name, field));
         }
         match filter {
             Filterable::Rows { target, join } => {
@@ -255,7 +318,16 @@ impl Filter<'_> {
                 })?;
                 sink.read(&target.name);
                 let a = sink.alias();
-                let inner = self.object(sink, target, &a, v, at, depth + 1)?;
+                let inner = self.object(
+                    sink,
+                    Scope::Row {
+                        ty: target,
+                        alias: &a,
+                    },
+                    v,
+                    at,
+                    depth + 1,
+                )?;
                 let joined = format!(
                     "{a}.{} = {alias}.{}",
                     quote_ident(&join.references),
@@ -268,47 +340,11 @@ impl Filter<'_> {
                 )))
             }
             Filterable::Value { kind, source } => {
-                let (expr, cast) = self.value_expr(sink, ty, alias, field, *kind, source);
+                if matches!(source, ValueSource::Sql(_)) {
+                    sink.read(crate::ANY_ENTITY);
+                }
+                let (expr, cast) = value_expr(self.catalog, ty, alias, field, *kind, source);
                 self.operators(sink, &expr, cast, *kind, v, at)
-            }
-        }
-    }
-
-    /// The SQL of a filtered value, and the type its parameters are cast to (`None`: they take
-    /// the type of the column or expression they are compared with).
-    fn value_expr(
-        &self,
-        sink: &mut dyn Sink,
-        ty: &TypeMapping,
-        alias: &str,
-        field: &str,
-        kind: ValueKind,
-        source: &ValueSource,
-    ) -> (String, Option<&'static str>) {
-        match source {
-            ValueSource::Column(c) => (format!("{alias}.{}", quote_ident(c)), None),
-            ValueSource::Sql(e) => {
-                sink.read(crate::ANY_ENTITY);
-                (format!("({})", e.replace("{parent}", alias)), None)
-            }
-            ValueSource::Key(k) => {
-                let found = self
-                    .catalog
-                    .columns
-                    .get(&ty.name)
-                    .and_then(|c| c.fields.get(field));
-                if let Some(col) = found {
-                    return (format!("{alias}.{}", quote_ident(col)), None);
-                }
-                let text = format!(
-                    "{alias}.{}->>{}",
-                    quote_ident(&ty.data_column),
-                    quote_literal(k)
-                );
-                match kind.cast() {
-                    Some(c) => (format!("({text})::{c}"), Some(c)),
-                    None => (text, None),
-                }
             }
         }
     }
@@ -432,5 +468,54 @@ impl Filter<'_> {
             at,
             format!("is not an operator of this filter (`{op}` does not apply to {kind:?} values)"),
         )
+    }
+}
+
+/// Counts one entry of a `where` (or of an aggregate's `groupBy`, `having`, `orderBy`) against
+/// the operation's budget, `max` entries.
+pub(crate) fn count_entry(nodes: &Cell<usize>, max: usize) -> Result<(), PlanError> {
+    let n = nodes.get().saturating_add(1);
+    nodes.set(n);
+    if n > max {
+        return Err(PlanError::TooComplex(format!(
+            "the operation's `where` filters (and aggregates' `groupBy`, `having`, `orderBy` entries) and fields exceed the selection budget ([limits] max_fields); at most {max} filter entries fit with this selection"
+        )));
+    }
+    Ok(())
+}
+
+/// The SQL of a filtered (or grouped, or aggregated) value of row `alias`, and the type its
+/// parameters are cast to (`None`: they take the type of the column or expression they are
+/// compared with).
+pub(crate) fn value_expr(
+    catalog: &Catalog,
+    ty: &TypeMapping,
+    alias: &str,
+    field: &str,
+    kind: ValueKind,
+    source: &ValueSource,
+) -> (String, Option<&'static str>) {
+    match source {
+        ValueSource::Column(c) => (format!("{alias}.{}", quote_ident(c)), None),
+        // The expression may read any table: the caller notes it (`Sink::read`).
+        ValueSource::Sql(e) => (format!("({})", e.replace("{parent}", alias)), None),
+        ValueSource::Key(k) => {
+            let found = catalog
+                .columns
+                .get(&ty.name)
+                .and_then(|c| c.fields.get(field));
+            if let Some(col) = found {
+                return (format!("{alias}.{}", quote_ident(col)), None);
+            }
+            let text = format!(
+                "{alias}.{}->>{}",
+                quote_ident(&ty.data_column),
+                quote_literal(k)
+            );
+            match kind.cast() {
+                Some(c) => (format!("({text})::{c}"), Some(c)),
+                None => (text, None),
+            }
+        }
     }
 }

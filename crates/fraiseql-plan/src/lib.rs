@@ -4,6 +4,7 @@
 //! Pure: no I/O. Every request value becomes a bind parameter (sent as text, so PostgreSQL parses
 //! it into the column's own type); identifiers come from the validated catalog and are quoted.
 
+mod aggregate;
 mod collect;
 mod connection;
 mod cursor;
@@ -365,6 +366,7 @@ pub fn plan(
                 let b = sql::Builder::new(&cx, catalog, limits, access, vec![key.clone()]);
                 let (kind, d) = match root {
                     RootField::Rows(c) => b.root_rows(c, &group)?,
+                    RootField::Aggregate(c) => b.root_aggregate(c, &group)?,
                     RootField::Sql { expr, .. } => b.root_sql(expr),
                     RootField::Resolver(output) => root::resolver(
                         &cx, catalog, limits, access, &key, root_type, output, None, &group,
@@ -408,5 +410,7 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_aggregate;
 #[cfg(test)]
 mod tests_where;

@@ -92,7 +92,8 @@ pub(crate) struct Source {
     order: Vec<String>,
     /// The sort keys chosen (`orderBy`), for connections' keyset paging.
     pub(crate) keys: Vec<fraiseql_schema::SortKey>,
-    limit: Option<String>,
+    /// The `LIMIT` placeholder (always set on lists).
+    pub(crate) limit: Option<String>,
     offset: Option<String>,
     /// Most rows it yields per parent row.
     rows: u64,
@@ -159,7 +160,7 @@ pub(crate) struct Builder<'c, 'a> {
     /// Rows the enclosing levels may produce (the product of their limits).
     pub(crate) scale: u64,
     /// The database the statement runs on: relations to views elsewhere become calls.
-    database: String,
+    pub(crate) database: String,
     /// The `@view` types read (for the result cache's invalidation).
     reads: Vec<String>,
 }
@@ -627,8 +628,14 @@ impl<'c, 'a> Builder<'c, 'a> {
                         s.conditions.push(p);
                     }
                 }
-                // Paging a connection: `connection.rs`.
-                ArgRole::First | ArgRole::Last | ArgRole::After | ArgRole::Before => {}
+                // Paging a connection: `connection.rs`; grouping: `aggregate.rs`.
+                ArgRole::First
+                | ArgRole::Last
+                | ArgRole::After
+                | ArgRole::Before
+                | ArgRole::GroupBy
+                | ArgRole::Having
+                | ArgRole::AggregateOrderBy => {}
                 ArgRole::Filter(t) => {
                     if let Some(text) = arg_text(a, vars) {
                         if client {

@@ -9,7 +9,7 @@ use crate::*;
 
 /// The example's schema with the columns the engine finds in its views at start-up
 /// (`migrations/tenant`), as `catalog_check.rs` reports them.
-fn example() -> SchemaBundle {
+pub(crate) fn example() -> SchemaBundle {
     let mut b = bundle();
     type Cols = &'static [(&'static str, &'static str, Option<&'static str>)];
     let views: [(&str, Cols); 3] = [
@@ -44,6 +44,7 @@ fn example() -> SchemaBundle {
                 ("created_at", "timestamp with time zone", Some("createdAt")),
                 ("project_id", "uuid", None),
                 ("fk_project", "integer", None),
+                ("estimate", "integer", Some("estimate")),
             ],
         ),
     ];
@@ -267,7 +268,7 @@ fn filters_are_bounded_in_depth_size_and_entries() {
     let e = plan_in(&b, q, json!({}), limits(6), &AllowAll).expect_err("7 entries");
     assert_eq!(
         e,
-        PlanError::TooComplex("the operation's `where` filters and fields exceed the selection budget ([limits] max_fields); at most 6 filter entries fit with this selection".into())
+        PlanError::TooComplex("the operation's `where` filters (and aggregates' `groupBy`, `having`, `orderBy` entries) and fields exceed the selection budget ([limits] max_fields); at most 6 filter entries fit with this selection".into())
     );
     assert!(plan_in(&b, q, json!({}), limits(7), &AllowAll).is_ok());
 }

@@ -7,7 +7,7 @@ use apollo_compiler::Schema;
 use crate::error::SchemaError;
 
 /// The engine's directives (`prelude.graphql`): never shown to clients or gateways.
-pub(crate) const OURS: [&str; 12] = [
+pub(crate) const OURS: [&str; 13] = [
     "view",
     "json",
     "column",
@@ -20,6 +20,7 @@ pub(crate) const OURS: [&str; 12] = [
     "cache",
     "event",
     "connection",
+    "aggregate",
 ];
 
 fn strip_list(list: &mut DirectiveList) {

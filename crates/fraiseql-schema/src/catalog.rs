@@ -299,6 +299,10 @@ pub enum RootField {
         /// The GraphQL scalar it must produce.
         scalar: String,
     },
+    /// `@aggregate`: groups of a type's view rows and what they add up to (`[<T>Aggregate!]!`),
+    /// ONE row per group. Its arguments: `where`, equality filters, `groupBy`, `having`,
+    /// `orderBy`, `limit` (of groups).
+    Aggregate(Collection),
     /// A Rust query resolver registered through the library.
     Resolver(Output),
     /// `_entities(representations:)` (federation).
@@ -496,7 +500,77 @@ pub enum ArgRole {
     After,
     /// Connections: `before: String`, the cursor the page ends before.
     Before,
+    /// Aggregates: `groupBy: <T>GroupBy`, the fields and time buckets rows are grouped by.
+    GroupBy,
+    /// Aggregates: `having: <T>Having`, a filter on the groups' aggregates.
+    Having,
+    /// Aggregates: `orderBy: [<T>AggregateOrderBy!]`, the groups' order.
+    AggregateOrderBy,
 }
+
+/// A time bucket a `DateTime` field is grouped by (`createdAt_day`): `date_trunc` in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// The hour.
+    Hour,
+    /// The day (UTC midnight).
+    Day,
+    /// The ISO week (Monday, UTC midnight).
+    Week,
+    /// The month (its first day, UTC midnight).
+    Month,
+}
+
+impl Bucket {
+    /// Every bucket, in the order the generated types list them.
+    pub const ALL: [Bucket; 4] = [Self::Hour, Self::Day, Self::Week, Self::Month];
+
+    /// The suffix of its aggregate field (`createdAt_day`) and its `date_trunc` unit.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+}
+
+/// An aggregate of a numeric field (`estimate_sum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// `sum`: the field's type.
+    Sum,
+    /// `avg`: a `Float`.
+    Avg,
+    /// `min`: the field's type.
+    Min,
+    /// `max`: the field's type.
+    Max,
+}
+
+impl Measure {
+    /// Every measure, in the order the generated types list them.
+    pub const ALL: [Measure; 4] = [Self::Sum, Self::Avg, Self::Min, Self::Max];
+
+    /// The suffix of its aggregate field and its SQL function.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sum => "sum",
+            Self::Avg => "avg",
+            Self::Min => "min",
+            Self::Max => "max",
+        }
+    }
+}
+
+/// `<Type>Aggregate`: the groups an `@aggregate` field returns.
+pub fn aggregate_type_name(type_name: &str) -> String {
+    format!("{type_name}{AGGREGATE}")
+}
+
+/// The suffix of an aggregate type's name: `TaskAggregate`.
+pub const AGGREGATE: &str = "Aggregate";
 
 /// A column of the view or a key of its `data` column.
 #[derive(Debug, Clone, PartialEq, Eq)]

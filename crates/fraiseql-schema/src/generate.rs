@@ -4,7 +4,9 @@
 //! gets its `<T>WhereInput` (a `<Scalar>Filter` per scalar or enum field, the target's
 //! `<U>WhereInput` per relation in the same database, `_and`, `_or`, `_not`); each `@connection`
 //! field returning `<T>Connection` gets `<T>Connection`, `<T>Edge`, `PageInfo` (once) and the
-//! arguments `first`, `after`, `last`, `before`, `where` it does not declare.
+//! arguments `first`, `after`, `last`, `before`, `where` it does not declare; each `@aggregate`
+//! root field returning `[<T>Aggregate!]!` gets the types of `aggregates.rs` and the arguments
+//! `where`, `groupBy`, `having`, `orderBy`, `limit` it does not declare.
 //!
 //! It works on the document as written (before validation), so the rules here mirror what
 //! `lower.rs` maps; `lower.rs` checks that each `<T>WhereInput` lists exactly the fields it can
@@ -17,7 +19,8 @@ use apollo_compiler::ast::{
 };
 use apollo_compiler::{Name, Node};
 
-use crate::catalog::{where_input_name, ValueKind, DEFAULT_DATABASE};
+use crate::aggregates;
+use crate::catalog::{where_input_name, ValueKind, AGGREGATE, DEFAULT_DATABASE};
 use crate::error::SchemaError;
 
 /// The suffix of a connection type's name: `OrganizationConnection`.
@@ -149,6 +152,8 @@ fn rows_type<'a>(doc: &Doc, f: &'a FieldDefinition) -> Option<&'a str> {
     let named = f.ty.inner_named_type().as_str();
     let target = if f.directives.has("connection") {
         named.strip_suffix(CONNECTION)?
+    } else if f.directives.has("aggregate") {
+        named.strip_suffix(AGGREGATE)?
     } else {
         named
     };
@@ -250,14 +255,68 @@ fn add_arguments(
     Ok(())
 }
 
-/// Adds `where` and the paging arguments to the fields that take them; returns the `@view`
-/// types that need connection types.
+/// Adds the arguments an `@aggregate` field over `target` gets and does not declare: `where`,
+/// `groupBy`, `having`, `orderBy`, `limit`.
+fn add_aggregate_arguments(
+    field: &mut Node<FieldDefinition>,
+    target: &str,
+) -> Result<(), SchemaError> {
+    let has = |f: &FieldDefinition, a: &str| f.arguments.iter().any(|x| x.name == a);
+    let named = |n: String| -> Result<Type, SchemaError> { Ok(Type::Named(name(&n)?)) };
+    let order = Type::List(Box::new(Type::NonNullNamed(name(
+        &aggregates::order_by_name(target),
+    )?)));
+    let mut new = Vec::new();
+    for (a, ty, what) in [
+        (
+            "where",
+            named(where_input_name(target))?,
+            "Only the rows this filter matches are grouped.",
+        ),
+        (
+            "groupBy",
+            named(aggregates::group_by_name(target))?,
+            "The keys rows are grouped by (none: one group of every row).",
+        ),
+        (
+            "having",
+            named(aggregates::having_name(target))?,
+            "Only the groups whose aggregates this filter matches.",
+        ),
+        (
+            "orderBy",
+            order,
+            "The groups' order (then by their keys, ascending).",
+        ),
+        (
+            "limit",
+            named("Int".to_owned())?,
+            "At most this many groups (at most `[limits] max_limit`, the default).",
+        ),
+    ] {
+        if !has(field, a) {
+            new.push(argument(a, ty, what)?);
+        }
+    }
+    field.make_mut().arguments.extend(new);
+    Ok(())
+}
+
+/// The `@view` types that need generated object types.
+#[derive(Default)]
+struct Needed {
+    connections: BTreeSet<String>,
+    aggregates: BTreeSet<String>,
+}
+
+/// Adds `where`, the paging and the aggregate arguments to the fields that take them; returns
+/// the `@view` types that need connection and aggregate types.
 fn augment_fields(
     doc: &mut Document,
     info: &Doc,
     resolvers: &BTreeSet<String>,
-) -> Result<BTreeSet<String>, SchemaError> {
-    let mut connections = BTreeSet::new();
+) -> Result<Needed, SchemaError> {
+    let mut needed = Needed::default();
     for def in &mut doc.definitions {
         let (type_name, fields) = match def {
             Definition::ObjectTypeDefinition(o) => {
@@ -287,6 +346,28 @@ fn augment_fields(
             if resolvers.contains(&coord) {
                 continue;
             }
+            if field.directives.has("aggregate") {
+                let named = field.ty.inner_named_type().as_str();
+                let target = named
+                    .strip_suffix(AGGREGATE)
+                    .filter(|t| info.view(t).is_some() && field.ty.is_list() && !field.ty.item_type().is_list())
+                    .ok_or_else(|| {
+                        SchemaError::mapping(
+                            &coord,
+                            format!("@aggregate fields return `[<T>{AGGREGATE}!]!` where T is a type with @view; `{}` is not one", field.ty),
+                        )
+                    })?
+                    .to_owned();
+                if !root || field.directives.has("connection") || field.directives.has("sql") {
+                    return Err(SchemaError::mapping(
+                        &coord,
+                        "@aggregate applies to root query fields (without @connection or @sql)",
+                    ));
+                }
+                add_aggregate_arguments(field, &target)?;
+                needed.aggregates.insert(target);
+                continue;
+            }
             let connection = field.directives.has("connection");
             let joined = field.directives.has("relation") || field.directives.has("federated");
             if connection {
@@ -308,7 +389,7 @@ fn augment_fields(
                     ));
                 }
                 add_arguments(field, &target, true)?;
-                connections.insert(target);
+                needed.connections.insert(target);
                 continue;
             }
             let reads_rows = (root && !field.directives.has("sql")) || joined;
@@ -318,7 +399,7 @@ fn augment_fields(
             }
         }
     }
-    Ok(connections)
+    Ok(needed)
 }
 
 /// The operators of a `<Scalar>Filter` over `scalar` of kind `kind`: (name, GraphQL type).
@@ -366,12 +447,25 @@ fn describe(op: &str) -> &'static str {
 fn generated_sdl(
     info: &Doc,
     resolvers: &BTreeSet<String>,
-    connections: &BTreeSet<String>,
+    needed: &Needed,
     shareable: Option<&str>,
 ) -> String {
     let mut sdl = String::new();
     let mut leaves: BTreeSet<String> = BTreeSet::new();
+    let share = shareable.map(|s| format!(" @{s}")).unwrap_or_default();
     for (name, obj) in info.objects.iter().filter(|(_, o)| o.view.is_some()) {
+        if needed.aggregates.contains(name) {
+            let fields: Vec<(String, String, ValueKind)> =
+                filter_fields(info, name, obj, resolvers)
+                    .into_iter()
+                    .filter_map(|(f, ty)| {
+                        let leaf = ty.strip_suffix("Filter")?.to_owned();
+                        let kind = ValueKind::of(&leaf, info.enums.contains(&leaf));
+                        Some((f, leaf, kind))
+                    })
+                    .collect();
+            sdl.push_str(&aggregates::sdl(name, &fields, &share, &mut leaves));
+        }
         let input = where_input_name(name);
         sdl.push_str(&format!(
             "\"Filters `{name}` rows: every entry given must hold (AND).\"\ninput {input} {{\n"
@@ -400,13 +494,15 @@ fn generated_sdl(
         }
         sdl.push_str("}\n");
     }
-    let share = shareable.map(|s| format!(" @{s}")).unwrap_or_default();
-    for t in connections {
+    if !needed.aggregates.is_empty() {
+        sdl.push_str(&aggregates::direction_sdl());
+    }
+    for t in &needed.connections {
         sdl.push_str(&format!(
             "\"A page of `{t}` rows (a Relay connection).\"\ntype {t}{CONNECTION}{share} {{\n  \"The page's rows, each with its cursor.\"\n  edges: [{t}Edge!]!\n  \"Where the page stands.\"\n  pageInfo: PageInfo!\n  \"How many rows match `where` on every page (counted only when selected).\"\n  totalCount: Int!\n}}\n\"A row of a `{t}` page and its cursor.\"\ntype {t}Edge{share} {{\n  \"Opaque: pass it as `after` or `before`.\"\n  cursor: String!\n  \"The row.\"\n  node: {t}!\n}}\n"
         ));
     }
-    if !connections.is_empty() {
+    if !needed.connections.is_empty() {
         sdl.push_str(&format!(
             "\"Where a page of a connection stands.\"\ntype PageInfo{share} {{\n  \"Rows follow this page.\"\n  hasNextPage: Boolean!\n  \"Rows precede this page.\"\n  hasPreviousPage: Boolean!\n  \"The cursor of the page's first row.\"\n  startCursor: String\n  \"The cursor of the page's last row.\"\n  endCursor: String\n}}\n"
         ));
@@ -423,8 +519,8 @@ pub(crate) fn augment(
     shareable: Option<&str>,
 ) -> Result<(), SchemaError> {
     let info = Doc::read(doc);
-    let connections = augment_fields(doc, &info, resolvers)?;
-    let sdl = generated_sdl(&info, resolvers, &connections, shareable);
+    let needed = augment_fields(doc, &info, resolvers)?;
+    let sdl = generated_sdl(&info, resolvers, &needed, shareable);
     if sdl.is_empty() {
         return Ok(());
     }
@@ -435,7 +531,7 @@ pub(crate) fn augment(
             if info.defined.contains(n.as_str()) {
                 return Err(SchemaError::mapping(
                     n.as_str(),
-                    "this type is generated by the engine (`where` filters, @connection); rename yours",
+                    "this type is generated by the engine (`where` filters, @connection, @aggregate); rename yours",
                 ));
             }
         }

@@ -6,6 +6,7 @@
 //! root field -> view + arguments). Pure: no database is touched; `fraiseql-engine` checks the
 //! catalog against the database at start-up.
 
+mod aggregates;
 mod api;
 mod catalog;
 mod error;

@@ -121,7 +121,7 @@ pub(crate) fn lower(
         });
     }
     for (fname, root) in &catalog.queries {
-        if let RootField::Rows(c) = root {
+        if let RootField::Rows(c) | RootField::Aggregate(c) = root {
             check_target(&catalog, &format!("Query.{fname}"), c)?;
         }
     }
@@ -909,6 +909,9 @@ fn lower_root_field(
             "root fields read a type's view; @relation, @json and @column do not apply",
         ));
     }
+    if field.directives.has("aggregate") {
+        return Ok(RootField::Aggregate(collection(schema, coord, field)?));
+    }
     let is_object = schema
         .get_object(field.ty.inner_named_type().as_str())
         .is_some();
@@ -921,13 +924,17 @@ fn lower_root_field(
     Ok(RootField::Rows(collection(schema, coord, field)?))
 }
 
-/// The type whose rows a field reads: `T` for `@connection` fields returning `TConnection`,
-/// else the field's named type.
+/// The type whose rows a field reads: `T` for `@connection` fields returning `TConnection`
+/// and `@aggregate` fields returning `[TAggregate!]!`, else the field's named type.
 fn rows_target(field: &FieldDefinition) -> &str {
     let named = field.ty.inner_named_type().as_str();
     if field.directives.has("connection") {
         named
             .strip_suffix(crate::generate::CONNECTION)
+            .unwrap_or(named)
+    } else if field.directives.has("aggregate") {
+        named
+            .strip_suffix(crate::catalog::AGGREGATE)
             .unwrap_or(named)
     } else {
         named
@@ -982,7 +989,15 @@ pub(crate) fn collection(
     let mut roles = IndexMap::new();
     for arg in &field.arguments {
         let acoord = format!("{coord}({}:)", arg.name);
-        let role = arg_role(schema, &acoord, arg, target, connection.is_some())?;
+        let aggregate = field.directives.has("aggregate").then_some(target);
+        let role = arg_role(
+            schema,
+            &acoord,
+            arg,
+            target,
+            connection.is_some(),
+            aggregate,
+        )?;
         // A subscription field (`@event`) is one changed row at a time: `where` decides whether
         // it is delivered.
         let subscribed = field.directives.has("event") && matches!(role, ArgRole::Where);
@@ -1028,7 +1043,14 @@ fn arg_role(
     arg: &InputValueDefinition,
     rows: &str,
     connection: bool,
+    aggregate: Option<&str>,
 ) -> Result<ArgRole, SchemaError> {
+    let named = arg.ty.inner_named_type().as_str();
+    if let Some(role) = aggregate
+        .and_then(|t| crate::aggregates::arg_role(arg.name.as_str(), named, arg.ty.is_list(), t))
+    {
+        return role.map_err(|m| SchemaError::mapping(coord, m));
+    }
     if let Some(f) = arg.directives.get("filter") {
         let t = target(coord, f)?.unwrap_or(Target::Column(ident(
             coord,
@@ -1037,7 +1059,6 @@ fn arg_role(
         )?));
         return Ok(ArgRole::Filter(t));
     }
-    let named = arg.ty.inner_named_type().as_str();
     let paging = |want: &str, role: ArgRole| {
         if named != want || arg.ty.is_list() {
             Err(SchemaError::mapping(

@@ -315,3 +315,186 @@ fn graphql_errors_are_reported() {
     let e = err("type Query { a: [A] } type A @view(nam: \"v\") { x: Int }");
     assert!(e.contains("nam"), "{e}");
 }
+
+const AGGREGATE_SDL: &str = r#"
+scalar DateTime
+type Query {
+  tasksAggregate: [TaskAggregate!]! @aggregate
+}
+enum Status { TODO DONE }
+type Task @view(name: "v_task") {
+  id: ID!
+  status: Status!
+  createdAt: DateTime!
+  estimate: Int
+  weight: Float @column(name: "weight")
+  data: JSON
+  tags: [String!]
+}
+scalar JSON
+"#;
+
+#[test]
+fn aggregate_fields_get_their_types_and_arguments() {
+    let b = build(AGGREGATE_SDL, "schema.graphql").expect("valid schema");
+    let RootField::Aggregate(c) = &b.catalog.queries["tasksAggregate"] else {
+        panic!("an aggregate: {:?}", b.catalog.queries["tasksAggregate"])
+    };
+    assert_eq!(c.target, "Task");
+    let roles: Vec<(&str, &ArgRole)> = c.args.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    assert_eq!(
+        roles,
+        [
+            ("where", &ArgRole::Where),
+            ("groupBy", &ArgRole::GroupBy),
+            ("having", &ArgRole::Having),
+            ("orderBy", &ArgRole::AggregateOrderBy),
+            ("limit", &ArgRole::Limit),
+        ]
+    );
+    let shown: String = [
+        "TaskAggregate",
+        "TaskGroupBy",
+        "TaskHaving",
+        "OrderDirection",
+    ]
+    .iter()
+    .map(|t| {
+        b.api.types[*t]
+            .serialize()
+            .to_string()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('"'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+    .collect::<Vec<_>>()
+    .join("\n");
+    insta::assert_snapshot!(shown, @r#"
+    Groups of `Task` rows: one object per group (one in all without `groupBy`).
+    type TaskAggregate {
+      id: ID
+      status: Status
+      createdAt: DateTime
+      The group's `createdAt`, truncated to its hour in UTC (null unless grouped by it).
+      createdAt_hour: DateTime
+      The group's `createdAt`, truncated to its day in UTC (null unless grouped by it).
+      createdAt_day: DateTime
+      The group's `createdAt`, truncated to its week in UTC (null unless grouped by it).
+      createdAt_week: DateTime
+      The group's `createdAt`, truncated to its month in UTC (null unless grouped by it).
+      createdAt_month: DateTime
+      estimate: Int
+      weight: Float
+      count: Int!
+      estimate_sum: Int
+      estimate_avg: Float
+      estimate_min: Int
+      estimate_max: Int
+      weight_sum: Float
+      weight_avg: Float
+      weight_min: Float
+      weight_max: Float
+    }
+    input TaskGroupBy {
+      id: Boolean
+      status: Boolean
+      createdAt: Boolean
+      createdAt_hour: Boolean
+      createdAt_day: Boolean
+      createdAt_week: Boolean
+      createdAt_month: Boolean
+      estimate: Boolean
+      weight: Boolean
+    }
+    Filters `Task` groups by their aggregates: every entry given must hold (AND).
+    input TaskHaving {
+      count: IntFilter
+      estimate_sum: IntFilter
+      estimate_avg: FloatFilter
+      estimate_min: IntFilter
+      estimate_max: IntFilter
+      weight_sum: FloatFilter
+      weight_avg: FloatFilter
+      weight_min: FloatFilter
+      weight_max: FloatFilter
+      _and: [TaskHaving!]
+      _or: [TaskHaving!]
+      _not: TaskHaving
+    }
+    enum OrderDirection {
+      ASC
+      DESC
+    }
+    "#);
+    let field = b
+        .api
+        .root_operation(apollo_compiler::ast::OperationType::Query)
+        .expect("query");
+    let args: Vec<String> = b.api.get_object(field.as_str()).expect("Query").fields
+        ["tasksAggregate"]
+        .arguments
+        .iter()
+        .map(|a| format!("{}: {}", a.name, a.ty))
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "where: TaskWhereInput",
+            "groupBy: TaskGroupBy",
+            "having: TaskHaving",
+            "orderBy: [TaskAggregateOrderBy!]",
+            "limit: Int"
+        ]
+    );
+}
+
+#[test]
+fn aggregate_fields_are_checked() {
+    let wrong_type = AGGREGATE_SDL.replace("[TaskAggregate!]! @aggregate", "[Task!]! @aggregate");
+    assert!(
+        err(&wrong_type).contains("@aggregate fields return `[<T>Aggregate!]!`"),
+        "{}",
+        err(&wrong_type)
+    );
+    let single = AGGREGATE_SDL.replace("[TaskAggregate!]! @aggregate", "TaskAggregate @aggregate");
+    assert!(
+        err(&single).contains("Query.tasksAggregate"),
+        "{}",
+        err(&single)
+    );
+    let offset = AGGREGATE_SDL.replace("tasksAggregate:", "tasksAggregate(offset: Int):");
+    assert!(
+        err(&offset).contains("aggregates take `limit` (of groups), not `offset`"),
+        "{}",
+        err(&offset)
+    );
+    let nested = AGGREGATE_SDL.replace(
+        "  tags: [String!]\n",
+        "  tags: [String!]\n  more: [TaskAggregate!]! @aggregate\n",
+    );
+    assert!(
+        err(&nested).contains("@aggregate applies to root query fields"),
+        "{}",
+        err(&nested)
+    );
+    let taken = format!("{AGGREGATE_SDL}\ntype TaskHaving {{ x: Int }}");
+    assert!(
+        err(&taken).contains("this type is generated by the engine"),
+        "{}",
+        err(&taken)
+    );
+}
+
+#[test]
+fn aggregate_names_that_collide_are_refused() {
+    let count = AGGREGATE_SDL.replace("  estimate: Int\n", "  estimate: Int\n  count: Int\n");
+    let e = err(&count);
+    assert!(e.contains("count"), "{e}");
+    let sum = AGGREGATE_SDL.replace(
+        "  estimate: Int\n",
+        "  estimate: Int\n  estimate_sum: Int\n",
+    );
+    let e = err(&sum);
+    assert!(e.contains("estimate_sum"), "{e}");
+}

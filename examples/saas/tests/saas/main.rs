@@ -3,6 +3,7 @@
 #[macro_use]
 mod harness;
 mod admin;
+mod aggregates;
 mod cache;
 mod connections;
 mod documents;
