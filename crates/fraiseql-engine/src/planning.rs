@@ -145,12 +145,7 @@ impl Planner<'_> {
         ctx: &RequestContext,
     ) -> Result<(Arc<Plan>, Option<JsonMap>), Outcome> {
         let key = (!op.is_mutation()).then(|| {
-            let variables = req
-                .variables
-                .as_ref()
-                .filter(|v| !v.is_empty())
-                .map(|v| serde_json::to_string(v).unwrap_or_default())
-                .unwrap_or_default();
+            let variables = req.variables_key();
             PlanKey::new(
                 prepared,
                 req.operation_name.as_deref(),
@@ -177,13 +172,7 @@ impl Planner<'_> {
         op: &Operation,
         roles: &[String],
     ) -> Result<(Arc<Plan>, Option<JsonMap>), Outcome> {
-        let raw_vars: JsonMap = match &req.variables {
-            None => JsonMap::new(),
-            Some(v) => v
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
-                .collect(),
-        };
+        let raw_vars = req.raw_variables();
         let api = &self.schema.api;
         let vars = match coerce_variable_values(api, op, &raw_vars) {
             Ok(v) => v,
@@ -261,13 +250,7 @@ impl Planner<'_> {
         op: &Operation,
         roles: &[String],
     ) -> Result<fraiseql_plan::SubscriptionPlan, Vec<GraphqlError>> {
-        let raw_vars: JsonMap = match &req.variables {
-            None => JsonMap::new(),
-            Some(v) => v
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
-                .collect(),
-        };
+        let raw_vars = req.raw_variables();
         let api = &self.schema.api;
         let vars = coerce_variable_values(api, op, &raw_vars).map_err(|e| {
             vec![GraphqlError::from_apollo(

@@ -50,6 +50,26 @@ pub enum RequestParseError {
 }
 
 impl GraphqlRequest {
+    /// The variables as plan-cache key text (empty when there are none).
+    pub(crate) fn variables_key(&self) -> String {
+        self.variables
+            .as_ref()
+            .filter(|v| !v.is_empty())
+            .map(|v| serde_json::to_string(v).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// The variables as the GraphQL compiler takes them, before coercion.
+    pub(crate) fn raw_variables(&self) -> apollo_compiler::response::JsonMap {
+        match &self.variables {
+            None => apollo_compiler::response::JsonMap::new(),
+            Some(v) => v
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+                .collect(),
+        }
+    }
+
     /// Parses a POST body.
     pub fn from_json(body: &[u8]) -> Result<Self, RequestParseError> {
         // Explicit `null` for optional members is allowed by the spec; serde handles it via Option.

@@ -309,21 +309,7 @@ impl<'c, 'a> Builder<'c, 'a> {
         }
         let input = format!("{}Having", ty.name);
         let path = self.path.clone();
-        let cx = self.cx;
-        let filter = crate::filter::Filter {
-            catalog: self.catalog,
-            access: self.access,
-            bounds: crate::filter::Bounds {
-                max_depth: self.limits.max_depth,
-                max_list: self.limits.max_list_length,
-                max_string: self.limits.max_string_length,
-                max_nodes: self.limits.max_filter_nodes,
-            },
-            nodes: &cx.filter_nodes,
-            path: &path,
-            argument: name,
-            guarded,
-        };
+        let filter = self.filter(&path, name, guarded);
         let scope = Scope::Values {
             input: &input,
             type_name: &ty.name,

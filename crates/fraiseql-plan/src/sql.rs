@@ -670,6 +670,34 @@ impl<'c, 'a> Builder<'c, 'a> {
         Ok(s)
     }
 
+    /// The filter of argument `name` at response path `path` (a copy of [`Self::path`]: the
+    /// filter is planned while the builder is borrowed), under the operation's `[limits]` and
+    /// filter budget.
+    pub(crate) fn filter<'p>(
+        &self,
+        path: &'p [String],
+        name: &'p str,
+        guarded: bool,
+    ) -> crate::filter::Filter<'p>
+    where
+        'c: 'p,
+    {
+        crate::filter::Filter {
+            catalog: self.catalog,
+            access: self.access,
+            bounds: crate::filter::Bounds {
+                max_depth: self.limits.max_depth,
+                max_list: self.limits.max_list_length,
+                max_string: self.limits.max_string_length,
+                max_nodes: self.limits.max_filter_nodes,
+            },
+            nodes: &self.cx.filter_nodes,
+            path,
+            argument: name,
+            guarded,
+        }
+    }
+
     /// The predicate of `where` argument `name` (value `value`) on row `alias` of `ty`.
     pub(crate) fn where_predicate(
         &mut self,
@@ -680,22 +708,8 @@ impl<'c, 'a> Builder<'c, 'a> {
         guarded: bool,
     ) -> Result<Option<String>, PlanError> {
         let path = self.path.clone();
-        let cx = self.cx;
-        let filter = crate::filter::Filter {
-            catalog: self.catalog,
-            access: self.access,
-            bounds: crate::filter::Bounds {
-                max_depth: self.limits.max_depth,
-                max_list: self.limits.max_list_length,
-                max_string: self.limits.max_string_length,
-                max_nodes: self.limits.max_filter_nodes,
-            },
-            nodes: &cx.filter_nodes,
-            path: &path,
-            argument: name,
-            guarded,
-        };
-        filter.predicate(self, ty, alias, value)
+        self.filter(&path, name, guarded)
+            .predicate(self, ty, alias, value)
     }
 
     /// `json_build_object(...)` for one object, the fields of every field node in `group` merged.

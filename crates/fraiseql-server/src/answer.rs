@@ -23,6 +23,33 @@ pub(crate) enum Media {
     Json,
 }
 
+/// The headers of a refused identity or admission: `WWW-Authenticate` on a 401, and
+/// `Retry-After` when the refusal says when to come back.
+pub(crate) fn refusal_headers(r: &mut Response, retry_after: Option<u64>) {
+    if r.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(secs) = retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+}
+
+/// The request's media type: its `Content-Type` without parameters, lowercased (empty when
+/// absent or not text).
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// A request error with `code` and `message`, as `media`.
 pub(crate) fn error_response(
     status: StatusCode,

@@ -177,20 +177,6 @@ pub(crate) async fn get(
     if params.query.is_none() && params.document_id.is_none() && wants_html(&headers) {
         return graphiql::page();
     }
-    if crate::subscriptions::wants_event_stream(&headers) {
-        let req = GraphqlRequest::from_params(
-            params.query,
-            params.document_id,
-            params.operation_name,
-            params.variables,
-            params.extensions,
-        );
-        return crate::subscriptions::sse::get(state, headers, req).await;
-    }
-    let media = match negotiate(&headers) {
-        Ok(m) => m,
-        Err(r) => return *r,
-    };
     let req = GraphqlRequest::from_params(
         params.query,
         params.document_id,
@@ -198,6 +184,13 @@ pub(crate) async fn get(
         params.variables,
         params.extensions,
     );
+    if crate::subscriptions::wants_event_stream(&headers) {
+        return crate::subscriptions::sse::get(state, headers, req).await;
+    }
+    let media = match negotiate(&headers) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
     let mut r = execute(&state, &headers, req, Method::Get, media).await;
     // A GET names its document and variables in the URL (short and stable with `documentId`),
     // so a cache may key on it; the answer also depends on the caller's token and tenant, and
@@ -328,8 +321,7 @@ async fn run(
                 ErrorCode::Unauthenticated,
                 "the Authorization header must be `Bearer <jwt>` in ASCII",
             );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            crate::answer::refusal_headers(&mut r, None);
             return r;
         }
     };
@@ -352,14 +344,7 @@ async fn run(
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
             let body = Outcome::request_error(vec![e.error]).body;
             let mut r = with_media(status, media, body);
-            if status == StatusCode::UNAUTHORIZED {
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            if let Some(secs) = e.retry_after {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
+            crate::answer::refusal_headers(&mut r, e.retry_after);
             return r;
         }
     };
@@ -440,15 +425,7 @@ pub(crate) async fn post(
         Ok(m) => m,
         Err(r) => return *r,
     };
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = crate::answer::content_type(&headers);
     if ct != JSON && ct != GRAPHQL_RESPONSE {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -82,28 +82,9 @@ pub async fn run(engine: Arc<Engine>) -> Result<(), RunError> {
         })?;
     let local = listener.local_addr()?;
     let shutdown = shutdown_signal();
-    let metrics_listener = match c.metrics.listen.as_deref().filter(|_| c.metrics.enabled) {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| RunError::Bind {
-                    addr: addr.to_owned(),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
-    let admin_listener = match c.admin.listen.as_deref() {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| RunError::Bind {
-                    addr: addr.to_owned(),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
+    let metrics_listener =
+        bind_if_set(c.metrics.listen.as_deref().filter(|_| c.metrics.enabled)).await?;
+    let admin_listener = bind_if_set(c.admin.listen.as_deref()).await?;
     let shown_host = match c.server.host.as_str() {
         "0.0.0.0" | "127.0.0.1" | "::" | "::1" => "localhost".to_owned(),
         h => h.to_owned(),
@@ -359,9 +340,24 @@ pub async fn serve(
 
 /// How long a shutdown waits for subscription connections to write what is queued and close.
 const SUBSCRIPTIONS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Adds the tenants' usage counted here to the registry (kept for the next try if it fails).
 async fn flush_usage(engine: &Engine) {
     if let Err(e) = engine.flush_usage().await {
         tracing::warn!(error = %e, "tenant usage kept for the next flush");
     }
+}
+
+/// A listener on `addr`, when one is configured (`/metrics` and the admin API may have their own).
+async fn bind_if_set(addr: Option<&str>) -> Result<Option<tokio::net::TcpListener>, RunError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| RunError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }

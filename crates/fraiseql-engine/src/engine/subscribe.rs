@@ -54,16 +54,10 @@ impl Engine {
                 "the connection is not identified yet",
             )]));
         };
-        let variables = req
-            .variables
-            .as_ref()
-            .filter(|v| !v.is_empty())
-            .map(|v| serde_json::to_string(v).unwrap_or_default())
-            .unwrap_or_default();
         let key = PlanKey::new(
             &prepared,
             req.operation_name.as_deref(),
-            variables.into(),
+            req.variables_key().into(),
             ctx.identity.roles.clone(),
         );
         let planned = match subs.plan(&key) {

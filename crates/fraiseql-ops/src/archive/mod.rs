@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
+use crate::error::TransferError;
+
 /// The first line of every archive.
 pub const MAGIC: &str = "FRAISEQL-TENANT-ARCHIVE";
 /// The archive format this build writes (it reads 1 and 2; 1 has no seal line).
@@ -153,6 +155,22 @@ pub fn rows_section(schema: &str, table: &str) -> String {
 }
 
 impl Manifest {
+    /// The verdict of a check of what a server holds against this manifest: `wrong` (each
+    /// difference found in tables and rows) plus the outbox's `unsent` events if they differ.
+    pub(crate) fn verdict(&self, mut wrong: Vec<String>, unsent: u64) -> Result<(), TransferError> {
+        if unsent != self.outbox_unsent {
+            wrong.push(format!(
+                "fraiseql_outbox: {unsent} unsent events, the archive has {}",
+                self.outbox_unsent
+            ));
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(TransferError::Verify(wrong.join("; ")))
+        }
+    }
+
     /// Checks what a restore relies on: format, version, strategy, key, id, sections.
     pub fn validate(&self) -> Result<(), String> {
         if self.format != "fraiseql-tenant-archive" {

@@ -242,15 +242,5 @@ async fn verify(
         }
     }
     let unsent = unsent_outbox(c, &rec.schema, None).await?;
-    if unsent != m.outbox_unsent {
-        wrong.push(format!(
-            "fraiseql_outbox: {unsent} unsent events, the archive has {}",
-            m.outbox_unsent
-        ));
-    }
-    if wrong.is_empty() {
-        Ok(())
-    } else {
-        Err(TransferError::Verify(wrong.join("; ")))
-    }
+    m.verdict(wrong, unsent)
 }

@@ -95,6 +95,22 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// Refuses the archive when staging found `foreign` rows of another tenant (`what` says
+    /// where): nothing of it has been restored yet.
+    fn refuse_foreign(
+        &self,
+        foreign: i64,
+        what: std::fmt::Arguments<'_>,
+    ) -> Result<(), TransferError> {
+        if foreign == 0 {
+            return Ok(());
+        }
+        Err(TransferError::Archive {
+            path: self.archive.path.display().to_string(),
+            reason: format!("{what}: refused, nothing was restored"),
+        })
+    }
+
     async fn run(&self, order: &[String], notes: &mut Vec<String>) -> Result<(), TransferError> {
         let tables = &self.archive.manifest.tables;
         for t in tables {
@@ -185,16 +201,13 @@ impl Loader<'_> {
             .await
             .map_err(db("staging"))?
             .get(0);
-        if foreign > 0 {
-            return Err(TransferError::Archive {
-                path: self.archive.path.display().to_string(),
-                reason: format!(
-                    "table {} of the archive holds {foreign} row(s) of another tenant (a tenant_id other than {}): refused, nothing was restored",
-                    t.name, self.rec.id
-                ),
-            });
-        }
-        Ok(())
+        self.refuse_foreign(
+            foreign,
+            format_args!(
+                "table {} of the archive holds {foreign} row(s) of another tenant (a tenant_id other than {})",
+                t.name, self.rec.id
+            ),
+        )
     }
 
     /// Renumbers the table's sequence keys that are taken on the target; returns the tables
@@ -351,15 +364,13 @@ impl Loader<'_> {
             .await
             .map_err(db("staging"))?
             .get(0);
-        if foreign > 0 {
-            return Err(TransferError::Archive {
-                path: self.archive.path.display().to_string(),
-                reason: format!(
-                    "the archive's outbox holds {foreign} event(s) of another tenant (not `{}`): refused, nothing was restored",
-                    self.rec.key
-                ),
-            });
-        }
+        self.refuse_foreign(
+            foreign,
+            format_args!(
+                "the archive's outbox holds {foreign} event(s) of another tenant (not `{}`)",
+                self.rec.key
+            ),
+        )?;
         let picked = OUTBOX_COLUMNS
             .iter()
             .map(|c| if *c == "next_attempt_at" { "now()" } else { c })
@@ -420,16 +431,6 @@ impl Loader<'_> {
             }
         }
         let unsent = unsent_outbox(self.c, &self.rec.schema, Some(&self.rec.key)).await?;
-        if unsent != m.outbox_unsent {
-            wrong.push(format!(
-                "fraiseql_outbox: {unsent} unsent events, the archive has {}",
-                m.outbox_unsent
-            ));
-        }
-        if wrong.is_empty() {
-            Ok(())
-        } else {
-            Err(TransferError::Verify(wrong.join("; ")))
-        }
+        m.verdict(wrong, unsent)
     }
 }

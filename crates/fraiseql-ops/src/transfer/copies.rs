@@ -7,14 +7,14 @@ use fraiseql_engine::tenancy::registry::{self, TenantRecord};
 use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
-use super::r#move::refuse_unfinished;
+use super::journal::refuse_unfinished;
 use super::Progress;
 use crate::error::{db, TransferError};
 use crate::server::{cluster_key, registry_client, try_lock, unlock, Location};
 use crate::strategy::{self, KeptCopy};
 
 /// The table of old copies, in the registry database.
-pub(super) const COPY_DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_tenant_copy (
+const COPY_DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_tenant_copy (
     key TEXT NOT NULL,
     id UUID NOT NULL,
     strategy TEXT NOT NULL,
@@ -28,6 +28,16 @@ pub(super) const COPY_DDL: &str = "CREATE TABLE IF NOT EXISTS fraiseql_tenant_co
     PRIMARY KEY (key, server_key, database, schema_name)
 );
 REVOKE ALL ON fraiseql_tenant_copy FROM PUBLIC;";
+
+/// The registry, its table of old copies made if missing.
+pub(super) async fn registry_with_copies(config: &Config) -> Result<Client, TransferError> {
+    let registry = registry_client(config).await?;
+    registry
+        .batch_execute(COPY_DDL)
+        .await
+        .map_err(db("registry"))?;
+    Ok(registry)
+}
 
 /// Records `old` as an old copy of its tenant, which went to `moved_to`.
 pub(super) async fn record_copy(
@@ -71,11 +81,7 @@ pub struct OldCopy {
 
 /// The old copies recorded for `key` (every tenant's when `None`).
 pub async fn copies(config: &Config, key: Option<&str>) -> Result<Vec<OldCopy>, TransferError> {
-    let registry = registry_client(config).await?;
-    registry
-        .batch_execute(COPY_DDL)
-        .await
-        .map_err(db("registry"))?;
+    let registry = registry_with_copies(config).await?;
     let rows = registry
         .query(
             "SELECT key, server_key, database, schema_name, moved_to, to_char(moved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM fraiseql_tenant_copy WHERE $1::text IS NULL OR key = $1 ORDER BY key, moved_at",
@@ -106,11 +112,7 @@ pub async fn drop_copy(
     if !keys::is_valid(key) {
         return Err(TransferError::InvalidKey(keys::why_invalid(key)));
     }
-    let registry = registry_client(config).await?;
-    registry
-        .batch_execute(COPY_DDL)
-        .await
-        .map_err(db("registry"))?;
+    let registry = registry_with_copies(config).await?;
     try_lock(&registry, key).await?;
     let result = match refuse_unfinished(&registry, key).await {
         Ok(()) => drop_copy_locked(&registry, key, progress).await,

@@ -16,6 +16,7 @@
 
 mod backup;
 mod copies;
+mod journal;
 mod r#move;
 mod restore;
 

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::copies::record_copy;
-use super::r#move::refuse_unfinished;
+use super::journal::refuse_unfinished;
 use super::Progress;
 use crate::archive::read::Archive;
 use crate::archive::ArchiveKey;

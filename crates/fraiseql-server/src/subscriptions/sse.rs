@@ -41,15 +41,7 @@ fn errors_response(status: StatusCode, errors: Vec<GraphqlError>) -> Response {
 
 /// `POST /graphql` with `Accept: text/event-stream`: the body is read as for any request.
 pub(crate) async fn post(state: AppState, headers: HeaderMap, body: Body) -> Response {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = crate::answer::content_type(&headers);
     if ct != "application/json" {
         return bad(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -113,14 +105,7 @@ async fn stream(
             }
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
             let mut r = errors_response(status, vec![e.error]);
-            if status == StatusCode::UNAUTHORIZED {
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            if let Some(secs) = e.retry_after {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
+            crate::answer::refusal_headers(&mut r, e.retry_after);
             return r;
         }
     };

@@ -1,14 +1,11 @@
 //! `fraiseql tenant move`: suspend (503 + `Retry-After`), wait out the servers' registry
 //! caches, fence and drain writes, back up, restore on the target, verify, then switch the
-//! registry row and resume in one statement. Each step is recorded once done (`journal.rs`):
+//! registry row and resume in one statement. Each step is recorded once done (`../journal.rs`):
 //! a killed move is finished with `--resume` from its last completed step. Before the switch, a
 //! failure (or SIGINT / SIGTERM) undoes the target and serves the tenant from where it was;
 //! after it, the old copy is marked and kept.
 
-mod journal;
 mod switch;
-
-pub(crate) use journal::refuse_unfinished;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,7 +16,8 @@ use fraiseql_engine::tenancy::registry::{self, TenantRecord, TenantStatus};
 use tokio_postgres::Client;
 
 use super::backup::backup_record;
-use super::copies::COPY_DDL;
+use super::copies::registry_with_copies;
+use super::journal::{self, Journal, Step};
 use super::restore::{load, undo_target};
 use super::Progress;
 use crate::archive::read::Archive;
@@ -30,12 +28,9 @@ use crate::interrupt::Interrupt;
 use crate::names::unix_now;
 use crate::provision::plan_record;
 use crate::scratch::Scratch;
-use crate::server::{
-    check_admin, cluster_key, connect_to, registry_client, try_lock, unlock, Location,
-};
+use crate::server::{check_admin, cluster_key, connect_to, try_lock, unlock, Location};
 use crate::strategy::{self, StrategyOps};
 use crate::tools::tool_version;
-use journal::{Journal, Step};
 use switch::{occupied, switch};
 
 /// What a move did, with the time each step took.
@@ -94,11 +89,7 @@ pub async fn move_tenant(
     if !keys::is_valid(key) {
         return Err(TransferError::InvalidKey(keys::why_invalid(key)));
     }
-    let registry = registry_client(config).await?;
-    registry
-        .batch_execute(COPY_DDL)
-        .await
-        .map_err(db("registry"))?;
+    let registry = registry_with_copies(config).await?;
     registry
         .batch_execute(journal::DDL)
         .await

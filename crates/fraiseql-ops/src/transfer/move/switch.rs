@@ -4,10 +4,10 @@
 use fraiseql_engine::tenancy::registry::{TenantRecord, TenantStatus};
 use tokio_postgres::Client;
 
-use super::journal;
 use crate::error::{db, TransferError};
 use crate::server::Location;
 use crate::transfer::copies::record_copy;
+use crate::transfer::journal;
 
 /// The target holds `what` already: refused, with a hint when it is the copy an earlier move
 /// kept there.
