@@ -164,6 +164,50 @@ async fn test_project_creation_event() {
 
 each_strategy!(test_analytics_sync);
 
+/// The exactly-once check is not a formality: three events pass it, and the same check fails
+/// once one of them is deliberately published a second time (a copy of its message under a new
+/// `Nats-Msg-Id`, so JetStream keeps it: what a relay that published twice would do).
+#[tokio::test]
+async fn a_double_publish_fails_the_exactly_once_check() {
+    let nats = NatsServer::start().expect("nats");
+    let t = events_world_with("schema_per_tenant", &nats, 5).await;
+    count_handler_runs(&t.shared).await;
+    t.create_tenant("acme").await.expect("tenant");
+    let mut client = t.client().await.expect("client");
+    client.set_tenant("acme");
+    let org = create_org(&client, "Org").await;
+    for name in ["One", "Two", "Three"] {
+        create_project(&client, &org, name).await;
+    }
+    wait_for_rows(&t, 3, Duration::from_secs(15)).await;
+    let js = nats.jetstream().await.expect("jetstream");
+    event_counts(&t.shared, &js, "EVENTS", Duration::from_secs(15))
+        .await
+        .assert_each_once(3, "three events, each published once");
+
+    let stream = js.get_stream("EVENTS").await.expect("stream");
+    let first = stream.get_raw_message(1).await.expect("the first event");
+    let mut headers = first.headers.clone();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        uuid::Uuid::new_v4().to_string().as_str(),
+    );
+    js.publish_with_headers(first.subject.clone(), headers, first.payload.clone())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let doubled = event_counts(&t.shared, &js, "EVENTS", Duration::from_secs(15)).await;
+    assert_eq!(doubled.stored, 4, "{doubled:?}");
+    let verdict = std::panic::catch_unwind(|| {
+        doubled.assert_each_once(3, "one event published twice");
+    });
+    assert!(
+        verdict.is_err(),
+        "the check passed a double publish: {doubled:?}"
+    );
+}
+
 /// The seed's `test_analytics_sync`: the analytics_sync group writes the event once into
 /// `tb_analytics_event`, and the metrics count it (the outbox lives in the tenant's database, its
 /// schema, or the shared tables).
