@@ -1316,10 +1316,8 @@ fn transfer_cmd(w: &TestTenancy, args: &[&str]) -> Command {
     c
 }
 
-/// A folder for `pg_dump` / `pg_restore` stand-ins: `tool` runs the real one, then (unless it
-/// was asked for its version or a listing) touches `<dir>/<tool>.reached` and waits until
-/// `<dir>/go` exists (a minute at most) before exiting with the real one's status.
-fn pausing_tool(dir: &Path, tool: &str) {
+/// Where the real `tool` is on `PATH`.
+fn real_tool(tool: &str) -> String {
     let real = String::from_utf8(
         Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -1328,10 +1326,17 @@ fn pausing_tool(dir: &Path, tool: &str) {
             .stdout,
     )
     .expect("path");
+    real.trim().to_owned()
+}
+
+/// A folder for `pg_dump` / `pg_restore` stand-ins: `tool` runs the real one, then (unless it
+/// was asked for its version or a listing) touches `<dir>/<tool>.reached` and waits until
+/// `<dir>/go` exists (a minute at most) before exiting with the real one's status.
+fn pausing_tool(dir: &Path, tool: &str) {
+    let real = real_tool(tool);
     let d = dir.display();
     let script = format!(
         "#!/bin/sh\n{real} \"$@\"; rc=$?\ncase \"$1\" in --version|--list) exit $rc;; esac\ntouch \"{d}/{tool}.reached\"\ni=0; while [ ! -e \"{d}/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit $rc\n",
-        real = real.trim()
     );
     let path = dir.join(tool);
     std::fs::write(&path, script).expect("script");
@@ -1344,15 +1349,8 @@ fn pausing_tool(dir: &Path, tool: &str) {
 
 /// `tool` in `dir`: the real one, as it is.
 fn passthrough_tool(dir: &Path, tool: &str) {
-    let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .expect("which")
-            .stdout,
-    )
-    .expect("path");
-    std::os::unix::fs::symlink(real.trim(), dir.join(tool)).expect("symlink");
+    let real = real_tool(tool);
+    std::os::unix::fs::symlink(real, dir.join(tool)).expect("symlink");
 }
 
 /// A database beside the world's host, for a move's target (dropped with the world).
@@ -1409,38 +1407,81 @@ fn listed(w: &TestTenancy, key: &str) -> String {
         .to_owned()
 }
 
-/// Ctrl-C during `tenant move` (SIGINT while its backup runs): the command undoes what it did
-/// and exits. The tenant is active at its old place with its writes, nothing of it is on the
-/// target, and no scratch file is left in `$TMPDIR`.
-#[tokio::test]
-async fn ctrl_c_during_a_move_undoes_it() {
+/// A `schema_per_tenant` world with the tenant `acme` made by `tenant create`.
+async fn world_with_acme() -> TestTenancy {
     let w = schema_world().await;
     let o = transfer_cmd(&w, &["tenant", "create", "acme"])
         .output()
         .expect("create");
     assert!(o.status.success(), "{}", out(&o));
+    w
+}
+
+/// The names of the files in `dir`.
+fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect()
+}
+
+/// A `tenant move` of `acme` held inside its `paused` tool (see [`pausing_tool`]), in a fresh
+/// folder with its stand-in tools in `bin` and its `$TMPDIR` in `tmp`.
+struct PausedMove {
+    dir: PathBuf,
+    bin: PathBuf,
+    tmp: PathBuf,
+    child: std::process::Child,
+}
+
+impl PausedMove {
+    /// Starts moving `acme` to `to` and waits until it reaches `paused`; `passed` runs as is.
+    fn start(w: &TestTenancy, to: &str, paused: &str, passed: &str) -> Self {
+        let dir = tempdir();
+        let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
+        std::fs::create_dir_all(&bin).expect("bin");
+        std::fs::create_dir_all(&tmp).expect("tmp");
+        pausing_tool(&bin, paused);
+        passthrough_tool(&bin, passed);
+        let mut child = transfer_cmd(w, &["tenant", "move", "acme", "--server-url", to])
+            .env("FRAISEQL_PG_BINDIR", &bin)
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("move");
+        wait_for_file(&bin.join(format!("{paused}.reached")), &mut child);
+        Self {
+            dir,
+            bin,
+            tmp,
+            child,
+        }
+    }
+
+    /// Waits for the move to exit (see [`finish`]), then lets the paused tool go.
+    fn finish(self) -> (std::process::ExitStatus, String) {
+        let done = finish(self.child);
+        std::fs::write(self.bin.join("go"), b"").expect("go");
+        done
+    }
+}
+
+/// Ctrl-C during `tenant move` (SIGINT while its backup runs): the command undoes what it did
+/// and exits. The tenant is active at its old place with its writes, nothing of it is on the
+/// target, and no scratch file is left in `$TMPDIR`.
+#[tokio::test]
+async fn ctrl_c_during_a_move_undoes_it() {
+    let w = world_with_acme().await;
     let to = target_database(&w).await;
-    let dir = tempdir();
-    let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
-    std::fs::create_dir_all(&bin).expect("bin");
-    std::fs::create_dir_all(&tmp).expect("tmp");
-    pausing_tool(&bin, "pg_dump");
-    passthrough_tool(&bin, "pg_restore");
-    let mut child = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
-        .env("FRAISEQL_PG_BINDIR", &bin)
-        .env("TMPDIR", &tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("move");
-    wait_for_file(&bin.join("pg_dump.reached"), &mut child);
+    let mut paused = PausedMove::start(&w, &to, "pg_dump", "pg_restore");
     assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &paused.child.id().to_string()])
         .status()
         .expect("kill")
         .success());
-    let (status, text) = finish(child);
-    std::fs::write(bin.join("go"), b"").expect("go");
+    let (dir, tmp) = (paused.dir.clone(), paused.tmp.clone());
+    let (status, text) = paused.finish();
     assert!(!status.success(), "{text}");
     assert!(
         text.contains("interrupted (SIGINT or SIGTERM)") && text.contains("is served from"),
@@ -1448,10 +1489,7 @@ async fn ctrl_c_during_a_move_undoes_it() {
     );
     let line = listed(&w, "acme");
     assert!(line.contains(" active "), "{line}\n{text}");
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .expect("tmp")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
+    let left = entries(&tmp);
     assert!(left.is_empty(), "scratch left in $TMPDIR: {left:?}\n{text}");
     let target = fraiseql::ops::provision::connect(&to, None, None)
         .await
@@ -1483,11 +1521,7 @@ async fn ctrl_c_during_a_move_undoes_it() {
 /// copies again and switches; the tenant is active on the target with every row.
 #[tokio::test]
 async fn a_killed_move_resumes() {
-    let w = schema_world().await;
-    let o = transfer_cmd(&w, &["tenant", "create", "acme"])
-        .output()
-        .expect("create");
-    assert!(o.status.success(), "{}", out(&o));
+    let w = world_with_acme().await;
     let mut client = w.client().await.expect("client");
     client.set_tenant("acme");
     for name in ["One", "Two", "Three"] {
@@ -1504,23 +1538,10 @@ async fn a_killed_move_resumes() {
         .await
         .expect("read");
     let to = target_database(&w).await;
-    let dir = tempdir();
-    let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
-    std::fs::create_dir_all(&bin).expect("bin");
-    std::fs::create_dir_all(&tmp).expect("tmp");
-    passthrough_tool(&bin, "pg_dump");
-    pausing_tool(&bin, "pg_restore");
-    let mut child = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
-        .env("FRAISEQL_PG_BINDIR", &bin)
-        .env("TMPDIR", &tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("move");
-    wait_for_file(&bin.join("pg_restore.reached"), &mut child);
-    child.kill().expect("SIGKILL");
-    let (_, text) = finish(child);
-    std::fs::write(bin.join("go"), b"").expect("go");
+    let mut paused = PausedMove::start(&w, &to, "pg_restore", "pg_dump");
+    paused.child.kill().expect("SIGKILL");
+    let (dir, tmp) = (paused.dir.clone(), paused.tmp.clone());
+    let (_, text) = paused.finish();
     assert!(
         std::fs::read_dir(&tmp).expect("tmp").next().is_some(),
         "a killed move leaves its scratch folder"
@@ -1547,10 +1568,7 @@ async fn a_killed_move_resumes() {
     .output()
     .expect("resume");
     assert!(o.status.success(), "{}\n{text}", out(&o));
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .expect("tmp")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
+    let left = entries(&tmp);
     assert!(
         left.is_empty(),
         "the resumed move removed the killed one's scratch: {left:?}"
