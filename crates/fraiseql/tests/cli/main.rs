@@ -1474,7 +1474,7 @@ impl PausedMove {
 async fn ctrl_c_during_a_move_undoes_it() {
     let w = world_with_acme().await;
     let to = target_database(&w).await;
-    let mut paused = PausedMove::start(&w, &to, "pg_dump", "pg_restore");
+    let paused = PausedMove::start(&w, &to, "pg_dump", "pg_restore");
     assert!(Command::new("kill")
         .args(["-INT", &paused.child.id().to_string()])
         .status()
