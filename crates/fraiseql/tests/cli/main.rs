@@ -66,6 +66,14 @@ fn admin_token(w: &TestTenancy, config: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
+/// Creates the tenant `acme_corp` with `fraiseql tenant create`; an admin token for it.
+fn acme_corp_admin(w: &TestTenancy, config: &Path) -> String {
+    assert!(run(w, config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+    admin_token(w, config)
+}
+
 /// `fraiseql run` with `config` and `env` on a free port, quiet, once `/health` answers.
 async fn start_run(
     w: &TestTenancy,
@@ -450,10 +458,7 @@ async fn requests_over_the_in_flight_limit_are_shed_and_health_still_answers() {
     use fraiseql_testing::http;
     let w = world().await;
     let config = blocking_example("");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
-    let token = admin_token(&w, &config);
+    let token = acme_corp_admin(&w, &config);
     let server = start_run(&w, &config, &[("MAX_IN_FLIGHT", "8")]).await;
     let port = server.port;
     let auth = format!("Bearer {token}");
@@ -988,10 +993,7 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     use fraiseql_testing::{http, ServerProcess};
     let w = world().await;
     let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
-    let token = admin_token(&w, &config);
+    let token = acme_corp_admin(&w, &config);
     w.shared
         .count_insert_attempts("tb_analytics_event")
         .await
@@ -1190,10 +1192,7 @@ async fn slow_clients_take_no_slot_and_are_cut_off_at_their_deadlines() {
     const HEADERS: usize = 300;
     let w = world().await;
     let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
-    let token = admin_token(&w, &config);
+    let token = acme_corp_admin(&w, &config);
     let env = [
         ("MAX_IN_FLIGHT", "512"),
         ("HEADER_TIMEOUT_MS", "6000"),
@@ -1691,19 +1690,7 @@ async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
     use fraiseql_testing::{http, ServerProcess};
     let w = world().await;
     let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
-    let token = String::from_utf8_lossy(
-        &run(
-            &w,
-            &config,
-            &["token", "--tenant", "acme_corp", "--role", "admin"],
-        )
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let token = acme_corp_admin(&w, &config);
     let dir = tempdir();
     let spans_file = dir.join("spans.jsonl");
     let python = std::env::var("FRAISEQL_PYTHON").unwrap_or_else(|_| "python3".to_owned());
@@ -1974,19 +1961,7 @@ async fn apollo_clients_persisted_query_link_round_trips() {
     );
     let w = world().await;
     let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
-    let token = String::from_utf8_lossy(
-        &run(
-            &w,
-            &config,
-            &["token", "--tenant", "acme_corp", "--role", "admin"],
-        )
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let token = acme_corp_admin(&w, &config);
     let port = ServerProcess::free_port().expect("port");
     let mut c = cmd(&w, &config, &["run"]);
     c.env("PORT", port.to_string())
