@@ -16,8 +16,13 @@ fn example() -> PathBuf {
 
 /// A registry/host database and a unique tenant-name prefix, cleaned up afterwards.
 async fn world() -> TestTenancy {
+    world_of("database_per_tenant").await
+}
+
+/// [`world`] under `strategy`: the example's tenant and shared migrations applied.
+async fn world_of(strategy: &str) -> TestTenancy {
     let w = TestTenancy::new(
-        "database_per_tenant",
+        strategy,
         &example().join("migrations/tenant"),
         &example().join("schema.graphql"),
         "",
@@ -29,6 +34,39 @@ async fn world() -> TestTenancy {
         .await
         .expect("shared migrations");
     w
+}
+
+/// A connection to the world's shared database (where the analytics consumer writes).
+async fn shared_client(w: &TestTenancy) -> tokio_postgres::Client {
+    tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
+        .await
+        .map(|(c, conn)| {
+            tokio::spawn(conn);
+            c
+        })
+        .expect("analytics")
+}
+
+/// Runs the count `sql` every `pause_ms` until `enough` holds for it: `Ok` with that count, or
+/// `Err` with the last one after 30 s.
+async fn count_until(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    enough: impl Fn(i64) -> bool,
+    pause_ms: u64,
+) -> Result<i64, i64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rows: i64 = client.query_one(sql, params).await.expect("count").get(0);
+        if enough(rows) {
+            return Ok(rows);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(rows);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+    }
 }
 
 fn cmd(w: &TestTenancy, config: &Path, args: &[&str]) -> Command {
@@ -66,12 +104,25 @@ fn admin_token(w: &TestTenancy, config: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
-/// Creates the tenant `acme_corp` with `fraiseql tenant create`; an admin token for it.
-fn acme_corp_admin(w: &TestTenancy, config: &Path) -> String {
+/// Creates the tenant `acme_corp` with `fraiseql tenant create` and `config`.
+fn create_acme_corp(w: &TestTenancy, config: &Path) {
     assert!(run(w, config, &["tenant", "create", "acme_corp"])
         .status
         .success());
+}
+
+/// Creates the tenant `acme_corp` with `fraiseql tenant create`; an admin token for it.
+fn acme_corp_admin(w: &TestTenancy, config: &Path) -> String {
+    create_acme_corp(w, config);
     admin_token(w, config)
+}
+
+/// A [`world`] with `acme_corp` created through the example's config, and that config.
+async fn acme_corp_world() -> (TestTenancy, PathBuf) {
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    create_acme_corp(&w, &config);
+    (w, config)
 }
 
 /// `fraiseql run` with `config` and `env` on a free port, quiet, once `/health` answers.
@@ -217,11 +268,7 @@ async fn tenant_commands_validate_migrate_and_token() {
 
 #[tokio::test]
 async fn run_prints_the_banner_and_stops_on_sigterm() {
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    let (w, config) = acme_corp_world().await;
     assert!(run(&w, &config, &["tenant", "create", "global_corp"])
         .status
         .success());
@@ -619,11 +666,7 @@ async fn run_refuses_tenancy_without_auth_and_warns_when_the_header_is_trusted()
 #[tokio::test]
 async fn requests_are_logged_as_json_with_their_request_id() {
     use fraiseql_testing::{http, ServerProcess};
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    let (w, config) = acme_corp_world().await;
     let token =
         String::from_utf8_lossy(&run(&w, &config, &["token", "--tenant", "acme_corp"]).stdout)
             .trim()
@@ -695,11 +738,7 @@ async fn requests_are_logged_as_json_with_their_request_id() {
 #[tokio::test]
 async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
     use fraiseql_testing::{http, ServerProcess};
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    let (w, config) = acme_corp_world().await;
     let rec = w.create_tenant("acme_corp").await.expect("tenant");
     let admin = w.admin_client(&rec).await.expect("admin");
     let set = |value: &'static str| {
@@ -818,11 +857,7 @@ async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
 #[tokio::test]
 async fn events_status_reports_the_stream_consumers_outboxes_and_dead_letters() {
     use fraiseql_testing::ServerProcess;
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    let (w, config) = acme_corp_world().await;
     let mut nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let port = ServerProcess::free_port().expect("port");
     let mut c = cmd(&w, &config, &["run"]);
@@ -991,9 +1026,8 @@ async fn tenant_backup_restore_and_set_server_commands() {
 #[tokio::test]
 async fn two_instances_share_the_work_and_consume_each_event_once() {
     use fraiseql_testing::{http, ServerProcess};
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    let token = acme_corp_admin(&w, &config);
+    let (w, config) = acme_corp_world().await;
+    let token = admin_token(&w, &config);
     w.shared
         .count_insert_attempts("tb_analytics_event")
         .await
@@ -1071,33 +1105,17 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     // One organization and `total` projects: that many events, each stored once, handled once,
     // recorded once.
     let events = total as i64 + 1;
-    let analytics = tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
-        .await
-        .map(|(c, conn)| {
-            tokio::spawn(conn);
-            c
-        })
-        .expect("analytics");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let rows: i64 = analytics
-            .query_one(
-                "SELECT count(*) FROM tb_analytics_event WHERE tenant_id = 'acme_corp'",
-                &[],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        if rows >= events {
-            assert_eq!(rows, events);
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{rows} of {events} analytics rows after 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let analytics = shared_client(&w).await;
+    let rows = count_until(
+        &analytics,
+        "SELECT count(*) FROM tb_analytics_event WHERE tenant_id = 'acme_corp'",
+        &[],
+        |rows| rows >= events,
+        100,
+    )
+    .await
+    .unwrap_or_else(|rows| panic!("{rows} of {events} analytics rows after 30 s"));
+    assert_eq!(rows, events);
     let js = nats.jetstream().await.expect("jetstream");
     let idle = fraiseql_testing::wait_consumer_idle(
         &js,
@@ -1190,9 +1208,8 @@ async fn trickle(
 async fn slow_clients_take_no_slot_and_are_cut_off_at_their_deadlines() {
     const BODIES: usize = 700;
     const HEADERS: usize = 300;
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    let token = acme_corp_admin(&w, &config);
+    let (w, config) = acme_corp_world().await;
+    let token = admin_token(&w, &config);
     let env = [
         ("MAX_IN_FLIGHT", "512"),
         ("HEADER_TIMEOUT_MS", "6000"),
@@ -1292,19 +1309,7 @@ async fn production_refuses_the_development_secret() {
 /// A `schema_per_tenant` world for the transfer commands: the binary reads the example's config
 /// with its host and registry (see [`transfer_cmd`]).
 async fn schema_world() -> TestTenancy {
-    let w = TestTenancy::new(
-        "schema_per_tenant",
-        &example().join("migrations/tenant"),
-        &example().join("schema.graphql"),
-        "",
-    )
-    .await
-    .expect("world");
-    w.shared
-        .apply(&example().join("migrations/shared"))
-        .await
-        .expect("shared migrations");
-    w
+    world_of("schema_per_tenant").await
 }
 
 /// [`cmd`] for a `schema_per_tenant` world: its host database holds the tenants.
@@ -1688,9 +1693,8 @@ impl Drop for Killed {
 #[tokio::test]
 async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
     use fraiseql_testing::{http, ServerProcess};
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    let token = acme_corp_admin(&w, &config);
+    let (w, config) = acme_corp_world().await;
+    let token = admin_token(&w, &config);
     let dir = tempdir();
     let spans_file = dir.join("spans.jsonl");
     let python = std::env::var("FRAISEQL_PYTHON").unwrap_or_else(|_| "python3".to_owned());
@@ -1777,32 +1781,16 @@ async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
         .to_owned();
 
     // The consumer's insert lands (the event went through the outbox and JetStream).
-    let analytics = tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
-        .await
-        .map(|(c, conn)| {
-            tokio::spawn(conn);
-            c
-        })
-        .expect("analytics");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let rows: i64 = analytics
-            .query_one(
-                "SELECT count(*) FROM tb_analytics_event WHERE data->>'project_id' = $1",
-                &[&project],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        if rows == 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the project's analytics row did not land in 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let analytics = shared_client(&w).await;
+    count_until(
+        &analytics,
+        "SELECT count(*) FROM tb_analytics_event WHERE data->>'project_id' = $1",
+        &[&project],
+        |rows| rows == 1,
+        50,
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the project's analytics row did not land in 30 s"));
 
     // Every span of the trace reaches the receiver (batched every 100 ms).
     let read = || -> Vec<serde_json::Value> {
@@ -1959,9 +1947,8 @@ async fn apollo_clients_persisted_query_link_round_trips() {
         "@apollo/client is not installed in {}: run scripts/federation/install.sh (scripts/test.sh does)",
         tools.display()
     );
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    let token = acme_corp_admin(&w, &config);
+    let (w, config) = acme_corp_world().await;
+    let token = admin_token(&w, &config);
     let port = ServerProcess::free_port().expect("port");
     let mut c = cmd(&w, &config, &["run"]);
     c.env("PORT", port.to_string())
