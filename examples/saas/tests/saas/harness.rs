@@ -144,6 +144,14 @@ pub fn code(v: &Value) -> &str {
     v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }
 
+/// `query` sent by `client` with no variables: the answer as it came.
+pub async fn send(client: &TestClient, query: &str) -> TestResponse {
+    client
+        .execute_with(query, serde_json::json!({}))
+        .await
+        .expect("send")
+}
+
 /// Asserts `r` is refused as `FORBIDDEN` with `message` and reads nothing; `case` names it in
 /// a failure.
 pub fn assert_unreadable(r: &TestResponse, message: &str, case: &str) {
