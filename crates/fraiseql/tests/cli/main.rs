@@ -104,6 +104,22 @@ fn admin_token(w: &TestTenancy, config: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
+/// Two [`start_run`] instances with `config` and `env`, both on `nats`.
+async fn two_instances(
+    w: &TestTenancy,
+    config: &Path,
+    nats: &fraiseql_testing::NatsServer,
+    env: &[(&str, &str)],
+) -> [fraiseql_testing::ServerProcess; 2] {
+    let url = nats.url();
+    let mut env = env.to_vec();
+    env.push(("NATS_URL", &url));
+    [
+        start_run(w, config, &env).await,
+        start_run(w, config, &env).await,
+    ]
+}
+
 /// Creates the tenant `acme_corp` with `fraiseql tenant create` and `config`.
 fn create_acme_corp(w: &TestTenancy, config: &Path) {
     assert!(run(w, config, &["tenant", "create", "acme_corp"])
@@ -737,7 +753,7 @@ async fn requests_are_logged_as_json_with_their_request_id() {
 /// committed on A (A waits for B's acknowledgement before answering), and the other way round.
 #[tokio::test]
 async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
-    use fraiseql_testing::{http, ServerProcess};
+    use fraiseql_testing::http;
     let (w, config) = acme_corp_world().await;
     let rec = w.create_tenant("acme_corp").await.expect("tenant");
     let admin = w.admin_client(&rec).await.expect("admin");
@@ -761,20 +777,8 @@ async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
         .await
         .expect("count handler runs");
     let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
-    let start = |port: u16| {
-        let mut c = cmd(&w, &config, &["run"]);
-        c.env("PORT", port.to_string())
-            .env("NATS_URL", nats.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        ServerProcess::start(c, port)
-    };
-    let (pa, pb) = (
-        ServerProcess::free_port().expect("port"),
-        ServerProcess::free_port().expect("port"),
-    );
-    let _a = start(pa).await.expect("server a");
-    let _b = start(pb).await.expect("server b");
+    let [server_a, server_b] = two_instances(&w, &config, &nats, &[]).await;
+    let (pa, pb) = (server_a.port, server_b.port);
     // Each hears the other (presence every second).
     for port in [pa, pb] {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -1025,7 +1029,7 @@ async fn tenant_backup_restore_and_set_server_commands() {
 /// group's SQL ran once per event, and so say the processes' metrics).
 #[tokio::test]
 async fn two_instances_share_the_work_and_consume_each_event_once() {
-    use fraiseql_testing::{http, ServerProcess};
+    use fraiseql_testing::http;
     let (w, config) = acme_corp_world().await;
     let token = admin_token(&w, &config);
     w.shared
@@ -1033,21 +1037,9 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
         .await
         .expect("count handler runs");
     let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
-    let start = |port: u16| {
-        let mut c = cmd(&w, &config, &["run"]);
-        c.env("PORT", port.to_string())
-            .env("OBSERVERS_ENABLED", "true")
-            .env("NATS_URL", nats.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        ServerProcess::start(c, port)
-    };
-    let ports = [
-        ServerProcess::free_port().expect("port"),
-        ServerProcess::free_port().expect("port"),
-    ];
-    let _a = start(ports[0]).await.expect("server a");
-    let _b = start(ports[1]).await.expect("server b");
+    let [server_a, server_b] =
+        two_instances(&w, &config, &nats, &[("OBSERVERS_ENABLED", "true")]).await;
+    let ports = [server_a.port, server_b.port];
     let auth = format!("Bearer {token}");
     let headers = [
         ("Content-Type", "application/json"),
