@@ -120,6 +120,18 @@ async fn two_instances(
     ]
 }
 
+/// POSTs `body` to `/graphql` with `headers`; the answer's JSON, once checked to be a 200 without
+/// errors.
+async fn post_ok(port: u16, headers: &[(&str, &str)], body: &str) -> serde_json::Value {
+    let a = fraiseql_testing::http(port, "POST", "/graphql", headers, body)
+        .await
+        .expect("answer");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    assert!(v["errors"].is_null(), "{v}");
+    v
+}
+
 /// Creates the tenant `acme_corp` with `fraiseql tenant create` and `config`.
 fn create_acme_corp(w: &TestTenancy, config: &Path) {
     assert!(run(w, config, &["tenant", "create", "acme_corp"])
@@ -1048,15 +1060,7 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     ];
     let post = |port: u16, body: String| {
         let headers = &headers;
-        async move {
-            let a = http(port, "POST", "/graphql", headers, &body)
-                .await
-                .expect("answer");
-            assert_eq!(a.status, 200, "{}", a.body);
-            let v = a.json();
-            assert!(v["errors"].is_null(), "{v}");
-            v
-        }
+        async move { post_ok(port, headers, &body).await }
     };
     let org = post(
         ports[0],
@@ -1684,7 +1688,7 @@ impl Drop for Killed {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` (the config has no `[tracing]`).
 #[tokio::test]
 async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
-    use fraiseql_testing::{http, ServerProcess};
+    use fraiseql_testing::ServerProcess;
     let (w, config) = acme_corp_world().await;
     let token = admin_token(&w, &config);
     let dir = tempdir();
@@ -1743,13 +1747,7 @@ async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
             }
             let headers: Vec<(&str, &str)> =
                 headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let a = http(port, "POST", "/graphql", &headers, &body)
-                .await
-                .expect("answer");
-            assert_eq!(a.status, 200, "{}", a.body);
-            let v = a.json();
-            assert!(v["errors"].is_null(), "{v}");
-            v
+            post_ok(port, &headers, &body).await
         }
     };
     let org = post(
