@@ -93,14 +93,20 @@ fn run(w: &TestTenancy, config: &Path, args: &[&str]) -> Output {
     cmd(w, config, args).output().expect("run fraiseql")
 }
 
+/// [`run`], asserting it succeeded (what it printed names why not).
+fn run_ok(w: &TestTenancy, config: &Path, args: &[&str]) -> Output {
+    let o = run(w, config, args);
+    assert!(o.status.success(), "{}", out(&o));
+    o
+}
+
 /// `fraiseql token --tenant acme_corp --role admin` with `config`.
 fn admin_token(w: &TestTenancy, config: &Path) -> String {
-    let o = run(
+    let o = run_ok(
         w,
         config,
         &["token", "--tenant", "acme_corp", "--role", "admin"],
     );
-    assert!(o.status.success(), "{}", out(&o));
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
@@ -184,12 +190,10 @@ async fn tenant_commands_validate_migrate_and_token() {
     let w = world().await;
     let config = example().join("fraiseql.toml");
 
-    let o = run(&w, &config, &["config", "validate"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["config", "validate"]);
     assert!(out(&o).contains("no active tenant yet"), "{}", out(&o));
 
-    let o = run(&w, &config, &["tenant", "create", "acme_corp"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["tenant", "create", "acme_corp"]);
     assert!(
         out(&o).contains("tenant `acme_corp` is active (database_per_tenant"),
         "{}",
@@ -202,16 +206,14 @@ async fn tenant_commands_validate_migrate_and_token() {
     assert!(!o.status.success());
     assert!(out(&o).contains("invalid tenant key"), "{}", out(&o));
 
-    let o = run(&w, &config, &["config", "validate"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["config", "validate"]);
     assert!(
         out(&o).contains("✓ tenant `acme_corp` answers and matches the schema"),
         "{}",
         out(&o)
     );
 
-    let o = run(&w, &config, &["tenant", "suspend", "acme_corp"]);
-    assert!(o.status.success(), "{}", out(&o));
+    run_ok(&w, &config, &["tenant", "suspend", "acme_corp"]);
     let list = out(&run(&w, &config, &["tenant", "list"]));
     assert!(
         list.lines()
@@ -246,8 +248,7 @@ async fn tenant_commands_validate_migrate_and_token() {
     assert!(!o.status.success());
     assert_eq!(out(&o).trim(), "error: no tenant `nobody` in the registry");
 
-    let o = run(&w, &config, &["migrate"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["migrate"]);
     assert!(
         out(&o).contains("tenant `acme_corp`: up to date"),
         "{}",
@@ -428,8 +429,7 @@ fn tempdir() -> PathBuf {
 async fn events_dead_letters_list_and_retry() {
     let w = world().await;
     let config = example().join("fraiseql.toml");
-    let o = run(&w, &config, &["events", "dead-letters", "list"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["events", "dead-letters", "list"]);
     assert!(out(&o).contains("no dead letters"), "{}", out(&o));
     // A dead letter whose consumer group is not configured any more cannot succeed.
     let c = w.shared.connect().await.expect("connect");
@@ -946,8 +946,7 @@ async fn org_names(w: &TestTenancy, key: &str) -> Vec<String> {
 async fn tenant_backup_restore_and_set_server_commands() {
     let w = world().await;
     let config = example().join("fraiseql.toml");
-    let o = run(&w, &config, &["tenant", "create", "acme"]);
-    assert!(o.status.success(), "{}", out(&o));
+    run_ok(&w, &config, &["tenant", "create", "acme"]);
     let rec = w.create_tenant("acme").await.expect("record");
     let admin = w.admin_client(&rec).await.expect("admin");
     admin
@@ -960,8 +959,7 @@ async fn tenant_backup_restore_and_set_server_commands() {
     let dir = tempdir();
     let archive = dir.join("acme.fraiseql-tenant");
     let file = archive.to_str().expect("path");
-    let o = run(&w, &config, &["tenant", "backup", "acme", "--out", file]);
-    assert!(o.status.success(), "{}", out(&o));
+    run_ok(&w, &config, &["tenant", "backup", "acme", "--out", file]);
     let written = std::fs::read(&archive).expect("the archive");
     let o = run(&w, &config, &["tenant", "backup", "acme", "--out", file]);
     assert!(!o.status.success());
