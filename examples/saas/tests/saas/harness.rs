@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use fraiseql_testing::{wait_consumer_idle, TestClient, TestDatabase, TestResponse, TestTenancy};
+use fraiseql_testing::{
+    http, wait_consumer_idle, HttpAnswer, TestClient, TestDatabase, TestResponse, TestTenancy,
+};
 use serde_json::Value;
 
 pub fn example_dir() -> PathBuf {
@@ -355,4 +357,23 @@ pub async fn until_waiting_on_lock(
         }
     })
     .await;
+}
+
+/// POSTs the GraphQL request `body` to `/graphql` on `port` as `tenant`, with `token` as its
+/// bearer; the answer, whatever its status.
+pub async fn post_as(port: u16, tenant: &str, token: &str, body: &str) -> HttpAnswer {
+    let auth = format!("Bearer {token}");
+    http(
+        port,
+        "POST",
+        "/graphql",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Tenant-ID", tenant),
+            ("Authorization", &auth),
+        ],
+        body,
+    )
+    .await
+    .expect("an answer")
 }

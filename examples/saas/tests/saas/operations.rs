@@ -13,13 +13,11 @@ use std::time::{Duration, Instant};
 use fraiseql::engine::tenancy::{TenantRecord, TenantStatus};
 use fraiseql::ops::provision;
 use fraiseql::ops::transfer::{self, TransferError};
-use fraiseql_testing::{
-    http, HttpAnswer, NatsServer, PgCluster, ServerProcess, TestClient, TestTenancy,
-};
+use fraiseql_testing::{HttpAnswer, NatsServer, PgCluster, ServerProcess, TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    code, count_handler_runs, create_org, create_project, event_counts, eventually, world,
+    code, count_handler_runs, create_org, create_project, event_counts, eventually, post_as, world,
     world_with,
 };
 
@@ -179,21 +177,8 @@ async fn serve(t: &TestTenancy, name: &str) -> (ServerProcess, PathBuf) {
 }
 
 async fn ask(port: u16, tenant: &str, token: &str, query: &str, vars: Value) -> HttpAnswer {
-    let auth = format!("Bearer {token}");
     let body = json!({ "query": query, "variables": vars }).to_string();
-    http(
-        port,
-        "POST",
-        "/graphql",
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Tenant-ID", tenant),
-            ("Authorization", &auth),
-        ],
-        &body,
-    )
-    .await
-    .expect("an answer")
+    post_as(port, tenant, token, &body).await
 }
 
 /// A mutation through the server; the id it returns.
