@@ -12,8 +12,8 @@ use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    code, eventually, secured_world_with, setup_with, until_waiting_on_lock, waiting_on_lock,
-    world_with,
+    assert_answered, code, eventually, secured_world_with, setup_with, until_waiting_on_lock,
+    waiting_on_lock, world_with,
 };
 
 async fn insert_org(t: &TestTenancy, rec: &fraiseql::engine::tenancy::TenantRecord, name: &str) {
@@ -68,12 +68,7 @@ async fn a_token_that_names_no_tenant_picks_none() {
     // No token at all: 401, whatever the header says.
     client.set_token(None);
     let r = client.execute_with(q, json!({})).await.expect("send");
-    assert_eq!(
-        (r.status, code(&r.json)),
-        (401, "UNAUTHENTICATED"),
-        "{}",
-        r.text
-    );
+    assert_answered(&r, 401, "UNAUTHENTICATED");
 
     // A token listing tenants: the header picks one of them, and only one of them.
     client.set_token(Some(signed(&t, json!({"tenants": ["tenant_a"]}))));
@@ -82,15 +77,10 @@ async fn a_token_that_names_no_tenant_picks_none() {
     assert_eq!(v, json!({"data": {"organizations": [{"name": "Org A"}]}}));
     client.set_tenant("tenant_b");
     let r = client.execute_with(q, json!({})).await.expect("send");
-    assert_eq!((r.status, code(&r.json)), (403, "FORBIDDEN"), "{}", r.text);
+    assert_answered(&r, 403, "FORBIDDEN");
     client.clear_tenant();
     let r = client.execute_with(q, json!({})).await.expect("send");
-    assert_eq!(
-        (r.status, code(&r.json)),
-        (400, "BAD_REQUEST"),
-        "{}",
-        r.text
-    );
+    assert_answered(&r, 400, "BAD_REQUEST");
 }
 
 #[tokio::test]
@@ -127,12 +117,7 @@ async fn a_tenant_header_that_is_not_visible_ascii_is_refused() {
         .execute_with("{ organizations { name } }", json!({}))
         .await
         .expect("send");
-    assert_eq!(
-        (r.status, code(&r.json)),
-        (400, "BAD_REQUEST"),
-        "{}",
-        r.text
-    );
+    assert_answered(&r, 400, "BAD_REQUEST");
     client.set_tenant("tenant_a");
     let r = client
         .execute_with("{ organizations { name } }", json!({}))

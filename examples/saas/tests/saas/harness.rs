@@ -154,6 +154,11 @@ pub async fn send(client: &TestClient, query: &str) -> TestResponse {
         .expect("send")
 }
 
+/// Asserts `r` came with HTTP `status` and the error code `expected`.
+pub fn assert_answered(r: &TestResponse, status: u16, expected: &str) {
+    assert_eq!((r.status, code(&r.json)), (status, expected), "{}", r.text);
+}
+
 /// Asserts `r` is refused as `FORBIDDEN` with `message` and reads nothing; `case` names it in
 /// a failure.
 pub fn assert_unreadable(r: &TestResponse, message: &str, case: &str) {
