@@ -100,6 +100,16 @@ fn run_ok(w: &TestTenancy, config: &Path, args: &[&str]) -> Output {
     o
 }
 
+/// Asserts `tenant list` shows `acme_corp` on a line containing `has`.
+fn assert_listed(w: &TestTenancy, config: &Path, has: &str) {
+    let list = out(&run(w, config, &["tenant", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("acme_corp") && l.contains(has)),
+        "{list}"
+    );
+}
+
 /// `fraiseql token --tenant acme_corp --role admin` with `config`.
 fn admin_token(w: &TestTenancy, config: &Path) -> String {
     let o = run_ok(
@@ -214,33 +224,18 @@ async fn tenant_commands_validate_migrate_and_token() {
     );
 
     run_ok(&w, &config, &["tenant", "suspend", "acme_corp"]);
-    let list = out(&run(&w, &config, &["tenant", "list"]));
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("acme_corp") && l.contains("suspended")),
-        "{list}"
-    );
+    assert_listed(&w, &config, "suspended");
     assert!(run(&w, &config, &["tenant", "resume", "acme_corp"])
         .status
         .success());
-    let list = out(&run(&w, &config, &["tenant", "list"]));
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("acme_corp") && l.contains("active")),
-        "{list}"
-    );
+    assert_listed(&w, &config, "active");
     // A plan of the example's [tiers], applied by running servers within 3 s.
     let o = run(&w, &config, &["tenant", "set-tier", "acme_corp", "pro"]);
     assert_eq!(
         out(&o).trim(),
         "tenant `acme_corp` is on tier `pro` (running servers apply it within 3 s)"
     );
-    let list = out(&run(&w, &config, &["tenant", "list"]));
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("acme_corp") && l.contains(" pro ")),
-        "{list}"
-    );
+    assert_listed(&w, &config, " pro ");
     let o = run(&w, &config, &["tenant", "set-tier", "nobody", "pro"]);
     assert!(!o.status.success());
     assert_eq!(out(&o).trim(), "error: no tenant `nobody` in the registry");
