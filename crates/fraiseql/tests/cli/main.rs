@@ -16,8 +16,13 @@ fn example() -> PathBuf {
 
 /// A registry/host database and a unique tenant-name prefix, cleaned up afterwards.
 async fn world() -> TestTenancy {
+    world_of("database_per_tenant").await
+}
+
+/// [`world`] under `strategy`: the example's tenant and shared migrations applied.
+async fn world_of(strategy: &str) -> TestTenancy {
     let w = TestTenancy::new(
-        "database_per_tenant",
+        strategy,
         &example().join("migrations/tenant"),
         &example().join("schema.graphql"),
         "",
@@ -29,6 +34,39 @@ async fn world() -> TestTenancy {
         .await
         .expect("shared migrations");
     w
+}
+
+/// A connection to the world's shared database (where the analytics consumer writes).
+async fn shared_client(w: &TestTenancy) -> tokio_postgres::Client {
+    tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
+        .await
+        .map(|(c, conn)| {
+            tokio::spawn(conn);
+            c
+        })
+        .expect("analytics")
+}
+
+/// Runs the count `sql` every `pause_ms` until `enough` holds for it: `Ok` with that count, or
+/// `Err` with the last one after 30 s.
+async fn count_until(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    enough: impl Fn(i64) -> bool,
+    pause_ms: u64,
+) -> Result<i64, i64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rows: i64 = client.query_one(sql, params).await.expect("count").get(0);
+        if enough(rows) {
+            return Ok(rows);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(rows);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+    }
 }
 
 fn cmd(w: &TestTenancy, config: &Path, args: &[&str]) -> Command {
@@ -55,15 +93,80 @@ fn run(w: &TestTenancy, config: &Path, args: &[&str]) -> Output {
     cmd(w, config, args).output().expect("run fraiseql")
 }
 
+/// [`run`], asserting it succeeded (what it printed names why not).
+fn run_ok(w: &TestTenancy, config: &Path, args: &[&str]) -> Output {
+    let o = run(w, config, args);
+    assert!(o.status.success(), "{}", out(&o));
+    o
+}
+
+/// Asserts `tenant list` shows `acme_corp` on a line containing `has`.
+fn assert_listed(w: &TestTenancy, config: &Path, has: &str) {
+    let list = out(&run(w, config, &["tenant", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("acme_corp") && l.contains(has)),
+        "{list}"
+    );
+}
+
 /// `fraiseql token --tenant acme_corp --role admin` with `config`.
 fn admin_token(w: &TestTenancy, config: &Path) -> String {
-    let o = run(
+    let o = run_ok(
         w,
         config,
         &["token", "--tenant", "acme_corp", "--role", "admin"],
     );
-    assert!(o.status.success(), "{}", out(&o));
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// Two [`start_run`] instances with `config` and `env`, both on `nats`.
+async fn two_instances(
+    w: &TestTenancy,
+    config: &Path,
+    nats: &fraiseql_testing::NatsServer,
+    env: &[(&str, &str)],
+) -> [fraiseql_testing::ServerProcess; 2] {
+    let url = nats.url();
+    let mut env = env.to_vec();
+    env.push(("NATS_URL", &url));
+    [
+        start_run(w, config, &env).await,
+        start_run(w, config, &env).await,
+    ]
+}
+
+/// POSTs `body` to `/graphql` with `headers`; the answer's JSON, once checked to be a 200 without
+/// errors.
+async fn post_ok(port: u16, headers: &[(&str, &str)], body: &str) -> serde_json::Value {
+    let a = fraiseql_testing::http(port, "POST", "/graphql", headers, body)
+        .await
+        .expect("answer");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    assert!(v["errors"].is_null(), "{v}");
+    v
+}
+
+/// Creates the tenant `acme_corp` with `fraiseql tenant create` and `config`.
+fn create_acme_corp(w: &TestTenancy, config: &Path) {
+    assert!(run(w, config, &["tenant", "create", "acme_corp"])
+        .status
+        .success());
+}
+
+/// Creates the tenant `acme_corp` with `fraiseql tenant create`; an admin token for it.
+fn acme_corp_admin(w: &TestTenancy, config: &Path) -> String {
+    create_acme_corp(w, config);
+    admin_token(w, config)
+}
+
+/// A [`world`] with `acme_corp` created through the example's config, and that config.
+async fn acme_corp_world() -> (TestTenancy, PathBuf) {
+    let w = world().await;
+    let config = example().join("fraiseql.toml");
+    create_acme_corp(&w, &config);
+    (w, config)
 }
 
 /// `fraiseql run` with `config` and `env` on a free port, quiet, once `/health` answers.
@@ -97,12 +200,10 @@ async fn tenant_commands_validate_migrate_and_token() {
     let w = world().await;
     let config = example().join("fraiseql.toml");
 
-    let o = run(&w, &config, &["config", "validate"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["config", "validate"]);
     assert!(out(&o).contains("no active tenant yet"), "{}", out(&o));
 
-    let o = run(&w, &config, &["tenant", "create", "acme_corp"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["tenant", "create", "acme_corp"]);
     assert!(
         out(&o).contains("tenant `acme_corp` is active (database_per_tenant"),
         "{}",
@@ -115,43 +216,26 @@ async fn tenant_commands_validate_migrate_and_token() {
     assert!(!o.status.success());
     assert!(out(&o).contains("invalid tenant key"), "{}", out(&o));
 
-    let o = run(&w, &config, &["config", "validate"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["config", "validate"]);
     assert!(
         out(&o).contains("✓ tenant `acme_corp` answers and matches the schema"),
         "{}",
         out(&o)
     );
 
-    let o = run(&w, &config, &["tenant", "suspend", "acme_corp"]);
-    assert!(o.status.success(), "{}", out(&o));
-    let list = out(&run(&w, &config, &["tenant", "list"]));
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("acme_corp") && l.contains("suspended")),
-        "{list}"
-    );
+    run_ok(&w, &config, &["tenant", "suspend", "acme_corp"]);
+    assert_listed(&w, &config, "suspended");
     assert!(run(&w, &config, &["tenant", "resume", "acme_corp"])
         .status
         .success());
-    let list = out(&run(&w, &config, &["tenant", "list"]));
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("acme_corp") && l.contains("active")),
-        "{list}"
-    );
+    assert_listed(&w, &config, "active");
     // A plan of the example's [tiers], applied by running servers within 3 s.
     let o = run(&w, &config, &["tenant", "set-tier", "acme_corp", "pro"]);
     assert_eq!(
         out(&o).trim(),
         "tenant `acme_corp` is on tier `pro` (running servers apply it within 3 s)"
     );
-    let list = out(&run(&w, &config, &["tenant", "list"]));
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("acme_corp") && l.contains(" pro ")),
-        "{list}"
-    );
+    assert_listed(&w, &config, " pro ");
     let o = run(&w, &config, &["tenant", "set-tier", "nobody", "pro"]);
     assert!(!o.status.success());
     assert_eq!(out(&o).trim(), "error: no tenant `nobody` in the registry");
@@ -159,8 +243,7 @@ async fn tenant_commands_validate_migrate_and_token() {
     assert!(!o.status.success());
     assert_eq!(out(&o).trim(), "error: no tenant `nobody` in the registry");
 
-    let o = run(&w, &config, &["migrate"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["migrate"]);
     assert!(
         out(&o).contains("tenant `acme_corp`: up to date"),
         "{}",
@@ -209,11 +292,7 @@ async fn tenant_commands_validate_migrate_and_token() {
 
 #[tokio::test]
 async fn run_prints_the_banner_and_stops_on_sigterm() {
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    let (w, config) = acme_corp_world().await;
     assert!(run(&w, &config, &["tenant", "create", "global_corp"])
         .status
         .success());
@@ -345,8 +424,7 @@ fn tempdir() -> PathBuf {
 async fn events_dead_letters_list_and_retry() {
     let w = world().await;
     let config = example().join("fraiseql.toml");
-    let o = run(&w, &config, &["events", "dead-letters", "list"]);
-    assert!(o.status.success(), "{}", out(&o));
+    let o = run_ok(&w, &config, &["events", "dead-letters", "list"]);
     assert!(out(&o).contains("no dead letters"), "{}", out(&o));
     // A dead letter whose consumer group is not configured any more cannot succeed.
     let c = w.shared.connect().await.expect("connect");
@@ -450,10 +528,7 @@ async fn requests_over_the_in_flight_limit_are_shed_and_health_still_answers() {
     use fraiseql_testing::http;
     let w = world().await;
     let config = blocking_example("");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
-    let token = admin_token(&w, &config);
+    let token = acme_corp_admin(&w, &config);
     let server = start_run(&w, &config, &[("MAX_IN_FLIGHT", "8")]).await;
     let port = server.port;
     let auth = format!("Bearer {token}");
@@ -614,11 +689,7 @@ async fn run_refuses_tenancy_without_auth_and_warns_when_the_header_is_trusted()
 #[tokio::test]
 async fn requests_are_logged_as_json_with_their_request_id() {
     use fraiseql_testing::{http, ServerProcess};
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    let (w, config) = acme_corp_world().await;
     let token =
         String::from_utf8_lossy(&run(&w, &config, &["token", "--tenant", "acme_corp"]).stdout)
             .trim()
@@ -689,12 +760,8 @@ async fn requests_are_logged_as_json_with_their_request_id() {
 /// committed on A (A waits for B's acknowledgement before answering), and the other way round.
 #[tokio::test]
 async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
-    use fraiseql_testing::{http, ServerProcess};
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    use fraiseql_testing::http;
+    let (w, config) = acme_corp_world().await;
     let rec = w.create_tenant("acme_corp").await.expect("tenant");
     let admin = w.admin_client(&rec).await.expect("admin");
     let set = |value: &'static str| {
@@ -717,20 +784,8 @@ async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
         .await
         .expect("count handler runs");
     let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
-    let start = |port: u16| {
-        let mut c = cmd(&w, &config, &["run"]);
-        c.env("PORT", port.to_string())
-            .env("NATS_URL", nats.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        ServerProcess::start(c, port)
-    };
-    let (pa, pb) = (
-        ServerProcess::free_port().expect("port"),
-        ServerProcess::free_port().expect("port"),
-    );
-    let _a = start(pa).await.expect("server a");
-    let _b = start(pb).await.expect("server b");
+    let [server_a, server_b] = two_instances(&w, &config, &nats, &[]).await;
+    let (pa, pb) = (server_a.port, server_b.port);
     // Each hears the other (presence every second).
     for port in [pa, pb] {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -813,11 +868,7 @@ async fn a_mutation_on_one_instance_refreshes_the_cache_of_the_other() {
 #[tokio::test]
 async fn events_status_reports_the_stream_consumers_outboxes_and_dead_letters() {
     use fraiseql_testing::ServerProcess;
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    let (w, config) = acme_corp_world().await;
     let mut nats = fraiseql_testing::NatsServer::start().expect("nats-server");
     let port = ServerProcess::free_port().expect("port");
     let mut c = cmd(&w, &config, &["run"]);
@@ -890,8 +941,7 @@ async fn org_names(w: &TestTenancy, key: &str) -> Vec<String> {
 async fn tenant_backup_restore_and_set_server_commands() {
     let w = world().await;
     let config = example().join("fraiseql.toml");
-    let o = run(&w, &config, &["tenant", "create", "acme"]);
-    assert!(o.status.success(), "{}", out(&o));
+    run_ok(&w, &config, &["tenant", "create", "acme"]);
     let rec = w.create_tenant("acme").await.expect("record");
     let admin = w.admin_client(&rec).await.expect("admin");
     admin
@@ -904,8 +954,7 @@ async fn tenant_backup_restore_and_set_server_commands() {
     let dir = tempdir();
     let archive = dir.join("acme.fraiseql-tenant");
     let file = archive.to_str().expect("path");
-    let o = run(&w, &config, &["tenant", "backup", "acme", "--out", file]);
-    assert!(o.status.success(), "{}", out(&o));
+    run_ok(&w, &config, &["tenant", "backup", "acme", "--out", file]);
     let written = std::fs::read(&archive).expect("the archive");
     let o = run(&w, &config, &["tenant", "backup", "acme", "--out", file]);
     assert!(!o.status.success());
@@ -985,33 +1034,17 @@ async fn tenant_backup_restore_and_set_server_commands() {
 /// group's SQL ran once per event, and so say the processes' metrics).
 #[tokio::test]
 async fn two_instances_share_the_work_and_consume_each_event_once() {
-    use fraiseql_testing::{http, ServerProcess};
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    use fraiseql_testing::http;
+    let (w, config) = acme_corp_world().await;
     let token = admin_token(&w, &config);
     w.shared
         .count_insert_attempts("tb_analytics_event")
         .await
         .expect("count handler runs");
     let nats = fraiseql_testing::NatsServer::start().expect("nats-server");
-    let start = |port: u16| {
-        let mut c = cmd(&w, &config, &["run"]);
-        c.env("PORT", port.to_string())
-            .env("OBSERVERS_ENABLED", "true")
-            .env("NATS_URL", nats.url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        ServerProcess::start(c, port)
-    };
-    let ports = [
-        ServerProcess::free_port().expect("port"),
-        ServerProcess::free_port().expect("port"),
-    ];
-    let _a = start(ports[0]).await.expect("server a");
-    let _b = start(ports[1]).await.expect("server b");
+    let [server_a, server_b] =
+        two_instances(&w, &config, &nats, &[("OBSERVERS_ENABLED", "true")]).await;
+    let ports = [server_a.port, server_b.port];
     let auth = format!("Bearer {token}");
     let headers = [
         ("Content-Type", "application/json"),
@@ -1020,15 +1053,7 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     ];
     let post = |port: u16, body: String| {
         let headers = &headers;
-        async move {
-            let a = http(port, "POST", "/graphql", headers, &body)
-                .await
-                .expect("answer");
-            assert_eq!(a.status, 200, "{}", a.body);
-            let v = a.json();
-            assert!(v["errors"].is_null(), "{v}");
-            v
-        }
+        async move { post_ok(port, headers, &body).await }
     };
     let org = post(
         ports[0],
@@ -1069,33 +1094,17 @@ async fn two_instances_share_the_work_and_consume_each_event_once() {
     // One organization and `total` projects: that many events, each stored once, handled once,
     // recorded once.
     let events = total as i64 + 1;
-    let analytics = tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
-        .await
-        .map(|(c, conn)| {
-            tokio::spawn(conn);
-            c
-        })
-        .expect("analytics");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let rows: i64 = analytics
-            .query_one(
-                "SELECT count(*) FROM tb_analytics_event WHERE tenant_id = 'acme_corp'",
-                &[],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        if rows >= events {
-            assert_eq!(rows, events);
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{rows} of {events} analytics rows after 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let analytics = shared_client(&w).await;
+    let rows = count_until(
+        &analytics,
+        "SELECT count(*) FROM tb_analytics_event WHERE tenant_id = 'acme_corp'",
+        &[],
+        |rows| rows >= events,
+        100,
+    )
+    .await
+    .unwrap_or_else(|rows| panic!("{rows} of {events} analytics rows after 30 s"));
+    assert_eq!(rows, events);
     let js = nats.jetstream().await.expect("jetstream");
     let idle = fraiseql_testing::wait_consumer_idle(
         &js,
@@ -1188,11 +1197,7 @@ async fn trickle(
 async fn slow_clients_take_no_slot_and_are_cut_off_at_their_deadlines() {
     const BODIES: usize = 700;
     const HEADERS: usize = 300;
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
+    let (w, config) = acme_corp_world().await;
     let token = admin_token(&w, &config);
     let env = [
         ("MAX_IN_FLIGHT", "512"),
@@ -1293,19 +1298,7 @@ async fn production_refuses_the_development_secret() {
 /// A `schema_per_tenant` world for the transfer commands: the binary reads the example's config
 /// with its host and registry (see [`transfer_cmd`]).
 async fn schema_world() -> TestTenancy {
-    let w = TestTenancy::new(
-        "schema_per_tenant",
-        &example().join("migrations/tenant"),
-        &example().join("schema.graphql"),
-        "",
-    )
-    .await
-    .expect("world");
-    w.shared
-        .apply(&example().join("migrations/shared"))
-        .await
-        .expect("shared migrations");
-    w
+    world_of("schema_per_tenant").await
 }
 
 /// [`cmd`] for a `schema_per_tenant` world: its host database holds the tenants.
@@ -1316,10 +1309,8 @@ fn transfer_cmd(w: &TestTenancy, args: &[&str]) -> Command {
     c
 }
 
-/// A folder for `pg_dump` / `pg_restore` stand-ins: `tool` runs the real one, then (unless it
-/// was asked for its version or a listing) touches `<dir>/<tool>.reached` and waits until
-/// `<dir>/go` exists (a minute at most) before exiting with the real one's status.
-fn pausing_tool(dir: &Path, tool: &str) {
+/// Where the real `tool` is on `PATH`.
+fn real_tool(tool: &str) -> String {
     let real = String::from_utf8(
         Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -1328,10 +1319,17 @@ fn pausing_tool(dir: &Path, tool: &str) {
             .stdout,
     )
     .expect("path");
+    real.trim().to_owned()
+}
+
+/// A folder for `pg_dump` / `pg_restore` stand-ins: `tool` runs the real one, then (unless it
+/// was asked for its version or a listing) touches `<dir>/<tool>.reached` and waits until
+/// `<dir>/go` exists (a minute at most) before exiting with the real one's status.
+fn pausing_tool(dir: &Path, tool: &str) {
+    let real = real_tool(tool);
     let d = dir.display();
     let script = format!(
         "#!/bin/sh\n{real} \"$@\"; rc=$?\ncase \"$1\" in --version|--list) exit $rc;; esac\ntouch \"{d}/{tool}.reached\"\ni=0; while [ ! -e \"{d}/go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit $rc\n",
-        real = real.trim()
     );
     let path = dir.join(tool);
     std::fs::write(&path, script).expect("script");
@@ -1344,15 +1342,8 @@ fn pausing_tool(dir: &Path, tool: &str) {
 
 /// `tool` in `dir`: the real one, as it is.
 fn passthrough_tool(dir: &Path, tool: &str) {
-    let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .expect("which")
-            .stdout,
-    )
-    .expect("path");
-    std::os::unix::fs::symlink(real.trim(), dir.join(tool)).expect("symlink");
+    let real = real_tool(tool);
+    std::os::unix::fs::symlink(real, dir.join(tool)).expect("symlink");
 }
 
 /// A database beside the world's host, for a move's target (dropped with the world).
@@ -1409,38 +1400,81 @@ fn listed(w: &TestTenancy, key: &str) -> String {
         .to_owned()
 }
 
-/// Ctrl-C during `tenant move` (SIGINT while its backup runs): the command undoes what it did
-/// and exits. The tenant is active at its old place with its writes, nothing of it is on the
-/// target, and no scratch file is left in `$TMPDIR`.
-#[tokio::test]
-async fn ctrl_c_during_a_move_undoes_it() {
+/// A `schema_per_tenant` world with the tenant `acme` made by `tenant create`.
+async fn world_with_acme() -> TestTenancy {
     let w = schema_world().await;
     let o = transfer_cmd(&w, &["tenant", "create", "acme"])
         .output()
         .expect("create");
     assert!(o.status.success(), "{}", out(&o));
+    w
+}
+
+/// The names of the files in `dir`.
+fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect()
+}
+
+/// A `tenant move` of `acme` held inside its `paused` tool (see [`pausing_tool`]), in a fresh
+/// folder with its stand-in tools in `bin` and its `$TMPDIR` in `tmp`.
+struct PausedMove {
+    dir: PathBuf,
+    bin: PathBuf,
+    tmp: PathBuf,
+    child: std::process::Child,
+}
+
+impl PausedMove {
+    /// Starts moving `acme` to `to` and waits until it reaches `paused`; `passed` runs as is.
+    fn start(w: &TestTenancy, to: &str, paused: &str, passed: &str) -> Self {
+        let dir = tempdir();
+        let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
+        std::fs::create_dir_all(&bin).expect("bin");
+        std::fs::create_dir_all(&tmp).expect("tmp");
+        pausing_tool(&bin, paused);
+        passthrough_tool(&bin, passed);
+        let mut child = transfer_cmd(w, &["tenant", "move", "acme", "--server-url", to])
+            .env("FRAISEQL_PG_BINDIR", &bin)
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("move");
+        wait_for_file(&bin.join(format!("{paused}.reached")), &mut child);
+        Self {
+            dir,
+            bin,
+            tmp,
+            child,
+        }
+    }
+
+    /// Waits for the move to exit (see [`finish`]), then lets the paused tool go.
+    fn finish(self) -> (std::process::ExitStatus, String) {
+        let done = finish(self.child);
+        std::fs::write(self.bin.join("go"), b"").expect("go");
+        done
+    }
+}
+
+/// Ctrl-C during `tenant move` (SIGINT while its backup runs): the command undoes what it did
+/// and exits. The tenant is active at its old place with its writes, nothing of it is on the
+/// target, and no scratch file is left in `$TMPDIR`.
+#[tokio::test]
+async fn ctrl_c_during_a_move_undoes_it() {
+    let w = world_with_acme().await;
     let to = target_database(&w).await;
-    let dir = tempdir();
-    let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
-    std::fs::create_dir_all(&bin).expect("bin");
-    std::fs::create_dir_all(&tmp).expect("tmp");
-    pausing_tool(&bin, "pg_dump");
-    passthrough_tool(&bin, "pg_restore");
-    let mut child = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
-        .env("FRAISEQL_PG_BINDIR", &bin)
-        .env("TMPDIR", &tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("move");
-    wait_for_file(&bin.join("pg_dump.reached"), &mut child);
+    let paused = PausedMove::start(&w, &to, "pg_dump", "pg_restore");
     assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &paused.child.id().to_string()])
         .status()
         .expect("kill")
         .success());
-    let (status, text) = finish(child);
-    std::fs::write(bin.join("go"), b"").expect("go");
+    let (dir, tmp) = (paused.dir.clone(), paused.tmp.clone());
+    let (status, text) = paused.finish();
     assert!(!status.success(), "{text}");
     assert!(
         text.contains("interrupted (SIGINT or SIGTERM)") && text.contains("is served from"),
@@ -1448,10 +1482,7 @@ async fn ctrl_c_during_a_move_undoes_it() {
     );
     let line = listed(&w, "acme");
     assert!(line.contains(" active "), "{line}\n{text}");
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .expect("tmp")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
+    let left = entries(&tmp);
     assert!(left.is_empty(), "scratch left in $TMPDIR: {left:?}\n{text}");
     let target = fraiseql::ops::provision::connect(&to, None, None)
         .await
@@ -1483,11 +1514,7 @@ async fn ctrl_c_during_a_move_undoes_it() {
 /// copies again and switches; the tenant is active on the target with every row.
 #[tokio::test]
 async fn a_killed_move_resumes() {
-    let w = schema_world().await;
-    let o = transfer_cmd(&w, &["tenant", "create", "acme"])
-        .output()
-        .expect("create");
-    assert!(o.status.success(), "{}", out(&o));
+    let w = world_with_acme().await;
     let mut client = w.client().await.expect("client");
     client.set_tenant("acme");
     for name in ["One", "Two", "Three"] {
@@ -1504,23 +1531,10 @@ async fn a_killed_move_resumes() {
         .await
         .expect("read");
     let to = target_database(&w).await;
-    let dir = tempdir();
-    let (bin, tmp) = (dir.join("bin"), dir.join("tmp"));
-    std::fs::create_dir_all(&bin).expect("bin");
-    std::fs::create_dir_all(&tmp).expect("tmp");
-    passthrough_tool(&bin, "pg_dump");
-    pausing_tool(&bin, "pg_restore");
-    let mut child = transfer_cmd(&w, &["tenant", "move", "acme", "--server-url", &to])
-        .env("FRAISEQL_PG_BINDIR", &bin)
-        .env("TMPDIR", &tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("move");
-    wait_for_file(&bin.join("pg_restore.reached"), &mut child);
-    child.kill().expect("SIGKILL");
-    let (_, text) = finish(child);
-    std::fs::write(bin.join("go"), b"").expect("go");
+    let mut paused = PausedMove::start(&w, &to, "pg_restore", "pg_dump");
+    paused.child.kill().expect("SIGKILL");
+    let (dir, tmp) = (paused.dir.clone(), paused.tmp.clone());
+    let (_, text) = paused.finish();
     assert!(
         std::fs::read_dir(&tmp).expect("tmp").next().is_some(),
         "a killed move leaves its scratch folder"
@@ -1547,10 +1561,7 @@ async fn a_killed_move_resumes() {
     .output()
     .expect("resume");
     assert!(o.status.success(), "{}\n{text}", out(&o));
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .expect("tmp")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
+    let left = entries(&tmp);
     assert!(
         left.is_empty(),
         "the resumed move removed the killed one's scratch: {left:?}"
@@ -1670,22 +1681,9 @@ impl Drop for Killed {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` (the config has no `[tracing]`).
 #[tokio::test]
 async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
-    use fraiseql_testing::{http, ServerProcess};
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
-    let token = String::from_utf8_lossy(
-        &run(
-            &w,
-            &config,
-            &["token", "--tenant", "acme_corp", "--role", "admin"],
-        )
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    use fraiseql_testing::ServerProcess;
+    let (w, config) = acme_corp_world().await;
+    let token = admin_token(&w, &config);
     let dir = tempdir();
     let spans_file = dir.join("spans.jsonl");
     let python = std::env::var("FRAISEQL_PYTHON").unwrap_or_else(|_| "python3".to_owned());
@@ -1742,13 +1740,7 @@ async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
             }
             let headers: Vec<(&str, &str)> =
                 headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let a = http(port, "POST", "/graphql", &headers, &body)
-                .await
-                .expect("answer");
-            assert_eq!(a.status, 200, "{}", a.body);
-            let v = a.json();
-            assert!(v["errors"].is_null(), "{v}");
-            v
+            post_ok(port, &headers, &body).await
         }
     };
     let org = post(
@@ -1772,32 +1764,16 @@ async fn one_trace_runs_from_the_request_to_the_consumers_insert() {
         .to_owned();
 
     // The consumer's insert lands (the event went through the outbox and JetStream).
-    let analytics = tokio_postgres::connect(&w.shared.url, tokio_postgres::NoTls)
-        .await
-        .map(|(c, conn)| {
-            tokio::spawn(conn);
-            c
-        })
-        .expect("analytics");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let rows: i64 = analytics
-            .query_one(
-                "SELECT count(*) FROM tb_analytics_event WHERE data->>'project_id' = $1",
-                &[&project],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        if rows == 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the project's analytics row did not land in 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let analytics = shared_client(&w).await;
+    count_until(
+        &analytics,
+        "SELECT count(*) FROM tb_analytics_event WHERE data->>'project_id' = $1",
+        &[&project],
+        |rows| rows == 1,
+        50,
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the project's analytics row did not land in 30 s"));
 
     // Every span of the trace reaches the receiver (batched every 100 ms).
     let read = || -> Vec<serde_json::Value> {
@@ -1954,21 +1930,8 @@ async fn apollo_clients_persisted_query_link_round_trips() {
         "@apollo/client is not installed in {}: run scripts/federation/install.sh (scripts/test.sh does)",
         tools.display()
     );
-    let w = world().await;
-    let config = example().join("fraiseql.toml");
-    assert!(run(&w, &config, &["tenant", "create", "acme_corp"])
-        .status
-        .success());
-    let token = String::from_utf8_lossy(
-        &run(
-            &w,
-            &config,
-            &["token", "--tenant", "acme_corp", "--role", "admin"],
-        )
-        .stdout,
-    )
-    .trim()
-    .to_owned();
+    let (w, config) = acme_corp_world().await;
+    let token = admin_token(&w, &config);
     let port = ServerProcess::free_port().expect("port");
     let mut c = cmd(&w, &config, &["run"]);
     c.env("PORT", port.to_string())

@@ -54,6 +54,18 @@ fn project() -> PathBuf {
     dir
 }
 
+/// A database holding [`TABLES`] and an empty project folder.
+async fn tables_and_project() -> (TestDatabase, PathBuf) {
+    let db = TestDatabase::empty().await.expect("database");
+    db.connect()
+        .await
+        .expect("connect")
+        .batch_execute(TABLES)
+        .await
+        .expect("tables");
+    (db, project())
+}
+
 fn fraiseql(project: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fraiseql"));
     c.current_dir(project)
@@ -99,14 +111,7 @@ fn page(answer: &serde_json::Value) -> (Vec<String>, bool, String, i64) {
 
 #[tokio::test]
 async fn schema_init_then_migrate_then_run_serves_a_filtered_connection() {
-    let db = TestDatabase::empty().await.expect("database");
-    db.connect()
-        .await
-        .expect("connect")
-        .batch_execute(TABLES)
-        .await
-        .expect("tables");
-    let dir = project();
+    let (db, dir) = tables_and_project().await;
 
     let o = run(&dir, &["schema", "init", "--database-url", &db.url]);
     assert!(o.status.success(), "{}", out(&o));
@@ -194,14 +199,7 @@ async fn schema_init_then_migrate_then_run_serves_a_filtered_connection() {
 
 #[tokio::test]
 async fn schema_init_refuses_to_overwrite_without_force() {
-    let db = TestDatabase::empty().await.expect("database");
-    db.connect()
-        .await
-        .expect("connect")
-        .batch_execute(TABLES)
-        .await
-        .expect("tables");
-    let dir = project();
+    let (db, dir) = tables_and_project().await;
     std::fs::write(dir.join("schema.graphql"), "# mine\n").expect("an SDL of the user's");
     let url = db.url.as_str();
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fraiseql_testing::{http, HttpAnswer, ServerProcess};
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, world_with};
+use crate::harness::{eventually, post_as, world_with};
 
 const TOKEN: &str = "admin-token-for-tests-0123456789-abcdef";
 
@@ -42,20 +42,7 @@ impl Admin {
 /// an unknown tenant).
 async fn graphql(port: u16, token: &str, tenant: &str, query: &str) -> HttpAnswer {
     let body = json!({ "query": query }).to_string();
-    let auth = format!("Bearer {token}");
-    http(
-        port,
-        "POST",
-        "/graphql",
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Tenant-ID", tenant),
-            ("Authorization", &auth),
-        ],
-        &body,
-    )
-    .await
-    .expect("graphql answers")
+    post_as(port, tenant, token, &body).await
 }
 
 fn error(a: &HttpAnswer) -> (u16, String) {

@@ -10,7 +10,7 @@ use fraiseql::engine::tenancy::TenantRecord;
 use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::{code, example_dir, world, world_with};
+use crate::harness::{assert_unreadable, code, example_dir, send, world, world_with};
 
 /// Tenant A's tasks: (project, status, estimate, created_at). The instants straddle UTC days,
 /// ISO weeks and months; some are written with an offset (`2026-03-01T23:30:00-02:00` is March
@@ -348,17 +348,11 @@ async fn rbac_and_bounds_apply_to_aggregates(strategy: &str) {
             "`where.estimate` filters on `Task.estimate`",
         ),
     ] {
-        let r = client.execute_with(q, json!({})).await.expect("send");
-        assert_eq!(code(&r.json), "FORBIDDEN", "{strategy}: {q}: {}", r.text);
-        assert_eq!(
-            r.json["errors"][0]["message"],
-            format!("{at}, which you are not allowed to read"),
-            "{strategy}: {q}"
-        );
-        assert!(
-            r.json["data"].is_null(),
-            "{strategy}: nothing is read: {}",
-            r.text
+        let r = send(&client, q).await;
+        assert_unreadable(
+            &r,
+            &format!("{at}, which you are not allowed to read"),
+            &format!("{strategy}: {q}"),
         );
     }
     // Fields the role may read still group and count.
@@ -380,10 +374,7 @@ async fn rbac_and_bounds_apply_to_aggregates(strategy: &str) {
     );
     // Bounds: `limit` at most max_limit; without one, max_limit groups; groupBy entries count
     // against what max_fields leaves after the selection (8 - 2 fields = 6 entries).
-    let r = client
-        .execute_with("{ tasksAggregate(limit: 6) { count } }", json!({}))
-        .await
-        .expect("send");
+    let r = send(&client, "{ tasksAggregate(limit: 6) { count } }").await;
     assert_eq!(
         (code(&r.json), r.json["errors"][0]["message"].as_str()),
         (
@@ -403,23 +394,15 @@ async fn rbac_and_bounds_apply_to_aggregates(strategy: &str) {
         5,
         "{strategy}: 7 days, max_limit 5"
     );
-    let r = client
-        .execute_with(
-            "{ tasksAggregate(groupBy: {id: true, title: true, status: true, createdAt: true, createdAt_day: true, projectId: true, estimate: true}) { count } }",
-            json!({}),
-        )
-        .await
-        .expect("send");
+    let r = send(&client, "{ tasksAggregate(groupBy: {id: true, title: true, status: true, createdAt: true, createdAt_day: true, projectId: true, estimate: true}) { count } }").await;
     assert_eq!(code(&r.json), "QUERY_TOO_COMPLEX", "{strategy}: {}", r.text);
     assert!(r.text.contains("[limits] max_fields"), "{}", r.text);
     // Unknown keys are validation errors naming them.
-    let r = client
-        .execute_with(
-            "{ tasksAggregate(groupBy: {colour: true}) { count } }",
-            json!({}),
-        )
-        .await
-        .expect("send");
+    let r = send(
+        &client,
+        "{ tasksAggregate(groupBy: {colour: true}) { count } }",
+    )
+    .await;
     assert_eq!(
         code(&r.json),
         "GRAPHQL_VALIDATION_FAILED",

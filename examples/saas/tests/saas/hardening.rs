@@ -11,7 +11,10 @@ use fraiseql::Resolvers;
 use fraiseql_testing::{TestClient, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::{code, eventually, secured_world_with, setup_with, world_with};
+use crate::harness::{
+    assert_answered, code, eventually, secured_world_with, setup_with, until_waiting_on_lock,
+    waiting_on_lock, world_with,
+};
 
 async fn insert_org(t: &TestTenancy, rec: &fraiseql::engine::tenancy::TenantRecord, name: &str) {
     let c = t.admin_client(rec).await.expect("admin");
@@ -65,12 +68,7 @@ async fn a_token_that_names_no_tenant_picks_none() {
     // No token at all: 401, whatever the header says.
     client.set_token(None);
     let r = client.execute_with(q, json!({})).await.expect("send");
-    assert_eq!(
-        (r.status, code(&r.json)),
-        (401, "UNAUTHENTICATED"),
-        "{}",
-        r.text
-    );
+    assert_answered(&r, 401, "UNAUTHENTICATED");
 
     // A token listing tenants: the header picks one of them, and only one of them.
     client.set_token(Some(signed(&t, json!({"tenants": ["tenant_a"]}))));
@@ -79,15 +77,10 @@ async fn a_token_that_names_no_tenant_picks_none() {
     assert_eq!(v, json!({"data": {"organizations": [{"name": "Org A"}]}}));
     client.set_tenant("tenant_b");
     let r = client.execute_with(q, json!({})).await.expect("send");
-    assert_eq!((r.status, code(&r.json)), (403, "FORBIDDEN"), "{}", r.text);
+    assert_answered(&r, 403, "FORBIDDEN");
     client.clear_tenant();
     let r = client.execute_with(q, json!({})).await.expect("send");
-    assert_eq!(
-        (r.status, code(&r.json)),
-        (400, "BAD_REQUEST"),
-        "{}",
-        r.text
-    );
+    assert_answered(&r, 400, "BAD_REQUEST");
 }
 
 #[tokio::test]
@@ -124,12 +117,7 @@ async fn a_tenant_header_that_is_not_visible_ascii_is_refused() {
         .execute_with("{ organizations { name } }", json!({}))
         .await
         .expect("send");
-    assert_eq!(
-        (r.status, code(&r.json)),
-        (400, "BAD_REQUEST"),
-        "{}",
-        r.text
-    );
+    assert_answered(&r, 400, "BAD_REQUEST");
     client.set_tenant("tenant_a");
     let r = client
         .execute_with("{ organizations { name } }", json!({}))
@@ -356,18 +344,6 @@ async fn registry_lookups_are_single_flight_and_unknown_keys_are_cached() {
     assert_eq!(real.json, json!({"data": {"organizations": []}}));
 }
 
-/// Backends of the host database waiting for advisory lock `key`.
-async fn waiting_on_lock(admin: &tokio_postgres::Client, key: i64) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1::bigint::oid",
-            &[&key],
-        )
-        .await
-        .expect("locks")
-        .get(0)
-}
-
 /// Tenant A's requests hold every connection of its share (`pool_max = 4`) and more wait for
 /// one; B, arriving meanwhile, is served from its own share while all of A's are still held.
 #[tokio::test]
@@ -414,15 +390,12 @@ async fn under_row_level_each_tenant_has_its_own_share_of_connections() {
         }
     });
     let meanwhile = async {
-        eventually(
-            "A's share of connections waits on the lock",
+        until_waiting_on_lock(
+            &admin,
+            LOCK,
+            4,
             Duration::from_secs(10),
-            || async {
-                match waiting_on_lock(&admin, LOCK).await {
-                    4 => Ok(()),
-                    n => Err(format!("{n} of A's queries waiting")),
-                }
-            },
+            "A's share of connections waits on the lock",
         )
         .await;
         // ...and B, arriving while all of A's share is held, is answered from its own.

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use fraiseql_testing::{wait_consumer_idle, TestClient, TestDatabase, TestTenancy};
+use fraiseql_testing::{
+    http, wait_consumer_idle, HttpAnswer, TestClient, TestDatabase, TestResponse, TestTenancy,
+};
 use serde_json::Value;
 
 pub fn example_dir() -> PathBuf {
@@ -142,6 +144,31 @@ pub async fn secured_world_with(strategy: &str, extra: &str) -> TestTenancy {
 /// `extensions.code` of the first error.
 pub fn code(v: &Value) -> &str {
     v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+/// `query` sent by `client` with no variables: the answer as it came.
+pub async fn send(client: &TestClient, query: &str) -> TestResponse {
+    client
+        .execute_with(query, serde_json::json!({}))
+        .await
+        .expect("send")
+}
+
+/// Asserts `r` came with HTTP `status` and the error code `expected`.
+pub fn assert_answered(r: &TestResponse, status: u16, expected: &str) {
+    assert_eq!((r.status, code(&r.json)), (status, expected), "{}", r.text);
+}
+
+/// Asserts `r` is refused as `FORBIDDEN` with `message` and reads nothing; `case` names it in
+/// a failure.
+pub fn assert_unreadable(r: &TestResponse, message: &str, case: &str) {
+    assert_eq!(code(&r.json), "FORBIDDEN", "{case}: {}", r.text);
+    assert_eq!(r.json["errors"][0]["message"], message, "{case}");
+    assert!(
+        r.json["data"].is_null(),
+        "{case}: nothing is read: {}",
+        r.text
+    );
 }
 
 /// One test module per tenancy strategy, each calling `$body(strategy)`.
@@ -305,4 +332,53 @@ pub async fn event_counts(
             .expect("handler runs"),
         rows,
     }
+}
+
+/// Backends of the host database waiting for advisory lock `key`.
+pub async fn waiting_on_lock(admin: &tokio_postgres::Client, key: i64) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1::bigint::oid",
+            &[&key],
+        )
+        .await
+        .expect("locks")
+        .get(0)
+}
+
+/// Waits (up to `within`, failing the test after) until `n` backends wait for advisory lock
+/// `key`; `what` names the wait.
+pub async fn until_waiting_on_lock(
+    admin: &tokio_postgres::Client,
+    key: i64,
+    n: i64,
+    within: Duration,
+    what: &str,
+) {
+    eventually(what, within, || async {
+        match waiting_on_lock(admin, key).await {
+            w if w == n => Ok(()),
+            w => Err(format!("{w} of {n} waiting on the lock")),
+        }
+    })
+    .await;
+}
+
+/// POSTs the GraphQL request `body` to `/graphql` on `port` as `tenant`, with `token` as its
+/// bearer; the answer, whatever its status.
+pub async fn post_as(port: u16, tenant: &str, token: &str, body: &str) -> HttpAnswer {
+    let auth = format!("Bearer {token}");
+    http(
+        port,
+        "POST",
+        "/graphql",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Tenant-ID", tenant),
+            ("Authorization", &auth),
+        ],
+        body,
+    )
+    .await
+    .expect("an answer")
 }

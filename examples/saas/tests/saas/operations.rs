@@ -13,13 +13,11 @@ use std::time::{Duration, Instant};
 use fraiseql::engine::tenancy::{TenantRecord, TenantStatus};
 use fraiseql::ops::provision;
 use fraiseql::ops::transfer::{self, TransferError};
-use fraiseql_testing::{
-    http, HttpAnswer, NatsServer, PgCluster, ServerProcess, TestClient, TestTenancy,
-};
+use fraiseql_testing::{HttpAnswer, NatsServer, PgCluster, ServerProcess, TestClient, TestTenancy};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    code, count_handler_runs, create_org, create_project, event_counts, eventually, world,
+    code, count_handler_runs, create_org, create_project, event_counts, eventually, post_as, world,
     world_with,
 };
 
@@ -40,6 +38,31 @@ fn force() -> transfer::RestoreOptions {
         force: true,
         ..Default::default()
     }
+}
+
+/// Backs `acme` of `t` up to `file` with the default options.
+async fn backup_acme(t: &TestTenancy, file: &Path) -> transfer::BackupReport {
+    transfer::backup(&t.config, "acme", file, &Default::default(), &progress)
+        .await
+        .expect("backup")
+}
+
+/// Restores `acme` from `file` into `t` (onto `server`, else where `t` puts tenants) with the
+/// default options.
+async fn restore_acme(
+    t: &TestTenancy,
+    file: &Path,
+    server: Option<&str>,
+) -> Result<transfer::RestoreReport, TransferError> {
+    transfer::restore(
+        &t.config,
+        "acme",
+        file,
+        server,
+        &Default::default(),
+        &progress,
+    )
+    .await
 }
 
 /// Arrays sorted by their JSON text: lists without an order of their own (members, tasks) may
@@ -154,21 +177,8 @@ async fn serve(t: &TestTenancy, name: &str) -> (ServerProcess, PathBuf) {
 }
 
 async fn ask(port: u16, tenant: &str, token: &str, query: &str, vars: Value) -> HttpAnswer {
-    let auth = format!("Bearer {token}");
     let body = json!({ "query": query, "variables": vars }).to_string();
-    http(
-        port,
-        "POST",
-        "/graphql",
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Tenant-ID", tenant),
-            ("Authorization", &auth),
-        ],
-        &body,
-    )
-    .await
-    .expect("an answer")
+    post_as(port, tenant, token, &body).await
 }
 
 /// A mutation through the server; the id it returns.
@@ -745,9 +755,7 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     let dir = scratch_dir("backup");
     let _cleanup = Scratch(dir.clone());
     let file = dir.join("acme.fraiseql-tenant");
-    let b = transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
-        .await
-        .expect("backup");
+    let b = backup_acme(&a, &file).await;
     assert_eq!(b.manifest.tenant.id, rec.id.to_string());
     let tenant_rows: u64 = b
         .manifest
@@ -776,16 +784,9 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     let cluster = PgCluster::start("", None).expect("empty cluster");
     let to = target_url(&cluster, strategy).await;
     let w = world(strategy).await;
-    let r = transfer::restore(
-        &w.config,
-        "acme",
-        &file,
-        Some(&to),
-        &Default::default(),
-        &progress,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{strategy}: restore: {e}"));
+    let r = restore_acme(&w, &file, Some(&to))
+        .await
+        .unwrap_or_else(|e| panic!("{strategy}: restore: {e}"));
     assert_eq!(r.record.id, rec.id);
     assert_eq!(r.record.status, TenantStatus::Active);
     assert!(r.record.server.contains(&format!(":{}/", cluster.port)));
@@ -805,15 +806,7 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     create_project(&wc, &org, "Epsilon").await;
 
     // Again over it: refused, unless forced; forced, the archive's state comes back.
-    let again = transfer::restore(
-        &w.config,
-        "acme",
-        &file,
-        Some(&to),
-        &Default::default(),
-        &progress,
-    )
-    .await;
+    let again = restore_acme(&w, &file, Some(&to)).await;
     match again {
         Err(e @ TransferError::Exists { .. }) => assert!(e.to_string().contains("--force"), "{e}"),
         other => panic!("{strategy}: expected a refusal, got {other:?}"),
@@ -829,15 +822,7 @@ async fn backup_then_restore_into_an_empty_server(strategy: &str) {
     );
 
     // Over the original tenant in its own registry: refused too.
-    let over = transfer::restore(
-        &a.config,
-        "acme",
-        &file,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await;
+    let over = restore_acme(&a, &file, None).await;
     assert!(
         matches!(over, Err(TransferError::Exists { .. })),
         "{over:?}"
@@ -877,9 +862,7 @@ async fn row_level_restore_renumbers_keys_taken_on_the_target() {
     let dir = scratch_dir("renumber");
     let _cleanup = Scratch(dir.clone());
     let file = dir.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
-        .await
-        .expect("backup");
+    backup_acme(&a, &file).await;
 
     let w = world("row_level").await;
     let host = w.create_tenant("resident").await.expect("resident");
@@ -892,16 +875,7 @@ async fn row_level_restore_renumbers_keys_taken_on_the_target() {
     arrange_rows(&w, &host).await;
     let resident = answers(&w, "resident").await;
 
-    let r = transfer::restore(
-        &w.config,
-        "acme",
-        &file,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await
-    .expect("restore");
+    let r = restore_acme(&w, &file, None).await.expect("restore");
     assert!(
         r.notes
             .iter()
@@ -1086,9 +1060,7 @@ async fn moves_and_restores_that_cannot_work_are_refused_up_front() {
     let dir = scratch_dir("refusals");
     let _cleanup = Scratch(dir.clone());
     let file = dir.join("acme.fraiseql-tenant");
-    transfer::backup(&t.config, "acme", &file, &Default::default(), &progress)
-        .await
-        .expect("backup");
+    backup_acme(&t, &file).await;
     let wrong = transfer::restore(&t.config, "other", &file, None, &force(), &progress).await;
     assert!(
         matches!(wrong, Err(TransferError::WrongTenant { .. })),

@@ -11,7 +11,7 @@ use fraiseql::Resolvers;
 use fraiseql_testing::{http, NatsServer, ServerProcess, TestClient, TestTenancy};
 use serde_json::{json, Value};
 
-use crate::harness::{code, eventually, world_with};
+use crate::harness::{code, eventually, until_waiting_on_lock, world_with};
 
 const TYPENAME: &[u8] = br#"{"query": "{ __typename }"}"#;
 
@@ -214,18 +214,6 @@ async fn the_plans_statement_timeout_and_row_limit_apply() {
     assert_eq!(r.json, json!({"data": {"organizations": []}}));
 }
 
-/// Backends of the host database waiting for advisory lock `key`.
-async fn waiting_on_lock(admin: &tokio_postgres::Client, key: i64) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1::bigint::oid",
-            &[&key],
-        )
-        .await
-        .expect("locks")
-        .get(0)
-}
-
 /// A client whose `tenantConfig` waits for advisory lock `lock` in its transaction, on a pool of
 /// `budget` connections whose waiters wait long enough for the test.
 async fn blocking_client(t: &TestTenancy, lock: i64, budget: usize) -> Arc<TestClient> {
@@ -313,15 +301,12 @@ async fn a_flooding_tenant_cannot_starve_another_under_a_short_budget() {
     let a = tokio::spawn(futures_util::future::join_all(requests(
         &client, "tenant_a", slow, 12, &done,
     )));
-    eventually(
-        "A holds both connections",
+    until_waiting_on_lock(
+        &a_admin,
+        LOCK,
+        2,
         Duration::from_secs(20),
-        || async {
-            match waiting_on_lock(&a_admin, LOCK).await {
-                2 => Ok(()),
-                n => Err(format!("{n} of A's waiting on the lock")),
-            }
-        },
+        "A holds both connections",
     )
     .await;
     turns_waiting(&client, 10).await;
@@ -374,15 +359,12 @@ async fn waiting_tenants_take_turns_weighted_by_plan() {
     let small = tokio::spawn(futures_util::future::join_all(requests(
         &client, "small", slow, 20, &done,
     )));
-    eventually(
-        "two of small's hold the budget",
+    until_waiting_on_lock(
+        &admin,
+        LOCK,
+        2,
         Duration::from_secs(20),
-        || async {
-            match waiting_on_lock(&admin, LOCK).await {
-                2 => Ok(()),
-                n => Err(format!("{n} waiting on the lock")),
-            }
-        },
+        "two of small's hold the budget",
     )
     .await;
     turns_waiting(&client, 18).await;

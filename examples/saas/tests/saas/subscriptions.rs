@@ -108,6 +108,33 @@ async fn sync_seeing(ws: &mut Ws) -> Vec<Value> {
     }
 }
 
+/// A WebSocket connected with `token`, subscribed to [`CREATED`] as `p`, its subscription live.
+async fn watching(port: u16, token: &str) -> Ws {
+    let mut ws = Ws::connect_as(port, token).await;
+    ws.subscribe("p", CREATED, json!({}), json!({})).await;
+    sync(&mut ws).await;
+    ws
+}
+
+/// An SSE stream of [`CREATED`] opened with `token` as its bearer.
+async fn sse_watching(port: u16, token: &str) -> Sse {
+    let bearer = format!("Bearer {token}");
+    Sse::open(
+        port,
+        &[("Authorization", &bearer)],
+        &json!({ "query": CREATED }),
+    )
+    .await
+}
+
+/// Admin tokens of `acme` and `globex`, and a WebSocket of each [`watching`] on `s`.
+async fn two_tenants_watching(t: &TestTenancy, s: &Served) -> (String, String, Ws, Ws) {
+    let (ta, tb) = (token(t, "acme", &["admin"]), token(t, "globex", &["admin"]));
+    let wa = watching(s.port, &ta).await;
+    let wb = watching(s.port, &tb).await;
+    (ta, tb, wa, wb)
+}
+
 fn name_of(payload: &Value) -> &str {
     payload["data"]["projectCreated"]["name"]
         .as_str()
@@ -127,23 +154,8 @@ async fn isolation(strategy: &str) {
     let nats = NatsServer::start().expect("nats");
     let t = world(strategy, &nats, "", "").await;
     let s = Served::start(t.config.clone()).await;
-    let (ta, tb) = (
-        token(&t, "acme", &["admin"]),
-        token(&t, "globex", &["admin"]),
-    );
-    let mut wa = Ws::connect_as(s.port, &ta).await;
-    let mut wb = Ws::connect_as(s.port, &tb).await;
-    wa.subscribe("p", CREATED, json!({}), json!({})).await;
-    wb.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut wa).await;
-    sync(&mut wb).await;
-    let bearer = format!("Bearer {ta}");
-    let mut sa = Sse::open(
-        s.port,
-        &[("Authorization", &bearer)],
-        &json!({ "query": CREATED }),
-    )
-    .await;
+    let (ta, tb, mut wa, mut wb) = two_tenants_watching(&t, &s).await;
+    let mut sa = sse_watching(s.port, &ta).await;
     assert_eq!(sa.status, 200);
     assert_eq!(
         s.metric("fraiseql_subscriptions_active", Some("tenant_id=\"acme\"")),
@@ -330,9 +342,7 @@ async fn resume_after_a_disconnect(strategy: &str) {
         .and_then(|e| e.id)
         .expect("the opening position");
     drop(first);
-    let mut ws = Ws::connect_as(s.port, &ta).await;
-    ws.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut ws).await;
+    let mut ws = watching(s.port, &ta).await;
     for n in 1..=3 {
         project(&s, &ta, &o, &format!("P{n}")).await;
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use fraiseql::ops::provision;
 use fraiseql::ops::transfer::{self, TransferError};
 
-use super::{progress, scratch_dir, Scratch};
+use super::{backup_acme, progress, restore_acme, scratch_dir, Scratch};
 use crate::harness::{world, world_keyed, TEST_ARCHIVE_KEY};
 
 /// An archive taken apart: its manifest and its sections by name.
@@ -100,23 +100,13 @@ async fn a_forged_manifest_is_refused() {
     a.create_tenant("acme").await.expect("tenant");
     let (d, _keep) = dir("forged");
     let file = d.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
-        .await
-        .expect("backup");
+    backup_acme(&a, &file).await;
     let mut p = take_apart(&file).await;
     p.manifest.tenant.tier = "enterprise".to_owned();
     let forged = d.join("forged.fraiseql-tenant");
     put_together(&p, &forged, None, Some(&seal_line(&file)));
     let w = world("database_per_tenant").await;
-    let r = transfer::restore(
-        &w.config,
-        "acme",
-        &forged,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await;
+    let r = restore_acme(&w, &forged, None).await;
     match r {
         Err(e @ TransferError::Unauthenticated { .. }) => {
             let text = e.to_string();
@@ -141,21 +131,10 @@ async fn archives_are_authenticated_with_the_archive_key() {
     a.create_tenant("acme").await.expect("tenant");
     let (d, _keep) = dir("keys");
     let signed = d.join("signed.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &signed, &Default::default(), &progress)
-        .await
-        .expect("backup");
+    backup_acme(&a, &signed).await;
 
     let other = world_keyed("row_level", Some("another key, 32 bytes or more......"), "").await;
-    match transfer::restore(
-        &other.config,
-        "acme",
-        &signed,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await
-    {
+    match restore_acme(&other, &signed, None).await {
         Err(e @ TransferError::Unauthenticated { .. }) => {
             assert!(e.to_string().contains("made with another key"), "{e}")
         }
@@ -191,16 +170,7 @@ async fn archives_are_authenticated_with_the_archive_key() {
         .await
         .expect("an unsigned backup");
     let w = world("row_level").await;
-    match transfer::restore(
-        &w.config,
-        "acme",
-        &unsigned,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await
-    {
+    match restore_acme(&w, &unsigned, None).await {
         Err(e @ TransferError::Unauthenticated { .. }) => {
             assert!(e.to_string().contains("it is not signed"), "{e}")
         }
@@ -221,16 +191,7 @@ async fn archives_are_authenticated_with_the_archive_key() {
     }
     let old = d.join("v1.fraiseql-tenant");
     std::fs::write(&old, v1).expect("write");
-    match transfer::restore(
-        &w.config,
-        "acme",
-        &old,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await
-    {
+    match restore_acme(&w, &old, None).await {
         Err(e @ TransferError::Unauthenticated { .. }) => {
             assert!(e.to_string().contains("version 1 archive"), "{e}")
         }
@@ -287,19 +248,9 @@ async fn an_archive_cannot_run_sql_as_the_administrator(strategy: &str) {
         .expect("trap");
     let (d, _keep) = dir("trap");
     let file = d.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
-        .await
-        .expect("backup");
+    backup_acme(&a, &file).await;
     let w = world(strategy).await;
-    let r = transfer::restore(
-        &w.config,
-        "acme",
-        &file,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await;
+    let r = restore_acme(&w, &file, None).await;
     let made: bool = admin
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
@@ -352,19 +303,9 @@ async fn an_archive_with_objects_beyond_the_tenant_is_refused() {
         .expect("event trigger");
     let (d, _keep) = dir("beyond");
     let file = d.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
-        .await
-        .expect("backup");
+    backup_acme(&a, &file).await;
     let w = world("database_per_tenant").await;
-    let r = transfer::restore(
-        &w.config,
-        "acme",
-        &file,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await;
+    let r = restore_acme(&w, &file, None).await;
     match r {
         Err(e) => assert!(e.to_string().contains("EVENT TRIGGER"), "{e}"),
         Ok(r) => {
@@ -387,9 +328,7 @@ async fn row_level_outbox_rows_of_another_tenant_are_refused() {
     a.create_tenant("acme").await.expect("tenant");
     let (d, _keep) = dir("outbox");
     let file = d.join("acme.fraiseql-tenant");
-    transfer::backup(&a.config, "acme", &file, &Default::default(), &progress)
-        .await
-        .expect("backup");
+    backup_acme(&a, &file).await;
     let mut p = take_apart(&file).await;
     let id = uuid::Uuid::new_v4();
     let line = format!(
@@ -407,15 +346,7 @@ async fn row_level_outbox_rows_of_another_tenant_are_refused() {
 
     let w = world("row_level").await;
     let victim = w.create_tenant("victim").await.expect("victim");
-    let r = transfer::restore(
-        &w.config,
-        "acme",
-        &forged,
-        None,
-        &Default::default(),
-        &progress,
-    )
-    .await;
+    let r = restore_acme(&w, &forged, None).await;
     let host = w.admin_client(&victim).await.expect("host");
     let n: i64 = host
         .query_one(

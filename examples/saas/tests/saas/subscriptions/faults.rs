@@ -11,7 +11,9 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::client::{Served, Sse, Ws, WAIT};
-use super::{name_of, org, position_of, project, sync, token, world, CREATED};
+use super::{
+    name_of, org, position_of, project, sse_watching, sync, token, watching, world, CREATED,
+};
 
 /// A position the stream no longer holds ends the subscription with `POSITION_EXPIRED` (refetch
 /// and subscribe again); so does a position of another stream; a string that is no position
@@ -23,9 +25,7 @@ async fn a_position_past_retention_is_refused() {
     let s = Served::start(t.config.clone()).await;
     let ta = token(&t, "acme", &["admin"]);
     let o = org(&s, &ta, "Acme").await;
-    let mut ws = Ws::connect_as(s.port, &ta).await;
-    ws.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut ws).await;
+    let mut ws = watching(s.port, &ta).await;
     project(&s, &ta, &o, "old").await;
     let old = position_of(&ws.next_of("p").await);
     project(&s, &ta, &o, "missed").await;
@@ -120,9 +120,7 @@ async fn a_slow_client_is_dropped_and_costs_the_fast_one_nothing() {
     assert_eq!(slow.recv().await["type"], "connection_ack");
     slow.subscribe("p", CREATED, json!({}), json!({})).await;
     sync(&mut slow).await;
-    let mut fast = Ws::connect_as(s.port, &ta).await;
-    fast.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut fast).await;
+    let mut fast = watching(s.port, &ta).await;
     // Events of 60 KiB: the kernel's buffers for the slow client (its window is small, the
     // server's send buffer grows to 4 MiB here) fill, then its buffer of 4 events behind them.
     let filler = "x".repeat(60 * 1024);
@@ -183,16 +181,8 @@ async fn two_instances_each_deliver_every_event_once() {
     let a = Served::start(t.config.clone()).await;
     let b = Served::start(t.config.clone()).await;
     let ta = token(&t, "acme", &["admin"]);
-    let mut on_a = Ws::connect_as(a.port, &ta).await;
-    on_a.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut on_a).await;
-    let bearer = format!("Bearer {ta}");
-    let mut on_b = Sse::open(
-        b.port,
-        &[("Authorization", &bearer)],
-        &json!({ "query": CREATED }),
-    )
-    .await;
+    let mut on_a = watching(a.port, &ta).await;
+    let mut on_b = sse_watching(b.port, &ta).await;
     let o = org(&a, &ta, "Acme").await;
     let n = 10;
     for i in 0..n {
@@ -224,16 +214,8 @@ async fn nats_restarted_under_subscribers_loses_nothing() {
     let s = Served::start(t.config.clone()).await;
     let ta = token(&t, "acme", &["admin"]);
     let o = org(&s, &ta, "Acme").await;
-    let mut ws = Ws::connect_as(s.port, &ta).await;
-    ws.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut ws).await;
-    let bearer = format!("Bearer {ta}");
-    let mut sse = Sse::open(
-        s.port,
-        &[("Authorization", &bearer)],
-        &json!({ "query": CREATED }),
-    )
-    .await;
+    let mut ws = watching(s.port, &ta).await;
+    let mut sse = sse_watching(s.port, &ta).await;
     project(&s, &ta, &o, "before").await;
     assert_eq!(name_of(&ws.next_of("p").await), "before");
     assert_eq!(name_of(&sse.next_result().await.1), "before");

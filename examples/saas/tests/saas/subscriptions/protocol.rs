@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use fraiseql::engine::tenancy::TenantStatus;
 use fraiseql_testing::NatsServer;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::client::{Served, Sse, Ws, WAIT};
-use super::{org, project, sync, token, world, CREATED};
+use super::{
+    org, project, sse_watching, sync, token, two_tenants_watching, watching, world, CREATED,
+};
 
 /// Each refusal closes with the protocol's code before any event: no credentials, a token for
 /// another tenant, an invalid token (4403); subscribe before `connection_ack` (4401); no
@@ -115,16 +117,9 @@ async fn refusals_close_with_the_protocols_codes() {
     assert!(s.metric("fraiseql_subscription_refused", Some("reason=\"protocol\"")) >= 5.0);
 }
 
-/// `[subscriptions] max_subscriptions_per_connection` and `max_subscriptions_per_tenant` refuse
-/// the subscription with `TOO_MANY_SUBSCRIPTIONS`; the connection stays.
-#[tokio::test]
-async fn limits_refuse_with_a_reason() {
-    let nats = NatsServer::start().expect("nats");
-    let keys = "max_subscriptions_per_connection = 2\nmax_subscriptions_per_tenant = 3";
-    let t = world("database_per_tenant", &nats, keys, "").await;
-    let s = Served::start(t.config.clone()).await;
-    let ta = token(&t, "acme", &["admin"]);
-    let mut ws = Ws::connect_as(s.port, &ta).await;
+/// Subscribes `a`, `b` and `c` to [`CREATED`] on `ws`; the error refusing `c` as
+/// `TOO_MANY_SUBSCRIPTIONS`.
+async fn third_refused(ws: &mut Ws) -> Value {
     for id in ["a", "b", "c"] {
         ws.subscribe(id, CREATED, json!({}), json!({})).await;
     }
@@ -138,6 +133,20 @@ async fn limits_refuse_with_a_reason() {
         e["payload"][0]["extensions"]["code"],
         "TOO_MANY_SUBSCRIPTIONS"
     );
+    e
+}
+
+/// `[subscriptions] max_subscriptions_per_connection` and `max_subscriptions_per_tenant` refuse
+/// the subscription with `TOO_MANY_SUBSCRIPTIONS`; the connection stays.
+#[tokio::test]
+async fn limits_refuse_with_a_reason() {
+    let nats = NatsServer::start().expect("nats");
+    let keys = "max_subscriptions_per_connection = 2\nmax_subscriptions_per_tenant = 3";
+    let t = world("database_per_tenant", &nats, keys, "").await;
+    let s = Served::start(t.config.clone()).await;
+    let ta = token(&t, "acme", &["admin"]);
+    let mut ws = Ws::connect_as(s.port, &ta).await;
+    let e = third_refused(&mut ws).await;
     assert!(e["payload"][0]["message"]
         .as_str()
         .is_some_and(|m| m.contains("max_subscriptions_per_connection")));
@@ -175,19 +184,7 @@ async fn a_tenants_plan_caps_its_subscriptions() {
     let s = Served::start(t.config.clone()).await;
     let ta = token(&t, "acme", &["admin"]);
     let mut ws = Ws::connect_as(s.port, &ta).await;
-    for id in ["a", "b", "c"] {
-        ws.subscribe(id, CREATED, json!({}), json!({})).await;
-    }
-    let e = ws.recv().await;
-    assert_eq!(
-        (e["type"].as_str(), e["id"].as_str()),
-        (Some("error"), Some("c")),
-        "{e}"
-    );
-    assert_eq!(
-        e["payload"][0]["extensions"]["code"],
-        "TOO_MANY_SUBSCRIPTIONS"
-    );
+    let e = third_refused(&mut ws).await;
     assert!(
         e["payload"][0]["message"]
             .as_str()
@@ -238,16 +235,8 @@ async fn an_expired_token_ends_its_subscriptions() {
     )
     .expect("token");
     let s = Served::start(config).await;
-    let mut ws = Ws::connect_as(s.port, &short).await;
-    ws.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut ws).await;
-    let bearer = format!("Bearer {short}");
-    let mut sse = Sse::open(
-        s.port,
-        &[("Authorization", &bearer)],
-        &json!({ "query": CREATED }),
-    )
-    .await;
+    let mut ws = watching(s.port, &short).await;
+    let mut sse = sse_watching(s.port, &short).await;
     assert_eq!(sse.status, 200);
     let (closed, seen) = ws.closed().await;
     assert_eq!(
@@ -286,23 +275,8 @@ async fn a_suspended_tenants_subscriptions_end() {
     let nats = NatsServer::start().expect("nats");
     let t = world("schema_per_tenant", &nats, "", "").await;
     let s = Served::start(t.config.clone()).await;
-    let (ta, tb) = (
-        token(&t, "acme", &["admin"]),
-        token(&t, "globex", &["admin"]),
-    );
-    let mut wa = Ws::connect_as(s.port, &ta).await;
-    let mut wb = Ws::connect_as(s.port, &tb).await;
-    wa.subscribe("p", CREATED, json!({}), json!({})).await;
-    wb.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut wa).await;
-    sync(&mut wb).await;
-    let bearer = format!("Bearer {ta}");
-    let mut sse = Sse::open(
-        s.port,
-        &[("Authorization", &bearer)],
-        &json!({ "query": CREATED }),
-    )
-    .await;
+    let (ta, tb, mut wa, mut wb) = two_tenants_watching(&t, &s).await;
+    let mut sse = sse_watching(s.port, &ta).await;
     fraiseql::ops::provision::set_status(&t.config, "acme", TenantStatus::Suspended)
         .await
         .expect("suspend");
@@ -330,16 +304,8 @@ async fn shutdown_closes_with_1001() {
     let t = world("database_per_tenant", &nats, "", "").await;
     let mut s = Served::start(t.config.clone()).await;
     let ta = token(&t, "acme", &["admin"]);
-    let mut ws = Ws::connect_as(s.port, &ta).await;
-    ws.subscribe("p", CREATED, json!({}), json!({})).await;
-    sync(&mut ws).await;
-    let bearer = format!("Bearer {ta}");
-    let mut sse = Sse::open(
-        s.port,
-        &[("Authorization", &bearer)],
-        &json!({ "query": CREATED }),
-    )
-    .await;
+    let mut ws = watching(s.port, &ta).await;
+    let mut sse = sse_watching(s.port, &ta).await;
     let o = org(&s, &ta, "Acme").await;
     project(&s, &ta, &o, "last one").await;
     assert_eq!(
