@@ -114,7 +114,7 @@ while :; do
     -H "X-Tenant-ID: global_corp" -H "Authorization: Bearer $TOKEN_B" \
     -d '{"query": "query { organizations { id name } }"}') || fail "step 7: cannot reach $URL"
   [ "$ANSWER" = '{"data":{"organizations":[]}}' ] && break
-  OTHERS=$(json "$ANSWER" '" ".join(o["name"] for o in d["data"]["organizations"] if not o["name"].startswith("Federated global_corp "))' 2>/dev/null) \
+  OTHERS=$(json "$ANSWER" '" ".join(o["name"] for o in d["data"]["organizations"] if not o["name"].startswith(("Federated global_corp ", "Subs B ")))' 2>/dev/null) \
     || fail "step 7: expected {\"data\":{\"organizations\":[]}}, got $ANSWER"
   [ -z "$OTHERS" ] || fail "step 7: global_corp has organizations nothing here created ($OTHERS): expected {\"data\":{\"organizations\":[]}}, got $ANSWER"
   STALE=$(json "$ANSWER" '" ".join(n.split()[-1] for n in (o["name"] for o in d["data"]["organizations"]) if n.split()[-1].isdigit() and int(n.split()[-1]) < (__import__("time").time() - 3600) * 1e9)')
@@ -123,15 +123,15 @@ while :; do
       -c "SELECT database, schema_name FROM fraiseql_tenant WHERE key = 'global_corp'") \
       || fail "step 7: cannot read the tenant registry"
     for run in $STALE; do
-      echo "(removing what a killed examples/saas/federation.sh run $run left in global_corp)"
+      echo "(removing what a killed examples/saas/federation.sh or scripts/subscriptions/run.sh run $run left in global_corp)"
       PGOPTIONS="-c search_path=$SCHEMA" psql "$TENANT_DB_URL" -X -q -v ON_ERROR_STOP=1 \
         -c "\\connect $DB" \
-        -c "DELETE FROM tb_project WHERE name = 'Launch $run'; DELETE FROM tb_organization WHERE name = 'Federated global_corp $run';" >/dev/null \
-        || fail "step 7: cannot remove federation.sh's leftovers"
+        -c "DELETE FROM tb_project WHERE name = 'Launch $run'; DELETE FROM tb_project p USING tb_organization o WHERE p.fk_org = o.pk_org AND o.name = 'Subs B $run'; DELETE FROM tb_organization WHERE name IN ('Federated global_corp $run', 'Subs B $run');" >/dev/null \
+        || fail "step 7: cannot remove federation.sh's or the subscription clients' leftovers"
     done
     continue
   fi
-  [ "$WAITED" -lt 120 ] || fail "step 7: federation.sh's organizations are still in global_corp after 120 s: $ANSWER"
+  [ "$WAITED" -lt 120 ] || fail "step 7: federation.sh's or the subscription clients' organizations are still in global_corp after 120 s: $ANSWER"
   [ "$WAITED" -gt 0 ] || echo "(waiting for a running examples/saas/federation.sh to delete its own organizations in global_corp)"
   sleep 1
   WAITED=$((WAITED + 1))

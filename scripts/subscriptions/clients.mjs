@@ -19,7 +19,8 @@ if (!PORT || !TOKEN_A || !TOKEN_B) throw new Error('set PORT, TOKEN_A and TOKEN_
 const HTTP = `http://127.0.0.1:${PORT}/graphql`;
 const WS = `ws://127.0.0.1:${PORT}/graphql`;
 const TIMEOUT = 20_000;
-const RUN = `${Date.now()}`;
+// run.sh passes the run's id, and removes what was created under it when the run ends.
+const RUN = process.env.RUN ?? `${Date.now()}`;
 const CREATED = 'subscription { projectCreated { id name } }';
 
 async function gql(token, query, variables = {}) {
