@@ -15,7 +15,7 @@ use fraiseql_schema::{quote_literal, ArgRole, Collection, TypeMapping};
 
 use crate::cursor::{Bound, Ordering};
 use crate::error::PlanError;
-use crate::sql::{json_object, Builder, Obj};
+use crate::sql::{json_object, row_bound, Builder, Obj};
 use crate::values::{arg, arg_text};
 
 /// The page's row number (1 = the first row in the reading direction).
@@ -42,7 +42,7 @@ struct Page<'t> {
     base: String,
     base_alias: String,
     base_conditions: Vec<String>,
-    /// The placeholder of the page size.
+    /// The page size, an integer literal.
     size: String,
 }
 
@@ -91,8 +91,8 @@ impl<'c, 'a> Builder<'c, 'a> {
         let ordering = Ordering::new(ty, &source.keys);
         let paging = self.paging(c, ty, &ordering, group[0])?;
         self.count_rows(u64::try_from(paging.size).unwrap_or(0))?;
-        // One parameter: the LIMIT always reads it, so it is bound whatever is selected.
-        let size = self.param(paging.size.to_string());
+        // In the text, not a parameter, so PostgreSQL keeps a generic plan (see `row_bound`).
+        let size = row_bound(paging.size);
         let t0 = source.alias.clone();
         let mut conds = source.conditions.clone();
         if let Some(a) = &paging.after {
@@ -114,7 +114,8 @@ impl<'c, 'a> Builder<'c, 'a> {
         };
         let rows = self.alias();
         let from = format!(
-            "(SELECT {t0}.*, row_number() OVER (ORDER BY {o}) AS {N}, {cursor} AS {CURSOR} FROM {view} {t0}{filter} ORDER BY {o} LIMIT {size} + 1) {rows}",
+            "(SELECT {t0}.*, row_number() OVER (ORDER BY {o}) AS {N}, {cursor} AS {CURSOR} FROM {view} {t0}{filter} ORDER BY {o} LIMIT {one_more}) {rows}",
+            one_more = row_bound(paging.size.saturating_add(1)),
             cursor = ordering.cursor_sql(&t0),
             view = source.view,
         );

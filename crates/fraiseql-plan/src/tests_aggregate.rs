@@ -33,8 +33,8 @@ fn tasks_per_project_and_status_with_where_having_order_and_limit() {
     .expect("plan");
     insta::assert_snapshot!(render(&p), @r#"
     -- tasksAggregate
-    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('projectId', t0."project_id", 'status', t0."status", 'count', count(*), 'estimate_sum', sum(t0."estimate"), 'estimate_avg', avg(t0."estimate"), 'estimate_min', min(t0."estimate"), 'estimate_max', max(t0."estimate"), '__typename', 'TaskAggregate'::text) AS j, row_number() OVER (ORDER BY count(*) DESC, avg(t0."estimate"), t0."project_id", t0."status") AS n FROM "v_task" t0 WHERE (t0."created_at" >= $1 AND t0."title" <> $2) GROUP BY t0."project_id", t0."status" HAVING (count(*) >= $4 AND (sum(t0."estimate") > $5 OR max(t0."estimate") IS NULL)) ORDER BY count(*) DESC, avg(t0."estimate"), t0."project_id", t0."status" LIMIT $3) t1
-    -- params: ["2026-01-01T00:00:00Z", "draft", "10", "2", "10"] nullable: false
+    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('projectId', t0."project_id", 'status', t0."status", 'count', count(*), 'estimate_sum', sum(t0."estimate"), 'estimate_avg', avg(t0."estimate"), 'estimate_min', min(t0."estimate"), 'estimate_max', max(t0."estimate"), '__typename', 'TaskAggregate'::text) AS j, row_number() OVER (ORDER BY count(*) DESC, avg(t0."estimate"), t0."project_id", t0."status") AS n FROM "v_task" t0 WHERE (t0."created_at" >= $1 AND t0."title" <> $2) GROUP BY t0."project_id", t0."status" HAVING (count(*) >= $3 AND (sum(t0."estimate") > $4 OR max(t0."estimate") IS NULL)) ORDER BY count(*) DESC, avg(t0."estimate"), t0."project_id", t0."status" LIMIT 10) t1
+    -- params: ["2026-01-01T00:00:00Z", "draft", "2", "10"] nullable: false
     "#);
 }
 
@@ -51,17 +51,17 @@ fn time_buckets_are_truncated_in_utc() {
     .expect("plan");
     insta::assert_snapshot!(render(&p), @r#"
     -- byDay
-    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('createdAt_day', to_char(date_trunc('day', (t0."created_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'count', count(*)) AS j, row_number() OVER (ORDER BY date_trunc('day', (t0."created_at")::timestamptz, 'UTC')) AS n FROM "v_task" t0 GROUP BY date_trunc('day', (t0."created_at")::timestamptz, 'UTC') ORDER BY date_trunc('day', (t0."created_at")::timestamptz, 'UTC') LIMIT $1) t1
-    -- params: ["1000"] nullable: false
+    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('createdAt_day', to_char(date_trunc('day', (t0."created_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'count', count(*)) AS j, row_number() OVER (ORDER BY date_trunc('day', (t0."created_at")::timestamptz, 'UTC')) AS n FROM "v_task" t0 GROUP BY date_trunc('day', (t0."created_at")::timestamptz, 'UTC') ORDER BY date_trunc('day', (t0."created_at")::timestamptz, 'UTC') LIMIT 1000) t1
+    -- params: [] nullable: false
     -- byWeek
-    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('createdAt_week', to_char(date_trunc('week', (t0."created_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'count', count(*)) AS j, row_number() OVER (ORDER BY date_trunc('week', (t0."created_at")::timestamptz, 'UTC') DESC) AS n FROM "v_task" t0 GROUP BY date_trunc('week', (t0."created_at")::timestamptz, 'UTC') ORDER BY date_trunc('week', (t0."created_at")::timestamptz, 'UTC') DESC LIMIT $1) t1
-    -- params: ["1000"] nullable: false
+    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('createdAt_week', to_char(date_trunc('week', (t0."created_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'count', count(*)) AS j, row_number() OVER (ORDER BY date_trunc('week', (t0."created_at")::timestamptz, 'UTC') DESC) AS n FROM "v_task" t0 GROUP BY date_trunc('week', (t0."created_at")::timestamptz, 'UTC') ORDER BY date_trunc('week', (t0."created_at")::timestamptz, 'UTC') DESC LIMIT 1000) t1
+    -- params: [] nullable: false
     -- byMonth
-    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('status', t0."status", 'createdAt_month', to_char(date_trunc('month', (t0."created_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'count', count(*)) AS j, row_number() OVER (ORDER BY date_trunc('month', (t0."created_at")::timestamptz, 'UTC'), t0."status") AS n FROM "v_task" t0 GROUP BY date_trunc('month', (t0."created_at")::timestamptz, 'UTC'), t0."status" ORDER BY date_trunc('month', (t0."created_at")::timestamptz, 'UTC'), t0."status" LIMIT $1) t1
-    -- params: ["1000"] nullable: false
+    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('status', t0."status", 'createdAt_month', to_char(date_trunc('month', (t0."created_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'count', count(*)) AS j, row_number() OVER (ORDER BY date_trunc('month', (t0."created_at")::timestamptz, 'UTC'), t0."status") AS n FROM "v_task" t0 GROUP BY date_trunc('month', (t0."created_at")::timestamptz, 'UTC'), t0."status" ORDER BY date_trunc('month', (t0."created_at")::timestamptz, 'UTC'), t0."status" LIMIT 1000) t1
+    -- params: [] nullable: false
     -- byHour
-    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('createdAt_hour', to_char(date_trunc('hour', (t0."created_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) AS j, row_number() OVER (ORDER BY date_trunc('hour', (t0."created_at")::timestamptz, 'UTC')) AS n FROM "v_task" t0 GROUP BY date_trunc('hour', (t0."created_at")::timestamptz, 'UTC') ORDER BY date_trunc('hour', (t0."created_at")::timestamptz, 'UTC') LIMIT $1) t1
-    -- params: ["1000"] nullable: false
+    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('createdAt_hour', to_char(date_trunc('hour', (t0."created_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')) AS j, row_number() OVER (ORDER BY date_trunc('hour', (t0."created_at")::timestamptz, 'UTC')) AS n FROM "v_task" t0 GROUP BY date_trunc('hour', (t0."created_at")::timestamptz, 'UTC') ORDER BY date_trunc('hour', (t0."created_at")::timestamptz, 'UTC') LIMIT 1000) t1
+    -- params: [] nullable: false
     "#);
 }
 
@@ -76,8 +76,8 @@ fn without_group_by_one_group_of_every_row() {
     .expect("plan");
     insta::assert_snapshot!(render(&p), @r#"
     -- tasksAggregate
-    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('count', count(*), 'estimate_sum', sum((t0."data"->>'estimate')::numeric), 'estimate_avg', avg((t0."data"->>'estimate')::numeric)) AS j, row_number() OVER () AS n FROM "v_task" t0 WHERE t0."data"->>'status' = ANY($1) HAVING count(*) > $3 LIMIT $2) t1
-    -- params: ["{\"todo\",\"done\"}", "1000", "0"] nullable: false
+    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('count', count(*), 'estimate_sum', sum((t0."data"->>'estimate')::numeric), 'estimate_avg', avg((t0."data"->>'estimate')::numeric)) AS j, row_number() OVER () AS n FROM "v_task" t0 WHERE t0."data"->>'status' = ANY($1) HAVING count(*) > $2 LIMIT 1000) t1
+    -- params: ["{\"todo\",\"done\"}", "0"] nullable: false
     "#);
 }
 
@@ -109,8 +109,8 @@ fn analytics_events_per_type_per_day() {
     assert_eq!(s.database, "shared");
     insta::assert_snapshot!(render(&p), @r#"
     -- eventsAggregate
-    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('recordedAt_day', to_char(date_trunc('day', (t0."recorded_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'eventType', t0."event_type", 'count', count(*)) AS j, row_number() OVER (ORDER BY date_trunc('day', (t0."recorded_at")::timestamptz, 'UTC') DESC, t0."event_type") AS n FROM "v_analytics_event" t0 WHERE t0."recorded_at" >= $1 GROUP BY date_trunc('day', (t0."recorded_at")::timestamptz, 'UTC'), t0."event_type" ORDER BY date_trunc('day', (t0."recorded_at")::timestamptz, 'UTC') DESC, t0."event_type" LIMIT $2) t1
-    -- params: ["2026-03-01T00:00:00Z", "30"] nullable: false
+    SELECT coalesce(json_agg(t1.j ORDER BY t1.n), '[]'::json)::text FROM (SELECT json_build_object('recordedAt_day', to_char(date_trunc('day', (t0."recorded_at")::timestamptz, 'UTC') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'eventType', t0."event_type", 'count', count(*)) AS j, row_number() OVER (ORDER BY date_trunc('day', (t0."recorded_at")::timestamptz, 'UTC') DESC, t0."event_type") AS n FROM "v_analytics_event" t0 WHERE t0."recorded_at" >= $1 GROUP BY date_trunc('day', (t0."recorded_at")::timestamptz, 'UTC'), t0."event_type" ORDER BY date_trunc('day', (t0."recorded_at")::timestamptz, 'UTC') DESC, t0."event_type" LIMIT 30) t1
+    -- params: ["2026-03-01T00:00:00Z"] nullable: false
     "#);
 }
 

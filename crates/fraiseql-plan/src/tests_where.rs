@@ -178,17 +178,17 @@ fn values_are_typed_parameters_on_data_keys_and_column_types_on_columns() {
     let s = sql_of(&p);
     assert!(
         s.sql
-            .contains(r#"(t0."data"->>'created_at')::timestamptz >= $3::timestamptz"#),
+            .contains(r#"(t0."data"->>'created_at')::timestamptz >= $1::timestamptz"#),
         "{}",
         s.sql
     );
     assert!(
-        s.sql.contains(r#"t0."data"->>'id' = $5"#),
+        s.sql.contains(r#"t0."data"->>'id' = $3"#),
         "ids compare as text on data keys: {}",
         s.sql
     );
     assert_eq!(
-        s.params[2..],
+        s.params,
         ["2026-01-01T00:00:00Z", "{\"1\",\"2\"}", "x", "{\"a\"}"]
     );
     // With them: the columns, so their B-tree indexes serve.
@@ -199,7 +199,7 @@ fn values_are_typed_parameters_on_data_keys_and_column_types_on_columns() {
     )
     .expect("plan");
     assert!(
-        sql_of(&p).sql.contains(r#"t0."created_at" >= $3"#),
+        sql_of(&p).sql.contains(r#"t0."created_at" >= $1"#),
         "{}",
         sql_of(&p).sql
     );
@@ -473,7 +473,7 @@ fn connection_page_sizes_are_bounded_and_exclusive() {
     )
     .expect("plan");
     assert!(
-        sql_of(&p).params == ["p", "100"] && sql_of(&p).sql.contains("LIMIT $2 + 1"),
+        sql_of(&p).params == ["p"] && sql_of(&p).sql.contains("LIMIT 101)"),
         "{:?}",
         sql_of(&p).params
     );
@@ -526,7 +526,7 @@ fn where_on_a_list_in_another_database_goes_into_its_statement() {
         panic!("a federated call");
     };
     assert!(
-        f.sql.contains(r#"t1."data"->>'event_type' LIKE $3"#) && f.params[2] == "project.%",
+        f.sql.contains(r#"t1."data"->>'event_type' LIKE $2"#) && f.params[1] == "project.%",
         "{}\n{:?}",
         f.sql,
         f.params
