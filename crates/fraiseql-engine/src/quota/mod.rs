@@ -366,24 +366,34 @@ impl Quotas {
 }
 
 /// Rows in an answer's JSON text: its objects (one per row of every list or object field), the
-/// braces outside strings. Linear in the text, nothing allocated.
+/// braces outside strings. Linear in the text, nothing allocated; `memchr` jumps from one quote
+/// or brace to the next (a byte-at-a-time loop was the server's hottest function on a page of
+/// hex cursors).
 pub fn count_rows(json: &[u8]) -> u64 {
     let mut rows = 0;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if b == b'{' {
+    let mut at = 0;
+    while let Some(found) = memchr::memchr2(b'"', b'{', &json[at..]) {
+        let i = at + found;
+        if json[i] == b'{' {
             rows += 1;
+            at = i + 1;
+            continue;
+        }
+        // A string: on to its closing quote, an escaped character skipped with its backslash.
+        let mut j = i + 1;
+        loop {
+            let Some(found) = json
+                .get(j..)
+                .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+            else {
+                return rows;
+            };
+            let k = j + found;
+            if json[k] == b'"' {
+                at = k + 1;
+                break;
+            }
+            j = k + 2;
         }
     }
     rows

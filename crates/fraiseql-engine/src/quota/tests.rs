@@ -136,4 +136,37 @@ fn rows_are_the_objects_of_the_answer_outside_strings() {
     assert_eq!(count_rows(br#"[{"a":1},{"a":{"b":2}}]"#), 3);
     assert_eq!(count_rows(br#"{"name":"{not a row}","x":"\"{"}"#), 1);
     assert_eq!(count_rows(b"null"), 0);
+    // Escaped backslashes end before the quote; a text cut inside a string or an escape stops.
+    assert_eq!(count_rows(br#"[{"a":"x\\\\"},{"b":"\\\"{"}]"#), 2);
+    assert_eq!(count_rows(br#"{"a":"{"#), 1);
+    assert_eq!(count_rows(br#"{"a":"\\"#), 1);
+    // The same count as a byte-at-a-time reading, on every cut of a text with every case.
+    let text = br#"{"s" : "a{b\\"c\\\\", "n" : [{"x" : "}{"}, {}], "e" : "\\u007b"}"#;
+    for end in 0..=text.len() {
+        assert_eq!(
+            count_rows(&text[..end]),
+            byte_at_a_time(&text[..end]),
+            "{end}"
+        );
+    }
+}
+
+fn byte_at_a_time(json: &[u8]) -> u64 {
+    let (mut rows, mut in_string, mut escaped) = (0, false, false);
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'{' {
+            rows += 1;
+        }
+    }
+    rows
 }
