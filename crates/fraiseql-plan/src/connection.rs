@@ -42,8 +42,6 @@ struct Page<'t> {
     base: String,
     base_alias: String,
     base_conditions: Vec<String>,
-    /// The page size, an integer literal.
-    size: String,
 }
 
 /// A planned connection: the JSON expression over its page's rows, and their `FROM` item.
@@ -71,7 +69,7 @@ impl Page<'_> {
             "(array_agg({r}.{CURSOR} ORDER BY {r}.{N}{dir}) FILTER (WHERE {r}.{N} <= {size}))[1]",
             r = self.rows,
             dir = if asc { "" } else { " DESC" },
-            size = self.size
+            size = row_bound(self.paging.size)
         )
     }
 }
@@ -91,8 +89,6 @@ impl<'c, 'a> Builder<'c, 'a> {
         let ordering = Ordering::new(ty, &source.keys);
         let paging = self.paging(c, ty, &ordering, group[0])?;
         self.count_rows(u64::try_from(paging.size).unwrap_or(0))?;
-        // In the text, not a parameter, so PostgreSQL keeps a generic plan (see `row_bound`).
-        let size = row_bound(paging.size);
         let t0 = source.alias.clone();
         let mut conds = source.conditions.clone();
         if let Some(a) = &paging.after {
@@ -127,7 +123,6 @@ impl<'c, 'a> Builder<'c, 'a> {
             base: format!("{} {t0}", source.view),
             base_alias: t0,
             base_conditions: source.conditions,
-            size,
         };
         let outer = self.scale;
         self.scale = outer.saturating_mul(u64::try_from(page.paging.size).unwrap_or(0));
@@ -256,7 +251,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             json_object(&pairs)?,
             r = page.rows,
             dir = if page.paging.backward { " DESC" } else { "" },
-            size = page.size
+            size = row_bound(page.paging.size)
         ))
     }
 
@@ -269,7 +264,7 @@ impl<'c, 'a> Builder<'c, 'a> {
         let grouped = self
             .cx
             .collect(info_type, group.iter().map(|f| &f.selection_set))?;
-        let more = format!("count(*) > {}", page.size);
+        let more = format!("count(*) > {}", row_bound(page.paging.size));
         let t0 = &page.base_alias;
         // Rows at or before `after` (the other side of a forward page), at or after `before`.
         let before_after = page

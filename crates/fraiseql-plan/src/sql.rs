@@ -598,9 +598,6 @@ impl<'c, 'a> Builder<'c, 'a> {
                     {
                         limit = n;
                     }
-                    if c.list {
-                        s.limit = Some(row_bound(limit));
-                    }
                 }
                 ArgRole::Offset => {
                     if let Some(n) = self.int_arg(name, arg_text(a, vars), i64::from(i32::MAX))? {
@@ -674,9 +671,7 @@ impl<'c, 'a> Builder<'c, 'a> {
             return Ok(s);
         }
         if c.list {
-            if s.limit.is_none() {
-                s.limit = Some(row_bound(limit));
-            }
+            s.limit = Some(row_bound(limit));
             s.rows = u64::try_from(limit).unwrap_or(0);
         }
         self.count_rows(s.rows)?;
