@@ -138,6 +138,13 @@ fn database(
     })
 }
 
+/// The first statement of each batch of `CREATE … IF NOT EXISTS` and `REVOKE` that an instance
+/// runs on start-up. A batch is one transaction, and this lock, held to its end, lets one instance
+/// run it at a time. Without it, two instances starting together fail on `REVOKE` ("tuple
+/// concurrently updated": it rewrites the table's catalog row even when nothing changes) or on a
+/// table both create.
+pub const STARTUP_DDL_LOCK: &str = "SELECT pg_advisory_xact_lock(7431003);";
+
 /// A bind parameter sent in text format, so PostgreSQL parses it as whatever type the statement
 /// needs there (uuid, integer, text...). An invalid value is PostgreSQL's `22P02`, a client error.
 #[derive(Debug)]

@@ -23,7 +23,7 @@ use async_nats::jetstream;
 use fraiseql_config::{Config, ObserversConfig, Retention};
 use tokio::task::JoinHandle;
 
-use crate::connections::Pools;
+use crate::connections::{Pools, STARTUP_DDL_LOCK};
 use crate::metrics::Metrics;
 use crate::resolvers::Resolvers;
 use crate::routing::Routes;
@@ -225,7 +225,7 @@ async fn ensure_table(pools: &Pools, database: &str, ddl: &str) -> Result<(), Ev
         .ok_or_else(|| fail("not configured".to_owned()))?;
     let client = db.lease().await.map_err(|e| fail(e.to_string()))?;
     client
-        .batch_execute(ddl)
+        .batch_execute(&format!("{STARTUP_DDL_LOCK}\n{ddl}"))
         .await
         .map_err(|e| fail(e.to_string()))
 }

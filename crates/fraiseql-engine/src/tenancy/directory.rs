@@ -293,9 +293,10 @@ impl Tenants {
             tracing::error!(error = %e, "tenant registry unavailable");
             TenantError::RegistryUnavailable
         })?;
-        registry::ensure_table(client.client())
-            .await
-            .map_err(|_| TenantError::RegistryUnavailable)?;
+        registry::ensure_table(client.client()).await.map_err(|e| {
+            tracing::error!(error = %e, "tenant registry tables could not be created");
+            TenantError::RegistryUnavailable
+        })?;
         let all = registry::list(client.client()).await.map_err(|e| {
             tracing::error!(error = %e, "tenant registry query failed");
             TenantError::RegistryUnavailable

@@ -2,6 +2,8 @@
 //! servers re-read it (see `directory`), so new tenants need no restart.
 
 use tokio_postgres::GenericClient;
+
+use crate::connections::STARTUP_DDL_LOCK;
 use uuid::Uuid;
 
 /// A tenant's lifecycle state.
@@ -181,7 +183,8 @@ fn from_row(r: &tokio_postgres::Row) -> TenantRecord {
 
 /// Creates the registry table if it is missing.
 pub async fn ensure_table<C: GenericClient>(c: &C) -> Result<(), tokio_postgres::Error> {
-    c.batch_execute(
+    c.batch_execute(&format!(
+        "{STARTUP_DDL_LOCK}\n{}",
         "CREATE TABLE IF NOT EXISTS fraiseql_tenant (
             key TEXT PRIMARY KEY CHECK (key ~ '^[a-z0-9_]{1,40}$'),
             id UUID NOT NULL UNIQUE,
@@ -207,8 +210,8 @@ pub async fn ensure_table<C: GenericClient>(c: &C) -> Result<(), tokio_postgres:
             role_password TEXT NOT NULL,
             PRIMARY KEY (server, role_name)
         );
-        REVOKE ALL ON fraiseql_login_role FROM PUBLIC;",
-    )
+        REVOKE ALL ON fraiseql_login_role FROM PUBLIC;"
+    ))
     .await?;
     super::usage::ensure_table(c).await
 }

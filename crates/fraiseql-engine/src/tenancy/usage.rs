@@ -4,9 +4,12 @@
 
 use tokio_postgres::GenericClient;
 
+use crate::connections::STARTUP_DDL_LOCK;
+
 /// Creates the usage table if it is missing.
 pub async fn ensure_table<C: GenericClient>(c: &C) -> Result<(), tokio_postgres::Error> {
-    c.batch_execute(
+    c.batch_execute(&format!(
+        "{STARTUP_DDL_LOCK}\n{}",
         "CREATE TABLE IF NOT EXISTS fraiseql_tenant_usage (
             tenant_key TEXT NOT NULL,
             period DATE NOT NULL,
@@ -16,8 +19,8 @@ pub async fn ensure_table<C: GenericClient>(c: &C) -> Result<(), tokio_postgres:
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             PRIMARY KEY (tenant_key, period)
         );
-        REVOKE ALL ON fraiseql_tenant_usage FROM PUBLIC;",
-    )
+        REVOKE ALL ON fraiseql_tenant_usage FROM PUBLIC;"
+    ))
     .await
 }
 

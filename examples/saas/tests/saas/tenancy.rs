@@ -1125,3 +1125,26 @@ async fn row_level_outbox_rows_are_the_tenants_own() {
         .get(0);
     assert_eq!(none, 0, "no tenant context: no events");
 }
+
+/// Instances starting together (a rollout, the federation example's two subgraphs on one
+/// registry) each create the registry's tables if missing. Without the start-up DDL lock, two
+/// concurrent `REVOKE`s on one table fail with "tuple concurrently updated" and the instance
+/// refuses to start ("the tenant registry is unavailable").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_create_the_registry_tables() {
+    use fraiseql::engine::tenancy::registry;
+    let db = fraiseql_testing::TestDatabase::empty().await.expect("db");
+    let mut starts = Vec::new();
+    for _ in 0..8 {
+        let client = db.connect().await.expect("connect");
+        starts.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                registry::ensure_table(&client).await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }));
+    }
+    for start in starts {
+        start.await.expect("task").expect("ensure_table");
+    }
+}
