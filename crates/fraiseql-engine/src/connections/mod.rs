@@ -4,6 +4,7 @@
 mod fair;
 pub mod pool;
 pub mod target;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

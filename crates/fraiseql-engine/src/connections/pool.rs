@@ -39,6 +39,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Statement};
 
 use super::fair::FairQueue;
+use super::wire::{Wire, WireLease};
 use super::Target;
 
 /// A connection's place in the budget. Freed (the connection closed), it goes to the request
@@ -62,15 +63,37 @@ impl Drop for Budget {
     }
 }
 
+/// A statement prepared on a connection: by the driver, or by name on its socket (`wire.rs`).
+enum Prepared {
+    Driver(Statement),
+    Named(Arc<str>),
+}
+
+impl Prepared {
+    fn driver(&self) -> Option<&Statement> {
+        match self {
+            Prepared::Driver(s) => Some(s),
+            Prepared::Named(_) => None,
+        }
+    }
+}
+
 /// One open connection with its prepared statements.
 pub struct Conn {
     client: Client,
-    // Behind a lock so a connection shared by a request's resolvers can still prepare.
-    statements: Mutex<LruCache<Box<str>, Statement>>,
+    // Behind a lock so a connection shared by a request's resolvers can still prepare. One
+    // cache for both kinds, so `statements` bounds what the connection holds on the server.
+    statements: Mutex<LruCache<Box<str>, Prepared>>,
     open: Budget,
     last_used: Instant,
     /// The affinity group it was opened for.
     group: u64,
+    /// Its socket, lendable to a pipelined read (`None` if opened the driver's way).
+    wire: Option<Wire>,
+    /// Named statements pushed out of the cache, closed with the next pipelined read.
+    closing: Mutex<Vec<Arc<str>>>,
+    /// The next statement name's number.
+    names: AtomicU64,
 }
 
 impl Conn {
@@ -79,7 +102,7 @@ impl Conn {
         &self.client
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Statement>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<Box<str>, Prepared>> {
         // A panic while holding it cannot leave the map inconsistent: keep using it.
         self.statements
             .lock()
@@ -97,7 +120,7 @@ impl Conn {
         {
             let mut cache = self.cache();
             for (i, sql) in sqls.iter().enumerate() {
-                match cache.get(*sql) {
+                match cache.get(*sql).and_then(Prepared::driver) {
                     Some(s) => out.push(Some(s.clone())),
                     None => {
                         out.push(None);
@@ -111,24 +134,104 @@ impl Conn {
                 missing.iter().map(|i| self.client.prepare(sqls[*i])),
             )
             .await;
-            let mut cache = self.cache();
             for (i, stmt) in missing.into_iter().zip(prepared) {
                 let stmt = stmt?;
-                cache.put(Box::from(sqls[i]), stmt.clone());
+                self.keep(sqls[i], Prepared::Driver(stmt.clone()));
                 out[i] = Some(stmt);
             }
+            self.close_named().await;
         }
         Ok(out.into_iter().flatten().collect())
     }
 
     /// One statement, prepared once per connection.
     pub async fn prepare(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(s) = self.cache().get(sql) {
+        if let Some(s) = self.cache().get(sql).and_then(Prepared::driver) {
             return Ok(s.clone());
         }
         let stmt = self.client.prepare(sql).await?;
-        self.cache().put(Box::from(sql), stmt.clone());
+        self.keep(sql, Prepared::Driver(stmt.clone()));
+        self.close_named().await;
         Ok(stmt)
+    }
+
+    /// Closes the named statements a prepare of the driver's pushed out of the cache (one more
+    /// round trip, only then), so the connection holds no more than the cache's bound on the
+    /// server even when no pipelined read comes by to close them. Kept for later if it fails
+    /// (inside an aborted transaction).
+    async fn close_named(&self) {
+        let names = std::mem::take(
+            &mut *self
+                .closing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if names.is_empty() {
+            return;
+        }
+        // The names are ours (`fqw` and a number), never a client's text.
+        let sql: String = names
+            .iter()
+            .map(|n| format!("DEALLOCATE \"{n}\";"))
+            .collect();
+        if self.client.batch_execute(&sql).await.is_err() {
+            self.closing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(names);
+        }
+    }
+
+    /// Caches `p` for `key`. What is pushed out goes: a driver's statement is closed once
+    /// nobody holds it, a named one with the next pipelined read.
+    fn keep(&self, key: &str, p: Prepared) {
+        let pushed = self.cache().push(Box::from(key), p);
+        if let Some((_, Prepared::Named(name))) = pushed {
+            self.closing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(name);
+        }
+    }
+
+    /// The socket lent for one pipelined read, with the names of the statements `keys` (cache
+    /// keys, one per statement; `true` where it must be parsed first) and the names to close.
+    /// `None` when the connection has no socket of its own, its driver is mid-request, or more
+    /// statements are asked than the cache keeps. A name is kept before its statement is parsed:
+    /// a read that fails leaves the connection to be closed, so no name outlives a failed parse.
+    fn lend(&self, keys: &[&str]) -> Option<WireLease<'_>> {
+        let wire = self.wire.as_ref()?;
+        if keys.len() > self.cache().cap().get() {
+            return None;
+        }
+        let lent = wire.lend()?;
+        let mut names = Vec::with_capacity(keys.len());
+        for k in keys {
+            let known = match self.cache().get(*k) {
+                Some(Prepared::Named(n)) => Some(n.clone()),
+                _ => None,
+            };
+            match known {
+                Some(n) => names.push((n, false)),
+                None => {
+                    let id = self.names.fetch_add(1, Ordering::Relaxed);
+                    let name: Arc<str> = Arc::from(format!("fqw{id}"));
+                    self.keep(k, Prepared::Named(name.clone()));
+                    names.push((name, true));
+                }
+            }
+        }
+        let closing = std::mem::take(
+            &mut *self
+                .closing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Some(WireLease {
+            lent,
+            names,
+            closing,
+        })
     }
 
     /// Statements prepared on this connection now.
@@ -139,12 +242,14 @@ impl Conn {
     /// The cached statements of `sqls` (`None` where not prepared yet), marked recently used.
     pub fn cached(&self, sqls: &[&str]) -> Vec<Option<Statement>> {
         let mut cache = self.cache();
-        sqls.iter().map(|s| cache.get(*s).cloned()).collect()
+        sqls.iter()
+            .map(|s| cache.get(*s).and_then(Prepared::driver).cloned())
+            .collect()
     }
 
     /// Keeps `stmt`, prepared by the caller, for `sql`.
     pub fn remember(&self, sql: &str, stmt: &Statement) {
-        self.cache().put(Box::from(sql), stmt.clone());
+        self.keep(sql, Prepared::Driver(stmt.clone()));
     }
 }
 
@@ -409,6 +514,17 @@ impl Lease {
         }
     }
 
+    /// The connection's socket for one pipelined read of `sqls` (see `Conn::lend`; names
+    /// kept within the lease's scope): `None` when it has none or its driver is mid-request.
+    pub fn lend(&self, sqls: &[&str]) -> Option<WireLease<'_>> {
+        // Apart from the driver's statements of the same text: a leading \u{1} (scopes and SQL
+        // never hold one).
+        let scope = format!("\u{1}{}", self.scope.as_deref().unwrap_or(""));
+        let keys: Vec<String> = sqls.iter().map(|q| scoped(&scope, q)).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.conn().lend(&refs)
+    }
+
     /// A transaction is about to begin: until [`Lease::set_clean`] the connection is not reusable.
     pub fn set_dirty(&self) {
         self.clean.store(false, Ordering::Relaxed);
@@ -648,11 +764,11 @@ impl Pool {
                 }
             },
         };
-        let client = match tokio::time::timeout_at(
+        let (client, wire) = match tokio::time::timeout_at(
             tokio::time::Instant::from_std(deadline.max(Instant::now() + Duration::from_millis(1))),
             // Boxed: connecting is rare and its future is large; every lease's future would
             // carry its size otherwise.
-            Box::pin(target.connect()),
+            Box::pin(target.connect_lendable()),
         )
         .await
         {
@@ -666,6 +782,9 @@ impl Pool {
             open: budget,
             last_used: Instant::now(),
             group: group.unwrap_or(0),
+            wire,
+            closing: Mutex::new(Vec::new()),
+            names: AtomicU64::new(0),
         }))
     }
 

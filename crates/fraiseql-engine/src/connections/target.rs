@@ -14,6 +14,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::wire::Wire;
 use super::DbError;
 
 /// libpq's `sslmode`.
@@ -52,6 +53,8 @@ pub struct Target {
     /// The TLS mode.
     pub tls: TlsMode,
     connector: Option<MakeRustlsConnect>,
+    /// The same TLS settings, for sockets TLS is negotiated on here (`wire.rs`).
+    tls_config: Option<Arc<rustls::ClientConfig>>,
     /// Identifies the connection's settings: connections of equal keys are interchangeable.
     pub key: Arc<str>,
 }
@@ -216,17 +219,21 @@ pub fn parse(name: &str, url: &str) -> Result<Target, DbError> {
         TlsMode::Prefer => SslMode::Prefer,
         _ => SslMode::Require,
     });
-    let connector = match tls {
+    let tls_config = match tls {
         TlsMode::Disable => None,
-        other => Some(MakeRustlsConnect::new(
+        other => Some(Arc::new(
             client_config(other, root.as_deref()).map_err(bad)?,
         )),
     };
+    let connector = tls_config
+        .as_ref()
+        .map(|c| MakeRustlsConnect::new(rustls::ClientConfig::clone(c)));
     let key = Arc::from(format!("{url}\u{0}"));
     Ok(Target {
         config,
         tls,
         connector,
+        tls_config,
         key,
     })
 }
@@ -403,6 +410,21 @@ impl Target {
         f(&mut t.config);
         t.key = Arc::from(format!("{}{extra}", self.key));
         t
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tls_config_for_tests(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls_config.as_ref()
+    }
+
+    /// Opens a connection whose socket reads can borrow ([`super::wire`]); its I/O runs in a
+    /// task of its own. Targets it cannot open that way (several hosts) are connected the
+    /// driver's way, without a [`Wire`].
+    pub async fn connect_lendable(&self) -> Result<(Client, Option<Wire>), tokio_postgres::Error> {
+        match super::wire::open(&self.config, self.tls, self.tls_config.as_ref()).await? {
+            Some((client, wire)) => Ok((client, Some(wire))),
+            None => Ok((self.connect().await?, None)),
+        }
     }
 
     /// Opens a connection; its I/O runs in a task of its own.

@@ -5,6 +5,7 @@
 //! happened and never how ([`crate::error::db_error`]).
 
 pub(crate) mod markers;
+mod one_sync;
 mod pipeline;
 pub(crate) mod read;
 pub(crate) mod transaction;
@@ -32,7 +33,8 @@ pub enum JsonText {
     Text(String),
     /// The first column of a row: text PostgreSQL produced (UTF-8, the connection's encoding).
     Row(tokio_postgres::Row),
-    /// A cached answer.
+    /// Bytes held elsewhere: a cached answer, or a column as PostgreSQL sent it (a read answered
+    /// on the connection's own socket, `one_sync.rs`).
     Shared(bytes::Bytes),
 }
 

@@ -9,6 +9,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 use tracing::Instrument;
 
+use super::one_sync::{self, Step};
 use super::pipeline::{self, Frame};
 use super::{Env, FieldResult};
 use crate::connections::{Lease, TextParam};
@@ -79,6 +80,39 @@ pub(crate) async fn run(
     out
 }
 
+/// The transaction sent on the connection's own socket with one Sync (`one_sync.rs`); `None`
+/// when the socket cannot be lent now.
+async fn run_one_sync(
+    lease: &Lease,
+    session: &SessionContext<'_>,
+    plans: &[(&str, &SqlPlan)],
+    span: &impl Fn(&str) -> tracing::Span,
+) -> Option<Vec<FieldResult>> {
+    let mut steps = Vec::with_capacity(plans.len() + 3);
+    steps.push(Step {
+        sql: begin_sql(false, plans.len()),
+        params: Vec::new(),
+    });
+    steps.push(Step {
+        sql: SET_CONTEXT,
+        params: session.values().to_vec(),
+    });
+    for (_, p) in plans {
+        steps.push(Step {
+            sql: &p.sql,
+            params: p.params.iter().map(|v| Some(v.as_str())).collect(),
+        });
+    }
+    steps.push(Step {
+        sql: "COMMIT",
+        params: Vec::new(),
+    });
+    let fields: Vec<&str> = plans.iter().map(|(f, _)| *f).collect();
+    // The statements run together: each one's span covers the whole round trip.
+    let _spans: Vec<tracing::Span> = plans.iter().map(|(_, p)| span(&p.sql)).collect();
+    one_sync::run(lease, &steps, &fields).await
+}
+
 /// Runs `plans` (all on one database) on `lease`.
 ///
 /// With a context to set (a tenant, an authenticated caller) or several statements, they run in
@@ -105,6 +139,9 @@ pub(crate) async fn run_on(
                     .await,
             ],
         };
+    }
+    if let Some(results) = run_one_sync(lease, session, plans, &span).await {
+        return results;
     }
     let fixed = match lease
         .prepare_all(&[begin_sql(false, plans.len()), SET_CONTEXT, "COMMIT"])

@@ -66,6 +66,11 @@ impl<'a> SessionContext<'a> {
         self.values.iter().all(Option::is_none)
     }
 
+    /// The values of [`SET_CONTEXT`]'s parameters, in order (`None` is NULL).
+    pub(crate) fn values(&self) -> [Option<&'a str>; 7] {
+        self.values
+    }
+
     /// The bind parameters of [`SET_CONTEXT`].
     pub(crate) fn params(&self) -> [Option<TextParam<'a>>; 7] {
         self.values.map(|v| v.map(TextParam))

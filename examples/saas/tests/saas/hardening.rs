@@ -897,3 +897,101 @@ async fn metrics_are_not_public_in_production() {
         200
     );
 }
+
+/// Reads go out on the connection's own socket, their whole transaction ended by one Sync
+/// (crates/fraiseql-engine/src/connections/wire.rs): the statements are named by fraiseql
+/// (`fqw…`), each tenant still reads only its own rows through one shared connection, and an
+/// error answer fails the field as the driver's path would, then costs only that connection.
+async fn reads_go_out_with_one_sync(strategy: &str) {
+    let t = world_with(strategy, "").await;
+    let a = t.create_tenant("tenant_a").await.expect("a");
+    let b = t.create_tenant("tenant_b").await.expect("b");
+    insert_org(&t, &a, "Org A").await;
+    insert_org(&t, &b, "Org B").await;
+    let resolvers = Resolvers::new().query("tenantConfig", |ctx, _| async move {
+        let rows = ctx
+            .db()
+            .query(
+                "SELECT statement FROM pg_prepared_statements WHERE name LIKE 'fqw%'",
+                &[],
+            )
+            .await?;
+        let texts: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(Value::from(texts))
+    });
+    let mut config = t.config.clone();
+    // One connection, so both tenants' reads and the resolver meet on it.
+    for db in config.databases.values_mut() {
+        db.pool_max = 1;
+    }
+    config.multi_tenancy.connection_budget = 1;
+    let mut client = TestClient::with_resolvers(config, resolvers)
+        .await
+        .expect("client");
+    for round in 0..3 {
+        for (key, name) in [("tenant_a", "Org A"), ("tenant_b", "Org B")] {
+            client.set_tenant(key);
+            let v = client
+                .execute("{ organizations { name } }")
+                .await
+                .expect("send");
+            assert_eq!(
+                v["data"]["organizations"],
+                json!([{ "name": name }]),
+                "round {round}, {key}: {v}"
+            );
+        }
+    }
+    // A read, then the resolver on the same connection (database_per_tenant: tenant_a's).
+    client.set_tenant("tenant_a");
+    let v = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("send");
+    assert!(v.get("errors").is_none(), "{v}");
+    let v = client.execute("{ tenantConfig }").await.expect("send");
+    let texts = v["data"]["tenantConfig"].as_array().expect("texts").clone();
+    let has = |s: &str| {
+        texts
+            .iter()
+            .any(|t| t.as_str().is_some_and(|t| t.contains(s)))
+    };
+    assert!(
+        has("BEGIN READ ONLY")
+            && has("set_config('role'")
+            && has("v_organization")
+            && has("COMMIT"),
+        "the read's statements are not named by fraiseql: {texts:?}"
+    );
+    // An error answer: the tenant's role loses the view.
+    let admin = t.admin_client(&a).await.expect("admin");
+    let revoke = format!(
+        "REVOKE SELECT ON \"{}\".v_organization FROM \"{}\"",
+        a.schema, a.role
+    );
+    admin.batch_execute(&revoke).await.expect("revoke");
+    let v = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("send");
+    assert_eq!(v["errors"][0]["extensions"]["code"], "FORBIDDEN", "{v}");
+    assert!(
+        v["data"].is_null() || v["data"]["organizations"].is_null(),
+        "{v}"
+    );
+    admin
+        .batch_execute(&revoke.replace("REVOKE", "GRANT").replace(" FROM ", " TO "))
+        .await
+        .expect("grant");
+    let v = client
+        .execute("{ organizations { name } }")
+        .await
+        .expect("send");
+    assert_eq!(
+        v["data"]["organizations"],
+        json!([{ "name": "Org A" }]),
+        "{v}"
+    );
+}
+
+each_strategy!(reads_go_out_with_one_sync);
