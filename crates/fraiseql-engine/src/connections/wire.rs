@@ -396,10 +396,19 @@ pub struct WireLease<'a> {
     pub closing: Vec<Arc<str>>,
 }
 
-/// Where [`open`] connects: one host (TCP or a Unix socket directory) and its port.
+/// Where [`open`] connects: one host (TCP or a Unix socket directory) and its port. `None` for
+/// what only the driver's own connect does: several hosts or addresses, a session that must be
+/// read-write (checked after connecting), channel binding required (the driver binds to a TLS
+/// channel it made itself, and here it does not see ours).
 fn place(config: &tokio_postgres::Config) -> Option<(Host, u16)> {
+    use tokio_postgres::config::{ChannelBinding, TargetSessionAttrs};
     let hosts = config.get_hosts();
-    if hosts.len() != 1 || !config.get_hostaddrs().is_empty() || config.get_ports().len() > 1 {
+    if hosts.len() != 1
+        || !config.get_hostaddrs().is_empty()
+        || config.get_ports().len() > 1
+        || config.get_target_session_attrs() != TargetSessionAttrs::Any
+        || config.get_channel_binding() == ChannelBinding::Require
+    {
         return None;
     }
     let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -542,6 +551,28 @@ mod tests {
 
     async fn one(client: &Client, sql: &str) -> i32 {
         client.query_one(sql, &[]).await.expect("query").get(0)
+    }
+
+    #[test]
+    fn what_only_the_driver_connects_to_is_left_to_it() {
+        let place_of = |url: &str| {
+            let t = super::super::target::parse("test", url).expect("url");
+            place(&t.config).map(|(h, p)| (format!("{h:?}"), p))
+        };
+        assert_eq!(
+            place_of("postgres://u@db.example:6543/x"),
+            Some(("Tcp(\"db.example\")".to_owned(), 6543))
+        );
+        assert!(place_of("postgres://u@/x?host=/run/postgresql").is_some());
+        for url in [
+            "postgres://u@a,b/x",
+            "postgres://u@a:1,a:2/x",
+            "postgres://u@a/x?target_session_attrs=read-write",
+            "postgres://u@a/x?channel_binding=require",
+            "host=a hostaddr=127.0.0.1 user=u dbname=x",
+        ] {
+            assert_eq!(place_of(url), None, "{url}");
+        }
     }
 
     #[tokio::test]
