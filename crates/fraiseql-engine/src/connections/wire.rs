@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -209,22 +208,38 @@ fn abandoned() -> io::Error {
 /// The socket as tokio-postgres sees it: waits while the socket is lent.
 pub(crate) struct DriverIo(Shared);
 
+impl DriverIo {
+    /// The state, when the driver may use the socket now; else what to answer it (an error
+    /// once broken, `Pending` while lent). The driver's waker is kept either way (`waker`
+    /// picks the direction's slot): a lend's reads and writes take over the socket's wake-ups,
+    /// so the driver is woken when the lend ends, to wait on the socket again.
+    fn turn(
+        &self,
+        cx: &Context<'_>,
+        waker: fn(&mut State) -> &mut Option<Waker>,
+    ) -> Result<MutexGuard<'_, State>, Poll<io::Error>> {
+        let mut st = lock(&self.0);
+        if st.broken {
+            return Err(Poll::Ready(abandoned()));
+        }
+        remember(waker(&mut st), cx);
+        if st.lent {
+            return Err(Poll::Pending);
+        }
+        Ok(st)
+    }
+}
+
 impl AsyncRead for DriverIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let mut st = lock(&self.0);
-        if st.broken {
-            return Poll::Ready(Err(abandoned()));
-        }
-        // Kept whether lent or not: a lend's reads take over the socket's wake-up, so the
-        // driver is woken when the lend ends, to wait on the socket again.
-        remember(&mut st.read_waker, cx);
-        if st.lent {
-            return Poll::Pending;
-        }
+        let mut st = match self.turn(cx, |s| &mut s.read_waker) {
+            Ok(st) => st,
+            Err(p) => return p.map(Err),
+        };
         let State {
             io,
             pushback,
@@ -259,14 +274,10 @@ impl AsyncWrite for DriverIo {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut st = lock(&self.0);
-        if st.broken {
-            return Poll::Ready(Err(abandoned()));
-        }
-        remember(&mut st.write_waker, cx);
-        if st.lent {
-            return Poll::Pending;
-        }
+        let mut st = match self.turn(cx, |s| &mut s.write_waker) {
+            Ok(st) => st,
+            Err(p) => return p.map(Err),
+        };
         let State {
             io,
             out,
@@ -291,27 +302,19 @@ impl AsyncWrite for DriverIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut st = lock(&self.0);
-        if st.broken {
-            return Poll::Ready(Err(abandoned()));
+        match self.turn(cx, |s| &mut s.write_waker) {
+            Ok(mut st) => Pin::new(&mut st.io).poll_flush(cx),
+            Err(p) => p.map(Err),
         }
-        remember(&mut st.write_waker, cx);
-        if st.lent {
-            return Poll::Pending;
-        }
-        Pin::new(&mut st.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut st = lock(&self.0);
-        if st.broken {
-            return Poll::Ready(Ok(()));
+        match self.turn(cx, |s| &mut s.write_waker) {
+            Ok(mut st) => Pin::new(&mut st.io).poll_shutdown(cx),
+            // Broken: nothing to shut down politely.
+            Err(Poll::Ready(_)) => Poll::Ready(Ok(())),
+            Err(Poll::Pending) => Poll::Pending,
         }
-        remember(&mut st.write_waker, cx);
-        if st.lent {
-            return Poll::Pending;
-        }
-        Pin::new(&mut st.io).poll_shutdown(cx)
     }
 }
 
@@ -481,7 +484,7 @@ async fn socket(
             let mut s = TcpStream::connect((name.as_str(), port)).await.ok()?;
             s.set_nodelay(true).ok()?;
             if config.get_keepalives() {
-                let ka = socket2::TcpKeepalive::new().with_time(keepalive_idle(config));
+                let ka = socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
                 socket2::SockRef::from(&s).set_tcp_keepalive(&ka).ok()?;
             }
             if tls == TlsMode::Disable {
@@ -504,12 +507,10 @@ async fn socket(
     }
 }
 
-fn keepalive_idle(config: &tokio_postgres::Config) -> Duration {
-    config.get_keepalives_idle()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// The local server (`$FRAISEQL_TEST_PG`, else the local superuser), in `mode`.

@@ -16,12 +16,22 @@ pub fn db_error(e: &tokio_postgres::Error, field: &str) -> GraphqlError {
     }
     if e.is_closed() {
         tracing::error!(field, error = %e, "database connection lost");
-        return GraphqlError::new(
-            ErrorCode::DatabaseUnavailable,
-            "the database connection was lost; try again shortly",
-        );
+        return connection_lost();
     }
     tracing::error!(field, error = %e, "statement failed");
+    statement_failed()
+}
+
+/// The connection went away under a statement (the cause is logged by the caller).
+pub(crate) fn connection_lost() -> GraphqlError {
+    GraphqlError::new(
+        ErrorCode::DatabaseUnavailable,
+        "the database connection was lost; try again shortly",
+    )
+}
+
+/// A statement failed for a reason the client cannot act on (logged by the caller).
+pub(crate) fn statement_failed() -> GraphqlError {
     GraphqlError::new(
         ErrorCode::InternalServerError,
         "internal error while reading the database (see server log)",

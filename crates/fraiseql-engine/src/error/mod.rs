@@ -5,7 +5,7 @@ mod database;
 use serde::Serialize;
 
 pub use database::db_error;
-pub(crate) use database::sqlstate_error;
+pub(crate) use database::{connection_lost, sqlstate_error, statement_failed};
 
 /// `extensions.code` values. Stable: clients match on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

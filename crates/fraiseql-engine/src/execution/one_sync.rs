@@ -15,7 +15,7 @@ use postgres_protocol::IsNull;
 use super::{FieldResult, JsonText};
 use crate::connections::wire::WireLease;
 use crate::connections::Lease;
-use crate::error::{ErrorCode, GraphqlError};
+use crate::error::{connection_lost, sqlstate_error, statement_failed, GraphqlError};
 
 /// One statement of the transaction: its text and its parameters (text format, `None` is
 /// NULL).
@@ -55,11 +55,7 @@ pub(crate) async fn run(
         // Nothing was sent, but the names were kept: the connection is left to be closed.
         lent.finish(BytesMut::new());
         tracing::error!(error = %e, "statement not encodable");
-        let e = GraphqlError::new(
-            ErrorCode::InternalServerError,
-            "internal error while reading the database (see server log)",
-        );
-        return Some(fields.iter().map(|_| Err(e.clone())).collect());
+        return Some(every(fields, |_| statement_failed()));
     }
     let answers = async {
         lent.write_all(&out).await?;
@@ -76,11 +72,7 @@ pub(crate) async fn run(
             // `lent` dropped unfinished: the connection is broken and will be closed.
             tracing::error!(error = %e, "database connection lost");
             drop(lent);
-            let lost = GraphqlError::new(
-                ErrorCode::DatabaseUnavailable,
-                "the database connection was lost; try again shortly",
-            );
-            return Some(fields.iter().map(|_| Err(lost.clone())).collect());
+            return Some(every(fields, |_| connection_lost()));
         }
     };
     let last = answers.len() - 1;
@@ -89,16 +81,11 @@ pub(crate) async fn run(
     for i in [0, 1, last] {
         match &answers[i] {
             Answer::Failed(code, message) => {
-                return Some(
-                    fields
-                        .iter()
-                        .map(|f| Err(error(code, message, f)))
-                        .collect(),
-                );
+                return Some(every(fields, |f| error(code, message, f)));
             }
             // COMMIT is skipped after a field's error: the field says what failed.
             Answer::Skipped if i != last => {
-                return Some(fields.iter().map(|f| Err(error("25P02", "", f))).collect());
+                return Some(every(fields, |f| error("25P02", "", f)));
             }
             _ => {}
         }
@@ -120,13 +107,15 @@ pub(crate) async fn run(
     Some(results)
 }
 
+/// Every field failed, each with `e` of its name.
+fn every(fields: &[&str], e: impl Fn(&str) -> GraphqlError) -> Vec<FieldResult> {
+    fields.iter().map(|f| Err(e(f))).collect()
+}
+
 fn error(code: &str, message: &str, field: &str) -> GraphqlError {
-    crate::error::sqlstate_error(code, message, field).unwrap_or_else(|| {
+    sqlstate_error(code, message, field).unwrap_or_else(|| {
         tracing::error!(field, code, message, "statement failed");
-        GraphqlError::new(
-            ErrorCode::InternalServerError,
-            "internal error while reading the database (see server log)",
-        )
+        statement_failed()
     })
 }
 

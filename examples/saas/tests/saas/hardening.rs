@@ -928,13 +928,16 @@ async fn reads_go_out_with_one_sync(strategy: &str) {
     let mut client = TestClient::with_resolvers(config, resolvers)
         .await
         .expect("client");
+    async fn read(client: &TestClient) -> Value {
+        client
+            .execute("{ organizations { name } }")
+            .await
+            .expect("send")
+    }
     for round in 0..3 {
         for (key, name) in [("tenant_a", "Org A"), ("tenant_b", "Org B")] {
             client.set_tenant(key);
-            let v = client
-                .execute("{ organizations { name } }")
-                .await
-                .expect("send");
+            let v = read(&client).await;
             assert_eq!(
                 v["data"]["organizations"],
                 json!([{ "name": name }]),
@@ -944,10 +947,7 @@ async fn reads_go_out_with_one_sync(strategy: &str) {
     }
     // A read, then the resolver on the same connection (database_per_tenant: tenant_a's).
     client.set_tenant("tenant_a");
-    let v = client
-        .execute("{ organizations { name } }")
-        .await
-        .expect("send");
+    let v = read(&client).await;
     assert!(v.get("errors").is_none(), "{v}");
     let v = client.execute("{ tenantConfig }").await.expect("send");
     let texts = v["data"]["tenantConfig"].as_array().expect("texts").clone();
@@ -970,10 +970,7 @@ async fn reads_go_out_with_one_sync(strategy: &str) {
         a.schema, a.role
     );
     admin.batch_execute(&revoke).await.expect("revoke");
-    let v = client
-        .execute("{ organizations { name } }")
-        .await
-        .expect("send");
+    let v = read(&client).await;
     assert_eq!(v["errors"][0]["extensions"]["code"], "FORBIDDEN", "{v}");
     assert!(
         v["data"].is_null() || v["data"]["organizations"].is_null(),
@@ -983,10 +980,7 @@ async fn reads_go_out_with_one_sync(strategy: &str) {
         .batch_execute(&revoke.replace("REVOKE", "GRANT").replace(" FROM ", " TO "))
         .await
         .expect("grant");
-    let v = client
-        .execute("{ organizations { name } }")
-        .await
-        .expect("send");
+    let v = read(&client).await;
     assert_eq!(
         v["data"]["organizations"],
         json!([{ "name": "Org A" }]),
